@@ -1,0 +1,94 @@
+// Quick fixes for gradwatch diagnostics: the payload's own fix, "Ignore GWxxx for this
+// cell" and "Show documentation for GWxxx". The provider gets copies of our diagnostics
+// back from VS Code, so it finds the mapped entry by code, range and message.
+import * as vscode from 'vscode';
+import { MappedEdit } from '../core/mapping';
+import { safeHttpUrl } from '../core/payload';
+import { SOURCE, targetUri, toRange } from './convert';
+import { DiagnosticsManager, Entry } from './manager';
+
+export const OPEN_DOCS_COMMAND = 'gradwatch.openDocumentation';
+
+function codeOf(d: vscode.Diagnostic): string | undefined {
+  const code = d.code;
+  if (typeof code === 'object' && code !== null) return String(code.value);
+  return code === undefined ? undefined : String(code);
+}
+
+function workspaceEdit(notebook: vscode.NotebookDocument, edits: MappedEdit[]): vscode.WorkspaceEdit | undefined {
+  const edit = new vscode.WorkspaceEdit();
+  for (const e of edits) {
+    const uri = targetUri(notebook, e.location);
+    if (!uri) return undefined;
+    edit.replace(uri, toRange(e.location.range), e.newText);
+  }
+  return edit;
+}
+
+export class GradwatchCodeActions implements vscode.CodeActionProvider {
+  static readonly metadata: vscode.CodeActionProviderMetadata = {
+    providedCodeActionKinds: [vscode.CodeActionKind.QuickFix],
+  };
+
+  constructor(private readonly manager: DiagnosticsManager) {}
+
+  provideCodeActions(
+    document: vscode.TextDocument,
+    _range: vscode.Range | vscode.Selection,
+    context: vscode.CodeActionContext,
+  ): vscode.CodeAction[] {
+    const entries = this.manager.entriesAt(document.uri);
+    const actions: vscode.CodeAction[] = [];
+    const ignoredOffered = new Set<string>();
+    for (const diagnostic of context.diagnostics) {
+      if (diagnostic.source !== SOURCE) continue;
+      const entry = entries.find(
+        (e) => e.mapped.code === codeOf(diagnostic) && e.diagnostic.range.isEqual(diagnostic.range) && e.mapped.message === diagnostic.message,
+      );
+      if (entry) actions.push(...this.actionsFor(entry, diagnostic, ignoredOffered));
+    }
+    return actions;
+  }
+
+  private actionsFor(entry: Entry, diagnostic: vscode.Diagnostic, ignoredOffered: Set<string>): vscode.CodeAction[] {
+    const { mapped, notebook } = entry;
+    const actions: vscode.CodeAction[] = [];
+    if (mapped.fix && mapped.fix.edits.length) {
+      const edit = workspaceEdit(notebook, mapped.fix.edits);
+      if (edit) {
+        const title = mapped.fix.applicability === 'unsafe' ? `${mapped.fix.title} (unsafe)` : mapped.fix.title;
+        const action = new vscode.CodeAction(title, vscode.CodeActionKind.QuickFix);
+        action.diagnostics = [diagnostic];
+        action.isPreferred = mapped.fix.preferred;
+        action.edit = edit;
+        actions.push(action);
+      }
+    }
+    // One "ignore" per code and origin cell, however many diagnostics share it.
+    const ignoreKey = `${mapped.originCellIndex}:${mapped.code}`;
+    if (mapped.ignoreEdit && !ignoredOffered.has(ignoreKey)) {
+      const edit = workspaceEdit(notebook, [mapped.ignoreEdit]);
+      if (edit) {
+        ignoredOffered.add(ignoreKey);
+        const action = new vscode.CodeAction(`Ignore ${mapped.code} for this cell`, vscode.CodeActionKind.QuickFix);
+        action.diagnostics = [diagnostic];
+        action.edit = edit;
+        actions.push(action);
+      }
+    }
+    if (mapped.url) {
+      const action = new vscode.CodeAction(`Show documentation for ${mapped.code}`, vscode.CodeActionKind.QuickFix);
+      action.diagnostics = [diagnostic];
+      action.command = { title: action.title, command: OPEN_DOCS_COMMAND, arguments: [mapped.url] };
+      actions.push(action);
+    }
+    return actions;
+  }
+}
+
+/** Opens a documentation page in the browser: http(s) only, checked again here. */
+export async function openDocumentation(url: unknown): Promise<boolean> {
+  const safe = safeHttpUrl(url);
+  if (!safe) return false;
+  return vscode.env.openExternal(vscode.Uri.parse(safe, true));
+}

@@ -1,0 +1,61 @@
+// The renderer's "reveal" links post {type: "reveal", location} here; the location is
+// payload data again, so it is validated before we resolve it to a cell and range.
+import * as vscode from 'vscode';
+import { CellModel, mapNotebook } from '../core/mapping';
+import { splitLines } from '../core/positions';
+import { Payload, validateLocation } from '../core/payload';
+import { toRange, targetUri } from './convert';
+import { log } from './log';
+
+export const RENDERER_ID = 'gradwatch.diagnostics-renderer';
+
+export async function reveal(notebook: vscode.NotebookDocument, rawLocation: unknown, originExecutionCount: unknown): Promise<boolean> {
+  let location;
+  try {
+    location = validateLocation(rawLocation);
+  } catch (e) {
+    log().warn(`reveal request ignored: ${(e as Error).message}`);
+    return false;
+  }
+  // Reuse the mapper with a one-diagnostic payload so reveal and squiggles agree on ranges.
+  const count = typeof originExecutionCount === 'number' && Number.isInteger(originExecutionCount) ? originExecutionCount : null;
+  const payload: Payload = {
+    toolVersion: '',
+    executionCount: count,
+    diagnostics: [{ code: 'GW000', name: 'reveal', severity: 'error', message: '', location, related: [], fix: null, url: null }],
+  };
+  const cells: CellModel[] = notebook.getCells().map((c) => ({
+    index: c.index,
+    executionOrder: c.executionSummary?.executionOrder,
+    lines: splitLines(c.document.getText()),
+    payloads: [],
+  }));
+  const origin = cells.find((c) => c.executionOrder === count) ?? cells.find((c) => c.lines[0]?.startsWith('%%gradwatch'));
+  if (!origin) return false;
+  origin.payloads = [payload];
+  const [mapped] = mapNotebook(cells, { minimumSeverity: 'info' });
+  const uri = mapped && targetUri(notebook, mapped.location);
+  if (!uri) {
+    vscode.window.setStatusBarMessage('gradwatch: that code has changed since it was diagnosed', 4000);
+    return false;
+  }
+  const range = toRange(mapped.location.range);
+  if (mapped.location.target.kind === 'cell') {
+    const editor = vscode.window.visibleNotebookEditors.find((e) => e.notebook === notebook);
+    editor?.revealRange(new vscode.NotebookRange(mapped.location.target.cellIndex, mapped.location.target.cellIndex + 1), vscode.NotebookEditorRevealType.InCenterIfOutsideViewport);
+    const cellDocument = notebook.cellAt(mapped.location.target.cellIndex).document;
+    await vscode.window.showTextDocument(cellDocument, { selection: range, viewColumn: editor?.viewColumn });
+  } else {
+    await vscode.window.showTextDocument(uri, { selection: range });
+  }
+  return true;
+}
+
+export function registerRendererMessaging(): vscode.Disposable {
+  const messaging = vscode.notebooks.createRendererMessaging(RENDERER_ID);
+  return messaging.onDidReceiveMessage(({ editor, message }) => {
+    if (typeof message !== 'object' || message === null || (message as { type?: unknown }).type !== 'reveal') return;
+    const m = message as { location?: unknown; executionCount?: unknown };
+    void reveal(editor.notebook, m.location, m.executionCount);
+  });
+}

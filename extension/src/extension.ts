@@ -1,0 +1,46 @@
+// Wires the pieces to VS Code's notebook life cycle. Everything here is plumbing:
+// which events refresh which notebook, and what to register.
+import * as vscode from 'vscode';
+import { GradwatchCodeActions, OPEN_DOCS_COMMAND, openDocumentation } from './editor/codeActions';
+import { log } from './editor/log';
+import { DiagnosticsManager, readSettings } from './editor/manager';
+import { registerRendererMessaging, reveal } from './editor/reveal';
+import { createStatusBar } from './editor/statusBar';
+
+export interface GradwatchApi {
+  /** For tests: the manager's published entries of a notebook. */
+  manager: DiagnosticsManager;
+}
+
+export function activate(context: vscode.ExtensionContext): GradwatchApi {
+  const manager = new DiagnosticsManager(readSettings());
+  const ws = vscode.workspace;
+  context.subscriptions.push(
+    manager,
+    log(),
+    // Outputs, execution summaries and cell text all arrive through this one event.
+    ws.onDidChangeNotebookDocument((e) => manager.refresh(e.notebook)),
+    ws.onDidOpenNotebookDocument((nb) => manager.refresh(nb)),
+    ws.onDidCloseNotebookDocument((nb) => manager.forget(nb)),
+    ws.onDidChangeTextDocument((e) => e.document.uri.scheme === 'file' && manager.refreshFileUsers()),
+    ws.onDidOpenTextDocument((d) => d.uri.scheme === 'file' && manager.refreshFileUsers()),
+    ws.onDidChangeConfiguration((e) => e.affectsConfiguration('gradwatch') && manager.setSettings(readSettings())),
+    vscode.languages.registerCodeActionsProvider(
+      [{ scheme: 'vscode-notebook-cell' }, { scheme: 'file' }],
+      new GradwatchCodeActions(manager),
+      GradwatchCodeActions.metadata,
+    ),
+    vscode.commands.registerCommand(OPEN_DOCS_COMMAND, openDocumentation),
+    vscode.commands.registerCommand('gradwatch.reveal', (notebookUri: unknown, location: unknown, count: unknown) => {
+      const nb = vscode.workspace.notebookDocuments.find((n) => n.uri.toString() === String(notebookUri));
+      return nb ? reveal(nb, location, count) : false;
+    }),
+    registerRendererMessaging(),
+    createStatusBar(manager),
+  );
+  for (const nb of ws.notebookDocuments) manager.refresh(nb);
+  log().info('gradwatch activated');
+  return { manager };
+}
+
+export function deactivate(): void {}

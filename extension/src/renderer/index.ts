@@ -1,0 +1,102 @@
+// Notebook renderer for application/vnd.gradwatch.diagnostics+json: a compact table of
+// severity, code, message and location. Payload text only ever reaches the DOM through
+// textContent (never innerHTML), and only http(s) documentation links become hrefs.
+import type { ActivationFunction, OutputItem, RendererContext } from 'vscode-notebook-renderer';
+import { Location, Payload, PayloadDiagnostic, validatePayload } from '../core/payload';
+
+const STYLE = `
+.gradwatch { font-family: var(--vscode-font-family); font-size: var(--vscode-font-size); color: var(--vscode-foreground); }
+.gradwatch table { border-collapse: collapse; width: 100%; }
+.gradwatch th { text-align: left; font-weight: 600; border-bottom: 1px solid var(--vscode-panel-border, var(--vscode-widget-border)); }
+.gradwatch th, .gradwatch td { padding: 2px 8px; vertical-align: top; }
+.gradwatch tr + tr td { border-top: 1px solid var(--vscode-editorWidget-border, transparent); }
+.gradwatch .sev-error { color: var(--vscode-editorError-foreground); }
+.gradwatch .sev-warning { color: var(--vscode-editorWarning-foreground); }
+.gradwatch .sev-info { color: var(--vscode-editorInfo-foreground); }
+.gradwatch a { color: var(--vscode-textLink-foreground); cursor: pointer; }
+.gradwatch .fix, .gradwatch .summary { color: var(--vscode-descriptionForeground); }
+`;
+
+function el<K extends keyof HTMLElementTagNameMap>(tag: K, text?: string, className?: string): HTMLElementTagNameMap[K] {
+  const node = document.createElement(tag);
+  if (text !== undefined) node.textContent = text;
+  if (className) node.className = className;
+  return node;
+}
+
+function where(loc: Location): string {
+  const place = loc.path !== null && loc.cell === null ? loc.path : loc.cell !== null ? `cell [${loc.cell}]` : 'this cell';
+  return `${place}, line ${loc.line}:${loc.column}`;
+}
+
+function row(d: PayloadDiagnostic, payload: Payload, ctx: RendererContext<unknown>): HTMLTableRowElement {
+  const tr = el('tr');
+  tr.append(el('td', d.severity, `sev-${d.severity}`));
+  const code = el('td');
+  if (d.url) {
+    const link = el('a', d.code);
+    link.href = d.url; // validated http(s)
+    link.title = d.name;
+    code.append(link);
+  } else {
+    code.textContent = d.code;
+  }
+  tr.append(code);
+  const message = el('td', d.message);
+  if (d.fix) message.append(el('div', `Fix (${d.fix.applicability}): ${d.fix.title}`, 'fix'));
+  tr.append(message);
+  const loc = el('td');
+  if (d.location) {
+    const location = d.location;
+    if (ctx.postMessage) {
+      const link = el('a', where(location), 'reveal');
+      link.addEventListener('click', (event) => {
+        event.preventDefault();
+        ctx.postMessage!({ type: 'reveal', location: toWire(location), executionCount: payload.executionCount });
+      });
+      loc.append(link);
+    } else {
+      loc.textContent = where(location);
+    }
+  }
+  tr.append(loc);
+  return tr;
+}
+
+/** Back to the payload's snake_case shape; the extension validates it again. */
+function toWire(loc: Location) {
+  return { cell: loc.cell, path: loc.path, line: loc.line, column: loc.column, end_line: loc.endLine, end_column: loc.endColumn, source: loc.source };
+}
+
+function render(raw: unknown, ctx: RendererContext<unknown>): HTMLElement {
+  const root = el('div', undefined, 'gradwatch');
+  root.append(el('style', STYLE));
+  const result = validatePayload(raw);
+  if (!result.ok) {
+    root.append(el('div', `gradwatch: output not shown (${result.error})`, 'summary'));
+    return root;
+  }
+  const { payload } = result;
+  const n = payload.diagnostics.length;
+  root.append(el('div', n ? `gradwatch found ${n} problem${n === 1 ? '' : 's'}` : 'gradwatch: no gradient-flow problems found', 'summary'));
+  if (!n) return root;
+  const table = el('table');
+  const head = el('tr');
+  for (const title of ['Severity', 'Code', 'Message', 'Location']) head.append(el('th', title));
+  table.append(head);
+  for (const d of payload.diagnostics) table.append(row(d, payload, ctx));
+  root.append(table);
+  return root;
+}
+
+export const activate: ActivationFunction = (ctx) => ({
+  renderOutputItem(item: OutputItem, element: HTMLElement) {
+    let raw: unknown;
+    try {
+      raw = item.json();
+    } catch {
+      raw = undefined;
+    }
+    element.replaceChildren(render(raw, ctx));
+  },
+});

@@ -1,0 +1,187 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { CellModel, MappedDiagnostic, mapNotebook } from '../../src/core/mapping';
+import { cell, diag, loc, payload, seedCellText } from './fixtures';
+
+const P1_W = '    w = torch.randn(1, 1)'.trim();
+
+/** The seed notebook as the kernel side diagnoses it: %load_ext at [1], programs at [2]..[4]. */
+function seedNotebook(extra: { p1First?: string; p1Raws?: unknown[] } = {}): CellModel[] {
+  const p1 = seedCellText('program1_no_requires_grad.py');
+  const p1Text = extra.p1First ? p1.replace(/^%%gradwatch/, extra.p1First) : p1;
+  const gw001 = (line: number, name: string) =>
+    diag({
+      message: `${name} never receives a gradient: it was created without requires_grad=True.`,
+      location: loc(2, line, 5, 22, `${name} = torch.randn(1, 1)`),
+      fix: {
+        title: `Create ${name} with requires_grad=True`,
+        applicability: 'safe',
+        edits: [{ location: loc(2, line, 21, 21, `${name} = torch.randn(1, 1)`), new_text: ', requires_grad=True' }],
+      },
+    });
+  const gw002 = diag({
+    code: 'GW002',
+    name: 'graph-cut',
+    severity: 'warning',
+    message: 'y_pred.detach() cuts the graph between the parameters and the loss.',
+    location: loc(4, 29, 23, 38, '    detached_y_pred = y_pred.detach()'),
+    related: [{ location: loc(4, 26, 5, 36, '    y_pred = torch.matmul(X, w) + b'), message: 'y_pred is computed here' }],
+    url: 'https://gradwatch.example/rules/GW002',
+  });
+  return [
+    cell(0, 1, '%load_ext gradwatch'),
+    cell(1, 2, p1Text, extra.p1Raws ?? [payload(2, [gw001(9, 'w'), gw001(10, 'b')])]),
+    cell(2, 3, seedCellText('program2_correct.py'), [payload(3, [])]),
+    cell(3, 4, seedCellText('program3_detach.py'), [payload(4, [gw002])]),
+  ];
+}
+
+function summary(ds: MappedDiagnostic[]) {
+  return ds.map((d) => {
+    const { start, end } = d.location.range;
+    const t = d.location.target;
+    return `${d.code} ${t.kind === 'cell' ? `cell${t.cellIndex}` : t.path} ${start.line}:${start.character}-${end.line}:${end.character}`;
+  });
+}
+
+test('seed notebook: exact cells, 0-based lines and UTF-16 columns', () => {
+  const ds = mapNotebook(seedNotebook(), { minimumSeverity: 'info' });
+  assert.deepEqual(summary(ds), ['GW001 cell1 8:4-8:21', 'GW001 cell1 9:4-9:21', 'GW002 cell3 28:22-28:37']);
+  assert.equal(P1_W.slice(4, 21), 'torch.randn(1, 1)');
+  const [w, , gw002] = ds;
+  assert.equal(w.severity, 'error');
+  assert.equal(w.url, 'https://gradwatch.example/rules/GW001');
+  assert.deepEqual(w.fix, {
+    title: 'Create w with requires_grad=True',
+    applicability: 'safe',
+    preferred: true,
+    edits: [{ location: { target: { kind: 'cell', cellIndex: 1 }, range: { start: { line: 8, character: 20 }, end: { line: 8, character: 20 } } }, newText: ', requires_grad=True' }],
+  });
+  assert.deepEqual(w.ignoreEdit, {
+    location: { target: { kind: 'cell', cellIndex: 1 }, range: { start: { line: 0, character: 0 }, end: { line: 0, character: 11 } } },
+    newText: '%%gradwatch --ignore GW001',
+  });
+  assert.deepEqual(gw002.related, [
+    { location: { target: { kind: 'cell', cellIndex: 3 }, range: { start: { line: 25, character: 4 }, end: { line: 25, character: 35 } } }, message: 'y_pred is computed here' },
+  ]);
+  assert.equal(gw002.fix, null);
+  assert.equal(gw002.originCellIndex, 3);
+});
+
+test('non-ASCII line: ŵ and 重み keep columns, an emoji before the range shifts them', () => {
+  const line = '\u0175 = torch.randn(1, 1)  # 重み';
+  const emoji = 'x = "🔥"; y = w.detach()';
+  const cells = [
+    cell(0, 7, `%%gradwatch\n${line}\n${emoji}`, [
+      payload(7, [
+        diag({ location: loc(7, 2, 5, 22, line) }),
+        diag({ code: 'GW002', name: 'graph-cut', location: loc(7, 3, 14, 24, emoji) }),
+        diag({ code: 'GW003', name: 'emoji', location: loc(7, 3, 6, 7, emoji) }),
+      ]),
+    ]),
+  ];
+  const ds = mapNotebook(cells, { minimumSeverity: 'info' });
+  assert.deepEqual(summary(ds), ['GW001 cell0 1:4-1:21', 'GW002 cell0 2:14-2:24', 'GW003 cell0 2:5-2:7']);
+  assert.equal(line.slice(4, 21), 'torch.randn(1, 1)');
+  assert.equal(emoji.slice(14, 24), 'w.detach()');
+  assert.equal(emoji.slice(5, 7), '🔥');
+});
+
+test('stale text hides the diagnostic and its fix; untouched lines keep theirs', () => {
+  const cells = seedNotebook();
+  cells[1].lines[8] = 'w = torch.randn(2, 2)';
+  const ds = mapNotebook(cells, { minimumSeverity: 'info' });
+  assert.deepEqual(summary(ds), ['GW001 cell1 9:4-9:21', 'GW002 cell3 28:22-28:37']);
+});
+
+test('a fix whose edit went stale is dropped but the diagnostic stays', () => {
+  const text = '%%gradwatch\nw = torch.randn(1, 1)\nv = 1';
+  const cells = [
+    cell(0, 3, text, [
+      payload(3, [diag({ location: loc(3, 2, 5, 22, 'w = torch.randn(1, 1)'), fix: { title: 't', applicability: 'safe', edits: [{ location: loc(3, 3, 1, 2, 'v = 2'), new_text: 'u' }] } })]),
+    ]),
+  ];
+  const [d] = mapNotebook(cells, { minimumSeverity: 'info' });
+  assert.equal(d.fix, null);
+});
+
+test('locations in earlier cells land in the cell with that execution count', () => {
+  const cells = [
+    cell(0, 2, 'w = torch.randn(1, 1)'),
+    cell(1, 1, 'import torch'),
+    cell(2, 5, '%%gradwatch\nloss.backward()', [payload(5, [diag({ location: loc(2, 1, 5, 22, 'w = torch.randn(1, 1)') })])]),
+  ];
+  const ds = mapNotebook(cells, { minimumSeverity: 'info' });
+  assert.deepEqual(summary(ds), ['GW001 cell0 0:4-0:21']);
+  assert.equal(ds[0].originCellIndex, 2);
+  assert.equal(ds[0].ignoreEdit?.location.target.kind, 'cell');
+  assert.deepEqual(ds[0].ignoreEdit?.location.target, { kind: 'cell', cellIndex: 2 });
+});
+
+test('repeated execution counts (kernel restart) prefer the closest earlier cell', () => {
+  const w = 'w = torch.randn(1, 1)';
+  const cells = [
+    cell(0, 2, w),
+    cell(1, 2, w),
+    cell(2, 3, `%%gradwatch\nx`, [payload(3, [diag({ location: loc(2, 1, 5, 22, w) })])]),
+    cell(3, 2, w),
+  ];
+  assert.deepEqual(summary(mapNotebook(cells, { minimumSeverity: 'info' })), ['GW001 cell1 0:4-0:21']);
+});
+
+test('no cell with the execution count (re-run since) means no diagnostic', () => {
+  const cells = [cell(0, 9, 'w = torch.randn(1, 1)'), cell(1, 10, '%%gradwatch\nx', [payload(10, [diag({ location: loc(2, 1, 5, 22, 'w = torch.randn(1, 1)') })])])];
+  assert.deepEqual(mapNotebook(cells, { minimumSeverity: 'info' }), []);
+});
+
+test('an unsaved execution order falls back to the payload execution count for the origin cell', () => {
+  const cells = [cell(0, undefined, '%%gradwatch\nw = torch.randn(1, 1)', [payload(4, [diag({ location: loc(4, 2, 5, 22, 'w = torch.randn(1, 1)') })])])];
+  assert.deepEqual(summary(mapNotebook(cells, { minimumSeverity: 'info' })), ['GW001 cell0 1:4-1:21']);
+});
+
+test('minimum severity filters', () => {
+  const all = seedNotebook();
+  assert.deepEqual(mapNotebook(all, { minimumSeverity: 'error' }).map((d) => d.code), ['GW001', 'GW001']);
+  assert.deepEqual(mapNotebook(all, { minimumSeverity: 'warning' }).map((d) => d.code), ['GW001', 'GW001', 'GW002']);
+});
+
+test('codes ignored on the origin cell magic line are hidden at once', () => {
+  const ds = mapNotebook(seedNotebook({ p1First: '%%gradwatch --ignore GW001' }), { minimumSeverity: 'info' });
+  assert.deepEqual(ds.map((d) => d.code), ['GW002']);
+});
+
+test('the same output seen twice publishes once', () => {
+  const raw = payload(2, [diag({ location: loc(2, 9, 5, 22, 'w = torch.randn(1, 1)') })]);
+  const ds = mapNotebook(seedNotebook({ p1Raws: [raw, raw] }), { minimumSeverity: 'info' });
+  assert.deepEqual(summary(ds), ['GW001 cell1 8:4-8:21', 'GW002 cell3 28:22-28:37']);
+});
+
+test('display-only fixes carry no edit and are not preferred; unsafe fixes are not preferred', () => {
+  const w = 'w = torch.randn(1, 1)';
+  const cells = [
+    cell(0, 1, `%%gradwatch\n${w}`, [
+      payload(1, [
+        diag({ location: loc(1, 2, 5, 22, w), fix: { title: 'Consider x', applicability: 'display-only', edits: [{ location: loc(1, 2, 1, 2, w), new_text: 'zzz' }] } }),
+        diag({ code: 'GW004', name: 'u', location: loc(1, 2, 5, 22, w), fix: { title: 'Rewrite', applicability: 'unsafe', edits: [{ location: loc(1, 2, 1, 2, w), new_text: 'v' }] } }),
+      ]),
+    ]),
+  ];
+  const [display, unsafe] = mapNotebook(cells, { minimumSeverity: 'info' });
+  assert.deepEqual(display.fix, { title: 'Consider x', applicability: 'display-only', preferred: false, edits: [] });
+  assert.equal(unsafe.fix?.preferred, false);
+  assert.equal(unsafe.fix?.edits.length, 1);
+});
+
+test('path locations target the file; open files are checked for staleness', () => {
+  const src = 'model = Net()';
+  const raw = payload(1, [diag({ location: { ...loc(null, 3, 9, 14, src), path: '/proj/train.py' } })]);
+  const cells = [cell(0, 1, '%%gradwatch\nrun()', [raw])];
+  assert.deepEqual(summary(mapNotebook(cells, { minimumSeverity: 'info' })), ['GW001 /proj/train.py 2:8-2:13']);
+  const openStale = () => ['', '', 'model = Other()'];
+  assert.deepEqual(mapNotebook(cells, { minimumSeverity: 'info', fileLines: openStale }), []);
+});
+
+test('a diagnostic without location sits on the origin cell magic line', () => {
+  const cells = [cell(0, 1, '%%gradwatch\nx = 1', [payload(1, [diag()])])];
+  assert.deepEqual(summary(mapNotebook(cells, { minimumSeverity: 'info' })), ['GW001 cell0 0:0-0:11']);
+});

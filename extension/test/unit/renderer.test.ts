@@ -1,0 +1,78 @@
+// The renderer against a minimal fake DOM that refuses innerHTML: payload text must
+// arrive as textContent and only http(s) links may become hrefs.
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { diag, loc, payload } from './fixtures';
+
+class FakeElement {
+  children: FakeElement[] = [];
+  textContent = '';
+  className = '';
+  href?: string;
+  title = '';
+  listeners: Record<string, (e: { preventDefault(): void }) => void> = {};
+  constructor(readonly tag: string) {}
+  set innerHTML(_v: string) {
+    throw new Error('innerHTML must not be used');
+  }
+  append(...nodes: FakeElement[]) {
+    this.children.push(...nodes);
+  }
+  replaceChildren(...nodes: FakeElement[]) {
+    this.children = nodes;
+  }
+  addEventListener(type: string, fn: (e: { preventDefault(): void }) => void) {
+    this.listeners[type] = fn;
+  }
+  all(tag: string): FakeElement[] {
+    return this.children.flatMap((c) => [...(c.tag === tag ? [c] : []), ...c.all(tag)]);
+  }
+}
+
+(globalThis as Record<string, unknown>).document = { createElement: (tag: string) => new FakeElement(tag) };
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { activate } = require('../../src/renderer/index') as typeof import('../../src/renderer/index');
+
+function renderRaw(raw: unknown, messages: unknown[] = []) {
+  const ctx = { postMessage: (m: unknown) => messages.push(m) } as never;
+  const renderer = (activate as (c: unknown) => { renderOutputItem(i: unknown, e: unknown): void })(ctx);
+  const root = new FakeElement('div');
+  renderer.renderOutputItem({ json: () => raw }, root);
+  return root;
+}
+
+test('renders one row per diagnostic with text-only cells', () => {
+  const hostile = '<img src=x onerror="alert(1)"> [x](command:evil)';
+  const root = renderRaw(payload(2, [diag({ message: hostile, location: loc(2, 9, 5, 22, 'w = torch.randn(1, 1)') }), diag({ code: 'GW002', name: 'graph-cut', severity: 'warning', url: 'javascript:alert(1)' })]));
+  const rows = root.all('tr');
+  assert.equal(rows.length, 3); // header + 2
+  const cells = rows[1].all('td');
+  assert.deepEqual(cells.map((c) => c.textContent), ['error', '', hostile, '']);
+  const [docLink, reveal] = rows[1].all('a');
+  assert.equal(docLink.href, 'https://gradwatch.example/rules/GW001');
+  assert.equal(docLink.textContent, 'GW001');
+  assert.equal(reveal.textContent, 'cell [2], line 9:5');
+  assert.equal(reveal.href, undefined);
+  // The javascript: URL gives plain text, no link.
+  assert.equal(rows[2].all('a').length, 0);
+  assert.equal(rows[2].all('td')[1].textContent, 'GW002');
+  assert.equal(root.all('div')[1].textContent, 'gradwatch found 2 problems');
+});
+
+test('the reveal link posts the location back in wire shape', () => {
+  const messages: unknown[] = [];
+  const root = renderRaw(payload(4, [diag({ location: loc(4, 29, 23, 38, '    detached_y_pred = y_pred.detach()') })]), messages);
+  const reveal = root.all('a').find((a) => a.className === 'reveal')!;
+  let prevented = false;
+  reveal.listeners.click({ preventDefault: () => (prevented = true) });
+  assert.equal(prevented, true);
+  assert.deepEqual(messages, [{ type: 'reveal', executionCount: 4, location: { cell: 4, path: null, line: 29, column: 23, end_line: 29, end_column: 38, source: '    detached_y_pred = y_pred.detach()' } }]);
+});
+
+test('malformed payloads render a one-line notice, no table', () => {
+  const root = renderRaw({ version: 99 });
+  assert.equal(root.all('table').length, 0);
+  assert.equal(root.all('div')[1].textContent, 'gradwatch: output not shown (unsupported payload version 99)');
+  const empty = renderRaw(payload(3, []));
+  assert.equal(empty.all('div')[1].textContent, 'gradwatch: no gradient-flow problems found');
+});

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs what the e2e test needs, pinned and cached under .cache/e2e (gitignored):
+# Debian's Chromium and ripgrep, and code-server from npm (it bundles VS Code 1.100.3).
+# Idempotent: a second run only checks. Works as root on a fresh Debian machine whose
+# only network is the Debian, npm and PyPI registries (see shared notes/vscode-e2e.md).
+set -euo pipefail
+
+CODE_SERVER_VERSION=4.100.3
+# code-server's @vscode/ripgrep postinstall downloads this asset from GitHub; we hand it
+# Debian's rg in its cache instead.
+RG_CACHE_DIR=vscode-ripgrep-cache-1.15.11
+RG_ASSET=ripgrep-v13.0.0-10-x86_64-unknown-linux-musl.tar.gz
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+CACHE="${GRADWATCH_E2E_CACHE:-$ROOT/.cache/e2e}"
+CS_PREFIX="$CACHE/code-server-$CODE_SERVER_VERSION"
+mkdir -p "$CACHE"
+
+need_apt=()
+for pkg in chromium ripgrep libkrb5-dev pkg-config; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if ((${#need_apt[@]})); then
+  echo "install: apt-get install ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if [ -f "$CS_PREFIX/.installed" ]; then
+  echo "install: code-server $CODE_SERVER_VERSION cached in $CS_PREFIX"
+else
+  echo "install: code-server $CODE_SERVER_VERSION -> $CS_PREFIX"
+  rm -rf "$CS_PREFIX"
+  mkdir -p "$CS_PREFIX" "$CACHE/tmp/$RG_CACHE_DIR"
+  rgdir="$(mktemp -d)"
+  cp "$(command -v rg)" "$rgdir/rg"
+  tar -czf "$CACHE/tmp/$RG_CACHE_DIR/$RG_ASSET" -C "$rgdir" rg
+  rm -rf "$rgdir"
+  echo '{"name":"gradwatch-e2e-code-server","private":true}' > "$CS_PREFIX/package.json"
+  (
+    cd "$CS_PREFIX"
+    export TMPDIR="$CACHE/tmp" npm_config_unsafe_perm=true npm_config_yes=true
+    npm install --no-audit --no-fund --loglevel=error "code-server@$CODE_SERVER_VERSION"
+  )
+  touch "$CS_PREFIX/.installed"
+fi
+
+"$CS_PREFIX/node_modules/.bin/code-server" --version | head -1
