@@ -1,0 +1,72 @@
+"""gradwatch: find out why gradients do not reach your parameters.
+
+In a notebook::
+
+    %load_ext gradwatch
+
+    %%gradwatch
+    ...training code...
+
+In a script::
+
+    with gradwatch.watch() as report:
+        ...training code...
+    print(report)
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["GradwatchWarning", "Report", "Diagnostic", "watch", "last_report",
+           "load_ipython_extension", "unload_ipython_extension", "__version__"]
+
+from .diagnostics import Diagnostic  # noqa: E402  (no torch needed)
+from .report import GradwatchWarning, Report  # noqa: E402
+
+_last_report: Report | None = None
+
+
+def watch(**options):
+    """Watch the code in a ``with`` block; the ``as`` target is the `Report`, filled on exit.
+
+    Options: ``select`` / ``ignore`` (rule codes or prefixes such as ``"GW0"``),
+    ``trace_steps`` (backward calls traced in full, default 2), ``warn`` (issue each diagnostic
+    as a `GradwatchWarning`, default True).
+    """
+    import inspect
+
+    from .session import Watch
+
+    if "namespace" not in options:
+        caller = inspect.currentframe().f_back
+        options["namespace"] = caller.f_globals if caller is not None else {}
+    return Watch(**options)
+
+
+def last_report() -> Report | None:
+    """The report of the last ``%%gradwatch`` cell (or ``%gradwatch on`` cell)."""
+    return _last_report
+
+
+def _set_last_report(report: Report) -> None:
+    global _last_report
+    _last_report = report
+
+
+def load_ipython_extension(ipython) -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("gradwatch needs PyTorch, which is not installed in this kernel: "
+              "pip install torch")
+        return
+    from .magic import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython) -> None:
+    from .magic import unload
+
+    unload(ipython)

@@ -1,0 +1,116 @@
+"""Plain records of what happened in a watched cell: the only input of the rules.
+
+The trace layer turns live tensors, optimizers and frames into these (names and source
+ranges, no tensors), so rules can be tested on recorded events and gradwatch keeps no user
+object alive after the cell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .diagnostics import Location
+
+
+@dataclass
+class TensorFact:
+    """A tensor the user trains (an optimizer's parameter, or one whose ``.grad`` is used)."""
+
+    name: str
+    kind: str  # "parameter" (nn.Parameter) or "tensor"
+    requires_grad: bool
+    is_leaf: bool
+    created: Location | None = None  # the expression that made it
+    made_non_leaf: Location | None = None  # the op that turned it into a non-leaf
+    owners: list[str] = field(default_factory=list)  # optimizer names
+    owner_locations: list[Location] = field(default_factory=list)
+    shape: tuple[int, ...] = ()
+
+
+@dataclass
+class Cut:
+    """A place where data flows on but gradient stops."""
+
+    kind: str  # detach | data | no_grad | inference_mode | nondiff | zero_grad | escape
+    op: str
+    location: Location | None
+    context: Location | None = None  # the `with torch.no_grad():` around it, the re-wrap ...
+    cut_off: list[str] = field(default_factory=list)  # names of the trainables behind it
+    input_text: str | None = None  # source of the tensor it was applied to, for fixes
+
+
+@dataclass
+class Flow:
+    """How a traced backward's roots relate to the trainable tensors."""
+
+    loss_name: str | None
+    loss_location: Location | None
+    loss_shape: tuple[int, ...]
+    loss_requires_grad: bool
+    reached: list[str] = field(default_factory=list)  # trainables autograd reaches
+    unreached: list[TensorFact] = field(default_factory=list)
+    direct: list[str] = field(default_factory=list)  # unreached, but data flows without a cut
+    cuts: list[Cut] = field(default_factory=list)
+    reached_unowned: list[TensorFact] = field(default_factory=list)  # in no optimizer
+    has_optimizer: bool = False
+
+
+@dataclass
+class OptimizerEvent:
+    key: int
+    cls: str
+    name: str | None
+    location: Location | None
+    params: list[TensorFact]
+    error: str | None = None
+
+
+@dataclass
+class BackwardEvent:
+    index: int
+    api: str
+    location: Location | None
+    error_type: str | None = None
+    error_message: str | None = None
+    flow: Flow | None = None
+    explain: dict[str, Any] = field(default_factory=dict)  # facts gathered for an error
+
+
+@dataclass
+class StepEvent:
+    optimizer: int
+    name: str | None
+    location: Location | None
+    backwards_since_step: int
+    without_grad: list[TensorFact] = field(default_factory=list)
+    n_params: int = 0
+
+
+@dataclass
+class ZeroGradEvent:
+    optimizer: int
+    location: Location | None
+
+
+@dataclass
+class GradReadEvent:
+    """``.grad`` read on a non-leaf tensor (it is always None)."""
+
+    location: Location | None
+    tensor: TensorFact
+
+
+@dataclass
+class Events:
+    """Everything recorded in one watched cell, in order of kind."""
+
+    optimizers: list[OptimizerEvent] = field(default_factory=list)
+    backwards: list[BackwardEvent] = field(default_factory=list)
+    steps: list[StepEvent] = field(default_factory=list)
+    zero_grads: list[ZeroGradEvent] = field(default_factory=list)
+    grad_reads: list[GradReadEvent] = field(default_factory=list)
+    n_backward: int = 0
+    n_steps: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)  # per-rule monitors' summaries
+    internal_errors: list[str] = field(default_factory=list)

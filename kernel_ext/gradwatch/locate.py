@@ -1,0 +1,295 @@
+"""From frames, code positions and cell history to `Location`s and user-facing names.
+
+Python 3.11 records, for every bytecode instruction, the exact source range of the expression
+it belongs to (``code.co_positions()``), in UTF-8 byte columns. This module turns those into
+what the payload promises: the execution count of the cell, 1-based lines as the editor shows
+the cell, and columns counted in characters. It also finds the user's own name for a tensor
+(``w``, ``model.fc1.weight``) and, for tensors made before gradwatch was watching, the
+assignment in the cell history that created them.
+"""
+
+from __future__ import annotations
+
+import ast
+import linecache
+import os
+import sys
+import sysconfig
+from dataclasses import dataclass
+from types import CodeType, FrameType
+from typing import Any, Iterable, Iterator
+
+from .diagnostics import Location
+
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+_LIBRARY_DIRS = tuple(
+    os.path.normcase(os.path.abspath(p)) + os.sep
+    for p in {sysconfig.get_paths().get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    if p
+) + (_PKG_DIR + os.sep,)
+
+# A code position: the code object and the instruction offset. Kept instead of frames, which
+# would keep the user's locals (and tensors) alive.
+Position = tuple[CodeType, int]
+
+
+@dataclass
+class _Cell:
+    execution_count: int | None
+    editor_lines: list[str]  # the cell as the editor shows it
+    code_lines: list[str]  # what was compiled; same line numbers, maybe transformed text
+
+
+class SourceMap:
+    """Knows which file names are notebook cells, and what the editor shows for them."""
+
+    def __init__(self, shell: Any = None) -> None:
+        self.shell = shell
+        self._cells: dict[str, _Cell] = {}
+        self._user_file: dict[str, bool] = {}
+
+    # --- registration --------------------------------------------------------------------
+    def register_cell(self, filename: str, execution_count: int | None,
+                      editor_text: str, code_text: str) -> None:
+        self._cells[filename] = _Cell(execution_count, editor_text.splitlines(),
+                                      code_text.splitlines())
+        self._user_file[filename] = True
+
+    def _cell_for(self, filename: str) -> _Cell | None:
+        cell = self._cells.get(filename)
+        if cell is not None or self.shell is None:
+            return cell
+        number = getattr(getattr(self.shell, "compile", None), "_filename_map", {}).get(filename)
+        if number is None:
+            return None
+        code = linecache.getlines(filename)
+        raw = history_cell(self.shell, number)
+        editor = raw.splitlines() if raw is not None else [l.rstrip("\n") for l in code]
+        cell = _Cell(number, editor, [l.rstrip("\n") for l in code])
+        self._cells[filename] = cell
+        return cell
+
+    # --- frames ----------------------------------------------------------------------------
+    def is_user_file(self, filename: str) -> bool:
+        known = self._user_file.get(filename)
+        if known is None:
+            if self._cell_for(filename) is not None:
+                known = True
+            elif filename.startswith("<") and not filename.startswith("<ipython-input"):
+                known = False  # <frozen ...>, <string>, <timed exec> ...
+            else:
+                path = os.path.normcase(os.path.abspath(filename))
+                known = not path.startswith(_LIBRARY_DIRS)
+            self._user_file[filename] = known
+        return known
+
+    def user_frame(self, frame: FrameType | None) -> FrameType | None:
+        """The innermost frame at or above ``frame`` that runs the user's own code."""
+        is_user = self.is_user_file
+        while frame is not None and not is_user(frame.f_code.co_filename):
+            frame = frame.f_back
+        return frame
+
+    def user_position(self, depth: int = 1) -> Position | None:
+        frame = self.user_frame(sys._getframe(depth + 1))
+        return (frame.f_code, frame.f_lasti) if frame is not None else None
+
+    # --- positions -> locations --------------------------------------------------------------
+    def location(self, position: Position | None) -> Location | None:
+        if position is None:
+            return None
+        code, lasti = position
+        span = _instruction_span(code, lasti)
+        if span is None:
+            return None
+        return self.location_of_span(code.co_filename, *span)
+
+    def location_of_span(self, filename: str, line: int, end_line: int,
+                         col: int, end_col: int) -> Location | None:
+        """Byte-column span in a compiled file -> editor Location."""
+        cell = self._cell_for(filename)
+        if cell is not None:
+            code_lines, editor_lines = cell.code_lines, cell.editor_lines
+            where = {"cell": cell.execution_count}
+        else:
+            code_lines = [l.rstrip("\n") for l in linecache.getlines(filename)]
+            editor_lines = code_lines
+            where = {"path": filename}
+        if not 1 <= line <= len(code_lines):
+            return None
+        end_line = max(end_line, line)
+        first = code_lines[line - 1]
+        last = code_lines[end_line - 1] if end_line <= len(code_lines) else first
+        column = char_column(first, col)
+        end_column = char_column(last, end_col)
+        source = editor_lines[line - 1] if line <= len(editor_lines) else first
+        if source != first:  # a transformed line (a %magic): flag the whole editor line
+            column, end_column, end_line = 0, len(source), line
+        return Location(line=line, column=column + 1, end_line=end_line,
+                        end_column=end_column + 1, source=source, **where)
+
+    def node_location(self, filename: str, node: ast.AST) -> Location | None:
+        return self.location_of_span(filename, node.lineno, node.end_lineno or node.lineno,
+                                     node.col_offset, node.end_col_offset or node.col_offset)
+
+    # --- the cell history --------------------------------------------------------------------
+    def cell_sources(self) -> Iterator[tuple[str, str]]:
+        """(file name, code) of the known cells, newest first."""
+        seen = set()
+        for filename, cell in reversed(list(self._cells.items())):
+            seen.add(filename)
+            yield filename, "\n".join(cell.code_lines)
+        fmap = getattr(getattr(self.shell, "compile", None), "_filename_map", {}) or {}
+        for filename, _ in sorted(fmap.items(), key=lambda kv: -kv[1]):
+            if filename not in seen and self._cell_for(filename) is not None:
+                yield filename, "\n".join(self._cell_for(filename).code_lines)
+
+    def find_assignment(self, name: str) -> Location | None:
+        """The value expression of the newest assignment ``name = <expr>`` in the cells."""
+        for filename, code in self.cell_sources():
+            tree = _parse(code)
+            if tree is None:
+                continue
+            best = None
+            for node in ast.walk(tree):
+                value = _assigned_value(node, name)
+                if value is not None and (best is None or value.lineno >= best.lineno):
+                    best = value
+            if best is not None:
+                return self.node_location(filename, best)
+        return None
+
+    def enclosing_with(self, location: Location, names: Iterable[str]) -> Location | None:
+        """The ``with torch.no_grad():`` (or similar) header around ``location``, if any."""
+        names = tuple(names)
+        for filename, code in self.cell_sources():
+            cell = self._cells.get(filename) or self._cell_for(filename)
+            if cell is None or cell.execution_count != location.cell:
+                continue
+            tree = _parse(code)
+            if tree is None:
+                return None
+            found = None
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.With, ast.AsyncWith)) and \
+                        node.lineno <= location.line <= (node.end_lineno or node.lineno):
+                    for item in node.items:
+                        if any(n in ast.unparse(item.context_expr) for n in names):
+                            if found is None or node.lineno > found.lineno:
+                                found = item.context_expr
+            return self.node_location(filename, found) if found is not None else None
+        return None
+
+
+def history_cell(shell: Any, number: int) -> str | None:
+    try:
+        raw = shell.history_manager.input_hist_raw
+        return raw[number] if 0 <= number < len(raw) else None
+    except Exception:
+        return None
+
+
+def char_column(line: str, byte_col: int) -> int:
+    """UTF-8 byte offset in ``line`` -> character offset (both 0-based)."""
+    if byte_col <= 0:
+        return 0
+    if line.isascii():
+        return min(byte_col, len(line))
+    return len(line.encode("utf-8")[:byte_col].decode("utf-8", errors="ignore"))
+
+
+_SPANS: dict[tuple[CodeType, int], tuple[int, int, int, int] | None] = {}
+
+
+def _instruction_span(code: CodeType, lasti: int) -> tuple[int, int, int, int] | None:
+    key = (code, lasti)
+    if key not in _SPANS:
+        span = None
+        for i, pos in enumerate(code.co_positions()):
+            if i == lasti // 2:
+                if None not in pos:
+                    span = (pos[0], pos[1], pos[2], pos[3])
+                break
+        if len(_SPANS) > 50_000:
+            _SPANS.clear()
+        _SPANS[key] = span
+    return _SPANS[key]
+
+
+def _parse(code: str) -> ast.Module | None:
+    try:
+        return ast.parse(code)
+    except SyntaxError:
+        return None
+
+
+def _assigned_value(node: ast.AST, name: str) -> ast.expr | None:
+    if isinstance(node, ast.Assign):
+        for target in node.targets:
+            if isinstance(target, ast.Name) and target.id == name:
+                return node.value
+            if isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple):
+                for t, v in zip(target.elts, node.value.elts):
+                    if isinstance(t, ast.Name) and t.id == name:
+                        return v
+    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) \
+            and node.target.id == name and node.value is not None:
+        return node.value
+    return None
+
+
+# --- names -------------------------------------------------------------------------------
+class Namer:
+    """Finds the user's own name for a tensor, module or optimizer, by identity.
+
+    Built from namespaces (the frame that called ``backward()``, the notebook's globals) when a
+    diagnostic needs a name; holds the objects only while it lives.
+    """
+
+    def __init__(self, *namespaces: dict[str, Any]) -> None:
+        self._names: dict[int, str] = {}
+        self._objects: dict[int, Any] = {}  # keeps ids stable while the Namer lives
+        import torch
+
+        for ns in namespaces:
+            for var, value in list(ns.items()):
+                if var.startswith("_") or var in ("In", "Out"):
+                    continue
+                self._add(var, value, torch)
+
+    def _put(self, obj: Any, name: str) -> None:
+        if id(obj) not in self._names:
+            self._names[id(obj)] = name
+            self._objects[id(obj)] = obj
+
+    def _add(self, var: str, value: Any, torch: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            self._put(value, var)
+        elif isinstance(value, torch.nn.Module):
+            self._put(value, var)
+            try:
+                for pname, p in value.named_parameters(remove_duplicate=True):
+                    self._put(p, f"{var}.{pname}")
+                for mname, m in value.named_modules():
+                    if mname:
+                        self._put(m, f"{var}.{mname}")
+            except Exception:
+                pass
+        elif isinstance(value, torch.optim.Optimizer):
+            self._put(value, var)
+        elif isinstance(value, (list, tuple)) and len(value) <= 64:
+            for i, item in enumerate(value):
+                if isinstance(item, torch.Tensor):
+                    self._put(item, f"{var}[{i}]")
+        elif isinstance(value, dict) and len(value) <= 64:
+            for k, item in value.items():
+                if isinstance(item, torch.Tensor):
+                    self._put(item, f"{var}[{k!r}]")
+
+    def name(self, obj: Any) -> str | None:
+        return self._names.get(id(obj))
+
+    def add_optimizer_params(self, opt: Any, opt_name: str) -> None:
+        for g, group in enumerate(opt.param_groups):
+            for i, p in enumerate(group["params"]):
+                self._put(p, f"{opt_name}.param_groups[{g}]['params'][{i}]")

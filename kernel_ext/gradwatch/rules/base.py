@@ -1,0 +1,90 @@
+"""What a rule is, and the context it checks.
+
+A rule is a class with a ``code``, a kebab-case ``name``, a default ``severity`` and a
+``check(ctx)`` that yields diagnostics. Its module docstring (sections *What it does*, *Why is
+this bad?*, *Example*, *Use instead*) is its documentation page.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Iterable, Iterator
+
+from ..diagnostics import Applicability, Diagnostic, Edit, Fix, Location, Related, Severity
+from ..events import Events
+from ..locate import SourceMap
+
+
+class Context:
+    """The events of a cell, plus what earlier rules already explained."""
+
+    def __init__(self, events: Events, source_map: SourceMap | None = None) -> None:
+        self.events = events
+        self.source_map = source_map
+        self.explained: set[str] = set()  # tensor names some rule already gave a cause for
+
+    def flows(self) -> Iterator[tuple[Any, Any]]:
+        for event in self.events.backwards:
+            if event.flow is not None:
+                yield event, event.flow
+
+    def backward_location(self) -> Location | None:
+        for event in self.events.backwards:
+            if event.location is not None:
+                return event.location
+        return None
+
+
+class Rule:
+    code: str = ""
+    name: str = ""
+    severity: Severity = Severity.WARNING
+    summary: str = ""  # one line for the rule table
+    fallback: bool = False  # runs after the others: reports only what they did not explain
+
+    @classmethod
+    def doc(cls) -> str:
+        return sys.modules[cls.__module__].__doc__ or ""
+
+    def check(self, ctx: Context) -> Iterable[Diagnostic]:
+        raise NotImplementedError
+
+    def diagnostic(self, message: str, location: Location | None, *,
+                   related: Iterable[Related] = (), fix: Fix | None = None,
+                   severity: Severity | None = None, **evidence: Any) -> Diagnostic:
+        return Diagnostic(code=self.code, name=self.name, severity=severity or self.severity,
+                          message=message, location=location, related=list(related), fix=fix,
+                          evidence=evidence)
+
+
+def related(location: Location | None, message: str) -> list[Related]:
+    return [Related(location, message)] if location is not None else []
+
+
+def names(items: Iterable[str], limit: int = 4) -> str:
+    """`w`, `b` and 3 more."""
+    items = list(dict.fromkeys(items))
+    shown = ", ".join(f"`{n}`" for n in items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def insert_fix(title: str, location: Location | None, column: int, text: str,
+               applicability: Applicability = Applicability.SAFE) -> Fix | None:
+    if location is None:
+        return None
+    return Fix(title, applicability, (Edit(location.at(column), text),))
+
+
+def replace_fix(title: str, location: Location | None, text: str,
+                applicability: Applicability = Applicability.UNSAFE) -> Fix | None:
+    if location is None or location.end_line != location.line:
+        return None
+    return Fix(title, applicability, (Edit(location, text),))
+
+
+def display_fix(title: str) -> Fix:
+    return Fix(title, Applicability.DISPLAY_ONLY, ())
+
+
+__all__ = ["Applicability", "Context", "Diagnostic", "Edit", "Fix", "Location", "Related",
+           "Rule", "Severity", "display_fix", "insert_fix", "names", "related", "replace_fix"]

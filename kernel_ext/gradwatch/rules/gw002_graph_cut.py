@@ -1,0 +1,81 @@
+"""## What it does
+Flags the place where the path from a trained tensor to the loss is cut: `.detach()`, `.data`,
+a `.numpy()` / `.item()` / `.tolist()` round trip re-wrapped with `torch.tensor(...)`, or a
+forward computed under `torch.no_grad()`, `torch.inference_mode()` or
+`torch.set_grad_enabled(False)`. It names the tensors that the cut separates from the loss.
+
+## Why is this bad?
+Values still flow through such a cut, so the loss looks right, but gradients do not: the
+tensors before the cut get no `.grad` (or `loss.backward()` fails with *element 0 of tensors
+does not require grad*), and the optimizer never updates them.
+
+## Example
+```python
+y_pred = torch.matmul(X, w) + b
+detached_y_pred = y_pred.detach()
+loss = mse_loss(detached_y_pred, y)
+```
+
+## Use instead
+```python
+y_pred = torch.matmul(X, w) + b
+loss = mse_loss(y_pred, y)
+```
+Detach only what must not be trained, e.g. a generator's output in a GAN's discriminator step.
+"""
+
+from __future__ import annotations
+
+from .base import Context, Rule, Severity, display_fix, names, related, replace_fix
+
+_WHY = {
+    "detach": "returns a tensor without gradient history",
+    "data": "returns the raw data without gradient history",
+    "no_grad": "runs under `torch.no_grad()`",
+    "inference_mode": "runs under `torch.inference_mode()`",
+    "escape": "leaves autograd (a Python/NumPy value) and is re-wrapped later",
+}
+
+
+class GraphCut(Rule):
+    code = "GW002"
+    name = "graph-cut"
+    severity = Severity.ERROR
+    summary = "The path from a trained tensor to the loss is cut (`.detach()`, `no_grad`, ...)."
+
+    def check(self, ctx: Context):
+        for event, flow in ctx.flows():
+            for cut in flow.cuts:
+                if cut.kind not in _WHY:
+                    continue
+                ctx.explained.update(cut.cut_off)
+                expr = f"`{cut.location.text}`" if cut.location and cut.location.text else f"`{cut.op}`"
+                loss = f"`{flow.loss_name}`" if flow.loss_name else "the loss"
+                message = (f"{expr} {_WHY[cut.kind]}, which cuts {names(cut.cut_off)} off "
+                           f"{loss}, so no gradient reaches them; {_advice(cut)}")
+                rel = []
+                if cut.kind == "escape":
+                    rel += related(cut.context, "the value comes back into the loss here, without its history")
+                else:
+                    rel += related(cut.context, "gradient tracking is disabled by this block")
+                rel += related(event.location, f"{loss}.backward() is called here")
+                yield self.diagnostic(message, cut.location, related=rel, fix=_fix(cut),
+                                      cut=cut.kind, op=cut.op, cut_off=cut.cut_off)
+
+
+def _advice(cut) -> str:
+    if cut.kind in ("detach", "data") and cut.input_text:
+        return f"use `{cut.input_text}` itself"
+    if cut.kind in ("no_grad", "inference_mode"):
+        return "compute the forward pass outside the `with` block"
+    if cut.kind == "escape":
+        return "keep the computation in torch tensors"
+    return "keep the computation differentiable"
+
+
+def _fix(cut):
+    if cut.kind in ("detach", "data") and cut.input_text:
+        return replace_fix(f"Use `{cut.input_text}` instead", cut.location, cut.input_text)
+    if cut.kind in ("no_grad", "inference_mode"):
+        return display_fix("Move the forward pass and the loss out of the no-grad block")
+    return display_fix("Compute the loss from torch tensors without leaving autograd")

@@ -1,0 +1,69 @@
+"""## What it does
+Flags parameters of an optimizer that no `backward()` reached: at `optimizer.step()` their
+`.grad` is still `None`. They are named by qualified name (`model.fc2.weight`), with the line
+that built the optimizer.
+
+## Why is this bad?
+`step()` skips parameters without a gradient, so these parameters never change. Typical causes:
+a layer defined in `__init__` but not used in `forward`, a branch of the model the loss does
+not depend on, or a loss computed from the wrong tensor.
+
+## Example
+```python
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(4, 8)
+        self.fc2 = nn.Linear(8, 1)
+    def forward(self, x):
+        return self.fc1(x).sum(dim=1)  # fc2 is never used
+```
+
+## Use instead
+```python
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)))
+```
+If some parameters are unused on purpose, leave them out of the optimizer or silence the rule
+for the cell with `%%gradwatch --ignore GW006`.
+"""
+
+from __future__ import annotations
+
+from .base import Context, Rule, Severity, display_fix, names, related
+
+
+class ParameterWithoutGradient(Rule):
+    code = "GW006"
+    name = "parameter-without-gradient"
+    severity = Severity.WARNING
+    summary = "An optimizer's parameters got no gradient from any `backward()`."
+    fallback = True
+
+    def check(self, ctx: Context):
+        reported: dict[int, list] = {}
+        where: dict[int, tuple] = {}
+        for step in ctx.events.steps:
+            if step.backwards_since_step == 0:
+                continue  # a step without backward is another rule's business
+            for fact in step.without_grad:
+                if not fact.requires_grad or fact.name in ctx.explained:
+                    continue
+                names_ = reported.setdefault(step.optimizer, [])
+                if fact.name not in names_:
+                    names_.append(fact.name)
+                where.setdefault(step.optimizer, (fact, step))
+        for key, missing in reported.items():
+            fact, step = where[key]
+            opt = f"`{step.name}`" if step.name else "the optimizer"
+            loc = fact.owner_locations[0] if fact.owner_locations else step.location
+            message = (f"{names(missing)} {'is' if len(missing) == 1 else 'are'} in {opt} but no "
+                       f"`backward()` reached {'it' if len(missing) == 1 else 'them'}, so "
+                       f"`step()` never updates {'it' if len(missing) == 1 else 'them'}; use "
+                       f"{'it' if len(missing) == 1 else 'them'} in the forward pass or leave "
+                       f"{'it' if len(missing) == 1 else 'them'} out of the optimizer")
+            ctx.explained.update(missing)
+            yield self.diagnostic(
+                message, loc, related=related(step.location, f"{opt}.step() finds no gradient here"),
+                fix=display_fix("Use the parameters in forward(), or exclude them from the optimizer"),
+                parameters=missing, optimizer=step.name, n_params=step.n_params)

@@ -1,0 +1,69 @@
+"""## What it does
+Flags parameters that receive gradients from `backward()` but belong to no optimizer, and the
+*stale optimizer*: the model was re-created after its optimizer was built, so the optimizer
+still holds the old model's parameters.
+
+## Why is this bad?
+Gradients are computed for these parameters on every step and then thrown away: nothing
+updates them. With a stale optimizer the model being trained is not the one being evaluated,
+and the loss never improves.
+
+## Example
+```python
+model = Net()
+optimizer = torch.optim.Adam(model.parameters())
+model = Net()  # re-created: the optimizer holds the first model's parameters
+```
+
+## Use instead
+```python
+model = Net()
+optimizer = torch.optim.Adam(model.parameters())
+```
+"""
+
+from __future__ import annotations
+
+from .base import Context, Rule, Severity, display_fix, names, related
+
+
+class ParameterWithoutOptimizer(Rule):
+    code = "GW007"
+    name = "parameter-without-optimizer"
+    severity = Severity.WARNING
+    summary = "Parameters get gradients but no optimizer updates them (e.g. a stale optimizer)."
+
+    def check(self, ctx: Context):
+        for event, flow in ctx.flows():
+            unowned = [f for f in flow.reached_unowned if f.name not in ctx.explained]
+            if not unowned:
+                continue
+            orphans = [f.name for f in unowned]
+            stale = [f for f in flow.unreached if f.owners and f.requires_grad and f.is_leaf]
+            shapes = sorted(f.shape for f in unowned)
+            if stale and sorted(f.shape for f in stale) == shapes:
+                module = orphans[0].split(".")[0]
+                loc = ctx.source_map.find_assignment(module) if ctx.source_map and module.isidentifier() else None
+                opt = stale[0].owners[0]
+                message = (f"`{opt}` was built for an earlier `{module}`: the model was re-created "
+                           f"after the optimizer, so `{opt}.step()` updates parameters the loss no "
+                           f"longer uses; build the optimizer after the model")
+                ctx.explained.update(f.name for f in stale)
+                ctx.explained.update(orphans)
+                rel = related(stale[0].owner_locations[0] if stale[0].owner_locations else None,
+                              f"`{opt}` is built here, from the earlier `{module}`")
+                rel += related(event.location, "backward() computes gradients for the new model here")
+                yield self.diagnostic(message, loc or event.location, related=rel,
+                                      fix=display_fix(f"Create `{opt}` after the last `{module} = ...`"),
+                                      stale=True, parameters=orphans)
+                continue
+            ctx.explained.update(orphans)
+            message = (f"{names(orphans)} receive{'s' if len(orphans) == 1 else ''} gradients from "
+                       f"`{flow.loss_name or 'the loss'}` but belong to no optimizer, so nothing "
+                       f"updates {'it' if len(orphans) == 1 else 'them'}; add "
+                       f"{'it' if len(orphans) == 1 else 'them'} to the optimizer or freeze "
+                       f"{'it' if len(orphans) == 1 else 'them'} with `requires_grad_(False)`")
+            loc = unowned[0].created or event.location
+            yield self.diagnostic(message, loc, related=related(event.location, "backward() is called here"),
+                                  fix=display_fix("Pass these parameters to the optimizer"),
+                                  stale=False, parameters=orphans)

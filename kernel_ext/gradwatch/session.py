@@ -1,0 +1,466 @@
+"""``watch()``: the one place that installs and removes every hook, mode and patch.
+
+Everything is entered on an ``ExitStack`` so that it comes off in reverse order on any exit,
+exceptions and KeyboardInterrupt included. Sessions do not nest. After the cell, the rules
+turn the recorded events into a `Report`; the session keeps no user object alive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import sys
+import threading
+import traceback
+import weakref
+from typing import Any, Iterable
+
+import torch
+from torch.utils.weak import WeakIdKeyDictionary
+
+from . import intent
+from .diagnostics import Diagnostic, Location, Severity
+from .events import BackwardEvent, Events, GradReadEvent, OptimizerEvent, StepEvent, \
+    TensorFact, ZeroGradEvent
+from .locate import Namer, SourceMap
+from .report import Report
+from .trace import explain
+from .trace.flow import FlowAnalyzer
+from .trace.patch import Patcher
+from .trace.provenance import Provenance, ProvenanceMode
+
+_active = threading.local()
+_MAX_STEP_EVENTS = 32
+
+
+class WatchError(RuntimeError):
+    """gradwatch was used wrongly (e.g. nested sessions)."""
+
+
+class Watch:
+    """A watch session. Use through `gradwatch.watch()`.
+
+    ``trace_steps`` is how many ``backward()`` calls run with full provenance tracing (the
+    expensive part); after that only cheap per-step checks run.
+    """
+
+    def __init__(self, *, select: Iterable[str] | None = None, ignore: Iterable[str] | None = None,
+                 trace_steps: int = 2, shell: Any = None, source_map: SourceMap | None = None,
+                 namespace: dict[str, Any] | None = None, code: str | None = None,
+                 execution_count: int | None = None, warn: bool = True) -> None:
+        from .rules import registry
+
+        self.select = registry.expand(select) if select else None
+        self.ignore = registry.expand(ignore) if ignore else set()
+        self.trace_steps = trace_steps
+        self.shell = shell
+        self.source_map = source_map or SourceMap(shell)
+        self._namespace = weakref.ref(namespace) if _weakrefable(namespace) else None
+        self._namespace_strong = namespace if self._namespace is None else None
+        self.code = code
+        self.warn = warn
+        self.report = Report(execution_count=execution_count)
+        self.events = Events()
+        self.provenance = Provenance(self._position)
+        self.mode: ProvenanceMode | None = None
+        self.optimizers: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self._opt_serial = 0
+        self._opt_locations: dict[int, Location] = {}
+        self._stack: contextlib.ExitStack | None = None
+        self._depth = 0
+        self._backwards_since_step: dict[int, int] = {}
+        self._trained_names = intent.trained_names(code) if code else set()
+        self._monitors: list[Any] = []
+
+    # --- life cycle ------------------------------------------------------------------------
+    def __enter__(self) -> Report:
+        if getattr(_active, "session", None) is not None:
+            raise WatchError("gradwatch.watch() sessions do not nest")
+        stack = contextlib.ExitStack()
+        try:
+            _active.session = self
+            stack.callback(_clear_active)
+            self._install(stack)
+        except BaseException:
+            stack.close()
+            raise
+        self._stack = stack
+        return self.report
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self._finish_monitors()
+        finally:
+            stack, self._stack = self._stack, None
+            if stack is not None:
+                stack.close()
+        self._conclude(exc)
+        return None
+
+    def _install(self, stack: contextlib.ExitStack) -> None:
+        patcher = Patcher()
+        stack.callback(patcher.restore)
+        wrap = self._wrap_backward
+        patcher.patch(torch.Tensor, "backward", wrap(torch.Tensor.backward, "Tensor.backward"))
+        patcher.patch(torch.autograd, "backward", wrap(torch.autograd.backward, "torch.autograd.backward"))
+        patcher.patch(torch.autograd, "grad", wrap(torch.autograd.grad, "torch.autograd.grad"))
+        patcher.patch(torch.optim.Optimizer, "__init__", self._wrap_optimizer_init(torch.optim.Optimizer.__init__))
+        patcher.patch(torch.optim.Optimizer, "zero_grad", self._wrap_zero_grad(torch.optim.Optimizer.zero_grad))
+        from torch.optim.optimizer import register_optimizer_step_pre_hook
+        handle = register_optimizer_step_pre_hook(self._guard(self._on_step))
+        stack.callback(handle.remove)
+        from .trace import dynamics
+        for monitor in dynamics.monitors(self):
+            self._monitors.append(monitor)
+            stack.callback(monitor.close)
+        if self.trace_steps > 0:
+            self.mode = ProvenanceMode(self.provenance, self._internal_error)
+            self.mode.__enter__()
+            stack.callback(self._stop_tracing)
+
+    # --- tracing on/off -----------------------------------------------------------------------
+    @property
+    def tracing(self) -> bool:
+        return self.mode is not None and not self.mode.paused
+
+    def _stop_tracing(self) -> None:
+        mode, self.mode = self.mode, None
+        if mode is None:
+            return
+        mode.paused = True
+        above = []
+        while torch._C._len_torch_function_stack() > 0:
+            top = torch._C._pop_torch_function_stack()
+            if top is mode:
+                break
+            above.append(top)
+        for other in reversed(above):  # a mode the user pushed inside the cell stays
+            torch._C._push_on_torch_function_stack(other)
+
+    # --- positions and names -------------------------------------------------------------------
+    def _position(self):
+        frame = self.source_map.user_frame(sys._getframe(2))
+        return (frame.f_code, frame.f_lasti) if frame is not None else None
+
+    def location(self, position) -> Location | None:
+        try:
+            return self.source_map.location(position)
+        except Exception:
+            return None
+
+    def namespace(self) -> dict[str, Any]:
+        if self._namespace is not None:
+            return self._namespace() or {}
+        return self._namespace_strong or {}
+
+    def _namer(self, frame=None) -> Namer:
+        spaces = []
+        if frame is not None:
+            spaces += [frame.f_locals, frame.f_globals]
+        spaces.append(self.namespace())
+        namer = Namer(*spaces)
+        for opt, key in list(self.optimizers.items()):
+            name = namer.name(opt) or f"optimizer#{key}"
+            namer.add_optimizer_params(opt, name)
+        return namer
+
+    def _fact(self, t: torch.Tensor, namer: Namer) -> TensorFact:
+        name = namer.name(t) or "<tensor>"
+        node = self.provenance.nodes.get(t)
+        created = made_non_leaf = None
+        if node is not None and node.op != "<external>":
+            if t.is_leaf:
+                created = self.location(node.pos)
+            else:
+                made_non_leaf = self.location(node.pos)
+                root = node
+                while root.parents and root.op != "<external>":
+                    root = root.parents[0]
+                created = self.location(root.pos) if root.pos else None
+                if made_non_leaf and created and made_non_leaf.line == created.line \
+                        and created.end_column < made_non_leaf.end_column \
+                        and made_non_leaf.column <= created.column:
+                    # point at `.to(device)`, not the whole `torch.randn(...).to(device)`
+                    made_non_leaf = made_non_leaf.at(created.end_column, made_non_leaf.end_column)
+        elif name.isidentifier():
+            created = self.source_map.find_assignment(name)
+        owners, owner_locs = [], []
+        for opt, key in list(self.optimizers.items()):
+            if any(p is t for g in opt.param_groups for p in g["params"]):
+                owners.append(namer.name(opt) or f"optimizer#{key}")
+                loc = self._opt_locations.get(key)
+                if loc:
+                    owner_locs.append(loc)
+        return TensorFact(name=name, kind="parameter" if isinstance(t, torch.nn.Parameter) else "tensor",
+                          requires_grad=t.requires_grad, is_leaf=t.is_leaf, created=created,
+                          made_non_leaf=made_non_leaf, owners=owners, owner_locations=owner_locs,
+                          shape=tuple(t.shape))
+
+    # --- optimizers -------------------------------------------------------------------------------
+    def _adopt_namespace_optimizers(self) -> None:
+        for value in list(self.namespace().values()):
+            if isinstance(value, torch.optim.Optimizer) and value not in self.optimizers:
+                self._register_optimizer(value, None)
+
+    def _register_optimizer(self, opt, location: Location | None) -> int:
+        self._opt_serial += 1
+        self.optimizers[opt] = self._opt_serial
+        if location is None:
+            location = self._find_optimizer_assignment(opt)
+        if location is not None:
+            self._opt_locations[self._opt_serial] = location
+        return self._opt_serial
+
+    def _find_optimizer_assignment(self, opt) -> Location | None:
+        for var, value in list(self.namespace().items()):
+            if value is opt and not var.startswith("_"):
+                return self.source_map.find_assignment(var)
+        return None
+
+    def _wrap_optimizer_init(self, original):
+        session = self
+
+        @functools.wraps(original)
+        def __init__(opt, params, *args, **kwargs):
+            __tracebackhide__ = True
+            if session._depth:
+                return original(opt, params, *args, **kwargs)
+            frame = session.source_map.user_frame(sys._getframe(1))
+            position = (frame.f_code, frame.f_lasti) if frame is not None else None
+            if not isinstance(params, (list, tuple, dict)) and not isinstance(params, torch.Tensor):
+                params = list(params)  # a generator: keep it for both us and the optimizer
+            try:
+                original(opt, params, *args, **kwargs)
+            except ValueError as exc:
+                session._guard(session._on_optimizer_error)(exc, params, position, frame)
+                raise
+            session._guard(session._on_optimizer)(opt, position, frame)
+        return __init__
+
+    def _on_optimizer(self, opt, position, frame) -> None:
+        key = self._register_optimizer(opt, self.location(position))
+        namer = self._namer(frame)
+        facts = [self._fact(p, namer) for g in opt.param_groups for p in g["params"][:512]]
+        self.events.optimizers.append(OptimizerEvent(
+            key=key, cls=type(opt).__name__, name=namer.name(opt), location=self.location(position),
+            params=facts))
+
+    def _on_optimizer_error(self, exc, params, position, frame) -> None:
+        tensors = []
+        for item in (params if isinstance(params, (list, tuple)) else [params]):
+            if isinstance(item, dict):
+                item = item.get("params", [])
+            tensors.extend(item if isinstance(item, (list, tuple)) else [item])
+        namer = self._namer(frame)
+        facts = [self._fact(t, namer) for t in tensors[:512] if isinstance(t, torch.Tensor)]
+        self.events.optimizers.append(OptimizerEvent(
+            key=0, cls="", name=None, location=self.location(position), params=facts,
+            error=f"{type(exc).__name__}: {exc}"))
+
+    def _wrap_zero_grad(self, original):
+        session = self
+
+        @functools.wraps(original)
+        def zero_grad(opt, *args, **kwargs):
+            __tracebackhide__ = True
+            session._guard(session._on_zero_grad)(opt)
+            return original(opt, *args, **kwargs)
+        return zero_grad
+
+    def _on_zero_grad(self, opt) -> None:
+        key = self._key(opt)
+        self._backwards_since_step[key] = 0
+        if len(self.events.zero_grads) < _MAX_STEP_EVENTS:
+            self.events.zero_grads.append(ZeroGradEvent(key, self.location(self._position())))
+        for monitor in self._monitors:
+            monitor.on_zero_grad(opt, key)
+
+    def _key(self, opt) -> int:
+        key = self.optimizers.get(opt)
+        if key is None:
+            key = self._register_optimizer(opt, None)
+        return key
+
+    def _on_step(self, opt, args, kwargs) -> None:
+        key = self._key(opt)
+        self.events.n_steps += 1
+        missing = [p for g in opt.param_groups for p in g["params"] if p.grad is None]
+        since = self._backwards_since_step.get(key, self.events.n_backward)
+        self._backwards_since_step[key] = 0
+        if (missing or since == 0) and len(self.events.steps) < _MAX_STEP_EVENTS:
+            namer = self._namer(self.source_map.user_frame(sys._getframe(1)))
+            self.events.steps.append(StepEvent(
+                optimizer=key, name=namer.name(opt), location=self.location(self._position()),
+                backwards_since_step=since, without_grad=[self._fact(p, namer) for p in missing[:64]],
+                n_params=sum(len(g["params"]) for g in opt.param_groups)))
+        for monitor in self._monitors:
+            monitor.on_step(opt, key)
+
+    # --- backward --------------------------------------------------------------------------------
+    def _wrap_backward(self, original, api: str):
+        session = self
+
+        @functools.wraps(original)
+        def backward(*args, **kwargs):
+            __tracebackhide__ = True
+            if session._depth:
+                return original(*args, **kwargs)
+            session._depth += 1
+            try:
+                call = session._guard(session._before_backward)(api, args, kwargs)
+                try:
+                    result = original(*args, **kwargs)
+                except BaseException as exc:
+                    session._depth = 0
+                    session._guard(session._after_backward)(call, args, kwargs, exc)
+                    raise
+                session._guard(session._after_backward)(call, args, kwargs, None)
+                return result
+            finally:
+                session._depth = 0
+        return backward
+
+    @staticmethod
+    def _roots(api: str, args, kwargs) -> list[torch.Tensor]:
+        if api == "Tensor.backward":
+            first = args[0] if args else kwargs.get("self")
+        elif api == "torch.autograd.grad":
+            first = args[0] if args else kwargs.get("outputs")
+        else:
+            first = args[0] if args else kwargs.get("tensors")
+        if isinstance(first, torch.Tensor):
+            return [first]
+        return [t for t in (first or ()) if isinstance(t, torch.Tensor)]
+
+    def _before_backward(self, api: str, args, kwargs) -> BackwardEvent | None:
+        self.events.n_backward += 1
+        for key in self._backwards_since_step:
+            self._backwards_since_step[key] += 1
+        index = self.events.n_backward
+        frame = self.source_map.user_frame(sys._getframe(2))
+        position = (frame.f_code, frame.f_lasti) if frame is not None else None
+        roots = self._roots(api, args, kwargs)
+        for monitor in self._monitors:
+            monitor.on_backward(roots)
+        if not self.tracing or not roots:
+            return BackwardEvent(index=index, api=api, location=None) if roots else None
+        self._adopt_namespace_optimizers()
+        event = BackwardEvent(index=index, api=api, location=self.location(position))
+        namer = self._namer(frame)
+        trainables, owned = self._trainables(namer, frame)
+        analyzer = FlowAnalyzer(self.provenance, self.location, lambda t: self._fact(t, namer),
+                                namer.name, self._enclosing_no_grad)
+        event.flow = analyzer.analyze(roots, trainables, bool(self.optimizers), owned)
+        self.events.backwards.append(event)
+        return event
+
+    def _trainables(self, namer: Namer, frame) -> tuple[list[torch.Tensor], set[int]]:
+        seen: dict[int, torch.Tensor] = {}
+        for opt in list(self.optimizers.keys()):
+            for g in opt.param_groups:
+                for p in g["params"]:
+                    seen.setdefault(id(p), p)
+        owned = set(seen)
+        spaces = [frame.f_locals, frame.f_globals] if frame is not None else []
+        spaces.append(self.namespace())
+        for name in self._trained_names:
+            for ns in spaces:
+                value = ns.get(name)
+                if isinstance(value, torch.Tensor):
+                    seen.setdefault(id(value), value)
+                    break
+        return list(seen.values()), owned
+
+    def _enclosing_no_grad(self, location: Location) -> Location | None:
+        return self.source_map.enclosing_with(
+            location, ("no_grad", "inference_mode", "set_grad_enabled"))
+
+    def _after_backward(self, call: BackwardEvent | None, args, kwargs, exc) -> None:
+        if exc is not None and call is not None:
+            call.error_type = type(exc).__name__
+            call.error_message = str(exc).split("\n")[0][:500]
+            if call not in self.events.backwards:
+                self.events.backwards.append(call)
+            if call.location is None:
+                call.location = self.location(self._position())
+            frame = self.source_map.user_frame(sys._getframe(2))
+            explain.explain_error(self, call, self._roots(call.api, args, kwargs), exc, frame)
+        if self.tracing:
+            self.provenance.step += 1
+            if self.events.n_backward >= self.trace_steps:
+                self._stop_tracing()
+        for monitor in self._monitors:
+            monitor.after_backward()
+
+    # --- monitors (per-step checks) and internal errors -------------------------------------------
+    def _finish_monitors(self) -> None:
+        for monitor in self._monitors:
+            try:
+                monitor.finish(self.events)
+            except Exception as exc:
+                self._internal_error(exc)
+
+    def _guard(self, fn):
+        """Run gradwatch's own code so that its faults never reach the user's program."""
+        def guarded(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                self._internal_error(exc)
+                return None
+        return guarded
+
+    def _internal_error(self, exc: BaseException) -> None:
+        if len(self.events.internal_errors) < 5:
+            tb = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+            where = f" at {tb[0].filename.rsplit('/', 1)[-1]}:{tb[0].lineno}" if tb else ""
+            self.events.internal_errors.append(f"{type(exc).__name__}: {exc}{where}")
+
+    # --- conclusion ------------------------------------------------------------------------------
+    def _collect_grad_reads(self) -> None:
+        reads, self.provenance.grad_reads = self.provenance.grad_reads, []
+        if not reads:
+            return
+        namer = self._namer()
+        for position, ref, _ in reads:
+            t = ref()
+            if t is not None:
+                self.events.grad_reads.append(GradReadEvent(self.location(position), self._fact(t, namer)))
+
+    def _conclude(self, exc: BaseException | None) -> None:
+        from .rules import registry
+
+        self._guard(self._collect_grad_reads)()
+        try:
+            diagnostics = registry.run(self.events, self.source_map, select=self.select,
+                                       ignore=self.ignore)
+        except Exception as err:
+            self._internal_error(err)
+            diagnostics = []
+        for message in self.events.internal_errors[:1]:
+            diagnostics.append(registry.internal_diagnostic(message))
+        self.report.diagnostics = diagnostics
+        self.report.events = None
+        if exc is not None and diagnostics and hasattr(exc, "add_note"):
+            causes = [d for d in diagnostics if d.severity is Severity.ERROR] or diagnostics
+            note = causes[0].note()
+            if note not in getattr(exc, "__notes__", []):
+                exc.add_note(note)
+        if self.warn:
+            self.report.warn()
+
+
+def _weakrefable(obj: Any) -> bool:
+    try:
+        weakref.ref(obj)
+        return True
+    except TypeError:
+        return False
+
+
+def _clear_active() -> None:
+    _active.session = None
+
+
+def current() -> Watch | None:
+    return getattr(_active, "session", None)

@@ -1,0 +1,97 @@
+"""Facts behind PyTorch's opaque ``backward()`` errors, gathered while the graph still exists.
+
+Recognised by their messages (stable across PyTorch 2.x): a non-scalar loss, a second backward
+through a freed graph, and a tensor modified in place after autograd saved it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+
+from ..events import BackwardEvent
+
+_INPLACE = re.compile(
+    r"modified by an inplace operation: \[(?P<type>[\w.]+) \[(?P<shape>[\d, ]*)\]\](?:, which is "
+    r"output (?P<output>\d+) of (?P<node>\w+),)? is at version (?P<now>\d+); expected version "
+    r"(?P<expected>\d+)")
+
+
+def explain_error(session: Any, call: BackwardEvent, roots: list[torch.Tensor],
+                  exc: BaseException, frame: Any) -> None:
+    message = str(exc)
+    namer = session._namer(frame)
+    prov = session.provenance
+    loss = roots[0] if roots else None
+    info: dict[str, Any] = call.explain
+    if loss is not None:
+        info["loss_name"] = namer.name(loss)
+        node = prov.nodes.get(loss)
+        info["loss_location"] = session.location(node.pos) if node is not None else (
+            session.source_map.find_assignment(info["loss_name"])
+            if info["loss_name"] and info["loss_name"].isidentifier() else None)
+        info["loss_shape"] = list(loss.shape)
+    if "implicitly created only for scalar outputs" in message:
+        info["kind"] = "non_scalar"
+    elif "backward through the graph a second time" in message:
+        info["kind"] = "freed_graph"
+        _carried(session, loss, namer, info)
+    elif "modified by an inplace operation" in message:
+        info["kind"] = "inplace"
+        match = _INPLACE.search(message)
+        if match:
+            _inplace(session, match, namer, info)
+    elif "does not require grad and does not have a grad_fn" in message:
+        info["kind"] = "no_grad_fn"
+
+
+def _carried(session: Any, loss: torch.Tensor | None, namer: Any, info: dict) -> None:
+    """The tensor made in an earlier iteration whose (freed) graph this loss still uses."""
+    prov = session.provenance
+    node = prov.nodes.get(loss) if loss is not None else None
+    if node is None:
+        return
+    current = prov.step
+    todo, seen = [node], set()
+    while todo and len(seen) < 100_000:
+        n = todo.pop(0)
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        t = n.tensor
+        if n.step < current and n.requires_grad and n.op != "<external>" and n.cut is None \
+                and n.parents:
+            info["carried_location"] = session.location(n.pos)
+            info["carried_name"] = namer.name(t) if t is not None else None
+            return
+        todo.extend(n.parents)
+
+
+def _inplace(session: Any, match: re.Match, namer: Any, info: dict) -> None:
+    prov = session.provenance
+    shape = tuple(int(x) for x in match["shape"].replace(" ", "").split(",") if x)
+    now, expected = int(match["now"]), int(match["expected"])
+    info.update(shape=list(shape), version=now, expected_version=expected,
+                saved_by=match["node"])
+    for op, pos, ref, version, t_shape in reversed(prov.inplace):
+        t = ref()
+        if t is None or t_shape != shape or not expected < version <= now:
+            continue
+        info["inplace_op"] = op
+        info["inplace_location"] = session.location(pos)
+        info["tensor_name"] = namer.name(t)
+        for use_op, use_pos, use_version in reversed(prov.uses.get(t) or []):
+            if use_version == expected:
+                info["saved_op"] = use_op
+                info["saved_location"] = session.location(use_pos)
+                break
+        else:
+            node = prov.nodes.get(t)
+            if node is not None and node.op.endswith("_") and node.parents:
+                node = node.parents[0]  # the op that made the tensor, before the in-place one
+            if node is not None and match["node"]:
+                info["saved_op"] = node.op
+                info["saved_location"] = session.location(node.pos)
+        return

@@ -1,0 +1,185 @@
+"""At a traced ``backward()``: which trainable tensors the loss reaches, and where it doesn't, why.
+
+Two graphs are compared. Autograd's graph (``grad_fn.next_functions``) says which leaves will
+receive a gradient. The provenance graph says which tensors the loss was *computed from*. A
+trainable tensor in the second but not the first lost its gradient somewhere; the provenance
+node where ``requires_grad`` turned off on the way (a ``.detach()``, a ``no_grad`` block, an
+``argmax``) is the cause to report.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Callable, Iterable
+
+import torch
+
+from ..diagnostics import Location
+from ..events import Cut, Flow, TensorFact
+from .provenance import Node, Provenance
+
+_MAX_NODES = 200_000
+
+
+def autograd_leaves(roots: Iterable[torch.Tensor]) -> dict[int, torch.Tensor]:
+    """The leaf tensors (by id) that a backward from ``roots`` accumulates into."""
+    seen: set[int] = set()
+    leaves: dict[int, torch.Tensor] = {}
+    todo = deque(r.grad_fn for r in roots if r.grad_fn is not None)
+    for r in roots:
+        if r.grad_fn is None and r.requires_grad:
+            leaves[id(r)] = r
+    while todo and len(seen) < _MAX_NODES:
+        fn = todo.popleft()
+        if fn is None or id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        variable = getattr(fn, "variable", None)
+        if isinstance(variable, torch.Tensor):
+            leaves[id(variable)] = variable
+        for nxt, _ in fn.next_functions:
+            if nxt is not None:
+                todo.append(nxt)
+    return leaves
+
+
+def _ancestry(start: Iterable[Node]) -> tuple[dict[int, Node | None], list[Node]]:
+    """Walk provenance parents from ``start``.
+
+    Returns, for each reached node id, the first cut node met on the way there (None when the
+    path was clean), and the list of all reached nodes. Each node is entered at most twice:
+    once on a clean path and once behind a cut.
+    """
+    state: dict[int, Node | None] = {}
+    order: list[Node] = []
+    todo: deque[tuple[Node, Node | None]] = deque((n, None) for n in start)
+    while todo and len(order) < _MAX_NODES:
+        node, behind = todo.popleft()
+        key = id(node)
+        if key in state and (state[key] is None or behind is not None):
+            continue
+        if key not in state:
+            order.append(node)
+        state[key] = behind
+        nxt = behind
+        if behind is None and node.cut is not None:
+            nxt = node
+        for parent in node.parents:
+            todo.append((parent, nxt))
+    return state, order
+
+
+class FlowAnalyzer:
+    """Builds a `Flow` for one backward call from live tensors; keeps nothing afterwards."""
+
+    def __init__(self, provenance: Provenance, location: Callable[[Any], Location | None],
+                 fact: Callable[[torch.Tensor], TensorFact], name: Callable[[Any], str | None],
+                 enclosing_with: Callable[[Location], Location | None]) -> None:
+        self.prov = provenance
+        self.location = location
+        self.fact = fact
+        self.name = name
+        self.enclosing_with = enclosing_with
+
+    def analyze(self, roots: list[torch.Tensor], trainables: list[torch.Tensor],
+                has_optimizer: bool, owned: set[int]) -> Flow:
+        loss = roots[0]
+        loss_node = self.prov.nodes.get(loss)
+        flow = Flow(
+            loss_name=self.name(loss),
+            loss_location=self.location(loss_node.pos) if loss_node else None,
+            loss_shape=tuple(loss.shape), loss_requires_grad=loss.requires_grad,
+            has_optimizer=has_optimizer,
+        )
+        reached = autograd_leaves(roots)
+        by_id = {id(t): t for t in trainables}
+        starts = [n for n in (self.prov.nodes.get(r) for r in roots) if n is not None]
+        state, order = _ancestry(starts)
+
+        # Where does each trainable tensor sit in the loss's data ancestry?
+        behind: dict[int, Node | None] = {}
+        for node in order:
+            t = node.tensor
+            if t is not None and id(t) in by_id and by_id[id(t)] is t:
+                prev = behind.get(id(t), "absent")
+                cut = state[id(node)]
+                if prev == "absent" or (prev is not None and cut is None):
+                    behind[id(t)] = cut
+
+        escapes = self._escapes_into(order, by_id)
+
+        cut_off: dict[int, tuple[Node | Any, list[str]]] = {}
+        for t in trainables:
+            name = self.name(t) or "<tensor>"
+            if id(t) in reached:
+                flow.reached.append(name)
+                continue
+            fact = self.fact(t)
+            flow.unreached.append(fact)
+            if id(t) in behind and behind[id(t)] is None:
+                flow.direct.append(name)
+            elif id(t) in behind:
+                cut_node = behind[id(t)]
+                cut_off.setdefault(id(cut_node), (cut_node, []))[1].append(name)
+            elif id(t) in escapes:
+                esc = escapes[id(t)]
+                cut_off.setdefault(id(esc), (esc, []))[1].append(name)
+        for cut_node, names in cut_off.values():
+            flow.cuts.append(self._cut(cut_node, names))
+
+        if has_optimizer:
+            for t_id, t in reached.items():
+                if t_id in owned:
+                    continue
+                if not isinstance(t, torch.nn.Parameter) and self.name(t) is None:
+                    continue  # an anonymous helper tensor, not something the user trains
+                flow.reached_unowned.append(self.fact(t))
+        return flow
+
+    def _escapes_into(self, order: list[Node], by_id: dict[int, torch.Tensor]) -> dict[int, Any]:
+        """Trainables whose values left autograd (``.item()``/``.numpy()``) and came back
+        into the loss through a re-wrap (``torch.tensor(...)``)."""
+        escapes = [e for e in self.prov.escapes if e.step == self.prov.step]
+        if not escapes:
+            return {}
+        in_loss = {id(n) for n in order}
+        rewraps = [(n, ids) for n, ids in self.prov.rewraps if id(n) in in_loss]
+        if not rewraps:
+            return {}
+        found: dict[int, Any] = {}
+        for esc in escapes:
+            linked = [n for n, ids in rewraps if esc.value_ids & ids] or \
+                     [n for n, _ in rewraps if n.step == esc.step]
+            if not linked:
+                continue
+            esc.rewrap = linked[0]  # type: ignore[attr-defined]
+            _, upstream = _ancestry([esc.node])
+            for node in upstream:
+                t = node.tensor
+                if t is not None and id(t) in by_id and by_id[id(t)] is t:
+                    found.setdefault(id(t), esc)
+        return found
+
+    def _cut(self, node: Any, names: list[str]) -> Cut:
+        if isinstance(node, Node):
+            loc = self.location(node.pos)
+            context = None
+            if node.cut in ("no_grad", "inference_mode") and loc is not None:
+                context = self.enclosing_with(loc)
+            parent = node.parents[0] if node.parents else None
+            input_text = None
+            if parent is not None and node.op in ("detach", ".data") and loc is not None:
+                input_text = _strip_suffix(loc.text, "." + node.op.lstrip("."))
+            return Cut(kind=node.cut or "nondiff", op=node.op, location=loc, context=context,
+                       cut_off=sorted(names), input_text=input_text)
+        rewrap = getattr(node, "rewrap", None)
+        return Cut(kind="escape", op=node.op, location=self.location(node.pos),
+                   context=self.location(rewrap.pos) if rewrap is not None else None,
+                   cut_off=sorted(names))
+
+
+def _strip_suffix(text: str, suffix: str) -> str | None:
+    for tail in (suffix + "()", suffix):
+        if text.endswith(tail):
+            return text[: -len(tail)]
+    return None

@@ -1,0 +1,193 @@
+"""Tensor provenance: which op, at which source range, made each tensor of the cell.
+
+A private ``TorchFunctionMode`` sees every torch call. For each tensor it produces it keeps a
+small ``Node`` (op name, code position, parent nodes, whether it carries gradient) in a
+``WeakTensorKeyDictionary``, so records die with their tensors. This is the expensive part of
+gradwatch (a Python call per op), so the session runs it only for the first iterations of a
+training loop and around detected problems, then takes the mode off the stack.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, Callable
+
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils.weak import WeakTensorKeyDictionary
+
+from ..locate import Position
+
+# Ops whose output carries no gradient even though an input does.
+_DETACH_OPS = {"detach", "detach_"}
+_ESCAPE_OPS = {"numpy", "item", "tolist"}
+_REWRAP_OPS = {"tensor", "as_tensor", "from_numpy", "Tensor", "FloatTensor", "DoubleTensor",
+               "asarray"}
+# Ops that are differentiable but whose gradient is zero almost everywhere.
+ZERO_GRAD_OPS = {"round", "floor", "ceil", "sign", "trunc", "frac_", "round_", "floor_",
+                 "ceil_", "sign_", "trunc_", "heaviside"}
+_GETSET = type(torch.Tensor.data)
+
+
+class Node:
+    """How one tensor came to be. ``cut`` names why gradient stops here, if it does."""
+
+    __slots__ = ("op", "pos", "parents", "ref", "requires_grad", "cut", "step", "__weakref__")
+
+    def __init__(self, op: str, pos: Position | None, parents: tuple["Node", ...],
+                 tensor: torch.Tensor | None, cut: str | None, step: int) -> None:
+        self.op = op
+        self.pos = pos
+        self.parents = parents
+        self.ref = weakref.ref(tensor) if tensor is not None else None
+        self.requires_grad = tensor.requires_grad if tensor is not None else False
+        self.cut = cut
+        self.step = step
+
+    @property
+    def tensor(self) -> torch.Tensor | None:
+        return self.ref() if self.ref is not None else None
+
+    def __repr__(self) -> str:
+        return f"Node({self.op}, cut={self.cut}, parents={len(self.parents)})"
+
+
+class Escape:
+    """A value that left autograd: ``t.item()``, ``t.numpy()``, ``t.tolist()``."""
+
+    __slots__ = ("op", "pos", "node", "value_ids", "step")
+
+    def __init__(self, op: str, pos: Position | None, node: Node, value: Any, step: int) -> None:
+        self.op, self.pos, self.node, self.step = op, pos, node, step
+        self.value_ids = _ids(value)
+
+
+def _ids(value: Any, depth: int = 0) -> frozenset[int]:
+    ids = {id(value)}
+    if depth < 2 and isinstance(value, (list, tuple)):
+        for v in value[:64]:
+            ids |= _ids(v, depth + 1)
+    return frozenset(ids)
+
+
+def _tensors(values: Any, out: list[torch.Tensor], depth: int = 0) -> None:
+    if isinstance(values, torch.Tensor):
+        out.append(values)
+    elif depth < 2 and isinstance(values, (list, tuple)):
+        for v in values:
+            _tensors(v, out, depth + 1)
+
+
+def _op_name(func: Callable) -> str:
+    if isinstance(getattr(func, "__self__", None), _GETSET):  # a property such as Tensor.data
+        return "." + func.__self__.__name__
+    return getattr(func, "__name__", None) or repr(func)
+
+
+class Provenance:
+    """The records of one watch session (plain data + weak maps)."""
+
+    def __init__(self, position: Callable[[], Position | None]) -> None:
+        self.nodes = WeakTensorKeyDictionary()
+        self.escapes: list[Escape] = []
+        self.rewraps: list[tuple[Node, frozenset[int]]] = []
+        self.grad_reads: list[tuple[Position | None, weakref.ref, str]] = []
+        self.inplace: list[tuple[str, Position | None, weakref.ref, int, tuple]] = []
+        self.uses: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
+        self.step = 0
+        self._position = position
+
+    def node_of(self, t: torch.Tensor) -> Node:
+        node = self.nodes.get(t)
+        if node is None:
+            node = Node("<external>", None, (), t, None, self.step)
+            self.nodes[t] = node
+        return node
+
+    def record(self, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+        op = _op_name(func)
+        inputs: list[torch.Tensor] = []
+        _tensors(args, inputs)
+        if kwargs:
+            _tensors(list(kwargs.values()), inputs)
+        if op in _ESCAPE_OPS:
+            if inputs:
+                self.escapes.append(Escape(op, self._position(), self.node_of(inputs[0]),
+                                           out, self.step))
+                del self.escapes[:-64]
+            return
+        if op == ".grad":
+            if inputs and not inputs[0].is_leaf:
+                self.grad_reads.append((self._position(), weakref.ref(inputs[0]), op))
+                del self.grad_reads[:-64]
+            return
+        outputs: list[torch.Tensor] = []
+        _tensors(out, outputs)
+        if not outputs:
+            if op == "__setitem__" and inputs:
+                self._inplace(op, inputs[0], inputs[1:])
+            return
+        parents = tuple(self.node_of(t) for t in inputs)
+        any_grad_in = any(p.requires_grad for p in parents)
+        grad_on = torch.is_grad_enabled()
+        pos = self._position()
+        for t in outputs:
+            if inputs and t is inputs[0] and op.endswith("_"):  # in-place: t keeps its identity
+                self._inplace(op, t, inputs[1:])
+                if t.is_leaf or not grad_on:
+                    continue  # an update (optimizer step, init): not part of the forward
+            cut = None
+            if any_grad_in and not t.requires_grad:
+                if op in _DETACH_OPS:
+                    cut = "detach"
+                elif op == ".data":
+                    cut = "data"
+                elif torch.is_inference_mode_enabled():
+                    cut = "inference_mode"
+                elif not grad_on:
+                    cut = "no_grad"
+                else:
+                    cut = "nondiff"
+            elif any_grad_in and op in ZERO_GRAD_OPS:
+                cut = "zero_grad"
+            node = Node(op, pos, parents, t, cut, self.step)
+            self.nodes[t] = node
+            if not inputs and op in _REWRAP_OPS:
+                self.rewraps.append((node, _ids(args[0]) if args else frozenset()))
+                del self.rewraps[:-64]
+            if grad_on and t.requires_grad:
+                for inp in inputs:
+                    if inp.requires_grad:
+                        uses = self.uses.get(inp)
+                        if uses is None:
+                            self.uses[inp] = uses = []
+                        uses.append((op, pos, inp._version))
+                        del uses[:-8]
+
+    def _inplace(self, op: str, t: torch.Tensor, others: list[torch.Tensor]) -> None:
+        if torch.is_grad_enabled() and (t.requires_grad or any(o.requires_grad for o in others)):
+            self.inplace.append((op, self._position(), weakref.ref(t), t._version,
+                                 tuple(t.shape)))
+            del self.inplace[:-64]
+
+
+class ProvenanceMode(TorchFunctionMode):
+    """Records every torch call into a ``Provenance``; never changes what the call returns."""
+
+    def __init__(self, provenance: Provenance, on_error: Callable[[BaseException], None]) -> None:
+        super().__init__()
+        self.provenance = provenance
+        self.paused = False
+        self._on_error = on_error
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        __tracebackhide__ = True  # noqa: F841  (IPython hides this frame in tracebacks)
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if not self.paused:
+            try:
+                self.provenance.record(func, args, kwargs, out)
+            except Exception as exc:  # gradwatch's fault: stop tracing, keep the user's result
+                self.paused = True
+                self._on_error(exc)
+        return out
