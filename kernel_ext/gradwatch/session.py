@@ -71,6 +71,8 @@ class Watch:
         self._backwards_since_step: dict[int, int] = {}
         self._trained_names = intent.trained_names(code) if code else set()
         self._monitors: list[Any] = []
+        self._trace_until = 0
+        self._trace_requested = 0
 
     # --- life cycle ------------------------------------------------------------------------
     def __enter__(self) -> Report:
@@ -113,15 +115,27 @@ class Watch:
         for monitor in dynamics.monitors(self):
             self._monitors.append(monitor)
             stack.callback(monitor.close)
+        stack.callback(self._stop_tracing)
         if self.trace_steps > 0:
-            self.mode = ProvenanceMode(self.provenance, self._internal_error)
-            self.mode.__enter__()
-            stack.callback(self._stop_tracing)
+            self._start_tracing(self.trace_steps)
 
     # --- tracing on/off -----------------------------------------------------------------------
     @property
     def tracing(self) -> bool:
         return self.mode is not None and not self.mode.paused
+
+    def _start_tracing(self, backward_calls: int) -> None:
+        self._trace_until = self.events.n_backward + backward_calls
+        if self.mode is None:
+            self.mode = ProvenanceMode(self.provenance, self._internal_error)
+            self.mode.__enter__()
+
+    def request_trace(self, backward_calls: int = 1) -> None:
+        """Trace the next ``backward_calls`` iterations in full (e.g. after a NaN appeared).
+
+        Call it from a monitor's ``after_backward``; tracing starts with the next forward.
+        """
+        self._trace_requested = max(self._trace_requested, backward_calls)
 
     def _stop_tracing(self) -> None:
         mode, self.mode = self.mode, None
@@ -387,10 +401,13 @@ class Watch:
             explain.explain_error(self, call, self._roots(call.api, args, kwargs), exc, frame)
         if self.tracing:
             self.provenance.step += 1
-            if self.events.n_backward >= self.trace_steps:
+            if self.events.n_backward >= self._trace_until:
                 self._stop_tracing()
         for monitor in self._monitors:
             monitor.after_backward()
+        requested, self._trace_requested = self._trace_requested, 0
+        if requested and self.mode is None and self._stack is not None:
+            self._start_tracing(requested)
 
     # --- monitors (per-step checks) and internal errors -------------------------------------------
     def _finish_monitors(self) -> None:

@@ -96,6 +96,8 @@ class Provenance:
         self.uses: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
         self.step = 0
         self._position = position
+        # Extra per-op checks that run only while tracing: f(op, args, kwargs, out, position).
+        self.observers: list[Callable[[str, tuple, dict, Any, Position | None], None]] = []
 
     def node_of(self, t: torch.Tensor) -> Node:
         node = self.nodes.get(t)
@@ -106,6 +108,8 @@ class Provenance:
 
     def record(self, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
         op = _op_name(func)
+        for observe in self.observers:
+            observe(op, args, kwargs, out, self._position)
         inputs: list[torch.Tensor] = []
         _tensors(args, inputs)
         if kwargs:
