@@ -25,7 +25,7 @@ from .events import BackwardEvent, Events, GradReadEvent, OptimizerEvent, StepEv
 from .locate import Namer, SourceMap
 from .report import Report
 from .trace import explain
-from .trace.flow import FlowAnalyzer
+from .trace.flow import FlowAnalyzer, related_tensor_ids
 from .trace.patch import Patcher
 from .trace.provenance import Provenance, ProvenanceMode
 
@@ -195,7 +195,9 @@ class Watch:
                         and created.end_column < made_non_leaf.end_column \
                         and made_non_leaf.column <= created.column:
                     # point at `.to(device)`, not the whole `torch.randn(...).to(device)`
-                    made_non_leaf = made_non_leaf.at(created.end_column, made_non_leaf.end_column)
+                    gap = made_non_leaf.source[created.end_column - 1:]
+                    start = created.end_column + len(gap) - len(gap.lstrip())
+                    made_non_leaf = made_non_leaf.at(start, made_non_leaf.end_column)
         elif name.isidentifier():
             created = self.source_map.find_assignment(name)
         owners, owner_locs = [], []
@@ -211,9 +213,11 @@ class Watch:
                           shape=tuple(t.shape))
 
     # --- optimizers -------------------------------------------------------------------------------
-    def _adopt_namespace_optimizers(self) -> None:
+    def _adopt_namespace_optimizers(self, related: set[int]) -> None:
+        """Optimizers from earlier cells that train what this loss is computed from."""
         for value in list(self.namespace().values()):
-            if isinstance(value, torch.optim.Optimizer) and value not in self.optimizers:
+            if isinstance(value, torch.optim.Optimizer) and value not in self.optimizers and any(
+                    id(p) in related for g in value.param_groups for p in g["params"]):
                 self._register_optimizer(value, None)
 
     def _register_optimizer(self, opt, location: Location | None) -> int:
@@ -358,7 +362,7 @@ class Watch:
             monitor.on_backward(roots)
         if not self.tracing or not roots:
             return BackwardEvent(index=index, api=api, location=None) if roots else None
-        self._adopt_namespace_optimizers()
+        self._adopt_namespace_optimizers(related_tensor_ids(roots, self.provenance))
         event = BackwardEvent(index=index, api=api, location=self.location(position))
         namer = self._namer(frame)
         trainables, owned = self._trainables(namer, frame)

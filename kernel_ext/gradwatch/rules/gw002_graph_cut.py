@@ -44,9 +44,12 @@ class GraphCut(Rule):
     summary = "The path from a trained tensor to the loss is cut (`.detach()`, `no_grad`, ...)."
 
     def check(self, ctx: Context):
+        # A tensor another backward() reaches was detached on purpose here (a GAN's
+        # discriminator step detaches the generator's output).
+        reached = {name for _, flow in ctx.flows() for name in flow.reached}
         for event, flow in ctx.flows():
             for cut in flow.cuts:
-                if cut.kind not in _WHY:
+                if cut.kind not in _WHY or not set(cut.cut_off) - reached:
                     continue
                 ctx.explained.update(cut.cut_off)
                 expr = f"`{cut.location.text}`" if cut.location and cut.location.text else f"`{cut.op}`"

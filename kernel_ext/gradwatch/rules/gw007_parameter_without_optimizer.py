@@ -34,6 +34,8 @@ class ParameterWithoutOptimizer(Rule):
     summary = "Parameters get gradients but no optimizer updates them (e.g. a stale optimizer)."
 
     def check(self, ctx: Context):
+        if not ctx.events.n_steps:
+            return  # no optimizer steps in this cell: manual updates, or evaluation only
         for event, flow in ctx.flows():
             unowned = [f for f in flow.reached_unowned if f.name not in ctx.explained]
             if not unowned:

@@ -63,8 +63,8 @@ def _carried(session: Any, loss: torch.Tensor | None, namer: Any, info: dict) ->
         t = n.tensor
         if n.step < current and n.requires_grad and n.op != "<external>" and n.cut is None \
                 and n.parents:
-            info["carried_location"] = session.location(n.pos)
-            info["carried_name"] = namer.name(t) if t is not None else None
+            loc = info["carried_location"] = session.location(n.pos)
+            info["carried_name"] = (namer.name(t) if t is not None else None) or _assigned_name(loc)
             return
         todo.extend(n.parents)
 
@@ -95,3 +95,9 @@ def _inplace(session: Any, match: re.Match, namer: Any, info: dict) -> None:
                 info["saved_op"] = node.op
                 info["saved_location"] = session.location(node.pos)
         return
+
+
+def _assigned_name(loc: Any) -> str | None:
+    """``hidden`` for a location on the line ``hidden = torch.tanh(...)``."""
+    match = re.match(r"\s*([A-Za-z_]\w*)\s*=[^=]", loc.source) if loc is not None else None
+    return match.group(1) if match else None

@@ -69,6 +69,17 @@ def _ancestry(start: Iterable[Node]) -> tuple[dict[int, Node | None], list[Node]
     return state, order
 
 
+def related_tensor_ids(roots: list[torch.Tensor], prov: Provenance) -> set[int]:
+    """ids of the tensors a loss depends on, by autograd or by recorded data flow."""
+    ids = set(autograd_leaves(roots))
+    _, order = _ancestry(n for n in (prov.nodes.get(r) for r in roots) if n is not None)
+    for node in order:
+        t = node.tensor
+        if t is not None:
+            ids.add(id(t))
+    return ids
+
+
 class FlowAnalyzer:
     """Builds a `Flow` for one backward call from live tensors; keeps nothing afterwards."""
 
@@ -152,7 +163,7 @@ class FlowAnalyzer:
                      [n for n, _ in rewraps if n.step == esc.step]
             if not linked:
                 continue
-            esc.rewrap = linked[0]  # type: ignore[attr-defined]
+            esc.rewrap = linked[0]
             _, upstream = _ancestry([esc.node])
             for node in upstream:
                 t = node.tensor
@@ -172,9 +183,8 @@ class FlowAnalyzer:
                 input_text = _strip_suffix(loc.text, "." + node.op.lstrip("."))
             return Cut(kind=node.cut or "nondiff", op=node.op, location=loc, context=context,
                        cut_off=sorted(names), input_text=input_text)
-        rewrap = getattr(node, "rewrap", None)
         return Cut(kind="escape", op=node.op, location=self.location(node.pos),
-                   context=self.location(rewrap.pos) if rewrap is not None else None,
+                   context=self.location(node.rewrap.pos) if node.rewrap is not None else None,
                    cut_off=sorted(names))
 
 

@@ -55,11 +55,12 @@ class Node:
 class Escape:
     """A value that left autograd: ``t.item()``, ``t.numpy()``, ``t.tolist()``."""
 
-    __slots__ = ("op", "pos", "node", "value_ids", "step")
+    __slots__ = ("op", "pos", "node", "value_ids", "step", "rewrap")
 
     def __init__(self, op: str, pos: Position | None, node: Node, value: Any, step: int) -> None:
         self.op, self.pos, self.node, self.step = op, pos, node, step
         self.value_ids = _ids(value)
+        self.rewrap: Node | None = None  # where the value came back as a tensor, if seen
 
 
 def _ids(value: Any, depth: int = 0) -> frozenset[int]:
