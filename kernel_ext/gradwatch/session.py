@@ -369,7 +369,8 @@ class Watch:
         analyzer = FlowAnalyzer(self.provenance, self.location, lambda t: self._fact(t, namer),
                                 namer.name, self._enclosing_no_grad)
         event.flow = analyzer.analyze(roots, trainables, bool(self.optimizers), owned)
-        self.events.backwards.append(event)
+        if len(self.events.backwards) < _MAX_STEP_EVENTS:
+            self.events.backwards.append(event)
         return event
 
     def _trainables(self, namer: Namer, frame) -> tuple[list[torch.Tensor], set[int]]:
@@ -397,7 +398,7 @@ class Watch:
         if exc is not None and call is not None:
             call.error_type = type(exc).__name__
             call.error_message = str(exc).split("\n")[0][:500]
-            if call not in self.events.backwards:
+            if call not in self.events.backwards and len(self.events.backwards) < _MAX_STEP_EVENTS:
                 self.events.backwards.append(call)
             if call.location is None:
                 call.location = self.location(self._position())

@@ -182,10 +182,10 @@ class FlowAnalyzer:
             if parent is not None and node.op in ("detach", ".data") and loc is not None:
                 input_text = _strip_suffix(loc.text, "." + node.op.lstrip("."))
             return Cut(kind=node.cut or "nondiff", op=node.op, location=loc, context=context,
-                       cut_off=sorted(names), input_text=input_text)
+                       cut_off=list(dict.fromkeys(names)), input_text=input_text)
         return Cut(kind="escape", op=node.op, location=self.location(node.pos),
                    context=self.location(node.rewrap.pos) if node.rewrap is not None else None,
-                   cut_off=sorted(names))
+                   cut_off=list(dict.fromkeys(names)))
 
 
 def _strip_suffix(text: str, suffix: str) -> str | None:
