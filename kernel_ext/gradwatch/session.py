@@ -327,7 +327,8 @@ class Watch:
             try:
                 call = session._guard(session._before_backward)(api, args, kwargs)
                 try:
-                    result = original(*args, **kwargs)
+                    with session._tracing_off():
+                        result = original(*args, **kwargs)
                 except BaseException as exc:
                     session._depth = 0
                     session._guard(session._after_backward)(call, args, kwargs, exc)
@@ -337,6 +338,22 @@ class Watch:
             finally:
                 session._depth = 0
         return backward
+
+    @contextlib.contextmanager
+    def _tracing_off(self):
+        """Take the tracing mode off the stack while autograd runs: backward() then takes the
+        same path (and gives the same traceback) as without gradwatch."""
+        mode = self.mode
+        if mode is None or torch._C._len_torch_function_stack() == 0 or \
+                torch._C._get_function_stack_at(torch._C._len_torch_function_stack() - 1) is not mode:
+            yield
+            return
+        torch._C._pop_torch_function_stack()
+        try:
+            yield
+        finally:
+            if self.mode is mode:
+                torch._C._push_on_torch_function_stack(mode)
 
     @staticmethod
     def _roots(api: str, args, kwargs) -> list[torch.Tensor]:
