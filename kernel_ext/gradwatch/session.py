@@ -109,7 +109,7 @@ class Watch:
         patcher.patch(torch.optim.Optimizer, "__init__", self._wrap_optimizer_init(torch.optim.Optimizer.__init__))
         patcher.patch(torch.optim.Optimizer, "zero_grad", self._wrap_zero_grad(torch.optim.Optimizer.zero_grad))
         from torch.optim.optimizer import register_optimizer_step_pre_hook
-        handle = register_optimizer_step_pre_hook(self._guard(self._on_step))
+        handle = register_optimizer_step_pre_hook(self._guarded(self._on_step))
         stack.callback(handle.remove)
         from .trace import dynamics
         for monitor in dynamics.monitors(self):
@@ -250,9 +250,9 @@ class Watch:
             try:
                 original(opt, params, *args, **kwargs)
             except ValueError as exc:
-                session._guard(session._on_optimizer_error)(exc, params, position, frame)
+                session._guard(session._on_optimizer_error, exc, params, position, frame)
                 raise
-            session._guard(session._on_optimizer)(opt, position, frame)
+            session._guard(session._on_optimizer, opt, position, frame)
         return __init__
 
     def _on_optimizer(self, opt, position, frame) -> None:
@@ -281,7 +281,7 @@ class Watch:
         @functools.wraps(original)
         def zero_grad(opt, *args, **kwargs):
             __tracebackhide__ = True
-            session._guard(session._on_zero_grad)(opt)
+            session._guard(session._on_zero_grad, opt)
             return original(opt, *args, **kwargs)
         return zero_grad
 
@@ -317,23 +317,27 @@ class Watch:
     # --- backward --------------------------------------------------------------------------------
     def _wrap_backward(self, original, api: str):
         session = self
+        guard = self._guard
 
         @functools.wraps(original)
         def backward(*args, **kwargs):
             __tracebackhide__ = True
             if session._depth:
                 return original(*args, **kwargs)
-            session._depth += 1
+            session._depth = 1
             try:
-                call = session._guard(session._before_backward)(api, args, kwargs)
+                call = guard(session._before_backward, api, args, kwargs)
                 try:
-                    with session._tracing_off():
+                    if session.mode is None:  # the common case once tracing is over
                         result = original(*args, **kwargs)
+                    else:
+                        with session._tracing_off():
+                            result = original(*args, **kwargs)
                 except BaseException as exc:
                     session._depth = 0
-                    session._guard(session._after_backward)(call, args, kwargs, exc)
+                    guard(session._after_backward, call, api, args, kwargs, exc)
                     raise
-                session._guard(session._after_backward)(call, args, kwargs, None)
+                guard(session._after_backward, call, api, args, kwargs, None)
                 return result
             finally:
                 session._depth = 0
@@ -369,16 +373,17 @@ class Watch:
 
     def _before_backward(self, api: str, args, kwargs) -> BackwardEvent | None:
         self.events.n_backward += 1
-        for key in self._backwards_since_step:
-            self._backwards_since_step[key] += 1
-        index = self.events.n_backward
-        frame = self.source_map.user_frame(sys._getframe(2))
-        position = (frame.f_code, frame.f_lasti) if frame is not None else None
+        since = self._backwards_since_step
+        for key in since:
+            since[key] += 1
         roots = self._roots(api, args, kwargs)
         for monitor in self._monitors:
             monitor.on_backward(roots)
         if not self.tracing or not roots:
-            return BackwardEvent(index=index, api=api, location=None) if roots else None
+            return None  # the per-step fast path: nothing else to record
+        frame = self.source_map.user_frame(sys._getframe(2))
+        position = (frame.f_code, frame.f_lasti) if frame is not None else None
+        index = self.events.n_backward
         self._adopt_namespace_optimizers(related_tensor_ids(roots, self.provenance))
         event = BackwardEvent(index=index, api=api, location=self.location(position))
         namer = self._namer(frame)
@@ -411,16 +416,17 @@ class Watch:
         return self.source_map.enclosing_with(
             location, ("no_grad", "inference_mode", "set_grad_enabled"))
 
-    def _after_backward(self, call: BackwardEvent | None, args, kwargs, exc) -> None:
-        if exc is not None and call is not None:
+    def _after_backward(self, call: BackwardEvent | None, api: str, args, kwargs, exc) -> None:
+        if exc is not None:
+            if call is None:
+                call = BackwardEvent(index=self.events.n_backward, api=api,
+                                     location=self.location(self._position()))
             call.error_type = type(exc).__name__
             call.error_message = str(exc).split("\n")[0][:500]
             if call not in self.events.backwards and len(self.events.backwards) < _MAX_STEP_EVENTS:
                 self.events.backwards.append(call)
-            if call.location is None:
-                call.location = self.location(self._position())
             frame = self.source_map.user_frame(sys._getframe(2))
-            explain.explain_error(self, call, self._roots(call.api, args, kwargs), exc, frame)
+            explain.explain_error(self, call, self._roots(api, args, kwargs), exc, frame)
         if self.tracing:
             self.provenance.step += 1
             if self.events.n_backward >= self._trace_until:
@@ -439,15 +445,16 @@ class Watch:
             except Exception as exc:
                 self._internal_error(exc)
 
-    def _guard(self, fn):
+    def _guard(self, fn, *args, **kwargs):
         """Run gradwatch's own code so that its faults never reach the user's program."""
-        def guarded(*args, **kwargs):
-            try:
-                return fn(*args, **kwargs)
-            except Exception as exc:
-                self._internal_error(exc)
-                return None
-        return guarded
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            self._internal_error(exc)
+            return None
+
+    def _guarded(self, fn):
+        return functools.partial(self._guard, fn)
 
     def _internal_error(self, exc: BaseException) -> None:
         if len(self.events.internal_errors) < 5:
@@ -466,10 +473,25 @@ class Watch:
             if t is not None:
                 self.events.grad_reads.append(GradReadEvent(self.location(position), self._fact(t, namer)))
 
+    def _name_new_optimizers(self) -> None:
+        """An optimizer is named only after its constructor returns (`opt = SGD(...)`)."""
+        names = {}
+        for var, value in list(self.namespace().items()):
+            key = self.optimizers.get(value) if isinstance(value, torch.optim.Optimizer) else None
+            if key is not None and not var.startswith("_"):
+                names.setdefault(key, var)
+        for event in self.events.optimizers:
+            if event.name is None and event.key in names:
+                event.name = names[event.key]
+                for fact in event.params:
+                    fact.owners = [names[event.key] if o == f"optimizer#{event.key}" else o
+                                   for o in fact.owners]
+
     def _conclude(self, exc: BaseException | None) -> None:
         from .rules import registry
 
-        self._guard(self._collect_grad_reads)()
+        self._guard(self._collect_grad_reads)
+        self._guard(self._name_new_optimizers)
         try:
             diagnostics = registry.run(self.events, self.source_map, select=self.select,
                                        ignore=self.ignore)
