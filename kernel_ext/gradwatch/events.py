@@ -112,5 +112,6 @@ class Events:
     grad_reads: list[GradReadEvent] = field(default_factory=list)
     n_backward: int = 0
     n_steps: int = 0
+    step_counts: dict[int, list[int]] = field(default_factory=dict)  # optimizer -> [steps, missing]
     extra: dict[str, Any] = field(default_factory=dict)  # per-rule monitors' summaries
     internal_errors: list[str] = field(default_factory=list)

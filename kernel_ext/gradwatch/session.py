@@ -303,6 +303,9 @@ class Watch:
         key = self._key(opt)
         self.events.n_steps += 1
         missing = [p for g in opt.param_groups for p in g["params"] if p.grad is None]
+        counts = self.events.step_counts.setdefault(key, [0, 0])  # [steps, steps missing grads]
+        counts[0] += 1
+        counts[1] += bool(missing)
         since = self._backwards_since_step.get(key, self.events.n_backward)
         self._backwards_since_step[key] = 0
         if (missing or since == 0) and len(self.events.steps) < _MAX_STEP_EVENTS:
@@ -379,8 +382,10 @@ class Watch:
         roots = self._roots(api, args, kwargs)
         for monitor in self._monitors:
             monitor.on_backward(roots)
-        if not self.tracing or not roots:
-            return None  # the per-step fast path: nothing else to record
+        if not self.tracing or not roots or api == "torch.autograd.grad":
+            # the per-step fast path; autograd.grad() computes gradients of inputs (penalties,
+            # physics losses), not the training step's parameter gradients: not analysed
+            return None
         frame = self.source_map.user_frame(sys._getframe(2))
         position = (frame.f_code, frame.f_lasti) if frame is not None else None
         index = self.events.n_backward
