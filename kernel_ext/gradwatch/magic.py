@@ -100,8 +100,18 @@ class GradwatchMagics(Magics):
             return self._execute(tree, filename)
         report = session.report
         try:
-            with session:
-                self._execute(tree, filename)
+            session.__enter__()
+        except Exception as exc:  # gradwatch's fault: run the cell unwatched
+            warnings.warn(f"gradwatch could not watch this cell and ran it unwatched: "
+                          f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
+            return self._execute(tree, filename)
+        try:
+            self._execute(tree, filename)
+        except BaseException as exc:
+            session.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        else:
+            session.__exit__(None, None, None)
         finally:
             self._show(report, args.quiet)
         if args.strict and any(d.severity.value in ("error", "warning") for d in report):

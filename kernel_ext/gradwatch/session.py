@@ -95,8 +95,14 @@ class Watch:
         finally:
             stack, self._stack = self._stack, None
             if stack is not None:
-                stack.close()
-        self._conclude(exc)
+                try:
+                    stack.close()
+                except Exception as err:  # never replace the user's exception with ours
+                    self._internal_error(err)
+        try:
+            self._conclude(exc)
+        except Exception as err:
+            self._internal_error(err)
         return None
 
     def _install(self, stack: contextlib.ExitStack) -> None:
