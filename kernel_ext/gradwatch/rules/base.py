@@ -68,6 +68,10 @@ def names(items: Iterable[str], limit: int = 4) -> str:
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
+def them(items: list, one: str = "it", many: str = "them") -> str:
+    return one if len(items) == 1 else many
+
+
 def insert_fix(title: str, location: Location | None, column: int, text: str,
                applicability: Applicability = Applicability.SAFE) -> Fix | None:
     if location is None:
@@ -87,4 +91,5 @@ def display_fix(title: str) -> Fix:
 
 
 __all__ = ["Applicability", "Context", "Diagnostic", "Edit", "Fix", "Location", "Related",
-           "Rule", "Severity", "display_fix", "insert_fix", "names", "related", "replace_fix"]
+           "Rule", "Severity", "display_fix", "insert_fix", "names", "related", "replace_fix",
+           "them"]

@@ -26,7 +26,7 @@ Detach only what must not be trained, e.g. a generator's output in a GAN's discr
 
 from __future__ import annotations
 
-from .base import Context, Rule, Severity, display_fix, names, related, replace_fix
+from .base import Context, Rule, Severity, display_fix, names, related, replace_fix, them
 
 _WHY = {
     "detach": "returns a tensor without gradient history",
@@ -55,7 +55,7 @@ class GraphCut(Rule):
                 expr = f"`{cut.location.text}`" if cut.location and cut.location.text else f"`{cut.op}`"
                 loss = f"`{flow.loss_name}`" if flow.loss_name else "the loss"
                 message = (f"{expr} {_WHY[cut.kind]}, which cuts {names(cut.cut_off)} off "
-                           f"{loss}, so no gradient reaches them; {_advice(cut)}")
+                           f"{loss}, so no gradient reaches {them(cut.cut_off)}; {_advice(cut)}")
                 rel = []
                 if cut.kind == "escape":
                     rel += related(cut.context, "the value comes back into the loss here, without its history")

@@ -23,7 +23,7 @@ Use `argmax` / `round` for metrics and decisions, not inside the loss.
 
 from __future__ import annotations
 
-from .base import Context, Rule, Severity, display_fix, names, related
+from .base import Context, Rule, Severity, display_fix, names, related, them
 
 
 class ZeroGradientOp(Rule):
@@ -40,7 +40,7 @@ class ZeroGradientOp(Rule):
                 ctx.explained.update(cut.cut_off)
                 expr = f"`{cut.location.text}`" if cut.location and cut.location.text else f"`{cut.op}`"
                 what = "has no gradient" if cut.kind == "nondiff" else "has a zero gradient almost everywhere"
-                message = (f"{expr} {what}, so {names(cut.cut_off)} get no useful gradient from "
+                message = (f"{expr} {what}, so {names(cut.cut_off)} {them(cut.cut_off, 'gets', 'get')} no useful gradient from "
                            f"`{flow.loss_name or 'the loss'}`; use a differentiable surrogate in the loss")
                 yield self.diagnostic(
                     message, cut.location, related=related(event.location, "backward() is called here"),

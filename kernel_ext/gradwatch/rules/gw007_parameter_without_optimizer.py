@@ -24,7 +24,7 @@ optimizer = torch.optim.Adam(model.parameters())
 
 from __future__ import annotations
 
-from .base import Context, Rule, Severity, display_fix, names, related
+from .base import Context, Rule, Severity, display_fix, names, related, them
 
 
 class ParameterWithoutOptimizer(Rule):
@@ -60,8 +60,8 @@ class ParameterWithoutOptimizer(Rule):
                                       stale=True, parameters=orphans)
                 continue
             ctx.explained.update(orphans)
-            message = (f"{names(orphans)} receive{'s' if len(orphans) == 1 else ''} gradients from "
-                       f"`{flow.loss_name or 'the loss'}` but belong to no optimizer, so nothing "
+            message = (f"{names(orphans)} {them(orphans, 'receives', 'receive')} gradients from "
+                       f"`{flow.loss_name or 'the loss'}` but {them(orphans, 'belongs', 'belong')} to no optimizer, so nothing "
                        f"updates {'it' if len(orphans) == 1 else 'them'}; add "
                        f"{'it' if len(orphans) == 1 else 'them'} to the optimizer or freeze "
                        f"{'it' if len(orphans) == 1 else 'them'} with `requires_grad_(False)`")

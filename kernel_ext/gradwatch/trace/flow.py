@@ -127,8 +127,8 @@ class FlowAnalyzer:
                 continue
             fact = self.fact(t)
             flow.unreached.append(fact)
-            if id(t) in behind and behind[id(t)] is None:
-                flow.direct.append(name)
+            if id(t) in behind and (behind[id(t)] is None or not t.requires_grad):
+                flow.direct.append(name)  # no cut to blame (a tensor without requires_grad)
             elif id(t) in behind:
                 cut_node = behind[id(t)]
                 cut_off.setdefault(id(cut_node), (cut_node, []))[1].append(name)
