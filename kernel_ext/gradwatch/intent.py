@@ -17,6 +17,17 @@ def trained_names(code: str) -> set[str]:
     except SyntaxError:
         return set()
     names: set[str] = set()
+    loops: dict[str, list[str]] = {}  # `for p in (w, b):` -> p stands for w and b
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.For, ast.comprehension)) and isinstance(node.target, ast.Name):
+            source = node.iter
+            if isinstance(source, ast.Call) and getattr(source.func, "id", None) == "enumerate" \
+                    and source.args:
+                source = source.args[0]
+            if isinstance(source, (ast.Tuple, ast.List)):
+                loops[node.target.id] = [e.id for e in source.elts if isinstance(e, ast.Name)]
+            elif isinstance(source, ast.Name):
+                loops[node.target.id] = [source.id]  # a list of tensors, resolved later
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and node.attr == "grad":
             base = _base_name(node.value)
@@ -32,6 +43,8 @@ def trained_names(code: str) -> set[str]:
             base = _base_name(node.func.value)
             if base:
                 names.add(base)
+    for name in list(names):
+        names.update(loops.get(name, ()))
     return names
 
 

@@ -144,15 +144,16 @@ class SourceMap:
             if filename not in seen and self._cell_for(filename) is not None:
                 yield filename, "\n".join(self._cell_for(filename).code_lines)
 
-    def find_assignment(self, name: str) -> Location | None:
-        """The value expression of the newest assignment ``name = <expr>`` in the cells."""
+    def find_assignment(self, name: str, attribute: bool = False) -> Location | None:
+        """The value expression of the newest assignment ``name = <expr>`` in the cells
+        (with ``attribute``: ``<anything>.name = <expr>``, e.g. ``self.fc2 = nn.Linear(...)``)."""
         for filename, code in self.cell_sources():
             tree = _parse(code)
             if tree is None:
                 continue
             best = None
             for node in ast.walk(tree):
-                value = _assigned_value(node, name)
+                value = _assigned_value(node, name, attribute)
                 if value is not None and (best is None or value.lineno >= best.lineno):
                     best = value
             if best is not None:
@@ -223,15 +224,21 @@ def _parse(code: str) -> ast.Module | None:
         return None
 
 
-def _assigned_value(node: ast.AST, name: str) -> ast.expr | None:
+def _assigned_value(node: ast.AST, name: str, attribute: bool = False) -> ast.expr | None:
     if isinstance(node, ast.Assign):
         for target in node.targets:
+            if attribute:
+                if isinstance(target, ast.Attribute) and target.attr == name:
+                    return node.value
+                continue
             if isinstance(target, ast.Name) and target.id == name:
                 return node.value
             if isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple):
                 for t, v in zip(target.elts, node.value.elts):
                     if isinstance(t, ast.Name) and t.id == name:
                         return v
+    if attribute:
+        return None
     if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) \
             and node.target.id == name and node.value is not None:
         return node.value

@@ -206,6 +206,8 @@ class Watch:
                     made_non_leaf = made_non_leaf.at(start, made_non_leaf.end_column)
         elif name.isidentifier():
             created = self.source_map.find_assignment(name)
+        elif "." in name and not name.startswith("<"):
+            created = self._module_assignment(name)
         owners, owner_locs = [], []
         for opt, key in list(self.optimizers.items()):
             if any(p is t for g in opt.param_groups for p in g["params"]):
@@ -217,6 +219,17 @@ class Watch:
                           requires_grad=t.requires_grad, is_leaf=t.is_leaf, created=created,
                           made_non_leaf=made_non_leaf, owners=owners, owner_locations=owner_locs,
                           shape=tuple(t.shape))
+
+    def _module_assignment(self, qualified: str) -> Location | None:
+        """Where the module holding ``model.fc2.weight`` was made: ``self.fc2 = ...``, else
+        ``model = ...``."""
+        parts = qualified.split(".")
+        owner = parts[-2] if len(parts) >= 3 else None
+        if owner and owner.isidentifier():
+            found = self.source_map.find_assignment(owner, attribute=True)
+            if found is not None:
+                return found
+        return self.source_map.find_assignment(parts[0]) if parts[0].isidentifier() else None
 
     # --- optimizers -------------------------------------------------------------------------------
     def _adopt_namespace_optimizers(self, related: set[int]) -> None:
@@ -420,6 +433,11 @@ class Watch:
                 value = ns.get(name)
                 if isinstance(value, torch.Tensor):
                     seen.setdefault(id(value), value)
+                    break
+                if isinstance(value, (list, tuple)) and value and len(value) <= 1024 \
+                        and all(isinstance(v, torch.Tensor) for v in value):
+                    for v in value:
+                        seen.setdefault(id(v), v)
                     break
         return list(seen.values()), owned
 

@@ -75,29 +75,29 @@ def _inplace(session: Any, match: re.Match, namer: Any, info: dict) -> None:
     now, expected = int(match["now"]), int(match["expected"])
     info.update(shape=list(shape), version=now, expected_version=expected,
                 saved_by=match["node"])
-    for op, pos, ref, version, t_shape in reversed(prov.inplace):
-        t = ref()
-        if t is None or t_shape != shape or not expected < version <= now:
+    for event in reversed(prov.inplace):
+        if event.shape != shape or not expected < event.version <= now:
             continue
-        info["inplace_op"] = op
-        info["inplace_location"] = session.location(pos)
-        info["tensor_name"] = namer.name(t)
-        for use_op, use_pos, use_version in reversed(prov.uses.get(t) or []):
+        t = event.ref()
+        info["inplace_op"] = event.op
+        loc = info["inplace_location"] = session.location(event.pos)
+        info["tensor_name"] = (namer.name(t) if t is not None else None) or _modified_name(loc)
+        for use_op, use_pos, use_version in reversed(event.uses):
             if use_version == expected:
                 info["saved_op"] = use_op
                 info["saved_location"] = session.location(use_pos)
                 break
         else:
-            node = prov.nodes.get(t)
+            node = event.creator
             if node is not None and node.op.endswith("_") and node.parents:
-                node = node.parents[0]  # the op that made the tensor, before the in-place one
+                node = node.parents[0]  # the op that made the tensor, before an in-place one
             if node is not None and match["node"]:
                 info["saved_op"] = node.op
                 info["saved_location"] = session.location(node.pos)
         return
 
 
-def _assigned_name(loc: Any) -> str | None:
-    """``hidden`` for a location on the line ``hidden = torch.tanh(...)``."""
-    match = re.match(r"\s*([A-Za-z_]\w*)\s*=[^=]", loc.source) if loc is not None else None
+def _modified_name(loc: Any) -> str | None:
+    """``out`` for ``out[:, 0] = 0.0``, ``h`` for ``h += 1`` or ``h.relu_()``."""
+    match = re.match(r"\s*([A-Za-z_]\w*)\s*(\[|[-+*/@]?=|\.\w+_\()", loc.text) if loc is not None else None
     return match.group(1) if match else None

@@ -123,7 +123,12 @@ class FlowAnalyzer:
         for t in trainables:
             name = self.name(t) or "<tensor>"
             if id(t) in reached:
-                flow.reached.append(name)
+                cut_node = behind.get(id(t))
+                if isinstance(cut_node, Node) and cut_node.cut == "zero_grad":
+                    # reached, but only through ops whose gradient is zero (round, sign ...)
+                    cut_off.setdefault(id(cut_node), (cut_node, []))[1].append(name)
+                else:
+                    flow.reached.append(name)
                 continue
             fact = self.fact(t)
             flow.unreached.append(fact)

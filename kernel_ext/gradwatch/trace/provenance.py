@@ -85,6 +85,16 @@ def _op_name(func: Callable) -> str:
     return getattr(func, "__name__", None) or repr(func)
 
 
+class Inplace:
+    """An in-place op on a tensor that takes part in autograd."""
+
+    __slots__ = ("op", "pos", "ref", "version", "shape", "uses", "creator")
+
+    def __init__(self, op, pos, ref, version, shape, uses, creator) -> None:
+        self.op, self.pos, self.ref, self.version, self.shape = op, pos, ref, version, shape
+        self.uses, self.creator = uses, creator
+
+
 class Provenance:
     """The records of one watch session (plain data + weak maps)."""
 
@@ -93,7 +103,7 @@ class Provenance:
         self.escapes: list[Escape] = []
         self.rewraps: list[tuple[Node, frozenset[int]]] = []
         self.grad_reads: list[tuple[Position | None, weakref.ref, str]] = []
-        self.inplace: list[tuple[str, Position | None, weakref.ref, int, tuple]] = []
+        self.inplace: list[Inplace] = []
         self.uses: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
         self.step = 0
         self._position = position
@@ -171,8 +181,11 @@ class Provenance:
 
     def _inplace(self, op: str, t: torch.Tensor, others: list[torch.Tensor]) -> None:
         if torch.is_grad_enabled() and (t.requires_grad or any(o.requires_grad for o in others)):
-            self.inplace.append((op, self._position(), weakref.ref(t), t._version,
-                                 tuple(t.shape)))
+            # Keep what explaining a later version error needs: the tensor itself may be gone
+            # by then (autograd keeps saved outputs without their Python object).
+            self.inplace.append(Inplace(op, self._position(), weakref.ref(t), t._version,
+                                        tuple(t.shape), list(self.uses.get(t) or ()),
+                                        self.nodes.get(t)))
             del self.inplace[:-64]
 
 
