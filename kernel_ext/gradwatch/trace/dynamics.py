@@ -3,11 +3,30 @@
 A monitor is told about backward calls, optimizer steps and ``zero_grad()`` calls, keeps
 bounded state (on the device where it can, so that it never forces a host-device sync per
 step), and writes a summary into ``Events.extra`` when the cell ends. Rules read the summary.
+
+`TrainingMonitor` is the one monitor of the training-dynamics rules (GW101-GW115). It owns the
+few patches these rules need (GradScaler, ``Module.train``, a step post-hook) and hands the
+hooks to three parts, each in its own module:
+
+* ``dyn_steps.StepOrder``: the order of ``backward()``/``step()``/``zero_grad()`` per optimizer
+  (pure Python counters and one "probe" gradient per optimizer), eval-mode modules;
+* ``dyn_stats.GradStats``: gradient norms (``torch._foreach_norm``) and losses kept on the
+  device, reduced in blocks, read on the host only at the end of the cell (CUDA: through
+  pinned memory and an event, never a sync);
+* ``dyn_ops.OpChecks``: per-op checks that run only while provenance tracing is on (the first
+  iterations, and again after a non-finite value was seen).
+
+Every finding is a plain dict in ``events.extra["dynamics"]`` (``code`` plus names, numbers and
+`Location`s); the rule modules turn them into messages.
 """
 
 from __future__ import annotations
 
+import sys
+import weakref
 from typing import Any
+
+import torch
 
 
 class Monitor:
@@ -34,3 +53,180 @@ MONITORS: list[type[Monitor]] = []
 
 def monitors(session: Any) -> list[Monitor]:
     return [cls(session) for cls in MONITORS]
+
+
+class TrainingMonitor(Monitor):
+    """GW101-GW115: training dynamics at a cost that is small against a backward pass."""
+
+    def __init__(self, session: Any) -> None:
+        super().__init__(session)
+        from .dyn_ops import OpChecks
+        from .dyn_stats import GradStats
+        from .dyn_steps import StepOrder
+        from .patch import Patcher
+
+        self.n_backward = 0
+        self.in_scaler = 0  # >0 while GradScaler's own ops run (their infs are by design)
+        self.in_step = False  # optimizer.step() runs: its ops are no forward ops
+        self.scaled: tuple[weakref.ref, torch.Tensor] | None = None  # scaler.scale(loss) -> loss
+        self.order = StepOrder(self)
+        self.stats = GradStats(self)
+        self.ops = OpChecks(self)
+        self.local_names: dict[int, str] = {}  # names in the function that runs the loop
+        self._named: set[int] = set()
+        self._patcher = Patcher()
+        self._handles: list[Any] = []
+        self._install()
+
+    # --- helpers for the parts ----------------------------------------------------------------
+    def position(self):
+        """The user's code position that led here (a frame walk: only when needed)."""
+        frame = self.session.source_map.user_frame(sys._getframe(1))
+        return (frame.f_code, frame.f_lasti) if frame is not None else None
+
+    def location(self, position):
+        return self.session.location(position) if position is not None else None
+
+    def guarded(self, fn):
+        """``fn`` with gradwatch's own faults reported as internal errors, never raised."""
+        session = self.session
+
+        def call(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                session._internal_error(exc)
+                return None
+        return call
+
+    # --- patches --------------------------------------------------------------------------------
+    def _install(self) -> None:
+        from torch.optim.optimizer import register_optimizer_step_post_hook
+
+        guard = self.guarded
+        self._handles.append(register_optimizer_step_post_hook(guard(self._after_step)))
+        self.session.provenance.observers.append(self._observe)
+        monitor = self
+        try:
+            from torch.amp import GradScaler
+        except ImportError:  # pragma: no cover - old torch
+            GradScaler = None
+        if GradScaler is not None:
+            scale, step = GradScaler.scale, GradScaler.step
+
+            def scaled(scaler, outputs):
+                monitor.in_scaler += 1
+                try:
+                    result = scale(scaler, outputs)
+                finally:
+                    monitor.in_scaler -= 1
+                if isinstance(outputs, torch.Tensor) and isinstance(result, torch.Tensor):
+                    monitor.scaled = (weakref.ref(result), outputs.detach())
+                return result
+
+            def scaler_step(scaler, optimizer, *args, **kwargs):
+                guard(monitor.order.on_scaler_step)(optimizer)
+                monitor.in_scaler += 1
+                try:
+                    return step(scaler, optimizer, *args, **kwargs)
+                finally:
+                    monitor.in_scaler -= 1
+
+            self._patcher.patch(GradScaler, "scale", scaled)
+            self._patcher.patch(GradScaler, "step", scaler_step)
+        train = torch.nn.Module.train
+
+        def module_train(module, mode=True):
+            order = monitor.order
+            if order._train_depth == 0:  # train() recurses into children: the user's call only
+                guard(order.on_train)(module, mode)
+            order._train_depth += 1
+            try:
+                return train(module, mode)
+            finally:
+                order._train_depth -= 1
+
+        self._patcher.patch(torch.nn.Module, "train", module_train)
+
+    # --- session hooks ------------------------------------------------------------------------
+    def on_backward(self, roots: list) -> None:
+        if sys._getframe(1).f_locals.get("api") == "torch.autograd.grad":
+            return  # gradients of inputs (penalties): no .grad accumulation, no training loss
+        self.n_backward += 1
+        self.order.on_backward()
+        if len(roots) == 1:
+            self.stats.on_loss(self._unscaled(roots[0]))
+
+    def _unscaled(self, root: torch.Tensor) -> torch.Tensor:
+        if self.scaled is not None and self.scaled[0]() is root:
+            return self.scaled[1]  # the loss before `scaler.scale(loss)`: scale changes are no trend
+        return root
+
+    def after_backward(self) -> None:
+        self.order.after_backward()
+
+    def on_step(self, optimizer: Any, key: int) -> None:
+        self.in_step = True
+        if key not in self._named:
+            self._named.add(key)
+            self._remember_local_names()
+        self.order.on_step(optimizer, key)
+        self.stats.on_step(optimizer, key)
+
+    def _remember_local_names(self) -> None:
+        """A loop inside a function: its locals are gone at the end of the cell, keep names."""
+        from ..locate import Namer
+
+        frame = self.session.source_map.user_frame(sys._getframe(1))
+        if frame is not None and frame.f_locals is not frame.f_globals:
+            for obj_id, name in Namer(frame.f_locals)._names.items():
+                self.local_names.setdefault(obj_id, name)
+
+    def _after_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self.in_step = False
+        key = self.session.optimizers.get(optimizer)
+        if key is not None:
+            self.order.after_step(optimizer, key)
+
+    def on_zero_grad(self, optimizer: Any, key: int) -> None:
+        self.order.on_zero_grad(optimizer, key)
+
+    def _observe(self, op, args, kwargs, out, position_fn) -> None:
+        if not self.in_scaler and not self.in_step:
+            self.ops.observe(op, args, kwargs, out, position_fn)
+
+    def finish(self, events: Any) -> None:
+        findings: list[dict] = []
+        namer = _Names(self.session._namer(), self.local_names)
+        for part in (self.order, self.stats, self.ops):
+            try:
+                findings += part.finish(namer)
+            except Exception as exc:  # one part's fault must not hide the others' findings
+                self.session._internal_error(exc)
+        events.extra["dynamics"] = findings
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._patcher.restore()
+        try:
+            self.session.provenance.observers.remove(self._observe)
+        except ValueError:
+            pass
+        self.scaled = None
+        for part in (self.order, self.stats, self.ops):
+            part.close()
+
+
+MONITORS.append(TrainingMonitor)
+
+
+class _Names:
+    """The session's namer (notebook namespace), then names seen in the loop's function."""
+
+    def __init__(self, namer: Any, local: dict[int, str]) -> None:
+        self.namer, self.local = namer, local
+
+    def name(self, obj: Any) -> str | None:
+        return self.namer.name(obj) or self.local.get(id(obj))

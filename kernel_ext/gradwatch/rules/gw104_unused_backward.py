@@ -1,0 +1,57 @@
+"""## What it does
+Flags `backward()` calls whose gradients no `optimizer.step()` ever uses: `zero_grad()` clears
+them before any step, or the cell's optimizer is never stepped at all. GradScaler steps that
+skip an update on purpose count as steps.
+
+## Why is this bad?
+The backward pass is the most expensive part of a training step; when its gradients are thrown
+away the parameters never change. Typical causes: `optimizer.step()` forgotten, indented
+outside the loop, or behind a condition that is never true.
+
+## Example
+```python
+for x, y in loader:
+    optimizer.zero_grad()
+    loss = loss_fn(model(x), y)
+    loss.backward()
+optimizer.step()
+```
+
+## Use instead
+```python
+for x, y in loader:
+    optimizer.zero_grad()
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    optimizer.step()
+```
+"""
+
+from __future__ import annotations
+
+from .base import Context, Rule, Severity, display_fix, related
+
+
+class UnusedBackward(Rule):
+    code = "GW104"
+    name = "unused-backward"
+    severity = Severity.WARNING
+    summary = "`backward()` computes gradients that no `optimizer.step()` uses."
+
+    def check(self, ctx: Context):
+        for f in ctx.events.extra.get("dynamics", ()):
+            if f["code"] != self.code:
+                continue
+            opt, bwd = f["optimizer"], f.get("backward")
+            call = f"`{bwd.text}`" if bwd is not None and bwd.text else "`backward()`"
+            if f.get("kind") == "discarded":
+                message = (f"the gradients of {call} are cleared by `{opt}.zero_grad()` before any "
+                           f"`{opt}.step()` uses them; call `{opt}.step()` after every `backward()`")
+                rel = related(f.get("zero_grad"), "the gradients are cleared here, unused")
+            else:
+                message = (f"the gradients of {call} are never used because `{opt}.step()` is never "
+                           f"called; call `{opt}.step()` after `backward()`")
+                rel = related(f.get("optimizer_location"), f"`{opt}` is created here")
+            yield self.diagnostic(message, bwd or f.get("zero_grad"), related=rel,
+                                  fix=display_fix(f"Call `{opt}.step()` after `backward()`"),
+                                  optimizer=opt, kind=f.get("kind"))

@@ -1,0 +1,75 @@
+"""## What it does
+Reports the first step at which the loss or a gradient became NaN or Inf, names the parameters
+whose gradients went non-finite first, and — when that forward pass was traced (the first
+iterations, and the iterations right after gradwatch sees a NaN) — points at the first op that
+produced a non-finite value, like `torch.autograd.detect_anomaly()` at a fraction of its cost.
+Steps that `torch.amp.GradScaler` skips because of Inf gradients are expected and not flagged.
+
+## Why is this bad?
+One NaN spreads to every parameter through the next `optimizer.step()`, and from then on the
+model only produces NaN. The cause is usually earlier and elsewhere: `log` or `sqrt` of zero or
+a negative number, a division by zero, `exp` overflow, NaN in the data, or a learning rate so
+large that the values overflow.
+
+## Example
+```python
+probs = model(x).softmax(dim=1)
+loss = -(y_onehot * torch.log(probs)).sum()   # log(0) = -inf
+```
+
+## Use instead
+```python
+log_probs = model(x).log_softmax(dim=1)
+loss = -(y_onehot * log_probs).sum()
+```
+Or clamp the input (`torch.log(p.clamp_min(1e-12))`), clean the data, or lower the learning rate.
+"""
+
+from __future__ import annotations
+
+from .base import Context, Rule, Severity, display_fix, names, related
+
+
+class NonFinite(Rule):
+    code = "GW105"
+    name = "non-finite"
+    severity = Severity.ERROR
+    summary = "The loss or a gradient became NaN or Inf."
+
+    def check(self, ctx: Context):
+        found = [f for f in ctx.events.extra.get("dynamics", ()) if f["code"] == self.code]
+        origin = next((f for f in found if f.get("kind") == "origin"), None)
+        values = [f for f in found if f.get("kind") == "values"]
+        if not values and origin is None:
+            return
+        v = min(values, key=lambda f: min(x for x in (f.get("grad_step"), f.get("loss_step"), 1 << 30)
+                                         if x is not None)) if values else {}
+        grad_step, loss_step = v.get("grad_step"), v.get("loss_step")
+        loss_loc = v.get("loss")
+        loss = _loss_name(loss_loc)
+        if loss_step is not None and (grad_step is None or loss_step <= grad_step):
+            what, step = f"`{loss}`", loss_step
+        elif grad_step is not None:
+            what, step = f"the gradient of {names(v.get('params') or ['a parameter'], 3)}", grad_step
+        else:
+            what, step = "a value in the forward pass", origin.get("iteration")
+        message = f"{what} first became NaN/Inf at step {step}"
+        if origin is not None and origin.get("location") is not None:
+            text = origin["location"].text or origin["op"]
+            message += f"; the first non-finite value came from `{text}`"
+            if origin.get("inputs"):
+                message += f" whose input {names(origin['inputs'], 2)} already held NaN/Inf"
+        message += "; guard that op (clamp its input, add an epsilon), check the data, or lower the learning rate"
+        location = (origin or {}).get("location") or loss_loc
+        rel = related(loss_loc, f"`{loss}` is non-finite from step {step} on") if location is not loss_loc else []
+        if v.get("optimizer_location") is not None and grad_step is not None:
+            rel += related(v["optimizer_location"], f"`{v['optimizer']}` applies the NaN/Inf gradients")
+        yield self.diagnostic(message, location, related=rel,
+                              fix=display_fix("Clamp the op's input or add an epsilon; lower the learning rate"),
+                              step=step, grad_step=grad_step, loss_step=loss_step,
+                              parameters=v.get("params", []), op=(origin or {}).get("op"))
+
+
+def _loss_name(loc) -> str:
+    text = loc.text if loc is not None else ""
+    return text[: -len(".backward()")] if text.endswith(".backward()") else "the loss"

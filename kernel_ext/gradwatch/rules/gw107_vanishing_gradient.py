@@ -1,0 +1,54 @@
+"""## What it does
+Compares, over the steps of a cell, the typical gradient size per element of every parameter
+and names the layers whose gradients are at least four orders of magnitude smaller than those
+of the median layer.
+
+## Why is this bad?
+Layers whose gradients are ten thousand times smaller than the others barely move: the network
+trains only its last layers. Classic causes are deep stacks of saturating activations
+(`sigmoid`, `tanh`) without normalization or residual connections, and bad initialization.
+
+## Example
+```python
+layers = []
+for _ in range(20):
+    layers += [nn.Linear(64, 64), nn.Sigmoid()]
+model = nn.Sequential(*layers, nn.Linear(64, 1))
+```
+
+## Use instead
+```python
+layers = []
+for _ in range(20):
+    layers += [nn.Linear(64, 64), nn.BatchNorm1d(64), nn.ReLU()]
+model = nn.Sequential(*layers, nn.Linear(64, 1))
+```
+"""
+
+from __future__ import annotations
+
+from .base import Context, Rule, Severity, display_fix, names, related
+
+
+class VanishingGradient(Rule):
+    code = "GW107"
+    name = "vanishing-gradient"
+    severity = Severity.WARNING
+    summary = "Some layers' gradients are orders of magnitude smaller than the others'."
+
+    def check(self, ctx: Context):
+        for f in ctx.events.extra.get("dynamics", ()):
+            if f["code"] != self.code:
+                continue
+            params = [p for p in f["params"] if p not in ctx.explained]
+            if not params:
+                continue
+            one = len(params) == 1
+            message = (f"the gradient{'' if one else 's'} of {names(params, 3)} {'is' if one else 'are'} about 10^{f['orders']:.0f} times "
+                       f"smaller than the other layers' (vanishing gradients), so {'it' if one else 'they'} "
+                       f"barely learn; use ReLU-like activations, normalization or residual connections")
+            yield self.diagnostic(
+                message, f.get("loss") or f.get("optimizer_location"),
+                related=related(f.get("optimizer_location"), f"`{f['optimizer']}` trains them"),
+                fix=display_fix("Use ReLU/GELU, BatchNorm/LayerNorm or residual connections"),
+                parameters=params, orders=f["orders"])

@@ -1,0 +1,54 @@
+"""## What it does
+Flags parameters whose gradient was exactly zero at every step for many consecutive steps up
+to the end of the cell while other parameters of the same optimizer still got gradients — for
+example the layers around ReLU units that never activate ("dead ReLUs").
+
+## Why is this bad?
+A parameter with an exactly zero gradient does not learn. When a ReLU's input is negative for
+every sample, nothing flows back through it, and the unit stays dead for good. Causes: a large
+negative bias, a too-high learning rate that pushed the units there, or a mask that zeroes a
+path.
+
+## Example
+```python
+model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
+with torch.no_grad():
+    model[0].bias.fill_(-100.0)   # every ReLU unit is dead
+```
+
+## Use instead
+```python
+model = nn.Sequential(nn.Linear(8, 16), nn.LeakyReLU(0.01), nn.Linear(16, 1))
+```
+Or keep the default initialization and a smaller learning rate.
+"""
+
+from __future__ import annotations
+
+from .base import Context, Rule, Severity, display_fix, names, related
+
+
+class DeadParameter(Rule):
+    code = "GW108"
+    name = "dead-parameter"
+    severity = Severity.WARNING
+    summary = "Parameters whose gradient is exactly zero for many consecutive steps."
+
+    def check(self, ctx: Context):
+        for f in ctx.events.extra.get("dynamics", ()):
+            if f["code"] != self.code:
+                continue
+            params = [p for p in f["params"] if p not in ctx.explained]
+            if not params:
+                continue
+            one = len(params) == 1
+            message = (f"{names(params, 3)} got an exactly zero gradient in each of the last "
+                       f"{f['zero_steps']} steps, so {'it' if one else 'they'} stopped learning "
+                       f"(dead units, e.g. ReLUs that never activate); check the initialization, lower "
+                       f"the learning rate or use `LeakyReLU`")
+            ctx.explained.update(params)
+            yield self.diagnostic(
+                message, f.get("loss") or f.get("optimizer_location"),
+                related=related(f.get("optimizer_location"), f"`{f['optimizer']}` trains them"),
+                fix=display_fix("Use LeakyReLU, fix the initialization or lower the learning rate"),
+                parameters=params, zero_steps=f["zero_steps"])

@@ -1,0 +1,51 @@
+"""## What it does
+Flags `nn.CrossEntropyLoss` / `F.cross_entropy` applied to the output of `softmax` or
+`log_softmax`, and `nll_loss` applied to `softmax` probabilities. It points at the loss call and
+at the softmax.
+
+## Why is this bad?
+`cross_entropy` applies `log_softmax` itself and expects raw logits. Feeding it probabilities
+squashes them twice: the loss can never get near zero and its gradients become tiny, so
+training is slow or stalls. `nll_loss` expects log-probabilities, not probabilities.
+
+## Example
+```python
+model = nn.Sequential(nn.Linear(20, 10), nn.Softmax(dim=1))
+loss = nn.CrossEntropyLoss()(model(x), y)
+```
+
+## Use instead
+```python
+model = nn.Sequential(nn.Linear(20, 10))
+loss = nn.CrossEntropyLoss()(model(x), y)   # logits in; softmax only for predictions
+```
+"""
+
+from __future__ import annotations
+
+from .base import Context, Rule, Severity, display_fix, related
+
+
+class DoubleSoftmax(Rule):
+    code = "GW109"
+    name = "double-softmax"
+    severity = Severity.WARNING
+    summary = "`softmax`/`log_softmax` output fed into `cross_entropy` (or `softmax` into `nll_loss`)."
+
+    def check(self, ctx: Context):
+        for f in ctx.events.extra.get("dynamics", ()):
+            if f["code"] != self.code:
+                continue
+            loc, src = f["location"], f.get("producer_location")
+            call = f"`{loc.text}`" if loc is not None and loc.text else f"`{f['op']}`"
+            made = f"`{src.text}`" if src is not None and src.text else f"`{f['producer']}`"
+            if f["op"] == "cross_entropy":
+                message = (f"{call} applies `cross_entropy`, which does its own `log_softmax`, to the "
+                           f"output of {made}, so the gradients shrink and training stalls; pass the "
+                           f"raw logits instead")
+            else:
+                message = (f"{call} applies `nll_loss`, which expects log-probabilities, to the "
+                           f"`softmax` probabilities of {made}; use `log_softmax` instead")
+            yield self.diagnostic(message, loc, related=related(src, f"`{f['producer']}` is applied here"),
+                                  fix=display_fix(f"Remove the `{f['producer']}` before the loss"),
+                                  op=f["op"], producer=f["producer"])

@@ -1,0 +1,45 @@
+"""## What it does
+Flags `mse_loss`, `l1_loss`, `smooth_l1_loss` and `huber_loss` (and their `nn` modules) called
+with an input and a target of different shapes that broadcast, e.g. `(N, 1)` against `(N,)`.
+
+## Why is this bad?
+Broadcasting turns `(N, 1)` and `(N,)` into an `(N, N)` matrix: the loss compares every
+prediction with every target and averages. It runs, the loss goes down a little, and the model
+learns to predict the mean. PyTorch only prints a `UserWarning` that is easy to miss.
+
+## Example
+```python
+pred = model(x)            # shape (64, 1)
+loss = F.mse_loss(pred, y) # y has shape (64,)
+```
+
+## Use instead
+```python
+loss = F.mse_loss(pred.squeeze(1), y)
+```
+"""
+
+from __future__ import annotations
+
+from .base import Context, Rule, Severity, display_fix
+
+
+class LossBroadcast(Rule):
+    code = "GW111"
+    name = "loss-broadcast"
+    severity = Severity.ERROR
+    summary = "A regression loss compares input and target shapes that broadcast silently."
+
+    def check(self, ctx: Context):
+        for f in ctx.events.extra.get("dynamics", ()):
+            if f["code"] != self.code:
+                continue
+            loc = f["location"]
+            call = f"`{loc.text}`" if loc is not None and loc.text else f"`{f['op']}`"
+            shape = lambda s: "(" + ", ".join(map(str, s)) + ("," if len(s) == 1 else "") + ")"
+            message = (f"{call} compares an input of shape {shape(f['input_shape'])} with a target of "
+                       f"shape {shape(f['target_shape'])}, which broadcast to {shape(f['broadcast_shape'])}, "
+                       f"so every prediction is compared with every target; make the shapes equal "
+                       f"(e.g. `.squeeze(1)` or `.view_as(...)`)")
+            yield self.diagnostic(message, loc, fix=display_fix("Reshape input or target to the same shape"),
+                                  op=f["op"], input_shape=f["input_shape"], target_shape=f["target_shape"])

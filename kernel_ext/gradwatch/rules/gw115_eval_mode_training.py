@@ -1,0 +1,58 @@
+"""## What it does
+Flags an optimizer step while the module whose parameters it trains is in eval mode with
+dropout (or a batch norm whose own parameters are trained) inside. It points at the
+`model.eval()` that left it there, when that call was watched, and at the step.
+
+## Why is this bad?
+In eval mode dropout does nothing and batch norm uses its running statistics instead of the
+batch's, so the model trains as a different network than intended (no regularization, wrong
+normalization) and the running statistics stop updating. The usual cause is a validation step
+inside the epoch loop that calls `model.eval()` and never switches back.
+
+## Example
+```python
+for epoch in range(10):
+    for x, y in train_loader:
+        ...
+        optimizer.step()
+    model.eval()
+    validate(model)
+```
+
+## Use instead
+```python
+for epoch in range(10):
+    model.train()
+    for x, y in train_loader:
+        ...
+        optimizer.step()
+    model.eval()
+    validate(model)
+```
+"""
+
+from __future__ import annotations
+
+from .base import Context, Rule, Severity, display_fix, names, related
+
+
+class EvalModeTraining(Rule):
+    code = "GW115"
+    name = "eval-mode-training"
+    severity = Severity.WARNING
+    summary = "A module in eval mode (with dropout/batch norm) is being trained."
+
+    def check(self, ctx: Context):
+        for f in ctx.events.extra.get("dynamics", ()):
+            if f["code"] != self.code:
+                continue
+            opt, module = f["optimizer"], f["module"]
+            message = (f"`{module}` is in eval mode ({names(f['submodules'], 2)} disabled) while "
+                       f"`{opt}.step()` trains its parameters; call `{module}.train()` before the "
+                       f"training steps")
+            loc = f.get("eval") or f.get("step")
+            rel = related(f.get("step"), f"`{opt}.step()` trains `{module}` in eval mode here") \
+                if loc is not f.get("step") else []
+            yield self.diagnostic(message, loc, related=rel,
+                                  fix=display_fix(f"Call `{module}.train()` before training"),
+                                  module=module, submodules=f["submodules"], optimizer=opt)

@@ -1,0 +1,119 @@
+"""Per-op checks that run only while provenance tracing is on (``Provenance.observers``):
+GW109 (softmax into cross-entropy), GW110 (sigmoid into BCELoss), GW111 (loss shapes that
+broadcast) and, for GW105, the first forward op whose output is not finite.
+
+The non-finite check keeps one device flag (``isfinite(out).all()``) per traced op instead of
+reading it, so even traced iterations add no host-device sync; the flags are read at the end of
+the cell. Records are kept for a few traced iterations only (the first ones, and the ones traced
+after `dyn_stats` saw a NaN/Inf), so memory stays bounded in long loops.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import torch
+
+_CE = {"cross_entropy", "nll_loss"}
+_BCE = {"binary_cross_entropy"}
+_REGRESSION = {"mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss"}
+_LOSSES = _CE | _BCE | _REGRESSION
+# uninitialized memory (parameter creation) may hold anything: not a forward op's result
+_UNINITIALIZED = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "Tensor"}
+_MAX_OPS = 4096  # per traced iteration
+_KEEP_ITERATIONS = 4
+
+
+class OpChecks:
+    def __init__(self, monitor: Any) -> None:
+        self.m = monitor
+        self.findings: dict[tuple, dict] = {}
+        # traced iteration (provenance.step) -> [(finite flag, op, position, input refs)]
+        self.records: dict[int, list] = {}
+
+    def observe(self, op: str, args: tuple, kwargs: dict, out: Any, position_fn: Any) -> None:
+        if op in _LOSSES:
+            self._loss(op, args, kwargs, position_fn)
+        if isinstance(out, torch.Tensor) and out.is_floating_point() and out.numel() \
+                and op not in _UNINITIALIZED:
+            self._finite(op, args, out, position_fn)
+
+    # --- GW109-GW111 ------------------------------------------------------------------------------
+    def _loss(self, op: str, args: tuple, kwargs: dict, position_fn: Any) -> None:
+        inp = args[0] if args else kwargs.get("input")
+        target = args[1] if len(args) > 1 else kwargs.get("target")
+        if not isinstance(inp, torch.Tensor):
+            return
+        node = self.m.session.provenance.nodes.get(inp)
+        producer = node.op if node is not None else None
+        if op in _CE and producer in ("softmax", "log_softmax") \
+                and not (op == "nll_loss" and producer == "log_softmax"):
+            self._find("GW109", op, position_fn(), producer=producer, producer_pos=node.pos)
+        elif op in _BCE and producer == "sigmoid":
+            self._find("GW110", op, position_fn(), producer=producer, producer_pos=node.pos)
+        elif op in _REGRESSION and isinstance(target, torch.Tensor) and inp.shape != target.shape:
+            try:
+                shape = torch.broadcast_shapes(inp.shape, target.shape)
+            except RuntimeError:
+                return  # not broadcastable: torch raises its own error
+            self._find("GW111", op, position_fn(), input_shape=list(inp.shape),
+                       target_shape=list(target.shape), broadcast_shape=list(shape))
+
+    def _find(self, code: str, op: str, pos: Any, **data: Any) -> None:
+        key = (code, pos)
+        if key not in self.findings and len(self.findings) < 32:
+            self.findings[key] = dict(code=code, op=op, location=pos, **data)
+
+    # --- GW105: the first op that made a non-finite value -----------------------------------------
+    def _finite(self, op: str, args: tuple, out: torch.Tensor, position_fn: Any) -> None:
+        step = self.m.session.provenance.step
+        records = self.records.get(step)
+        if records is None:
+            if len(self.records) >= _KEEP_ITERATIONS:
+                # keep the first iterations and the latest ones
+                del self.records[sorted(self.records)[2]]
+            records = self.records[step] = []
+        if len(records) >= _MAX_OPS:
+            return
+        # inputs' flags too: at the end of the cell a parameter may be NaN because of this op
+        inputs = tuple((weakref.ref(a), torch.isfinite(a).all(), tuple(a.shape)) for a in args[:4]
+                       if isinstance(a, torch.Tensor) and a.is_floating_point())
+        records.append((torch.isfinite(out).all(), op, position_fn(), inputs))
+
+    def _origin(self, namer: Any) -> dict | None:
+        for step in sorted(self.records):
+            records = self.records[step]
+            if not records:
+                continue
+            flags = torch.stack([r[0] for r in records]).tolist()  # the one host read
+            for ok, (_, op, pos, inputs) in zip(flags, records):
+                if ok:
+                    continue
+                bad_inputs = []
+                for ref, finite, shape in inputs:
+                    if not bool(finite):
+                        t = ref()
+                        bad_inputs.append((namer.name(t) if t is not None else None)
+                                          or f"a tensor of shape {shape}")
+                return dict(code="GW105", kind="origin", op=op, location=pos, inputs=bad_inputs,
+                            iteration=step + 1)
+        return None
+
+    def finish(self, namer: Any) -> list[dict]:
+        out = []
+        loc = self.m.location
+        origin = self._origin(namer)
+        if origin is not None:
+            origin["location"] = loc(origin["location"])
+            out.append(origin)
+        for f in self.findings.values():
+            f["location"] = loc(f["location"])
+            if "producer_pos" in f:
+                f["producer"] = f["producer"]
+                f["producer_location"] = loc(f.pop("producer_pos"))
+            out.append(f)
+        return out
+
+    def close(self) -> None:
+        self.records.clear()

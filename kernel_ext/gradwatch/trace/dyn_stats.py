@@ -1,0 +1,361 @@
+"""Gradient norms and losses over many steps: GW105-GW108, GW112-GW114.
+
+Per sampled step the only work is ``torch._foreach_norm`` over the optimizer's gradients and one
+``torch.stack`` (two dispatches, like ``clip_grad_norm_``); per loss a ``detach()``. Rows are
+kept on the device and reduced every `_BLOCK` rows into a fixed set of per-parameter device
+tensors (first non-finite step, run of exact zeros, mean log-norm, first and last block means),
+so the state grows with the number of parameter tensors, never with the number of steps.
+
+Nothing here reads a device value on the host before the end of the cell, with one exception
+that costs no sync: after each block a "something was non-finite" flag is copied to pinned
+host memory with ``non_blocking=True`` and an event (on the CPU it is read directly); once the
+copy has landed it asks the session to trace the next iterations, so that `dyn_ops` can name
+the first forward op that produced a non-finite value (what anomaly mode is for).
+
+Sampling: every optimizer step is measured for the first `_WARM` steps; after that the stride
+adapts so that gradwatch's own time per step stays near 1% of the step (a long loop of tiny
+steps is checked every few steps, a GPU model every step).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import weakref
+from typing import Any
+
+import torch
+
+_BLOCK = 64  # rows per device reduction
+_WARM = 64  # steps always measured
+_MAX_STRIDE = 32
+_TARGET = (0.004, 0.012)  # own time / wall time between blocks: shrink / grow the stride
+_LOSS_BLOCK = 64
+_FIRST_LOSSES = 16
+_BIG = float("inf")
+
+
+class _DeviceFlag:
+    """A device bool read on the host without a sync (pinned copy + event on CUDA)."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[Any, Any]] = []
+
+    def post(self, flag: torch.Tensor) -> None:
+        if flag.device.type == "cuda":
+            host = torch.empty((), dtype=torch.bool, pin_memory=True)
+            host.copy_(flag, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+            self._pending.append((host, event))
+            del self._pending[:-4]
+        else:
+            self._pending.append((flag, None))
+
+    def poll(self) -> bool:
+        """True if a posted flag that has landed was set."""
+        hit = False
+        while self._pending:
+            host, event = self._pending[0]
+            if event is not None and not event.query():
+                break
+            self._pending.pop(0)
+            hit = hit or bool(host)
+        return hit
+
+
+class _Series:
+    """Statistics of one optimizer's gradients and of the losses its steps follow."""
+
+    def __init__(self, opt: Any, key: int) -> None:
+        self.ref = weakref.ref(opt) if opt is not None else None
+        self.key = key
+        self.params: list[torch.Tensor] | None = None
+        self.numels: list[int] = []
+        self.n_steps = 0
+        self.stride = 1
+        self.rows: list[torch.Tensor] = []
+        self.block_first = 0  # step number of rows[0]
+        self.block_stride = 1
+        self.n_rows = 0
+        self.cost = 0.0
+        self.t_block = time.perf_counter()
+        self.failed = False
+        self.acc: dict[str, torch.Tensor] = {}
+        self.losses: list[torch.Tensor] = []
+        self.n_losses = 0
+        self.lacc: dict[str, torch.Tensor] = {}
+        self.minus_one: torch.Tensor | None = None
+
+
+class GradStats:
+    def __init__(self, monitor: Any) -> None:
+        self.m = monitor
+        self.series: dict[int, _Series] = {}
+        self.pending: list[torch.Tensor] = []  # losses since the last step
+        self.flag = _DeviceFlag()
+        self.traced_after_nonfinite = False
+        self.loss_pos = None
+
+    # --- hooks ----------------------------------------------------------------------------------
+    def on_loss(self, root: torch.Tensor) -> None:
+        if root.dim() == 0 and root.is_floating_point():
+            if self.loss_pos is None:
+                self.loss_pos = self.m.position()
+            self.pending.append(root.detach())
+            if len(self.pending) >= _LOSS_BLOCK:  # backward() without any step: key 0
+                s = self._series(None, 0)
+                s.losses += self.pending
+                self.pending = []
+                self._flush_losses(s)
+
+    def _series(self, opt: Any, key: int) -> _Series:
+        s = self.series.get(key)
+        if s is None:
+            s = self.series[key] = _Series(opt, key)
+        return s
+
+    def on_step(self, opt: Any, key: int) -> None:
+        s = self._series(opt, key)
+        if self.pending:
+            s.losses += self.pending
+            self.pending = []
+            if len(s.losses) >= _LOSS_BLOCK:
+                self._flush_losses(s)
+        s.n_steps += 1
+        if s.failed or (s.n_steps > _WARM and s.n_steps % s.stride):
+            return
+        t0 = time.perf_counter()
+        if s.params is None:
+            s.params = [p for g in opt.param_groups for p in g["params"] if p.requires_grad]
+            s.numels = [p.numel() for p in s.params]
+        if not s.params:
+            return
+        grads = [p.grad for p in s.params]
+        try:
+            if any(g is None for g in grads):
+                present = [g for g in grads if g is not None]
+                if not present:
+                    return
+                norms = iter(torch._foreach_norm(present, 2, dtype=torch.float32))
+                if s.minus_one is None:
+                    s.minus_one = torch.full((), -1.0, device=present[0].device)
+                row = torch.stack([next(norms) if g is not None else s.minus_one for g in grads])
+            else:
+                row = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))
+        except (RuntimeError, TypeError, NotImplementedError):
+            s.failed = True  # sparse gradients, several devices ...: no statistics, no error
+            return
+        if not s.rows:
+            s.block_first, s.block_stride = s.n_steps, (1 if s.n_steps <= _WARM else s.stride)
+        s.rows.append(row)
+        if len(s.rows) >= _BLOCK or (s.n_steps == _WARM and s.n_rows == 0):
+            self._flush(s)
+        s.cost += time.perf_counter() - t0
+
+    # --- device reductions ------------------------------------------------------------------------
+    def _flush(self, s: _Series) -> None:
+        if not s.rows:
+            return
+        B = torch.stack(s.rows)  # (k, n) norms; -1 where the gradient was None
+        s.rows = []
+        k = B.shape[0]
+        dev = B.device
+        ar = torch.arange(k, device=dev)
+        steps = ar.to(torch.float32) * s.block_stride + s.block_first
+        present = B != -1
+        fin = torch.isfinite(B)
+        ok = fin & present
+        bad = ~fin
+        nz = (B != 0) | ~present  # a missing gradient breaks a run of zeros
+        a = s.acc
+        if not a:
+            n = B.shape[1]
+            a["first_bad"] = torch.full((n,), _BIG, device=dev)
+            a["zero_run"] = torch.zeros(n, device=dev)
+            a["ever_nz"] = torch.zeros(n, dtype=torch.bool, device=dev)
+            a["sum_log"] = torch.zeros(n, device=dev)
+            a["n_log"] = torch.zeros(n, device=dev)
+            a["n_present"] = torch.zeros(n, device=dev)
+            a["all_zero"] = torch.zeros((), device=dev)
+            a["max"] = torch.zeros(n, device=dev)
+        a["first_bad"] = torch.minimum(a["first_bad"], torch.where(bad, steps[:, None], _BIG).amin(0))
+        last_nz = torch.where(nz, ar[:, None], -1).amax(0)
+        a["zero_run"] = torch.where(last_nz < 0, a["zero_run"] + k, (k - 1 - last_nz).to(torch.float32))
+        a["ever_nz"] |= (nz & present).any(0)
+        good = ok & (B > 0)
+        a["sum_log"] += torch.where(good, B, 1.0).log10().sum(0)
+        a["n_log"] += good.sum(0)
+        a["n_present"] += present.sum(0)
+        a["all_zero"] += ((B == 0) | ~present).all(1).logical_and(present.any(1)).sum()
+        clean = torch.where(ok, B, 0.0)
+        a["max"] = torch.maximum(a["max"], clean.amax(0))
+        mean = clean.sum(0) / ok.sum(0).clamp(min=1)
+        gnorm = clean.square().sum(1).sqrt()
+        gmean = gnorm.mean()
+        if s.n_rows == 0:
+            a["first_mean"], a["first_global"] = mean, gmean
+        a["last_mean"], a["last_global"] = mean, gmean
+        s.n_rows += k
+        self._nonfinite(bad.any())
+        # adapt the stride to what the statistics cost against the whole loop
+        now = time.perf_counter()
+        if s.n_steps >= _WARM:
+            share = s.cost / max(now - s.t_block, 1e-9)
+            if share > _TARGET[1] and s.stride < _MAX_STRIDE:
+                s.stride *= 2
+            elif share < _TARGET[0] and s.stride > 1:
+                s.stride //= 2
+        s.cost, s.t_block = 0.0, now
+
+    def _flush_losses(self, s: _Series) -> None:
+        if not s.losses:
+            return
+        try:
+            v = torch.stack(s.losses).to(torch.float32)
+        except RuntimeError:  # losses on several devices
+            s.losses = []
+            return
+        s.losses = []
+        k = v.shape[0]
+        dev = v.device
+        idx = torch.arange(k, device=dev, dtype=torch.float32) + s.n_losses
+        fin = torch.isfinite(v)
+        fv = torch.where(fin, v, 0.0)
+        a = s.lacc
+        if not a:
+            a["first_bad"] = torch.full((), _BIG, device=dev)
+            a["sum"] = torch.zeros((), device=dev)
+            a["n"] = torch.zeros((), device=dev)
+            a["min"] = torch.full((), _BIG, device=dev)
+            a["max"] = torch.full((), -_BIG, device=dev)
+            f = min(k, _FIRST_LOSSES)
+            a["first"] = fv[:f].sum() / fin[:f].sum().clamp(min=1)
+            a["tail"] = v[:0]
+        a["first_bad"] = torch.minimum(a["first_bad"], torch.where(fin, _BIG, idx).amin())
+        a["sum"] += fv.sum()
+        a["n"] += fin.sum()
+        a["min"] = torch.minimum(a["min"], torch.where(fin, v, _BIG).amin())
+        a["max"] = torch.maximum(a["max"], torch.where(fin, v, -_BIG).amax())
+        a["tail"] = torch.cat([a["tail"], v])[-_FIRST_LOSSES:]
+        s.n_losses += k
+        self._nonfinite(~fin.all())
+
+    def _nonfinite(self, flag: torch.Tensor) -> None:
+        if self.traced_after_nonfinite:
+            return
+        self.flag.post(flag)
+        if self.flag.poll():
+            # trace the next iterations so that dyn_ops finds the op that makes NaN/Inf
+            self.traced_after_nonfinite = True
+            self.m.session.request_trace(2)
+
+    # --- results ---------------------------------------------------------------------------------
+    def finish(self, namer: Any) -> list[dict]:
+        if self.pending:
+            s = self.series.get(max(self.series)) if self.series else self._series(None, 0)
+            s.losses += self.pending
+            self.pending = []
+        out: list[dict] = []
+        session = self.m.session
+        loss_loc = self.m.location(self.loss_pos)
+        for key, s in self.series.items():
+            self._flush(s)
+            self._flush_losses(s)
+            opt = s.ref() if s.ref is not None else None
+            base = dict(optimizer_key=key, optimizer=(namer.name(opt) if opt is not None else None)
+                        or (f"optimizer#{key}" if key else None),
+                        optimizer_location=session._opt_locations.get(key), loss=loss_loc,
+                        steps=s.n_steps)
+            grads = {k: v.tolist() for k, v in s.acc.items()}  # the one host read
+            losses = {k: v.tolist() for k, v in s.lacc.items()}
+            names = [namer.name(p) or f"param {i}" for i, p in enumerate(s.params or [])]
+            out += _judge(base, grads, losses, names, s)
+        return out
+
+    def close(self) -> None:
+        for s in self.series.values():
+            s.params = None
+            s.rows = []
+            s.losses = []
+        self.series.clear()
+        self.pending = []
+
+
+def _judge(base: dict, g: dict, l: dict, names: list[str], s: _Series) -> list[dict]:
+    """Host-side verdicts on the statistics of one optimizer (plain numbers in, findings out)."""
+    out = []
+    first_grad_bad = None
+    if g:
+        fb = g["first_bad"]
+        first_grad_bad = min(fb) if fb and min(fb) != _BIG else None
+    first_loss_bad = l.get("first_bad") if l and l.get("first_bad") != _BIG else None
+    if first_grad_bad is not None or first_loss_bad is not None:
+        bad = [n for n, v in zip(names, g.get("first_bad", [])) if v == first_grad_bad] if first_grad_bad else []
+        out.append(dict(base, code="GW105", kind="values", grad_step=_int(first_grad_bad),
+                        loss_step=_int(first_loss_bad + 1) if first_loss_bad is not None else None,
+                        params=bad[:16], n_params=len(bad)))
+    n_rows = s.n_rows
+    if g and n_rows >= 8:
+        n = len(names)
+        all_zero = g["all_zero"] >= n_rows and not any(g["ever_nz"])
+        if all_zero:
+            out.append(dict(base, code="GW114", kind="zero_grads", params=names[:16]))
+        else:
+            dead = [names[i] for i in range(n) if g["zero_run"][i] >= _dead_rows(n_rows)
+                    and g["n_present"][i] > 0]
+            if dead and len(dead) < n:
+                out.append(dict(base, code="GW108", params=dead[:16], n_params=len(dead),
+                                zero_steps=int(max(g["zero_run"])) * s.block_stride,
+                                never_nonzero=[names[i] for i in range(n) if not g["ever_nz"][i]][:16]))
+            # vanishing: mean log10 of the per-element RMS gradient, against the median layer
+            rms = {}
+            for i in range(n):
+                if g["n_log"][i] >= 4:
+                    rms[i] = g["sum_log"][i] / g["n_log"][i] - 0.5 * math.log10(max(s.numels[i], 1))
+            if len(rms) >= 3:
+                med = sorted(rms.values())[len(rms) // 2]
+                small = sorted((v - med, names[i]) for i, v in rms.items() if v - med <= -_VANISH_ORDERS)
+                if small:
+                    out.append(dict(base, code="GW107", params=[nm for _, nm in small][:16],
+                                    orders=round(-small[0][0], 1), n_params=len(small)))
+            # exploding: the global norm grew by orders of magnitude from the first block
+            if n_rows >= 2 * _BLOCK // 4 and g["first_global"] > 0 and math.isfinite(g["last_global"]):
+                growth = g["last_global"] / g["first_global"]
+                if growth >= _EXPLODE_GROWTH:
+                    grown = sorted(((g["last_mean"][i] / g["first_mean"][i], names[i]) for i in range(n)
+                                    if g["first_mean"][i] > 0), reverse=True)
+                    grown = [nm for r, nm in grown if r >= _EXPLODE_GROWTH ** 0.5][:16]
+                    out.append(dict(base, code="GW106", params=grown, growth=growth,
+                                    first=g["first_global"], last=g["last_global"]))
+    if l and s.n_losses >= 20:
+        first, tail = l["first"], l["tail"]
+        fin_tail = [v for v in tail if math.isfinite(v)]
+        last = sum(fin_tail) / len(fin_tail) if fin_tail else None
+        peak = l["max"]
+        if first > 0 and ((last is not None and last >= _DIVERGE * first)
+                          or (first_loss_bad is not None and peak >= _DIVERGE * first)):
+            out.append(dict(base, code="GW113", first=first, last=last, peak=peak,
+                            nonfinite=first_loss_bad is not None))
+        elif s.n_losses >= _FLAT_STEPS and first_loss_bad is None and l["n"] > 0:
+            mean = l["sum"] / l["n"]
+            spread = l["max"] - l["min"]
+            moving = not g or any(g["ever_nz"])
+            if abs(mean) > 1e-6 and spread <= _FLAT_REL * abs(mean) and moving:
+                out.append(dict(base, code="GW112", mean=mean, spread=spread, n=s.n_losses))
+    return out
+
+
+_VANISH_ORDERS = 4.0
+_EXPLODE_GROWTH = 1e3
+_DIVERGE = 10.0
+_FLAT_STEPS = 50
+_FLAT_REL = 1e-5
+
+
+def _dead_rows(n_rows: int) -> int:
+    return max(20, min(n_rows // 2, 200))
+
+
+def _int(v: Any) -> int | None:
+    return int(v) if v is not None else None
