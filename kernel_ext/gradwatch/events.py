@@ -114,4 +114,5 @@ class Events:
     n_steps: int = 0
     step_counts: dict[int, list[int]] = field(default_factory=dict)  # optimizer -> [steps, missing]
     extra: dict[str, Any] = field(default_factory=dict)  # per-rule monitors' summaries
+    cell_error: str | None = None  # the exception type the cell ended with, if it raised
     internal_errors: list[str] = field(default_factory=list)

@@ -135,14 +135,15 @@ class SourceMap:
     # --- the cell history --------------------------------------------------------------------
     def cell_sources(self) -> Iterator[tuple[str, str]]:
         """(file name, code) of the known cells, newest first."""
-        seen = set()
-        for filename, cell in reversed(list(self._cells.items())):
-            seen.add(filename)
-            yield filename, "\n".join(cell.code_lines)
         fmap = getattr(getattr(self.shell, "compile", None), "_filename_map", {}) or {}
-        for filename, _ in sorted(fmap.items(), key=lambda kv: -kv[1]):
-            if filename not in seen and self._cell_for(filename) is not None:
-                yield filename, "\n".join(self._cell_for(filename).code_lines)
+        cells = []
+        for filename in dict.fromkeys([*self._cells, *fmap]):
+            cell = self._cell_for(filename)
+            if cell is not None:
+                number = cell.execution_count
+                cells.append((float("inf") if number is None else number, filename, cell))
+        for _, filename, cell in sorted(cells, key=lambda c: c[0], reverse=True):
+            yield filename, "\n".join(cell.code_lines)
 
     def find_assignment(self, name: str, attribute: bool = False) -> Location | None:
         """The value expression of the newest assignment ``name = <expr>`` in the cells

@@ -519,6 +519,7 @@ class Watch:
     def _conclude(self, exc: BaseException | None) -> None:
         from .rules import registry
 
+        self.events.cell_error = type(exc).__name__ if exc is not None else None
         self._guard(self._collect_grad_reads)
         self._guard(self._name_new_optimizers)
         try:

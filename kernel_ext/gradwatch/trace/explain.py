@@ -101,3 +101,9 @@ def _modified_name(loc: Any) -> str | None:
     """``out`` for ``out[:, 0] = 0.0``, ``h`` for ``h += 1`` or ``h.relu_()``."""
     match = re.match(r"\s*([A-Za-z_]\w*)\s*(\[|[-+*/@]?=|\.\w+_\()", loc.text) if loc is not None else None
     return match.group(1) if match else None
+
+
+def _assigned_name(loc: Any) -> str | None:
+    """``hidden`` for a location on the line ``hidden = torch.tanh(...)``."""
+    match = re.match(r"\s*([A-Za-z_]\w*)\s*=[^=]", loc.source) if loc is not None else None
+    return match.group(1) if match else None
