@@ -1,0 +1,229 @@
+// Extension-host end-to-end tests: the installed gradwatch .vsix, a notebook whose
+// outputs the real kernel side produced in this run, and VS Code's own APIs. Steps that
+// need the page (Problems panel DOM, status bar, screenshot) are handed to the Playwright
+// driver through files in $GRADWATCH_E2E_SYNC.
+const assert = require('assert');
+const fs = require('fs');
+const path = require('path');
+const vscode = require('vscode');
+
+const SYNC = process.env.GRADWATCH_E2E_SYNC;
+const NOTEBOOK = 'seed.ipynb';
+const MIME = 'application/vnd.gradwatch.diagnostics+json';
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `fn` until it returns without throwing (like ruff-vscode's e2e waits), then returns its value. */
+async function eventually(fn, timeoutMs = 30000) {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (Date.now() > until) throw e;
+      await sleep(200);
+    }
+  }
+}
+
+let step = 0;
+/** Asks the Playwright driver to do `what` and waits for its answer. */
+async function askDriver(what, timeoutMs = 60000) {
+  step += 1;
+  fs.writeFileSync(path.join(SYNC, `request-${step}.json`), JSON.stringify({ step, what }));
+  const done = path.join(SYNC, `done-${step}.json`);
+  const answer = await eventually(() => JSON.parse(fs.readFileSync(done, 'utf8')), timeoutMs);
+  assert.deepStrictEqual(answer.failures, [], `driver step "${what}" failed`);
+  return answer;
+}
+
+function describe(d, doc) {
+  const r = d.range;
+  const code = typeof d.code === 'object' ? d.code.value : d.code;
+  const sev = ['error', 'warning', 'info', 'hint'][d.severity];
+  return `${code} ${sev} ${r.start.line + 1}:${r.start.character + 1}-${r.end.line + 1}:${r.end.character + 1} ${JSON.stringify(doc.getText(r))}`;
+}
+
+function cellDiagnostics(cell) {
+  return vscode.languages.getDiagnostics(cell.document.uri).filter((d) => d.source === 'gradwatch');
+}
+
+function described(cell) {
+  return cellDiagnostics(cell)
+    .sort((a, b) => a.range.start.compareTo(b.range.start))
+    .map((d) => describe(d, cell.document));
+}
+
+/** All code actions VS Code collects at a range (the result carries no diagnostics: match by title). */
+async function codeActions(cell, range) {
+  // The command needs the cell's text model in the window: scroll to the cell and show it.
+  const editor = await vscode.window.showNotebookDocument(cell.notebook);
+  editor.revealRange(new vscode.NotebookRange(cell.index, cell.index + 1), vscode.NotebookEditorRevealType.AtTop);
+  await eventually(() =>
+    vscode.window.showTextDocument(cell.document, { selection: new vscode.Range(range.start, range.start), viewColumn: editor.viewColumn }),
+  );
+  return vscode.commands.executeCommand('vscode.executeCodeActionProvider', cell.document.uri, range);
+}
+
+const P1 = [
+  'GW001 error 9:5-9:22 "torch.randn(1, 1)"',
+  'GW001 error 10:5-10:22 "torch.randn(1, 1)"',
+];
+const P3 = ['GW002 error 29:23-29:38 "y_pred.detach()"'];
+
+suite('gradwatch in VS Code', function () {
+  let notebook;
+  let editor;
+  let cells;
+
+  suiteSetup(async function () {
+    assert.ok(SYNC, 'GRADWATCH_E2E_SYNC is set');
+    const ext = vscode.extensions.getExtension('gradwatch.gradwatch');
+    assert.ok(ext, 'the gradwatch extension is installed');
+    await ext.activate();
+    const folder = vscode.workspace.workspaceFolders[0].uri;
+    // Opened like a user would (not openNotebookDocument, whose reference keeps the
+    // document open for minutes), so that closing the editor closes the notebook.
+    await vscode.commands.executeCommand('vscode.openWith', vscode.Uri.joinPath(folder, NOTEBOOK), 'jupyter-notebook');
+    editor = await eventually(() => {
+      const e = vscode.window.activeNotebookEditor;
+      assert.ok(e && e.notebook.uri.path.endsWith(NOTEBOOK));
+      return e;
+    });
+    notebook = editor.notebook;
+    cells = notebook.getCells();
+  });
+
+  test('runs the .vsix installed in the extensions folder, not a development copy', function () {
+    const ext = vscode.extensions.getExtension('gradwatch.gradwatch');
+    assert.ok(ext.extensionPath.startsWith(process.env.GRADWATCH_E2E_EXTENSIONS_DIR), ext.extensionPath);
+    assert.strictEqual(ext.packageJSON.engines.vscode, '^1.100.0');
+  });
+
+  test('the notebook has the seed cells with the execution counts the kernel gave them', function () {
+    assert.strictEqual(notebook.notebookType, 'jupyter-notebook');
+    assert.deepStrictEqual(
+      cells.map((c) => [c.executionSummary && c.executionSummary.executionOrder, c.document.lineAt(0).text]),
+      [[1, '%load_ext gradwatch'], [2, '%%gradwatch'], [3, '%%gradwatch'], [4, '%%gradwatch']],
+    );
+  });
+
+  test('diagnostics land on the exact cells, lines and columns', async function () {
+    await eventually(() => {
+      assert.deepStrictEqual(described(cells[1]), P1);
+      assert.deepStrictEqual(described(cells[3]), P3);
+    });
+    assert.deepStrictEqual(described(cells[0]), []);
+    assert.deepStrictEqual(described(cells[2]), [], 'no diagnostic for program 2');
+  });
+
+  test('each diagnostic links its code to the rule page and carries related locations', function () {
+    const [w] = cellDiagnostics(cells[1]).sort((a, b) => a.range.start.line - b.range.start.line);
+    assert.strictEqual(w.source, 'gradwatch');
+    assert.strictEqual(w.code.value, 'GW001');
+    assert.strictEqual(w.code.target.scheme, 'https');
+    assert.match(w.code.target.toString(true), /GW001/);
+    assert.match(w.message, /`w`/);
+    const related = w.relatedInformation.map((r) => [r.location.uri.toString(), r.location.range.start.line + 1, cells[1].document.lineAt(r.location.range.start.line).text.trim()]);
+    assert.ok(related.length >= 1);
+    for (const [uri] of related) assert.strictEqual(uri, cells[1].document.uri.toString());
+    assert.ok(related.some(([, , text]) => text === 'optimizer = torch.optim.SGD([w, b], lr=learning_rate)'), JSON.stringify(related));
+  });
+
+  test('Problems panel, status bar and renderer show them (checked in the page)', async function () {
+    await vscode.commands.executeCommand('workbench.actions.view.problems');
+    // Caret on the comment above the squiggles: no word highlight over the flagged code.
+    await vscode.window.showTextDocument(cells[1].document, { selection: new vscode.Range(7, 0, 7, 0), viewColumn: editor.viewColumn });
+    await sleep(500);
+    await askDriver('problems-and-screenshot');
+  });
+
+  test('the renderer reveal link selects the flagged range in its cell', async function () {
+    await askDriver('click-reveal:cell [4], line 29:23');
+    await eventually(() => {
+      const active = vscode.window.activeTextEditor;
+      assert.ok(active, 'an editor is active');
+      assert.strictEqual(active.document.uri.toString(), cells[3].document.uri.toString());
+      assert.strictEqual(active.document.getText(active.selection), 'y_pred.detach()');
+    });
+  });
+
+  test('quick fixes for program 1: safe fix preferred, ignore, documentation', async function () {
+    const doc = cells[1].document;
+    const ours = await codeActions(cells[1], new vscode.Range(8, 4, 8, 21));
+    assert.deepStrictEqual(
+      ours.map((a) => [a.title, !!a.isPreferred, a.kind && a.kind.value]),
+      [
+        ['Add `requires_grad=True`', true, 'quickfix'],
+        ['Ignore GW001 for this cell', false, 'quickfix'],
+        ['Show documentation for GW001', false, 'quickfix'],
+      ],
+    );
+    assert.strictEqual(ours[2].command.command, 'gradwatch.openDocumentation');
+    assert.match(ours[2].command.arguments[0], /^https:\/\/.*GW001/);
+    assert.ok(await vscode.workspace.applyEdit(ours[0].edit));
+    assert.strictEqual(doc.lineAt(8).text, 'w = torch.randn(1, 1, requires_grad=True)');
+    assert.strictEqual(doc.lineAt(9).text, 'b = torch.randn(1, 1)');
+    // The fixed line no longer reads as diagnosed: its squiggle goes, b's stays.
+    await eventually(() => assert.deepStrictEqual(described(cells[1]), ['GW001 error 10:5-10:22 "torch.randn(1, 1)"']));
+  });
+
+  test('program 3: the unsafe fix is offered but not preferred; ignoring GW002 edits the magic line', async function () {
+    const doc = cells[3].document;
+    const ours = await codeActions(cells[3], new vscode.Range(28, 22, 28, 37));
+    assert.deepStrictEqual(ours.map((a) => [a.title, !!a.isPreferred]), [
+      ['Use `y_pred` instead (unsafe)', false],
+      ['Ignore GW002 for this cell', false],
+      ['Show documentation for GW002', false],
+    ]);
+    assert.ok(await vscode.workspace.applyEdit(ours[1].edit));
+    assert.strictEqual(doc.lineAt(0).text, '%%gradwatch --ignore GW002');
+    await eventually(() => assert.deepStrictEqual(described(cells[3]), []));
+    assert.deepStrictEqual(described(cells[1]), ['GW001 error 10:5-10:22 "torch.randn(1, 1)"']);
+  });
+
+  test('the gradwatch.enable setting clears and restores diagnostics', async function () {
+    const config = vscode.workspace.getConfiguration('gradwatch');
+    await config.update('enable', false, vscode.ConfigurationTarget.Global);
+    await eventually(() => assert.deepStrictEqual(described(cells[1]), []));
+    await config.update('enable', undefined, vscode.ConfigurationTarget.Global);
+    await eventually(() => assert.deepStrictEqual(described(cells[1]), ['GW001 error 10:5-10:22 "torch.randn(1, 1)"']));
+  });
+
+  test('a cell replaced by a new run (new count, new output) shows only the new diagnostics', async function () {
+    // Without a kernel in the test, a re-run is written as the notebook edit a kernel's
+    // result amounts to: same code, execution count 5, a payload that reports only b.
+    const item = cells[1].outputs.flatMap((o) => o.items).find((i) => i.mime === MIME);
+    const old = JSON.parse(new TextDecoder().decode(item.data));
+    const b = old.diagnostics.find((d) => d.location.line === 10);
+    const rerun = {
+      ...old,
+      cell: { execution_count: 5 },
+      diagnostics: [{ ...b, message: 'b again, after the re-run', location: { ...b.location, cell: 5 }, related: [], fix: null }],
+    };
+    const data = new vscode.NotebookCellData(vscode.NotebookCellKind.Code, cells[1].document.getText(), 'python');
+    data.outputs = [new vscode.NotebookCellOutput([vscode.NotebookCellOutputItem.json(rerun, MIME)])];
+    data.executionSummary = { executionOrder: 5, success: true };
+    const edit = new vscode.WorkspaceEdit();
+    edit.set(notebook.uri, [vscode.NotebookEdit.replaceCells(new vscode.NotebookRange(1, 2), [data])]);
+    const oldUri = cells[1].document.uri;
+    assert.ok(await vscode.workspace.applyEdit(edit));
+    cells = notebook.getCells();
+    await eventually(() => {
+      assert.deepStrictEqual(described(cells[1]), ['GW001 error 10:5-10:22 "torch.randn(1, 1)"']);
+      assert.deepStrictEqual(cellDiagnostics(cells[1]).map((d) => d.message), ['b again, after the re-run']);
+    });
+    assert.strictEqual(cells[1].executionSummary.executionOrder, 5);
+    if (oldUri.toString() !== cells[1].document.uri.toString()) {
+      assert.deepStrictEqual(vscode.languages.getDiagnostics(oldUri), [], 'the replaced cell keeps no diagnostics');
+    }
+  });
+
+  test('closing the notebook removes its diagnostics', async function () {
+    const uri = cells[1].document.uri;
+    await vscode.window.showNotebookDocument(notebook);
+    await vscode.commands.executeCommand('workbench.action.files.revert');
+    await vscode.commands.executeCommand('workbench.action.closeAllEditors');
+    await eventually(() => assert.deepStrictEqual(vscode.languages.getDiagnostics(uri).filter((d) => d.source === 'gradwatch'), []), 60000);
+  });
+});
