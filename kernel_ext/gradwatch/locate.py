@@ -161,6 +161,24 @@ class SourceMap:
                 return self.node_location(filename, best)
         return None
 
+    def in_same_loop(self, a: Location, b: Location) -> bool:
+        """Whether ``a`` and ``b`` are inside one ``for``/``while`` loop of the same cell (so
+        what ``a`` creates is made anew in every iteration of ``b``'s loop)."""
+        if a.cell is None or a.cell != b.cell or a.path != b.path:
+            return False
+        for filename, code in self.cell_sources():
+            cell = self._cell_for(filename)
+            if cell is None or cell.execution_count != a.cell:
+                continue
+            tree = _parse(code)
+            for node in ast.walk(tree) if tree is not None else ():
+                if isinstance(node, (ast.For, ast.While, ast.AsyncFor)):
+                    first, last = node.body[0].lineno, node.end_lineno or node.lineno
+                    if first <= a.line <= last and first <= b.line <= last:
+                        return True
+            return False
+        return False
+
     def enclosing_with(self, location: Location, names: Iterable[str]) -> Location | None:
         """The ``with torch.no_grad():`` (or similar) header around ``location``, if any."""
         names = tuple(names)

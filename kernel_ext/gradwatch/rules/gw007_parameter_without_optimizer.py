@@ -37,7 +37,8 @@ class ParameterWithoutOptimizer(Rule):
         if not ctx.events.n_steps:
             return  # no optimizer steps in this cell: manual updates, or evaluation only
         for event, flow in ctx.flows():
-            unowned = [f for f in flow.reached_unowned if f.name not in ctx.explained]
+            unowned = [f for f in flow.reached_unowned if f.name not in ctx.explained
+                       and not _made_each_iteration(ctx, f, event.location)]
             if not unowned:
                 continue
             orphans = [f.name for f in unowned]
@@ -69,3 +70,10 @@ class ParameterWithoutOptimizer(Rule):
             yield self.diagnostic(message, loc, related=related(event.location, "backward() is called here"),
                                   fix=display_fix("Pass these parameters to the optimizer"),
                                   stale=False, parameters=orphans)
+
+
+def _made_each_iteration(ctx: Context, fact, backward_at) -> bool:
+    """An input made in the training loop itself (``x = torch.randn(..., requires_grad=True)``
+    for an input-gradient penalty) is data, not a parameter someone forgot."""
+    return (fact.kind == "tensor" and fact.created is not None and backward_at is not None
+            and ctx.source_map is not None and ctx.source_map.in_same_loop(fact.created, backward_at))
