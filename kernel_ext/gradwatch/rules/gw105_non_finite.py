@@ -54,6 +54,12 @@ class NonFinite(Rule):
         else:
             what, step = "a value in the forward pass", origin.get("iteration")
         message = f"{what} first became NaN/Inf at step {step}"
+        if origin is not None and origin.get("inputs") and grad_step is not None \
+                and origin.get("iteration", 0) > grad_step:
+            # the traced forward only saw parameters that a NaN gradient had already spoiled
+            origin = None
+            message += (" in `backward()` (an op whose derivative is infinite there, such as "
+                        "`sqrt` or `norm` at 0)")
         if origin is not None and origin.get("location") is not None:
             text = origin["location"].text or origin["op"]
             message += f"; the first non-finite value came from `{text}`"

@@ -30,8 +30,12 @@ class StepChangesNothing(Rule):
     summary = "Optimizer steps that change nothing: learning rate 0 or all-zero gradients."
 
     def check(self, ctx: Context):
-        for f in ctx.events.extra.get("dynamics", ()):
-            if f["code"] != self.code:
+        found = ctx.events.extra.get("dynamics", ())
+        # zeros that zero_grad() between backward() and step() (GW102) or a step without
+        # backward (GW103) left behind are those rules' findings
+        caused = {f["optimizer_key"] for f in found if f["code"] in ("GW102", "GW103")}
+        for f in found:
+            if f["code"] != self.code or (f.get("kind") != "lr" and f["optimizer_key"] in caused):
                 continue
             opt = f["optimizer"]
             if f.get("kind") == "lr":

@@ -67,7 +67,7 @@ class OpChecks:
 
     # --- GW105: the first op that made a non-finite value -----------------------------------------
     def _finite(self, op: str, args: tuple, out: torch.Tensor, position_fn: Any) -> None:
-        step = self.m.session.provenance.step
+        step = self.m.n_backward  # this forward belongs to iteration step + 1
         records = self.records.get(step)
         if records is None:
             if len(self.records) >= _KEEP_ITERATIONS:

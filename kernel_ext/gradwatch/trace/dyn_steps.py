@@ -54,6 +54,7 @@ class StepOrder:
         self.findings: dict[tuple, dict] = {}
         self._pending: tuple | None = None  # a GW102/GW103 suspicion, confirmed after step()
         self._train_depth = 0
+        self.eval_called = False  # a model.eval() since the last eval-mode check
         self.eval_pos: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def _state(self, opt: Any, key: int) -> _Opt:
@@ -119,7 +120,8 @@ class StepOrder:
         st.zg_discard = None
         st.bwd_at_step = n
         self.used = n
-        if st.steps == 1 or st.steps % _EVAL_CHECK_EVERY == 0:
+        if st.steps == 1 or st.steps % _EVAL_CHECK_EVERY == 0 or self.eval_called:
+            self.eval_called = False
             self._check_eval(opt, key, st)
             self._check_lr(opt, key, st)
 
@@ -153,12 +155,11 @@ class StepOrder:
         st = self._state(opt, key)
         st.scaler = True
         st.zg_discard = None
-        st.bwd_at_step = self.m.n_backward
 
     def on_zero_grad(self, opt: Any, key: int) -> None:
         st = self._state(opt, key)
         n = self.m.n_backward
-        if n > self.used and n > st.bwd_at_step:
+        if n > self.used and n > st.bwd_at_step and not self.m.in_step:  # (not an LBFGS closure)
             # gradients of backward calls that no step() used are about to be cleared
             st.zg_discard = (n - max(self.used, st.bwd_at_step), self.m.position())
         if st.zg_pos is None:
@@ -171,6 +172,7 @@ class StepOrder:
             self.eval_pos.pop(module, None)
         else:
             self.eval_pos[module] = self.m.position()
+            self.eval_called = True
 
     # --- checks --------------------------------------------------------------------------------
     @staticmethod

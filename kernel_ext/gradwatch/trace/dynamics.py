@@ -22,6 +22,7 @@ Every finding is a plain dict in ``events.extra["dynamics"]`` (``code`` plus nam
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import weakref
 from typing import Any
@@ -83,6 +84,12 @@ class TrainingMonitor(Monitor):
         """The user's code position that led here (a frame walk: only when needed)."""
         frame = self.session.source_map.user_frame(sys._getframe(1))
         return (frame.f_code, frame.f_lasti) if frame is not None else None
+
+    def own_ops(self):
+        """gradwatch's own torch ops must not be traced as the user's (nor cost a trace)."""
+        if self.session.mode is None:
+            return contextlib.nullcontext()
+        return torch._C.DisableTorchFunction()
 
     def location(self, position):
         return self.session.location(position) if position is not None else None
@@ -155,7 +162,8 @@ class TrainingMonitor(Monitor):
         self.n_backward += 1
         self.order.on_backward()
         if len(roots) == 1:
-            self.stats.on_loss(self._unscaled(roots[0]))
+            with self.own_ops():
+                self.stats.on_loss(self._unscaled(roots[0]))
 
     def _unscaled(self, root: torch.Tensor) -> torch.Tensor:
         if self.scaled is not None and self.scaled[0]() is root:
@@ -171,7 +179,8 @@ class TrainingMonitor(Monitor):
             self._named.add(key)
             self._remember_local_names()
         self.order.on_step(optimizer, key)
-        self.stats.on_step(optimizer, key)
+        with self.own_ops():
+            self.stats.on_step(optimizer, key)
 
     def _remember_local_names(self) -> None:
         """A loop inside a function: its locals are gone at the end of the cell, keep names."""
@@ -200,7 +209,8 @@ class TrainingMonitor(Monitor):
         namer = _Names(self.session._namer(), self.local_names)
         for part in (self.order, self.stats, self.ops):
             try:
-                findings += part.finish(namer)
+                with self.own_ops():
+                    findings += part.finish(namer)
             except Exception as exc:  # one part's fault must not hide the others' findings
                 self.session._internal_error(exc)
         events.extra["dynamics"] = findings
