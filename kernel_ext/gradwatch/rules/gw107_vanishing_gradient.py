@@ -1,7 +1,7 @@
 """## What it does
 Compares, over the steps of a cell, the typical gradient size per element of every parameter
 and names the layers whose gradients are at least four orders of magnitude smaller than those
-of the median layer.
+of the upper-quartile layer.
 
 ## Why is this bad?
 Layers whose gradients are ten thousand times smaller than the others barely move: the network

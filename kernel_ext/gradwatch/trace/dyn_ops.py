@@ -36,7 +36,7 @@ class OpChecks:
         if op in _LOSSES:
             self._loss(op, args, kwargs, position_fn)
         if isinstance(out, torch.Tensor) and out.is_floating_point() and out.numel() \
-                and op not in _UNINITIALIZED:
+                and op not in _UNINITIALIZED and not op.startswith("."):  # .grad/.data: a read
             self._finite(op, args, out, position_fn)
 
     # --- GW109-GW111 ------------------------------------------------------------------------------

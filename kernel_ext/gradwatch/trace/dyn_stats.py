@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 _BLOCK = 64  # rows per device reduction
+_FIRST_BLOCK = 16  # the first block is the baseline that later growth is measured against
 _WARM = 64  # steps always measured
 _MAX_STRIDE = 32
 _TARGET = (0.004, 0.012)  # own time / wall time between blocks: shrink / grow the stride
@@ -149,7 +150,7 @@ class GradStats:
         if not s.rows:
             s.block_first, s.block_stride = s.n_steps, (1 if s.n_steps <= _WARM else s.stride)
         s.rows.append(row)
-        if len(s.rows) >= _BLOCK or (s.n_steps == _WARM and s.n_rows == 0):
+        if len(s.rows) >= (_FIRST_BLOCK if s.n_rows == 0 else _BLOCK):
             self._flush(s)
         s.cost += time.perf_counter() - t0
 
@@ -191,8 +192,8 @@ class GradStats:
         clean = torch.where(ok, B, 0.0)
         a["max"] = torch.maximum(a["max"], clean.amax(0))
         mean = clean.sum(0) / ok.sum(0).clamp(min=1)
-        gnorm = clean.square().sum(1).sqrt()
-        gmean = gnorm.mean()
+        gnorm = clean.double().square().sum(1).sqrt()  # float64: exploding norms overflow squares
+        gmean = gnorm.mean().float()
         if s.n_rows == 0:
             a["first_mean"], a["first_global"] = mean, gmean
         a["last_mean"], a["last_global"] = mean, gmean
@@ -314,7 +315,7 @@ def _judge(base: dict, g: dict, l: dict, names: list[str], s: _Series) -> list[d
                 if g["n_log"][i] >= 4:
                     rms[i] = g["sum_log"][i] / g["n_log"][i] - 0.5 * math.log10(max(s.numels[i], 1))
             if len(rms) >= 3:
-                med = sorted(rms.values())[len(rms) // 2]
+                med = sorted(rms.values())[(3 * len(rms)) // 4]  # the upper quartile layer
                 small = sorted((v - med, names[i]) for i, v in rms.items() if v - med <= -_VANISH_ORDERS)
                 if small:
                     out.append(dict(base, code="GW107", params=[nm for _, nm in small][:16],
@@ -347,7 +348,7 @@ def _judge(base: dict, g: dict, l: dict, names: list[str], s: _Series) -> list[d
 
 
 _VANISH_ORDERS = 4.0
-_EXPLODE_GROWTH = 1e3
+_EXPLODE_GROWTH = 1e2
 _DIVERGE = 10.0
 _FLAT_STEPS = 50
 _FLAT_REL = 1e-5
