@@ -1,6 +1,6 @@
 """## What it does
 Compares, over the steps of a cell, the typical gradient size per element of every parameter
-and names the layers whose gradients are at least four orders of magnitude smaller than those
+and names the weight matrices whose gradients are at least four orders of magnitude smaller than those
 of the upper-quartile layer.
 
 ## Why is this bad?
@@ -45,8 +45,8 @@ class VanishingGradient(Rule):
                 continue
             one = len(params) == 1
             message = (f"the gradient{'' if one else 's'} of {names(params, 3)} {'is' if one else 'are'} about 10^{f['orders']:.0f} times "
-                       f"smaller than the other layers' (vanishing gradients), so {'it' if one else 'they'} "
-                       f"barely learn; use ReLU-like activations, normalization or residual connections")
+                       f"smaller than the other layers' (vanishing gradients), so {'it barely learns' if one else 'they barely learn'}; "
+                       f"use ReLU-like activations, normalization or residual connections")
             yield self.diagnostic(
                 message, f.get("loss") or f.get("optimizer_location"),
                 related=related(f.get("optimizer_location"), f"`{f['optimizer']}` trains them"),

@@ -73,6 +73,7 @@ class _Series:
         self.key = key
         self.params: list[torch.Tensor] | None = None
         self.numels: list[int] = []
+        self.ndims: list[int] = []
         self.n_steps = 0
         self.stride = 1
         self.rows: list[torch.Tensor] = []
@@ -130,6 +131,7 @@ class GradStats:
         if s.params is None:
             s.params = [p for g in opt.param_groups for p in g["params"] if p.requires_grad]
             s.numels = [p.numel() for p in s.params]
+            s.ndims = [p.dim() for p in s.params]
         if not s.params:
             return
         grads = [p.grad for p in s.params]
@@ -312,7 +314,8 @@ def _judge(base: dict, g: dict, l: dict, names: list[str], s: _Series) -> list[d
             # vanishing: mean log10 of the per-element RMS gradient, against the median layer
             rms = {}
             for i in range(n):
-                if g["n_log"][i] >= 4:
+                # weight matrices only: a bias right before a batch norm gets ~0 by design
+                if g["n_log"][i] >= 4 and s.ndims[i] >= 2:
                     rms[i] = g["sum_log"][i] / g["n_log"][i] - 0.5 * math.log10(max(s.numels[i], 1))
             if len(rms) >= 3:
                 med = sorted(rms.values())[(3 * len(rms)) // 4]  # the upper quartile layer
