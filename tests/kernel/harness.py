@@ -37,6 +37,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -90,7 +91,7 @@ def _client(nb: nbformat.NotebookNode, *, async_km: bool) -> NotebookClient:
     km = km_class(kernel_name=KERNEL_NAME, kernel_spec_manager=_spec_manager())
     client = NotebookClient(nb, km=km, kernel_name=KERNEL_NAME, allow_errors=True,
                             timeout=CELL_TIMEOUT, startup_timeout=120,
-                            resources={"metadata": {"path": str(REPO)}})
+                            shutdown_kernel="immediate", resources={"metadata": {"path": str(REPO)}})
     client.owns_km = True  # shut the kernel down when the notebook is done
     return client
 
@@ -341,6 +342,7 @@ class FixtureResult:
     notebook: NotebookResult
     expected: Counter  # (code, execution count, line)
     actual: Counter  # (code, execution count or None, line or None)
+    seconds: float = 0.0
 
     @property
     def fixture_cells(self) -> list[CellResult]:
@@ -365,8 +367,11 @@ def _fixture_result(fixture: Fixture, notebook: NotebookResult) -> FixtureResult
 
 
 async def arun_fixture(fixture: Fixture) -> FixtureResult:
+    start = time.perf_counter()
     notebook = await arun_notebook([c.source for c in fixture.cells])
-    return _fixture_result(fixture, notebook)
+    result = _fixture_result(fixture, notebook)
+    result.seconds = time.perf_counter() - start
+    return result
 
 
 def run_fixture(fixture: Fixture | Path) -> FixtureResult:

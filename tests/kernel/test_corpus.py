@@ -1,0 +1,116 @@
+"""Every program of the fixture corpus, through a real kernel: the diagnostics are exactly the
+expected ones (code, cell execution count, line), for the rules the registry has.
+
+The format of the fixtures is described in ``harness.py``. The corpus runs once per session in
+parallel kernels (``conftest.corpus_results``); each test checks one fixture.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import harness
+
+pytestmark = pytest.mark.kernel
+
+
+def _params():
+    params = []
+    for path in harness.fixture_paths():
+        fixture = harness.parse_fixture(path)
+        marks = []
+        if fixture.known_issue:
+            marks.append(pytest.mark.xfail(strict=True, reason=f"known issue: {fixture.known_issue}"))
+        params.append(pytest.param(path, id=fixture.id, marks=marks))
+    return params
+
+
+def _describe(result: harness.FixtureResult) -> str:
+    lines = []
+    for d in result.notebook.diagnostics:
+        loc = d["location"] or {}
+        lines.append(f"  {d['code']} cell={loc.get('cell')} line={loc.get('line')} "
+                     f"col={loc.get('column')}-{loc.get('end_column')}: {d['message'][:160]}")
+    for cell in result.fixture_cells:
+        if cell.error:
+            lines.append(f"  cell {cell.execution_count} raised {cell.error['ename']}: {cell.error['evalue'][:200]}")
+    return "\n".join(lines) or "  (no diagnostics, no errors)"
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return harness.registry_codes()
+
+
+@pytest.mark.parametrize("fixture_path", _params())
+def test_fixture(fixture_path, corpus_results, registry):
+    fixture = harness.parse_fixture(fixture_path)
+    result = corpus_results[fixture.id]
+    if isinstance(result, BaseException):
+        raise result
+    load_cell = result.notebook.cells[0]
+    assert load_cell.errors == [] and load_cell.outputs == [], load_cell.outputs
+
+    cells = result.fixture_cells
+    assert len(cells) == len(fixture.cells)
+    # what the notebook shows; payloads name that count; one payload per %%gradwatch cell
+    assert [c.execution_count for c in cells] == list(range(2, len(cells) + 2))
+    for spec, cell in zip(fixture.cells, cells):
+        assert cell.reply_count == cell.execution_count
+        if spec.gradwatch:
+            assert len(cell.payloads) == 1, f"cell {cell.execution_count}: {len(cell.payloads)} payloads"
+            assert cell.payloads[0]["cell"]["execution_count"] == cell.execution_count
+        else:
+            assert cell.payloads == []
+
+    # the program fails exactly as it should (as it does without gradwatch)
+    raised = [(c.execution_count, c.error["ename"]) for c in cells if c.error]
+    if fixture.expect_error:
+        last_watched = max(c.execution_count for s, c in zip(fixture.cells, cells) if s.gradwatch)
+        assert raised == [(last_watched, fixture.expect_error)], _describe(result)
+    else:
+        assert raised == [], _describe(result)
+
+    expected, actual = result.restricted(set(registry))
+    assert set(actual) == set(result.actual), "a diagnostic with a code that is not in the registry"
+    assert dict(actual) == dict(expected), "\n" + _describe(result)
+
+
+def test_corpus_covers_every_gw0_rule_in_several_fixtures():
+    fixtures = [harness.parse_fixture(p) for p in harness.fixture_paths()]
+    per_code: dict[str, int] = {}
+    for f in fixtures:
+        for code in f.codes:
+            per_code[code] = per_code.get(code, 0) + 1
+    for n in range(1, 11):
+        code = f"GW{n:03d}"
+        assert per_code.get(code, 0) >= 3, f"{code} has only {per_code.get(code, 0)} fixtures"
+    own = [f for f in fixtures if f.group.startswith("gw0") or f.group == "clean"]
+    assert len(own) >= 40
+    clean = [f for f in fixtures if f.group.startswith("clean")]
+    assert len(clean) >= 12 and all(not f.expected for f in clean)
+
+
+def test_fixture_parser_maps_lines_to_cells(tmp_path):
+    path = tmp_path / "grp" / "prog.py"
+    path.parent.mkdir()
+    path.write_text(
+        "# expect-error: ValueError\n"          # 1  (not a cell: comments only)
+        "# %%\n"                                # 2  plain cell, line 1
+        "w = torch.randn(2)  # expect: GW001\n"  # 3  plain cell, line 2
+        "\n"                                    # 4
+        "# %% gradwatch --ignore GW006\n"       # 5  watched cell, line 1
+        "x = 1\n"                               # 6
+        "y = w * 2  # expect: GW002 GW002\n")   # 7  watched cell, line 3
+    f = harness.parse_fixture(path)
+    assert f.expect_error == "ValueError" and f.id == "grp/prog"
+    assert [(c.gradwatch, c.options, c.first_line) for c in f.cells] == [(False, "", 2), (True, "--ignore GW006", 5)]
+    assert f.cells[0].source == "# %%\nw = torch.randn(2)  # expect: GW001"
+    assert f.cells[1].source.split("\n")[0] == "%%gradwatch --ignore GW006"
+    assert dict(f.expected) == {("GW001", 0, 2): 1, ("GW002", 1, 3): 2}
+
+    single = tmp_path / "grp" / "single.py"
+    single.write_text("import torch\nw = torch.randn(2)  # expect: GW001\n")
+    g = harness.parse_fixture(single)
+    assert len(g.cells) == 1 and g.cells[0].source.startswith("%%gradwatch\nimport torch\n")
+    assert dict(g.expected) == {("GW001", 0, 3): 1} and g.expect_error is None
