@@ -297,8 +297,14 @@ class Namer:
                 for pname, p in value.named_parameters(remove_duplicate=True):
                     self._put(p, f"{var}.{pname}")
                 for mname, m in value.named_modules():
+                    prefix = f"{var}.{mname}" if mname else var
                     if mname:
-                        self._put(m, f"{var}.{mname}")
+                        self._put(m, prefix)
+                    for attr, item in list(vars(m).items()):  # plain tensor attributes, buffers
+                        if isinstance(item, torch.Tensor) and not attr.startswith("_"):
+                            self._put(item, f"{prefix}.{attr}")
+                    for bname, buf in m.named_buffers(recurse=False):
+                        self._put(buf, f"{prefix}.{bname}")
             except Exception:
                 pass
         elif isinstance(value, torch.optim.Optimizer):

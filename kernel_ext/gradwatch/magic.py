@@ -216,6 +216,23 @@ def _running_cell_number(shell: Any) -> int | None:
     return None
 
 
+def _syntax_errors_as_plain_cells(lines: list[str]) -> list[str]:
+    """An input transformer: a ``%%gradwatch`` cell whose body does not parse becomes a plain
+    cell (the magic line blanked), so IPython reports the SyntaxError exactly as it would
+    without the magic — same line, same traceback — and nothing runs."""
+    if not lines or not lines[0].startswith("%%gradwatch"):
+        return lines
+    shell = _magics.shell if _magics is not None else None
+    body = "".join(lines[1:])
+    try:
+        ast.parse(shell.transform_cell(body) if shell is not None else body)
+    except SyntaxError:
+        return ["\n"] + lines[1:]
+    except Exception:
+        pass
+    return lines
+
+
 _magics: GradwatchMagics | None = None
 
 
@@ -225,6 +242,7 @@ def load(shell: Any) -> None:
         return
     _magics = GradwatchMagics(shell)
     shell.register_magics(_magics)
+    shell.input_transformers_cleanup.append(_syntax_errors_as_plain_cells)
     shell.events.register("pre_run_cell", _magics.pre_run_cell)
     shell.events.register("post_run_cell", _magics.post_run_cell)
 
@@ -242,6 +260,8 @@ def unload(shell: Any) -> None:
             shell.events.unregister(event, fn)
         except ValueError:
             pass
+    if _syntax_errors_as_plain_cells in shell.input_transformers_cleanup:
+        shell.input_transformers_cleanup.remove(_syntax_errors_as_plain_cells)
     for kind in ("line", "cell"):
         shell.magics_manager.magics[kind].pop("gradwatch", None)
     shell.magics_manager.registry.pop(type(magics).__name__, None)

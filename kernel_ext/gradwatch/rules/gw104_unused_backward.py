@@ -44,6 +44,8 @@ class UnusedBackward(Rule):
                 continue
             opt, bwd = f["optimizer"], f.get("backward")
             call = f"`{bwd.text}`" if bwd is not None and bwd.text else "`backward()`"
+            if f.get("kind") != "discarded" and ctx.events.cell_error is not None:
+                continue  # the cell raised before it could reach `step()`: nothing to judge
             if f.get("kind") == "discarded":
                 message = (f"the gradients of {call} are cleared by `{opt}.zero_grad()` before any "
                            f"`{opt}.step()` uses them; call `{opt}.step()` after every `backward()`")
