@@ -1,0 +1,136 @@
+"""locate.py: byte columns -> character columns, cell spans -> editor Locations, the cell
+history (newest assignment first), enclosing `with` blocks, user names for tensors."""
+
+from __future__ import annotations
+
+import linecache
+import types
+
+import pytest
+
+from gradwatch.locate import Namer, SourceMap, char_column
+
+
+@pytest.mark.parametrize("line, byte_col, expected", [
+    ("w = torch.randn(1)", 4, 4),
+    ("w = torch.randn(1)", 0, 0),
+    ("w = torch.randn(1)", -3, 0),
+    ("w = torch.randn(1)", 99, 18),
+    ("ŵ = torch.randn(1)", 5, 4),   # ŵ is 2 bytes
+    ("重み = x", 9, 5),              # 3 bytes each
+    ("a = '🙂'; b = t.detach()", 15, 12),  # 🙂 is 4 bytes
+    ("重み", 4, 1),                  # inside a character: the characters before it
+])
+def test_char_column(line, byte_col, expected):
+    assert char_column(line, byte_col) == expected
+
+
+def _cell_map(editor: str, code: str | None = None, number: int = 7) -> SourceMap:
+    sm = SourceMap(None)
+    sm.register_cell(f"<cell-{number}>", number, editor, code if code is not None else "\n" + editor.split("\n", 1)[1])
+    return sm
+
+
+def test_span_to_location_counts_editor_lines_and_characters():
+    sm = _cell_map("%%gradwatch\nx = 1\nŵ = torch.randn(1, 1)")
+    loc = sm.location_of_span("<cell-7>", 3, 3, len("ŵ = ".encode()), len("ŵ = torch.randn(1, 1)".encode()))
+    assert (loc.cell, loc.path, loc.line, loc.column, loc.end_line, loc.end_column) == (7, None, 3, 5, 3, 22)
+    assert loc.source == "ŵ = torch.randn(1, 1)" and loc.text == "torch.randn(1, 1)"
+    assert loc.describe() == "cell [7], line 3"
+
+
+def test_span_outside_the_cell_is_none():
+    sm = _cell_map("%%gradwatch\nx = 1")
+    assert sm.location_of_span("<cell-7>", 5, 5, 0, 1) is None
+    assert sm.location_of_span("<cell-7>", 0, 0, 0, 1) is None
+
+
+def test_transformed_magic_line_flags_the_whole_editor_line():
+    editor = "%%gradwatch\n%time y = f(x)\nz = 1"
+    code = "\nget_ipython().run_line_magic('time', 'y = f(x)')\nz = 1"
+    sm = _cell_map(editor, code)
+    loc = sm.location_of_span("<cell-7>", 2, 2, 0, 10)
+    assert (loc.line, loc.column, loc.end_column, loc.source) == (2, 1, len("%time y = f(x)") + 1, "%time y = f(x)")
+    loc = sm.location_of_span("<cell-7>", 3, 3, 4, 5)
+    assert (loc.line, loc.column, loc.end_column) == (3, 5, 6)
+
+
+def test_multi_line_span():
+    sm = _cell_map("%%gradwatch\nloss = f(\n    a, b)\n")
+    loc = sm.location_of_span("<cell-7>", 2, 3, 7, 9)
+    assert (loc.line, loc.column, loc.end_line, loc.end_column) == (2, 8, 3, 10)
+    assert loc.text == "f("  # the rest of the first line
+
+
+def test_find_assignment_in_the_current_cell():
+    sm = _cell_map("%%gradwatch\nw = 1\nw, b = torch.zeros(1), torch.ones(2)\nn: int = 3\nw = torch.randn(2)\nprint(w)")
+    w = sm.find_assignment("w")
+    assert (w.line, w.column, w.end_column, w.text) == (5, 5, 19, "torch.randn(2)")
+    b = sm.find_assignment("b")
+    assert (b.line, b.text) == (3, "torch.ones(2)")
+    assert sm.find_assignment("n").text == "3"
+    assert sm.find_assignment("missing") is None
+
+
+def _history_shell(cells: dict[int, str]):
+    fmap = {}
+    for number, src in cells.items():
+        filename = f"/tmp/ipykernel_gw_test/{number}.py"
+        linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
+        fmap[filename] = number
+    raw = [""] + [cells.get(n, "") for n in range(1, max(cells) + 1)]
+    return types.SimpleNamespace(compile=types.SimpleNamespace(_filename_map=fmap),
+                                 history_manager=types.SimpleNamespace(input_hist_raw=raw))
+
+
+def test_find_assignment_newest_cell_first_even_after_earlier_lookups():
+    shell = _history_shell({1: "net = Net()\nopt = SGD(net)", 2: "x = 1", 3: "net = Net()  # again", 4: "print(net)"})
+    sm = SourceMap(shell)
+    assert sm.find_assignment("opt").cell == 1  # caches every older cell on the way
+    for _ in range(2):
+        net = sm.find_assignment("net")
+        assert (net.cell, net.line, net.column, net.source) == (3, 1, 7, "net = Net()  # again")
+    assert [f.rsplit("/", 1)[1] for f, _ in sm.cell_sources()] == ["4.py", "3.py", "2.py", "1.py"]
+
+
+def test_current_cell_comes_before_the_history():
+    shell = _history_shell({1: "w = torch.zeros(1)", 2: "w = torch.ones(1)"})
+    sm = SourceMap(shell)
+    sm.register_cell("<current>", 3, "%%gradwatch\nw = torch.empty(1)", "\nw = torch.empty(1)")
+    loc = sm.find_assignment("w")
+    assert (loc.cell, loc.line, loc.text) == (3, 2, "torch.empty(1)")
+
+
+def test_enclosing_with_finds_the_innermost_no_grad():
+    sm = _cell_map("%%gradwatch\nwith torch.no_grad():\n    with open('f') as fh:\n        pred = model(x)\nloss = f(pred)")
+    inner = sm.location_of_span("<cell-7>", 4, 4, 15, 23)
+    ctx = sm.enclosing_with(inner, ("no_grad", "inference_mode"))
+    assert (ctx.line, ctx.column, ctx.text) == (2, 6, "torch.no_grad()")
+    outside = sm.location_of_span("<cell-7>", 5, 5, 7, 14)
+    assert sm.enclosing_with(outside, ("no_grad",)) is None
+
+
+def test_user_file_detection():
+    sm = SourceMap(None)
+    import torch
+    assert sm.is_user_file(__file__) is True
+    assert sm.is_user_file(torch.__file__) is False
+    assert sm.is_user_file("<frozen importlib._bootstrap>") is False
+    assert sm.is_user_file(linecache.__file__) is False
+
+
+def test_namer_finds_qualified_names():
+    import torch
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
+    ws = [torch.zeros(1), torch.ones(1)]
+    params = {"a": torch.zeros(2)}
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    namer = Namer({"model": model, "ws": ws, "params": params, "opt": opt, "_hidden": torch.zeros(1)})
+    assert namer.name(model[2].weight) == "model.2.weight"
+    assert namer.name(model[0]) == "model.0"
+    assert namer.name(ws[1]) == "ws[1]"
+    assert namer.name(params["a"]) == "params['a']"
+    assert namer.name(opt) == "opt"
+    assert namer.name(torch.zeros(1)) is None
+    first = Namer({"local_w": ws[0]}, {"global_w": ws[0]})
+    assert first.name(ws[0]) == "local_w"  # the first namespace (the frame's locals) wins
