@@ -92,6 +92,7 @@ function prepare() {
         'extensions.autoCheckUpdates': false,
         'extensions.ignoreRecommendations': true,
         'update.mode': 'none',
+        'remote.autoForwardPorts': false,
         'chat.disableAIFeatures': true,
         'workbench.colorTheme': 'Default Dark Modern',
       },
@@ -199,6 +200,36 @@ async function rendererRows(page) {
   return rows;
 }
 
+/**
+ * Program 1's output sits below its 42-line cell: grow the window until the renderer's
+ * table for it is on screen (scrolling the notebook from outside is not reliable), then
+ * take the screenshot and restore the window.
+ */
+async function rendererScreenshot(page) {
+  const normal = page.viewportSize();
+  try {
+    for (const height of [1000, 1400, 1800, 2200]) {
+      await page.setViewportSize({ width: normal.width, height });
+      for (let tries = 0; tries < 10; tries++) {
+        await page.waitForTimeout(300);
+        for (const frame of page.frames()) {
+          const table = frame.locator('.gradwatch table', { hasText: 'line 9:5' });
+          if (!(await table.count().catch(() => 0))) continue;
+          const box = await table.first().boundingBox().catch(() => null);
+          if (box && box.height > 0 && box.y >= 0 && box.y + box.height <= height) {
+            await page.screenshot({ path: path.join(ARTIFACTS, 'e2e-renderer.png') });
+            return { failures: [], details: { rendererTableAt: box, height } };
+          }
+        }
+      }
+    }
+    await page.screenshot({ path: path.join(ARTIFACTS, 'e2e-renderer.png') });
+    return { failures: ['the renderer table for program 1 never came into view'], details: {} };
+  } finally {
+    await page.setViewportSize(normal);
+  }
+}
+
 /** Clicks the renderer's reveal link for the given location text. */
 async function clickReveal(page, text) {
   for (let tries = 0; tries < 40; tries++) {
@@ -270,6 +301,8 @@ async function main() {
           fs.mkdirSync(ARTIFACTS, { recursive: true });
           await page.screenshot({ path: path.join(ARTIFACTS, 'e2e-notebook.png') });
           log(`screenshot: ${path.join(ARTIFACTS, 'e2e-notebook.png')}`);
+        } else if (request.what === 'renderer-screenshot') {
+          answer = await rendererScreenshot(page).catch((e) => ({ failures: [String(e)], details: {} }));
         } else if (request.what.startsWith('click-reveal:')) {
           answer = await clickReveal(page, request.what.slice('click-reveal:'.length)).catch((e) => ({ failures: [String(e)], details: {} }));
         } else {

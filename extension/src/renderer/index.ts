@@ -8,7 +8,9 @@ const STYLE = `
 .gradwatch { font-family: var(--vscode-font-family); font-size: var(--vscode-font-size); color: var(--vscode-foreground); }
 .gradwatch table { border-collapse: collapse; width: 100%; }
 .gradwatch th { text-align: left; font-weight: 600; border-bottom: 1px solid var(--vscode-panel-border, var(--vscode-widget-border)); }
-.gradwatch th, .gradwatch td { padding: 2px 8px; vertical-align: top; }
+.gradwatch th, .gradwatch td { padding: 2px 8px; vertical-align: top; text-align: left; }
+.gradwatch td.nowrap { white-space: nowrap; }
+.gradwatch td.message { width: 100%; }
 .gradwatch tr + tr td { border-top: 1px solid var(--vscode-editorWidget-border, transparent); }
 .gradwatch .sev-error { color: var(--vscode-editorError-foreground); }
 .gradwatch .sev-warning { color: var(--vscode-editorWarning-foreground); }
@@ -31,8 +33,8 @@ function where(loc: Location): string {
 
 function row(d: PayloadDiagnostic, payload: Payload, ctx: RendererContext<unknown>): HTMLTableRowElement {
   const tr = el('tr');
-  tr.append(el('td', d.severity, `sev-${d.severity}`));
-  const code = el('td');
+  tr.append(el('td', d.severity, `nowrap sev-${d.severity}`));
+  const code = el('td', undefined, 'nowrap');
   if (d.url) {
     const link = el('a', d.code);
     link.href = d.url; // validated http(s)
@@ -42,10 +44,10 @@ function row(d: PayloadDiagnostic, payload: Payload, ctx: RendererContext<unknow
     code.textContent = d.code;
   }
   tr.append(code);
-  const message = el('td', d.message);
+  const message = el('td', d.message, 'message');
   if (d.fix) message.append(el('div', `Fix (${d.fix.applicability}): ${d.fix.title}`, 'fix'));
   tr.append(message);
-  const loc = el('td');
+  const loc = el('td', undefined, 'nowrap');
   if (d.location) {
     const location = d.location;
     if (ctx.postMessage) {
