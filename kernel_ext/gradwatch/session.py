@@ -103,6 +103,12 @@ class Watch:
             self._conclude(exc)
         except Exception as err:
             self._internal_error(err)
+        if self.warn and self.report.diagnostics:
+            if exc is None:
+                self.report.warn()  # under `-W error` this raises, as it should
+            else:
+                with contextlib.suppress(Warning):  # never replace the user's exception
+                    self.report.warn()
         return None
 
     def _install(self, stack: contextlib.ExitStack) -> None:
@@ -537,8 +543,6 @@ class Watch:
             note = causes[0].note()
             if note not in getattr(exc, "__notes__", []):
                 exc.add_note(note)
-        if self.warn:
-            self.report.warn()
 
 
 def _weakrefable(obj: Any) -> bool:
