@@ -1,7 +1,7 @@
 """Gradient norms and losses over many steps: GW105-GW108, GW112-GW114.
 
-Per sampled step the only work is ``torch._foreach_norm`` over the optimizer's gradients and one
-``torch.stack`` (two dispatches, like ``clip_grad_norm_``); per loss a ``detach()``. Rows are
+Per sampled step the only work is one ``torch._foreach_norm`` over the optimizer's gradients
+(what ``clip_grad_norm_`` does); per loss a ``detach()``. Rows are
 kept on the device and reduced every `_BLOCK` rows into a fixed set of per-parameter device
 tensors (first non-finite step, run of exact zeros, mean log-norm, first and last block means),
 so the state grows with the number of parameter tensors, never with the number of steps.
@@ -13,7 +13,7 @@ copy has landed it asks the session to trace the next iterations, so that `dyn_o
 the first forward op that produced a non-finite value (what anomaly mode is for).
 
 Sampling: every optimizer step is measured for the first `_WARM` steps; after that the stride
-adapts so that gradwatch's own time per step stays near 1% of the step (a long loop of tiny
+adapts so that the statistics cost about 0.5% of the loop's time (a long loop of tiny
 steps is checked every few steps, a GPU model every step).
 """
 
@@ -30,8 +30,9 @@ _BLOCK = 64  # rows per device reduction
 _FIRST_BLOCK = 16  # the first block is the baseline that later growth is measured against
 _WARM = 64  # steps always measured
 _MAX_STRIDE = 32
-_TARGET = (0.004, 0.012)  # own time / wall time between blocks: shrink / grow the stride
-_LOSS_BLOCK = 64
+_TARGET = 0.005  # statistics time / loop time that the stride aims at
+_ADAPT_EVERY = 64  # steps between stride decisions
+_LOSS_BLOCK = 256
 _FIRST_LOSSES = 16
 _BIG = float("inf")
 
@@ -76,12 +77,14 @@ class _Series:
         self.ndims: list[int] = []
         self.n_steps = 0
         self.stride = 1
-        self.rows: list[torch.Tensor] = []
+        self.rows: list = []  # per sampled step: the 0-d norms of its gradients
         self.block_first = 0  # step number of rows[0]
         self.block_stride = 1
         self.n_rows = 0
-        self.cost = 0.0
-        self.t_block = time.perf_counter()
+        self.cost = 0.0  # own seconds and samples since the last stride decision
+        self.samples = 0
+        self.t_adapt = time.perf_counter()
+        self.adapt_step = 0
         self.failed = False
         self.acc: dict[str, torch.Tensor] = {}
         self.losses: list[torch.Tensor] = []
@@ -125,7 +128,7 @@ class GradStats:
             if len(s.losses) >= _LOSS_BLOCK:
                 self._flush_losses(s)
         s.n_steps += 1
-        if s.failed or (s.n_steps > _WARM and s.n_steps % s.stride):
+        if s.failed or s.n_steps % s.stride:
             return
         t0 = time.perf_counter()
         if s.params is None:
@@ -143,24 +146,41 @@ class GradStats:
                 norms = iter(torch._foreach_norm(present, 2, dtype=torch.float32))
                 if s.minus_one is None:
                     s.minus_one = torch.full((), -1.0, device=present[0].device)
-                row = torch.stack([next(norms) if g is not None else s.minus_one for g in grads])
+                row = [next(norms) if g is not None else s.minus_one for g in grads]
             else:
-                row = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))
+                row = torch._foreach_norm(grads, 2, dtype=torch.float32)  # stacked at the flush
         except (RuntimeError, TypeError, NotImplementedError):
             s.failed = True  # sparse gradients, several devices ...: no statistics, no error
             return
         if not s.rows:
-            s.block_first, s.block_stride = s.n_steps, (1 if s.n_steps <= _WARM else s.stride)
+            s.block_first, s.block_stride = s.n_steps, s.stride
         s.rows.append(row)
+        s.samples += 1
+        s.cost += time.perf_counter() - t0
         if len(s.rows) >= (_FIRST_BLOCK if s.n_rows == 0 else _BLOCK):
             self._flush(s)
-        s.cost += time.perf_counter() - t0
+        if s.n_steps >= _WARM and s.n_steps % _ADAPT_EVERY == 0:
+            self._adapt(s)
+
+    def _adapt(self, s: _Series) -> None:
+        """Pick the stride that keeps the statistics near `_TARGET` of the loop's own time."""
+        now = time.perf_counter()
+        steps = s.n_steps - s.adapt_step
+        if s.samples and steps > 0:
+            per_sample = s.cost / s.samples
+            per_step = max(now - s.t_adapt, 1e-9) / steps
+            stride = min(_MAX_STRIDE, max(1, math.ceil(per_sample / (_TARGET * per_step))))
+            if stride != s.stride:
+                self._flush(s)  # a block has one stride
+                s.stride = stride
+        s.cost, s.samples, s.t_adapt, s.adapt_step = 0.0, 0, now, s.n_steps
 
     # --- device reductions ------------------------------------------------------------------------
     def _flush(self, s: _Series) -> None:
         if not s.rows:
             return
-        B = torch.stack(s.rows)  # (k, n) norms; -1 where the gradient was None
+        n = len(s.rows[0])
+        B = torch.stack([t for row in s.rows for t in row]).view(-1, n)  # (k, n); -1: no gradient
         s.rows = []
         k = B.shape[0]
         dev = B.device
@@ -173,7 +193,6 @@ class GradStats:
         nz = (B != 0) | ~present  # a missing gradient breaks a run of zeros
         a = s.acc
         if not a:
-            n = B.shape[1]
             a["first_bad"] = torch.full((n,), _BIG, device=dev)
             a["zero_run"] = torch.zeros(n, device=dev)
             a["ever_nz"] = torch.zeros(n, dtype=torch.bool, device=dev)
@@ -201,15 +220,6 @@ class GradStats:
         a["last_mean"], a["last_global"] = mean, gmean
         s.n_rows += k
         self._nonfinite(bad.any())
-        # adapt the stride to what the statistics cost against the whole loop
-        now = time.perf_counter()
-        if s.n_steps >= _WARM:
-            share = s.cost / max(now - s.t_block, 1e-9)
-            if share > _TARGET[1] and s.stride < _MAX_STRIDE:
-                s.stride *= 2
-            elif share < _TARGET[0] and s.stride > 1:
-                s.stride //= 2
-        s.cost, s.t_block = 0.0, now
 
     def _flush_losses(self, s: _Series) -> None:
         if not s.losses:

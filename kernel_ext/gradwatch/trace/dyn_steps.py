@@ -50,6 +50,7 @@ class StepOrder:
         self.m = monitor
         self.opts: dict[int, _Opt] = {}
         self.used = 0  # backward calls whose gradients some step() has seen
+        self.n_at_step = 0  # backward calls at the last step() (of any optimizer)
         self.bwd_pos: list = []  # positions of the first backward calls
         self.findings: dict[tuple, dict] = {}
         self._pending: tuple | None = None  # a GW102/GW103 suspicion, confirmed after step()
@@ -119,7 +120,25 @@ class StepOrder:
             self._pending = ("GW103", key, None, n)
         st.zg_discard = None
         st.bwd_at_step = n
-        self.used = n
+        self.used = self.n_at_step = n
+        # the probe: one gradient and its version, as this step sees them (step() itself does
+        # not write to .grad)
+        probe = st.probe
+        p = probe[0]() if probe is not None else None
+        g = p.grad if p is not None else None
+        if g is None:
+            st.probe = None
+            for group in opt.param_groups:
+                for q in group["params"]:
+                    if q.grad is not None:
+                        p, g = q, q.grad
+                        break
+                if g is not None:
+                    break
+        if g is not None:
+            st.probe = (probe[0] if probe is not None and probe[0]() is p else weakref.ref(p),
+                        weakref.ref(g), g._version)
+        st.probe_checked = False
         if st.steps == 1 or st.steps % _EVAL_CHECK_EVERY == 0 or self.eval_called:
             self.eval_called = False
             self._check_eval(opt, key, st)
@@ -139,13 +158,9 @@ class StepOrder:
             else:
                 self._find("GW103", key, step=st.step_pos, no_grad=not self._any_grad(opt),
                            backward=self.bwd_pos[-1] if self.bwd_pos else None)
-        st.bwd_at_step = self.m.n_backward
-        st.probe, st.probe_checked = None, False
-        for group in opt.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    st.probe = (weakref.ref(p), weakref.ref(p.grad), p.grad._version)
-                    return
+        if st.bwd_at_step != self.m.n_backward:  # backward() inside step(): a closure
+            st.bwd_at_step = self.used = self.n_at_step = self.m.n_backward
+            st.probe = None
 
     def on_scaler_step(self, opt: Any) -> None:
         # GradScaler may skip optimizer.step() (inf gradients, by design): the backward still

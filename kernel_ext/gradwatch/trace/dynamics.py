@@ -56,6 +56,9 @@ def monitors(session: Any) -> list[Monitor]:
     return [cls(session) for cls in MONITORS]
 
 
+_NULL = contextlib.nullcontext()
+
+
 class TrainingMonitor(Monitor):
     """GW101-GW115: training dynamics at a cost that is small against a backward pass."""
 
@@ -75,6 +78,7 @@ class TrainingMonitor(Monitor):
         self.ops = OpChecks(self)
         self.local_names: dict[int, str] = {}  # names in the function that runs the loop
         self._named: set[int] = set()
+        self._keys: dict[int, tuple[weakref.ref, int]] = {}  # id(optimizer) -> (ref, key)
         self._patcher = Patcher()
         self._handles: list[Any] = []
         self._install()
@@ -88,7 +92,7 @@ class TrainingMonitor(Monitor):
     def own_ops(self):
         """gradwatch's own torch ops must not be traced as the user's (nor cost a trace)."""
         if self.session.mode is None:
-            return contextlib.nullcontext()
+            return _NULL
         return torch._C.DisableTorchFunction()
 
     def location(self, position):
@@ -177,6 +181,7 @@ class TrainingMonitor(Monitor):
         self.in_step = True
         if key not in self._named:
             self._named.add(key)
+            self._keys[id(optimizer)] = (weakref.ref(optimizer), key)
             self._remember_local_names()
         self.order.on_step(optimizer, key)
         with self.own_ops():
@@ -193,9 +198,11 @@ class TrainingMonitor(Monitor):
 
     def _after_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self.in_step = False
-        key = self.session.optimizers.get(optimizer)
-        if key is not None:
-            self.order.after_step(optimizer, key)
+        if self.order._pending is None and self.order.n_at_step == self.n_backward:
+            return  # the common case: nothing to confirm, no backward inside the step
+        entry = self._keys.get(id(optimizer))  # (a WeakIdKeyDictionary lookup costs more)
+        if entry is not None and entry[0]() is optimizer:
+            self.order.after_step(optimizer, entry[1])
 
     def on_zero_grad(self, optimizer: Any, key: int) -> None:
         self.order.on_zero_grad(optimizer, key)

@@ -1,0 +1,321 @@
+"""gradwatch's cost against plain PyTorch and against ``torch.autograd.detect_anomaly()``.
+
+    .venv/bin/python benchmarks/overhead.py            # the table (a few minutes on 2 cores)
+    .venv/bin/python benchmarks/overhead.py --check    # exit 1 if a budget is missed
+    .venv/bin/python benchmarks/overhead.py --quick    # fewer rounds, for a smoke test
+
+The same training step runs in one process three ways: plain, inside ``gradwatch.watch()`` (what
+``%%gradwatch`` runs, minus IPython), and inside ``torch.autograd.detect_anomaly()``. Modes are
+interleaved round by round (each round is a fresh "cell" of ``--steps`` steps, in a rotating
+order) so that machine noise hits all of them alike; the figure is the median time per step over
+all rounds. gradwatch's traced first iterations are part of every watched round.
+
+Workloads: a small MLP on the CPU (many tiny ops: the worst case for per-step Python work), a
+small CNN on the CPU, and an MLP and a CNN on the GPU when one is present (timed with CUDA events;
+plus a check that gradwatch adds no host-device sync per step, with
+``torch.cuda.set_sync_debug_mode("error")``). Then the memory benchmark: 1,000 parameter tensors
+trained for 10,000 steps, with the size of gradwatch's own state after 1,000 and after 10,000
+steps (it must not grow with the number of steps).
+
+Budgets (``--check``): MLP <= 1.10x plain, CNN <= 1.03x, GPU <= 1.02x with zero added syncs,
+gradwatch state <= 5 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import platform
+import statistics
+import sys
+import time
+import tracemalloc
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "kernel_ext"))
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+import gradwatch  # noqa: E402
+
+BUDGETS = {"mlp-cpu": 1.10, "cnn-cpu": 1.03, "mlp-cuda": 1.02, "cnn-cuda": 1.02}
+STATE_BUDGET_MB = 5.0
+MODES = ("plain", "gradwatch", "anomaly")
+
+
+# --- workloads -----------------------------------------------------------------------------------
+class Workload:
+    def __init__(self, name: str, model: nn.Module, opt: torch.optim.Optimizer, x, y, loss_fn) -> None:
+        self.name, self.model, self.opt, self.x, self.y, self.loss_fn = name, model, opt, x, y, loss_fn
+
+    def step(self) -> None:
+        # the training code under test: no .item(), no printing (a loop that never syncs)
+        self.opt.zero_grad()
+        loss = self.loss_fn(self.model(self.x), self.y)
+        loss.backward()
+        self.opt.step()
+
+
+def mlp(device: str, width: int = 64, batch: int = 64) -> Workload:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
+                          nn.Linear(width, 10)).to(device)
+    x = torch.randn(batch, 32, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    return Workload(f"mlp-{device}", model, torch.optim.Adam(model.parameters(), lr=1e-3), x, y,
+                    nn.CrossEntropyLoss())
+
+
+def cnn(device: str, batch: int = 32, channels: int = 16) -> Workload:
+    torch.manual_seed(0)
+    c = channels
+    model = nn.Sequential(
+        nn.Conv2d(1, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(c, 2 * c, 3, padding=1), nn.BatchNorm2d(2 * c), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(2 * c * 7 * 7, 64), nn.ReLU(), nn.Dropout(0.1), nn.Linear(64, 10),
+    ).to(device)
+    x = torch.randn(batch, 1, 28, 28, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    return Workload(f"cnn-{device}", model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
+                    x, y, nn.CrossEntropyLoss())
+
+
+# --- timing ---------------------------------------------------------------------------------------
+def mode_context(mode: str):
+    if mode == "gradwatch":
+        return gradwatch.watch(warn=False, namespace={})
+    if mode == "anomaly":
+        return torch.autograd.detect_anomaly(check_nan=True)
+    return contextlib.nullcontext()
+
+
+def run_round(w: Workload, mode: str, steps: int, cuda: bool) -> list[float]:
+    """Per-step seconds of one round (one watched "cell")."""
+    times = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # anomaly mode warns that it is slow
+        with mode_context(mode):
+            if cuda:
+                # CUDA events per step: no sync inside the loop; read after the round
+                events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                          for _ in range(steps)]
+                for start, end in events:
+                    start.record()
+                    w.step()
+                    end.record()
+                torch.cuda.synchronize()
+                times = [s.elapsed_time(e) / 1e3 for s, e in events]
+            else:
+                # CPU time of this (the only torch) thread: other processes on a shared machine
+                # do not distort it the way they distort wall time
+                clock = time.thread_time
+                for _ in range(steps):
+                    t0 = clock()
+                    w.step()
+                    times.append(clock() - t0)
+    return times
+
+
+def measure(w: Workload, steps: int, rounds: int, cuda: bool) -> dict[str, dict]:
+    """Median time per step of each mode, and its ratio to plain, paired round by round (the
+    median over rounds of each round's median ratio): slow phases of a shared machine hit both
+    sides of a ratio alike."""
+    for mode in MODES:  # warm up: caches, lazy imports, allocator
+        run_round(w, mode, 20, cuda)
+    samples: dict[str, list[float]] = {m: [] for m in MODES}
+    ratios: dict[str, list[float]] = {m: [] for m in MODES}
+    for r in range(rounds):
+        order = MODES[r % 3:] + MODES[:r % 3]
+        medians = {}
+        for mode in order:
+            gc.collect()
+            times = run_round(w, mode, steps, cuda)
+            samples[mode] += times
+            medians[mode] = statistics.median(times)
+        for mode in MODES:
+            ratios[mode].append(medians[mode] / medians["plain"])
+    out = {m: {"median": statistics.median(v), "ratio": statistics.median(ratios[m])}
+           for m, v in samples.items()}
+    for mode in MODES:
+        out[mode]["peak_mb"] = peak_memory(w, mode, min(steps, 100), cuda)
+    return out
+
+
+def peak_memory(w: Workload, mode: str, steps: int, cuda: bool) -> float:
+    """Peak memory of a round: CUDA allocator peak on the GPU, Python heap (tracemalloc) on the CPU
+    (CPU tensor memory is the same in all modes: gradwatch keeps a few small tensors)."""
+    gc.collect()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        run_round(w, mode, steps, cuda)
+        return torch.cuda.max_memory_allocated() / 2**20
+    tracemalloc.start()
+    try:
+        run_round(w, mode, steps, cuda)
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+
+
+def sync_check(w: Workload, steps: int = 50) -> str:
+    """gradwatch on a loop that does not sync must not add a sync per step."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with gradwatch.watch(warn=False, namespace={}):
+            for _ in range(3):  # the traced first iterations (read nothing on the host either)
+                w.step()
+            torch.cuda.synchronize()
+            torch.cuda.set_sync_debug_mode("error")
+            try:
+                for _ in range(steps):
+                    w.step()
+            except RuntimeError as exc:
+                return f"FAILED: {str(exc).splitlines()[0]}"
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+    return f"ok: 0 syncs in {steps} steps"
+
+
+# --- gradwatch's own memory ------------------------------------------------------------------------
+def deep_size(root) -> int:
+    """Bytes held by ``root``: Python objects plus tensor storages, not counting the user's
+    parameters and modules (which gradwatch only references)."""
+    seen: set[int] = set()
+    storages: set[int] = set()
+    total = 0
+    stack = [root]
+    skip = (nn.Module, torch.optim.Optimizer, type, type(sys), type(deep_size), type(deep_size.__code__))
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, skip):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, torch.Tensor):
+            if isinstance(obj, nn.Parameter) or obj.requires_grad:
+                continue  # the user's
+            st = obj.untyped_storage()
+            if st.data_ptr() not in storages:
+                storages.add(st.data_ptr())
+                total += st.nbytes()
+            continue
+        total += sys.getsizeof(obj)
+        if isinstance(obj, dict):
+            stack += list(obj.keys()) + list(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            stack += list(obj)
+        else:
+            if hasattr(obj, "__dict__"):
+                stack.append(vars(obj))
+            for slot in getattr(type(obj), "__slots__", ()):
+                if hasattr(obj, slot):
+                    stack.append(getattr(obj, slot))
+    return total
+
+
+def gradwatch_state_bytes() -> int:
+    from gradwatch import session as session_mod
+
+    s = session_mod.current()
+    return deep_size([s._monitors, s.events, s.provenance.escapes, s.provenance.inplace])
+
+
+def memory_benchmark(n_params: int, steps: int) -> dict:
+    torch.manual_seed(0)
+    params = [nn.Parameter(torch.randn(4)) for _ in range(n_params)]
+    opt = torch.optim.SGD(params, lr=1e-3, foreach=True)
+    sizes = {}
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with gradwatch.watch(warn=False, namespace={}) as report:
+            for i in range(1, steps + 1):
+                opt.zero_grad()
+                loss = torch.stack(params).square().sum()  # 1,000 parameter tensors, few ops
+                loss.backward()
+                opt.step()
+                if i in (steps // 10, steps):
+                    sizes[i] = gradwatch_state_bytes()
+    return {"n_params": n_params, "steps": steps, "sizes": sizes, "seconds": time.perf_counter() - t0,
+            "findings": report.codes}
+
+
+# --- report ----------------------------------------------------------------------------------------
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    return (f"{cpu}, {os.cpu_count()} cores ({torch.get_num_threads()} torch thread(s)), {gpu}; "
+            f"torch {torch.__version__}, Python {platform.python_version()}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 if a budget is missed")
+    ap.add_argument("--quick", action="store_true", help="fewer rounds and steps (smoke test)")
+    ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
+    ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument("--skip-memory", action="store_true")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    rounds = args.rounds or (2 if args.quick else 10)
+    print(f"machine: {machine()}")
+    print(f"{rounds} interleaved rounds per mode; median time per step; ratios paired per round\n")
+    runs = [(mlp("cpu"), 300 if not args.quick else 100, False), (cnn("cpu"), 60 if not args.quick else 20, False)]
+    gpu_note = "no GPU: GPU timings and the sync check skipped"
+    if torch.cuda.is_available():
+        runs += [(mlp("cuda", width=1024, batch=512), 300, True), (cnn("cuda", batch=128, channels=64), 200, True)]
+    header = (f"{'workload':<10} {'steps':>5} {'plain ms':>9} {'gradwatch ms':>13} {'anomaly ms':>11} "
+              f"{'gw/plain':>9} {'anom/plain':>11} {'budget':>7}  peak MB plain/gw/anomaly")
+    print(header)
+    print("-" * len(header))
+    failed = []
+    rows = []
+    for w, steps, cuda in runs:
+        res = measure(w, steps, rounds, cuda)
+        p, g, a = (res[m]["median"] * 1e3 for m in MODES)
+        ratio, aratio = res["gradwatch"]["ratio"], res["anomaly"]["ratio"]
+        budget = BUDGETS[w.name]
+        ok = ratio <= budget
+        if not ok:
+            failed.append(f"{w.name}: {ratio:.3f}x > {budget:.2f}x")
+        mem = "/".join(f"{res[m]['peak_mb']:.1f}" for m in MODES)
+        row = (f"{w.name:<10} {steps:>5} {p:>9.3f} {g:>13.3f} {a:>11.3f} {ratio:>8.3f}x {aratio:>10.2f}x "
+               f"{budget:>6.2f}x  {mem}{'' if ok else '  OVER BUDGET'}")
+        rows.append(row)
+        print(row, flush=True)
+    if torch.cuda.is_available():
+        result = sync_check(mlp("cuda", width=1024, batch=512))
+        print(f"\nGPU sync check (torch.cuda.set_sync_debug_mode('error')): {result}")
+        if not result.startswith("ok"):
+            failed.append(f"sync check: {result}")
+    else:
+        print(f"\n{gpu_note}")
+    if not args.skip_memory:
+        steps = 1000 if args.quick else 10_000
+        m = memory_benchmark(1000, steps)
+        sizes = ", ".join(f"{v / 2**20:.2f} MB after {k:,} steps" for k, v in m["sizes"].items())
+        print(f"\ngradwatch state, {m['n_params']:,} parameter tensors: {sizes} "
+              f"({m['seconds']:.0f} s; findings: {m['findings'] or 'none'})")
+        worst = max(m["sizes"].values()) / 2**20
+        if worst > STATE_BUDGET_MB:
+            failed.append(f"state {worst:.2f} MB > {STATE_BUDGET_MB} MB")
+    if failed:
+        print("\nover budget: " + "; ".join(failed))
+    else:
+        print("\nall budgets met")
+    return 1 if (failed and args.check) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
