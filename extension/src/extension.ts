@@ -4,7 +4,7 @@ import * as vscode from 'vscode';
 import { GradwatchCodeActions, OPEN_DOCS_COMMAND, openDocumentation } from './editor/codeActions';
 import { log } from './editor/log';
 import { DiagnosticsManager, readSettings } from './editor/manager';
-import { registerRendererMessaging, reveal } from './editor/reveal';
+import { registerRendererMessaging } from './editor/reveal';
 import { createStatusBar } from './editor/statusBar';
 
 export interface GradwatchApi {
@@ -31,10 +31,6 @@ export function activate(context: vscode.ExtensionContext): GradwatchApi {
       GradwatchCodeActions.metadata,
     ),
     vscode.commands.registerCommand(OPEN_DOCS_COMMAND, openDocumentation),
-    vscode.commands.registerCommand('gradwatch.reveal', (notebookUri: unknown, location: unknown, count: unknown) => {
-      const nb = vscode.workspace.notebookDocuments.find((n) => n.uri.toString() === String(notebookUri));
-      return nb ? reveal(nb, location, count) : false;
-    }),
     registerRendererMessaging(),
     createStatusBar(manager),
   );

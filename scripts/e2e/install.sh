@@ -18,7 +18,8 @@ mkdir -p "$CACHE"
 
 need_apt=()
 for pkg in chromium ripgrep libkrb5-dev pkg-config; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+  # "install ok installed", not just known to dpkg (a removed package keeps config-files).
+  [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" = "install ok installed" ] || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then
   echo "install: apt-get install ${need_apt[*]}"
@@ -46,4 +47,5 @@ else
   touch "$CS_PREFIX/.installed"
 fi
 
-"$CS_PREFIX/node_modules/.bin/code-server" --version | head -1
+command -v chromium >/dev/null || { echo "install: chromium missing after apt-get" >&2; exit 1; }
+echo "install: $(chromium --version 2>/dev/null | head -1); code-server $(node -p "require('$CS_PREFIX/node_modules/code-server/package.json').version")"

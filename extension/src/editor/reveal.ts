@@ -30,7 +30,9 @@ export async function reveal(notebook: vscode.NotebookDocument, rawLocation: unk
     lines: splitLines(c.document.getText()),
     payloads: [],
   }));
-  const origin = cells.find((c) => c.executionOrder === count) ?? cells.find((c) => c.lines[0]?.startsWith('%%gradwatch'));
+  // The output's own cell (by its execution count) anchors locations without a cell;
+  // failing that, a location that names its cell can still be placed from there.
+  const origin = cells.find((c) => c.executionOrder === count) ?? (location.cell !== null ? cells.find((c) => c.executionOrder === location.cell) : undefined);
   if (!origin) return false;
   origin.payloads = [payload];
   const [mapped] = mapNotebook(cells, { minimumSeverity: 'info' });
