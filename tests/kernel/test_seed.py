@@ -15,7 +15,6 @@ SEED = harness.REPO / "examples" / "seed"
 PROGRAM1 = (SEED / "program1_no_requires_grad.py").read_text()
 PROGRAM2 = (SEED / "program2_correct.py").read_text()
 PROGRAM3 = (SEED / "program3_detach.py").read_text()
-GW104_AFTER_ERROR = pytest.mark.xfail(strict=True, reason="known issue: GW104 fires when backward() raised")
 NO_GRAD_FN = "element 0 of tensors does not require grad and does not have a grad_fn"
 
 
@@ -67,7 +66,6 @@ def test_every_cell_counts_like_the_notebook(seed_runs):
                 assert payload["cell"]["execution_count"] == cell.execution_count
 
 
-@GW104_AFTER_ERROR
 def test_program1_points_at_w_and_b_creation(seed_runs):
     cell = seed_runs[0].cells[1]
     assert cell.execution_count == 2
@@ -95,7 +93,6 @@ def test_program1_keeps_the_original_error_with_a_note(seed_runs):
     assert cell.stream("stdout") == ""  # it fails at the first backward(), before any print
 
 
-@GW104_AFTER_ERROR
 def test_program1_safe_fix_inserts_requires_grad(seed_runs):
     cell = seed_runs[0].cells[1]
     fixes = [d["fix"] for d in cell.diagnostics]
@@ -134,7 +131,6 @@ def test_program2_gives_an_empty_payload(seed_runs):
     assert out.count("Epoch: ") == 10 and "Final weights:" in out and "Final bias:" in out
 
 
-@GW104_AFTER_ERROR
 def test_program3_points_at_detach(seed_runs):
     cell = seed_runs[0].cells[3]
     diags = cell.diagnostics
@@ -147,7 +143,6 @@ def test_program3_points_at_detach(seed_runs):
     assert "gradwatch GW002" in cell.traceback_text()
 
 
-@GW104_AFTER_ERROR
 def test_earlier_cell_variant_points_into_the_earlier_cell(seed_runs):
     notebook = seed_runs[1]
     plain, between, watched = notebook.cells[2], notebook.cells[3], notebook.cells[4]
