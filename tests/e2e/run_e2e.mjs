@@ -93,6 +93,9 @@ function prepare() {
         'extensions.ignoreRecommendations': true,
         'update.mode': 'none',
         'remote.autoForwardPorts': false,
+        // The workspace lies inside this repository: no "open the parent git repo?" toast.
+        'git.enabled': false,
+        'git.openRepositoryInParentFolders': 'never',
         'chat.disableAIFeatures': true,
         'workbench.colorTheme': 'Default Dark Modern',
       },
