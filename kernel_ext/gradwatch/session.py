@@ -73,6 +73,7 @@ class Watch:
         self._monitors: list[Any] = []
         self._trace_until = 0
         self._trace_requested = 0
+        self._last_key: tuple[weakref.ref, int] | None = None
 
     # --- life cycle ------------------------------------------------------------------------
     def __enter__(self) -> Report:
@@ -319,9 +320,13 @@ class Watch:
             monitor.on_zero_grad(opt, key)
 
     def _key(self, opt) -> int:
+        last = self._last_key  # the same optimizer every step: skip the weak-dict lookup
+        if last is not None and last[0]() is opt:
+            return last[1]
         key = self.optimizers.get(opt)
         if key is None:
             key = self._register_optimizer(opt, None)
+        self._last_key = (weakref.ref(opt), key)
         return key
 
     def _on_step(self, opt, args, kwargs) -> None:
