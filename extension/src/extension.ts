@@ -32,7 +32,7 @@ export function activate(context: vscode.ExtensionContext): GradwatchApi {
     ),
     vscode.commands.registerCommand(OPEN_DOCS_COMMAND, openDocumentation),
     registerRendererMessaging(),
-    createStatusBar(manager),
+    createStatusBar(manager, () => manager.enabled),
   );
   for (const nb of ws.notebookDocuments) manager.refresh(nb);
   log().info('gradwatch activated');

@@ -111,6 +111,8 @@ function codeServerEnv(dirs) {
     ...process.env,
     XDG_CONFIG_HOME: dirs['xdg-config'],
     XDG_DATA_HOME: dirs['xdg-data'],
+    // No extension gallery: the test needs no marketplace and must not look one up.
+    EXTENSIONS_GALLERY: '{}',
     GRADWATCH_E2E_SYNC: dirs.sync,
     GRADWATCH_E2E_EXTENSIONS_DIR: dirs.extensions,
   };

@@ -44,6 +44,10 @@ export class DiagnosticsManager implements vscode.Disposable {
 
   constructor(private settings: Settings) {}
 
+  get enabled(): boolean {
+    return this.settings.enable;
+  }
+
   setSettings(settings: Settings): void {
     this.settings = settings;
     for (const nb of vscode.workspace.notebookDocuments) this.refresh(nb);

@@ -2,13 +2,13 @@
 import * as vscode from 'vscode';
 import { DiagnosticsManager } from './manager';
 
-export function createStatusBar(manager: DiagnosticsManager): vscode.Disposable {
+export function createStatusBar(manager: DiagnosticsManager, enabled: () => boolean): vscode.Disposable {
   const item = vscode.window.createStatusBarItem('gradwatch.status', vscode.StatusBarAlignment.Left, 0);
   item.name = 'gradwatch';
   item.command = 'workbench.actions.view.problems';
   const update = () => {
     const notebook = vscode.window.activeNotebookEditor?.notebook;
-    if (!notebook) {
+    if (!notebook || !enabled()) {
       item.hide();
       return;
     }
