@@ -52,7 +52,10 @@ fi
 step "execute the seed notebook with the real kernel ($PYTHON)"
 mkdir -p artifacts
 rm -f artifacts/e2e-seed.ipynb artifacts/e2e-notebook.png
-"$PYTHON" tests/e2e/make_seed_notebook.py artifacts/e2e-seed.ipynb 2> artifacts/e2e-seed.stderr.log
+if ! "$PYTHON" tests/e2e/make_seed_notebook.py artifacts/e2e-seed.ipynb 2> artifacts/e2e-seed.stderr.log; then
+  tail -n 30 artifacts/e2e-seed.stderr.log >&2
+  exit 1
+fi
 
 step "end-to-end in code-server"
 node tests/e2e/run_e2e.mjs \

@@ -69,15 +69,24 @@ def main(argv: list[str]) -> int:
     client.execute()
     out.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out)
+    problems = []
     for cell in nb.cells:
         payloads = [o for o in cell.get("outputs", []) if MIME in o.get("data", {})]
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
         codes = [d["code"] for o in payloads for d in o["data"][MIME]["diagnostics"]]
+        first = cell.source.splitlines()[0]
         print(
-            f"[{cell.execution_count}] {cell.source.splitlines()[0]!r}: "
+            f"[{cell.execution_count}] {first!r}: "
             f"{len(payloads)} payload(s) {codes}" + (f", error {errors[0]['ename']}" if errors else "")
         )
-    return 0
+        # Programs 1 and 3 are meant to raise; the harness itself must not break.
+        if first.startswith("%load_ext") and errors:
+            problems.append(f"%load_ext gradwatch failed: {errors[0]['ename']}: {errors[0]['evalue']}")
+        if first.startswith("%%gradwatch") and len(payloads) != 1:
+            problems.append(f"cell [{cell.execution_count}] produced {len(payloads)} gradwatch payloads, expected 1")
+    for p in problems:
+        print(f"make_seed_notebook: {p}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

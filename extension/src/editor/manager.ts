@@ -51,6 +51,7 @@ export class DiagnosticsManager implements vscode.Disposable {
   setSettings(settings: Settings): void {
     this.settings = settings;
     for (const nb of vscode.workspace.notebookDocuments) this.refresh(nb);
+    this.changed.fire(); // the status bar shows or hides with `enable`
   }
 
   refresh(notebook: vscode.NotebookDocument): void {
