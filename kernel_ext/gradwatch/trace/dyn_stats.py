@@ -98,6 +98,7 @@ class GradStats:
         self.m = monitor
         self.series: dict[int, _Series] = {}
         self.pending: list[torch.Tensor] = []  # losses since the last step
+        self.recent: list[torch.Tensor] = []
         self.flag = _DeviceFlag()
         self.traced_after_nonfinite = False
         self.loss_pos = None
@@ -107,7 +108,14 @@ class GradStats:
         if root.dim() == 0 and root.is_floating_point():
             if self.loss_pos is None:
                 self.loss_pos = self.m.position()
-            self.pending.append(root.detach())
+            loss = root.detach()
+            self.pending.append(loss)
+            if not self.traced_after_nonfinite:
+                # a cheap early look (4 ops per 32 losses) so that a trace can follow soon
+                self.recent.append(loss)
+                if len(self.recent) >= 32:
+                    self._nonfinite(~torch.isfinite(torch.stack(self.recent)).all())
+                    self.recent = []
             if len(self.pending) >= _LOSS_BLOCK:  # backward() without any step: key 0
                 s = self._series(None, 0)
                 s.losses += self.pending
@@ -128,6 +136,8 @@ class GradStats:
             if len(s.losses) >= _LOSS_BLOCK:
                 self._flush_losses(s)
         s.n_steps += 1
+        if s.n_steps >= _WARM and s.n_steps % _ADAPT_EVERY == 0:
+            self._adapt(s)
         if s.failed or s.n_steps % s.stride:
             return
         t0 = time.perf_counter()
@@ -159,8 +169,6 @@ class GradStats:
         s.cost += time.perf_counter() - t0
         if len(s.rows) >= (_FIRST_BLOCK if s.n_rows == 0 else _BLOCK):
             self._flush(s)
-        if s.n_steps >= _WARM and s.n_steps % _ADAPT_EVERY == 0:
-            self._adapt(s)
 
     def _adapt(self, s: _Series) -> None:
         """Pick the stride that keeps the statistics near `_TARGET` of the loop's own time."""
@@ -293,6 +301,7 @@ class GradStats:
             s.losses = []
         self.series.clear()
         self.pending = []
+        self.recent = []
 
 
 def _judge(base: dict, g: dict, l: dict, names: list[str], s: _Series) -> list[dict]:

@@ -28,7 +28,7 @@ _EVAL_KINDS = (torch.nn.modules.dropout._DropoutNd, torch.nn.modules.batchnorm._
 
 class _Opt:
     __slots__ = ("ref", "steps", "bwd_at_step", "zg_at", "zg_pos", "zg_discard", "step_pos",
-                 "probe", "probe_checked", "acc_pos", "ids", "scaler")
+                 "probe", "probe_checked", "acc_pos", "ids", "scaler", "discards")
 
     def __init__(self, opt: Any) -> None:
         self.ref = weakref.ref(opt)
@@ -43,6 +43,7 @@ class _Opt:
         self.acc_pos = None  # a backward() that added to the gradient the last step used
         self.ids: set[int] | None = None
         self.scaler = False
+        self.discards = 0  # zero_grad() calls that threw away unused gradients
 
 
 class StepOrder:
@@ -77,6 +78,7 @@ class StepOrder:
                 # zero_grad() threw away gradients no step() used, and now a new backward starts
                 n, zg_pos = st.zg_discard
                 st.zg_discard = None
+                st.discards += 1
                 if ("GW104", key) not in self.findings:
                     self._find("GW104", key, kind="discarded", backward=m.position(),
                                zero_grad=zg_pos, n=n)
@@ -250,6 +252,7 @@ class StepOrder:
             if opt is None:
                 opt = next((o for o, k in list(session.optimizers.items()) if k == key), None)
             f["optimizer"] = _opt_name(namer, opt, key)
+            f["steps"], f["discards"] = (st.steps, st.discards) if st is not None else (0, 0)
             f["optimizer_location"] = session._opt_locations.get(key)
             f["params"] = _names(namer, opt) if code in ("GW103", "GW114") else []
             for field in ("backward", "step", "zero_grad", "eval"):
