@@ -78,6 +78,7 @@ function prepare() {
     fs.mkdirSync(dirs[name], { recursive: true });
   }
   fs.copyFileSync(args.notebook, path.join(dirs.workspace, 'seed.ipynb'));
+  fs.copyFileSync(path.join(HERE, 'fixtures', 'hostile.ipynb'), path.join(dirs.workspace, 'hostile.ipynb'));
   fs.mkdirSync(path.join(dirs['user-data'], 'User'), { recursive: true });
   fs.writeFileSync(
     path.join(dirs['user-data'], 'User', 'settings.json'),
@@ -93,6 +94,8 @@ function prepare() {
         'extensions.ignoreRecommendations': true,
         'update.mode': 'none',
         'remote.autoForwardPorts': false,
+        'files.autoSave': 'off',
+        'files.refactoring.autoSave': false,
         // The workspace lies inside this repository: no "open the parent git repo?" toast.
         'git.enabled': false,
         'git.openRepositoryInParentFolders': 'never',
@@ -235,6 +238,51 @@ async function rendererScreenshot(page) {
   }
 }
 
+/**
+ * hostile.ipynb in the page: payload HTML shows as text, no element or link comes from it,
+ * malformed payloads render a one-line notice, and nothing pops up.
+ */
+async function hostilePage(page) {
+  const failures = [];
+  const EXPECTED = [
+    'gradwatch found 2 problems',
+    'gradwatch: output not shown (unsupported payload version 2)',
+    'gradwatch: output not shown (payload is not an object)',
+  ];
+  let seen = {};
+  for (let tries = 0; tries < 40; tries++) {
+    seen = { summaries: [], cells: [], imgs: 0, hrefs: [] };
+    for (const frame of page.frames()) {
+      const found = await frame
+        .evaluate(() => {
+          const roots = [...document.querySelectorAll('.gradwatch')];
+          return {
+            summaries: roots.map((r) => r.querySelector('.summary')?.textContent ?? ''),
+            cells: roots.flatMap((r) => [...r.querySelectorAll('td')].map((td) => td.textContent)),
+            imgs: roots.reduce((n, r) => n + r.querySelectorAll('img, script, iframe').length, 0),
+            hrefs: roots.flatMap((r) => [...r.querySelectorAll('a[href]')].map((a) => a.getAttribute('href')).filter((h) => !/^https?:\/\//.test(h))),
+          };
+        })
+        .catch(() => null);
+      if (!found) continue;
+      seen.summaries.push(...found.summaries);
+      seen.cells.push(...found.cells);
+      seen.imgs += found.imgs;
+      seen.hrefs.push(...found.hrefs);
+    }
+    if (EXPECTED.every((e) => seen.summaries.includes(e))) break;
+    await page.waitForTimeout(250);
+  }
+  for (const e of EXPECTED) if (!seen.summaries.includes(e)) failures.push(`renderer summary "${e}" not shown (saw ${JSON.stringify(seen.summaries)})`);
+  const html = '<img src=x onerror=alert(1)> **bold** [run](command:workbench.action.terminal.new)';
+  if (!seen.cells.includes(html)) failures.push('the HTML message is not shown verbatim as text');
+  if (seen.imgs) failures.push(`${seen.imgs} element(s) created from payload HTML`);
+  if (seen.hrefs.length) failures.push(`links rendered from non-http(s) URLs: ${JSON.stringify(seen.hrefs)}`);
+  const toasts = await page.locator('.notifications-toasts .notification-toast').count();
+  if (toasts) failures.push(`${toasts} notification toast(s) shown`);
+  return { failures, details: seen };
+}
+
 /** Clicks the renderer's reveal link for the given location text. */
 async function clickReveal(page, text) {
   for (let tries = 0; tries < 40; tries++) {
@@ -306,6 +354,9 @@ async function main() {
           fs.mkdirSync(ARTIFACTS, { recursive: true });
           await page.screenshot({ path: path.join(ARTIFACTS, 'e2e-notebook.png') });
           log(`screenshot: ${path.join(ARTIFACTS, 'e2e-notebook.png')}`);
+        } else if (request.what === 'hostile-page') {
+          answer = await hostilePage(page).catch((e) => ({ failures: [String(e)], details: {} }));
+          await page.screenshot({ path: path.join(ARTIFACTS, 'e2e-hostile.png') });
         } else if (request.what === 'renderer-screenshot') {
           answer = await rendererScreenshot(page).catch((e) => ({ failures: [String(e)], details: {} }));
         } else if (request.what.startsWith('click-reveal:')) {

@@ -44,6 +44,14 @@ function describe(d, doc) {
   return `${code} ${sev} ${r.start.line + 1}:${r.start.character + 1}-${r.end.line + 1}:${r.end.character + 1} ${JSON.stringify(doc.getText(r))}`;
 }
 
+/** Every gradwatch diagnostic on any cell of seed.ipynb, open or not. */
+function seedDiagnostics() {
+  return vscode.languages
+    .getDiagnostics()
+    .filter(([uri]) => uri.path.endsWith('/' + NOTEBOOK))
+    .flatMap(([, ds]) => ds.filter((d) => d.source === 'gradwatch'));
+}
+
 function cellDiagnostics(cell) {
   return vscode.languages.getDiagnostics(cell.document.uri).filter((d) => d.source === 'gradwatch');
 }
@@ -231,10 +239,53 @@ suite('gradwatch in VS Code', function () {
   });
 
   test('closing the notebook removes its diagnostics', async function () {
-    const uri = cells[1].document.uri;
+    const closed = new Promise((resolve) => vscode.workspace.onDidCloseNotebookDocument((nb) => nb === notebook && resolve()));
     await vscode.window.showNotebookDocument(notebook);
+    // Not dirty, so closing asks nothing (VS Code saved the notebook edits above already).
     await vscode.commands.executeCommand('workbench.action.files.revert');
+    assert.strictEqual(notebook.isDirty, false);
+    assert.ok(seedDiagnostics().length > 0, 'something to remove');
     await vscode.commands.executeCommand('workbench.action.closeAllEditors');
-    await eventually(() => assert.deepStrictEqual(vscode.languages.getDiagnostics(uri).filter((d) => d.source === 'gradwatch'), []), 60000);
+    await Promise.race([closed, sleep(60000)]);
+    assert.ok(notebook.isClosed, 'the notebook document closed');
+    // Every one of them goes, whatever cell it was on.
+    await eventually(() => assert.deepStrictEqual(seedDiagnostics(), []));
+  });
+});
+
+suite('untrusted outputs (tests/e2e/fixtures/hostile.ipynb)', function () {
+  let cells;
+
+  suiteSetup(async function () {
+    const folder = vscode.workspace.workspaceFolders[0].uri;
+    await vscode.commands.executeCommand('vscode.openWith', vscode.Uri.joinPath(folder, 'hostile.ipynb'), 'jupyter-notebook');
+    const editor = await eventually(() => {
+      const e = vscode.window.activeNotebookEditor;
+      assert.ok(e && e.notebook.uri.path.endsWith('hostile.ipynb'));
+      return e;
+    });
+    cells = editor.notebook.getCells();
+  });
+
+  test('astral and non-ASCII text before a range: UTF-16 columns are right', async function () {
+    await eventually(() =>
+      assert.deepStrictEqual(described(cells[0]), ['GW001 error 2:1-2:2 "ŵ"', 'GW002 warning 2:15-2:25 "ŵ.detach()"']),
+    );
+  });
+
+  test('payload text stays plain text and non-http(s) links are dropped', function () {
+    const [html, cut] = cellDiagnostics(cells[0]).sort((a, b) => a.range.start.compareTo(b.range.start));
+    assert.strictEqual(html.message, '<img src=x onerror=alert(1)> **bold** [run](command:workbench.action.terminal.new)');
+    assert.strictEqual(html.code, 'GW001', 'a javascript: URL gives no code link');
+    assert.strictEqual(cut.code, 'GW002', 'a command: URL gives no code link');
+  });
+
+  test('wrong-version and non-object payloads are ignored', function () {
+    assert.deepStrictEqual(described(cells[1]), []);
+    assert.deepStrictEqual(described(cells[2]), []);
+  });
+
+  test('the page shows payload HTML as text, malformed payloads as a notice, and no popup', async function () {
+    await askDriver('hostile-page');
   });
 });
