@@ -35,6 +35,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -64,6 +65,41 @@ _KNOWN_ISSUE = re.compile(r"#\s*known-issue:\s*(?P<text>.+)$")
 
 
 # --- kernelspec ---------------------------------------------------------------------------------
+def use_forkserver() -> bool:
+    return os.environ.get("GRADWATCH_TEST_FORKSERVER", "1") != "0" and hasattr(os, "fork")
+
+
+_SERVER: subprocess.Popen | None = None
+
+
+def _start_forkserver(root: str) -> str:
+    """Start forkserver.py (see there); return its socket path."""
+    global _SERVER
+    path = os.path.join(root, "forkserver.sock")
+    env = dict(os.environ, **_KERNEL_ENV)
+    _SERVER = subprocess.Popen([sys.executable, str(Path(__file__).with_name("forkserver.py")), "serve", path],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=str(REPO))
+    line = _SERVER.stdout.readline()
+    if line.strip() != b"ready":
+        raise RuntimeError(f"the kernel fork server did not start: {line!r}")
+    atexit.register(_stop_forkserver)
+    return path
+
+
+def _stop_forkserver() -> None:
+    server = _SERVER
+    if server is not None and server.poll() is None:
+        server.stdin.close()  # the server kills its kernels and exits
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+# One torch thread per kernel: several kernels share few cores in the test run.
+_KERNEL_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+
+
 @lru_cache(maxsize=1)
 def kernel_dir() -> str:
     """A temporary kernelspec directory holding one kernel: this interpreter's ipykernel."""
@@ -71,12 +107,16 @@ def kernel_dir() -> str:
     atexit.register(shutil.rmtree, root, True)
     spec_dir = Path(root) / KERNEL_NAME
     spec_dir.mkdir()
+    if use_forkserver():
+        argv = [sys.executable, str(Path(__file__).with_name("forkserver.py")), "connect",
+                _start_forkserver(root), "-f", "{connection_file}"]
+    else:
+        argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     spec = {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "argv": argv,
         "display_name": "gradwatch tests",
         "language": "python",
-        # One torch thread per kernel: several kernels share few cores in the test run.
-        "env": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"},
+        "env": _KERNEL_ENV,
     }
     (spec_dir / "kernel.json").write_text(json.dumps(spec))
     return root

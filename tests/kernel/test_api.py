@@ -54,7 +54,6 @@ def test_watch_reports_and_warns_at_the_line():
     assert report.to_payload()["cell"] == {"execution_count": None}
 
 
-@pytest.mark.xfail(strict=True, reason="known issue: Watch.__exit__ swallows the GradwatchWarning an error filter raises")
 def test_warnings_become_errors_with_an_error_filter():
     with warnings.catch_warnings():
         warnings.simplefilter("error", GradwatchWarning)
