@@ -84,9 +84,25 @@ def cnn(device: str, batch: int = 32, channels: int = 16) -> Workload:
 
 
 # --- timing ---------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _session_only():
+    """gradwatch without its per-step monitors (``--breakdown``): what the session itself costs."""
+    from gradwatch.trace import dynamics
+
+    saved = list(dynamics.MONITORS)
+    dynamics.MONITORS[:] = []
+    try:
+        with gradwatch.watch(warn=False, namespace={}):
+            yield
+    finally:
+        dynamics.MONITORS[:] = saved
+
+
 def mode_context(mode: str):
     if mode == "gradwatch":
         return gradwatch.watch(warn=False, namespace={})
+    if mode == "session-only":
+        return _session_only()
     if mode == "anomaly":
         return torch.autograd.detect_anomaly(check_nan=True)
     return contextlib.nullcontext()
@@ -119,27 +135,28 @@ def run_round(w: Workload, mode: str, steps: int, cuda: bool) -> list[float]:
     return times
 
 
-def measure(w: Workload, steps: int, rounds: int, cuda: bool) -> dict[str, dict]:
+def measure(w: Workload, steps: int, rounds: int, cuda: bool, modes=MODES) -> dict[str, dict]:
     """Median time per step of each mode, and its ratio to plain, paired round by round (the
     median over rounds of each round's median ratio): slow phases of a shared machine hit both
     sides of a ratio alike."""
-    for mode in MODES:  # warm up: caches, lazy imports, allocator
+    for mode in modes:  # warm up: caches, lazy imports, allocator
         run_round(w, mode, 20, cuda)
-    samples: dict[str, list[float]] = {m: [] for m in MODES}
-    ratios: dict[str, list[float]] = {m: [] for m in MODES}
+    samples: dict[str, list[float]] = {m: [] for m in modes}
+    ratios: dict[str, list[float]] = {m: [] for m in modes}
     for r in range(rounds):
-        order = MODES[r % 3:] + MODES[:r % 3]
+        k = r % len(modes)
+        order = modes[k:] + modes[:k]
         medians = {}
         for mode in order:
             gc.collect()
             times = run_round(w, mode, steps, cuda)
             samples[mode] += times
             medians[mode] = statistics.median(times)
-        for mode in MODES:
+        for mode in modes:
             ratios[mode].append(medians[mode] / medians["plain"])
     out = {m: {"median": statistics.median(v), "ratio": statistics.median(ratios[m])}
            for m, v in samples.items()}
-    for mode in MODES:
+    for mode in modes:
         out[mode]["peak_mb"] = peak_memory(w, mode, min(steps, 100), cuda)
     return out
 
@@ -266,12 +283,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also time the session without its per-step monitors")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     rounds = args.rounds or (2 if args.quick else 10)
     print(f"machine: {machine()}")
     print(f"{rounds} interleaved rounds per mode; median time per step; ratios paired per round\n")
-    runs = [(mlp("cpu"), 300 if not args.quick else 100, False), (cnn("cpu"), 60 if not args.quick else 20, False)]
+    runs = [(mlp("cpu"), 300 if not args.quick else 100, False), (cnn("cpu"), 120 if not args.quick else 20, False)]
     gpu_note = "no GPU: GPU timings and the sync check skipped"
     if torch.cuda.is_available():
         runs += [(mlp("cuda", width=1024, batch=512), 300, True), (cnn("cuda", batch=128, channels=64), 200, True)]
@@ -282,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = []
     rows = []
     for w, steps, cuda in runs:
-        res = measure(w, steps, rounds, cuda)
+        modes = MODES + ("session-only",) if args.breakdown else MODES
+        res = measure(w, steps, rounds, cuda, modes)
         p, g, a = (res[m]["median"] * 1e3 for m in MODES)
         ratio, aratio = res["gradwatch"]["ratio"], res["anomaly"]["ratio"]
         budget = BUDGETS[w.name]
@@ -294,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
                f"{budget:>6.2f}x  {mem}{'' if ok else '  OVER BUDGET'}")
         rows.append(row)
         print(row, flush=True)
+        if args.breakdown:
+            so = res["session-only"]
+            print(f"{'':<10} {'':>5} session without per-step monitors: {so['median'] * 1e3:.3f} ms, "
+                  f"{so['ratio']:.3f}x plain", flush=True)
     if torch.cuda.is_available():
         result = sync_check(mlp("cuda", width=1024, batch=512))
         print(f"\nGPU sync check (torch.cuda.set_sync_debug_mode('error')): {result}")

@@ -28,10 +28,10 @@ import torch
 
 _BLOCK = 64  # rows per device reduction
 _FIRST_BLOCK = 16  # the first block is the baseline that later growth is measured against
-_WARM = 64  # steps always measured
+_WARM = 32  # steps always measured
 _MAX_STRIDE = 32
 _TARGET = 0.005  # statistics time / loop time that the stride aims at
-_ADAPT_EVERY = 64  # steps between stride decisions
+_ADAPT_EVERY = 32  # steps between stride decisions
 _LOSS_BLOCK = 256
 _FIRST_LOSSES = 16
 _BIG = float("inf")

@@ -80,7 +80,6 @@ class TrainingMonitor(Monitor):
         self._named: set[int] = set()
         self._keys: dict[int, tuple[weakref.ref, int]] = {}  # id(optimizer) -> (ref, key)
         self._patcher = Patcher()
-        self._handles: list[Any] = []
         self._install()
 
     # --- helpers for the parts ----------------------------------------------------------------
@@ -115,7 +114,11 @@ class TrainingMonitor(Monitor):
         from torch.optim.optimizer import register_optimizer_step_post_hook
 
         guard = self.guarded
-        self._handles.append(register_optimizer_step_post_hook(guard(self._after_step)))
+        self._register_post = lambda: register_optimizer_step_post_hook(guard(self._after_step))
+        self._post = self._register_post()  # kept only while needed (see on_step)
+        self._steps = 0
+        self._drop_post = False
+        self.closure_seen = False
         self.session.provenance.observers.append(self._observe)
         monitor = self
         try:
@@ -178,7 +181,16 @@ class TrainingMonitor(Monitor):
         self.order.after_backward()
 
     def on_step(self, optimizer: Any, key: int) -> None:
-        self.in_step = True
+        # The post-step hook confirms suspicions, spots LBFGS-style closures (backward inside
+        # step) and marks the optimizer's own ops while tracing; a plain loop stops paying for it.
+        self._steps += 1
+        if self._drop_post and self._post is not None:
+            self._post.remove()
+            self._post = None
+        self._drop_post = False
+        if self._post is None and (self.session.mode is not None or self.closure_seen):
+            self._post = self._register_post()
+        self.in_step = self._post is not None
         if key not in self._named:
             self._named.add(key)
             self._keys[id(optimizer)] = (weakref.ref(optimizer), key)
@@ -186,6 +198,8 @@ class TrainingMonitor(Monitor):
         self.order.on_step(optimizer, key)
         with self.own_ops():
             self.stats.on_step(optimizer, key)
+        if self.order._pending is not None and self._post is None:
+            self._post = self._register_post()
 
     def _remember_local_names(self) -> None:
         """A loop inside a function: its locals are gone at the end of the cell, keep names."""
@@ -198,7 +212,11 @@ class TrainingMonitor(Monitor):
 
     def _after_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self.in_step = False
-        if self.order._pending is None and self.order.n_at_step == self.n_backward:
+        if self.order.n_at_step != self.n_backward:
+            self.closure_seen = True
+        elif self.order._pending is None:
+            if self._steps >= 8 and self.session.mode is None and not self.closure_seen:
+                self._drop_post = True  # not from inside torch's loop over the hooks
             return  # the common case: nothing to confirm, no backward inside the step
         entry = self._keys.get(id(optimizer))  # (a WeakIdKeyDictionary lookup costs more)
         if entry is not None and entry[0]() is optimizer:
@@ -223,9 +241,9 @@ class TrainingMonitor(Monitor):
         events.extra["dynamics"] = findings
 
     def close(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+        if self._post is not None:
+            self._post.remove()
+            self._post = None
         self._patcher.restore()
         try:
             self.session.provenance.observers.remove(self._observe)
