@@ -55,7 +55,8 @@ REPO = Path(__file__).resolve().parents[2]
 PROGRAMS = REPO / "tests" / "fixtures" / "programs"
 SCHEMA_PATH = REPO / "kernel_ext" / "gradwatch" / "schema" / "diagnostics.schema.json"
 MIME = "application/vnd.gradwatch.diagnostics+json"
-KERNEL_NAME = "gradwatch-test-python"
+KERNEL_NAME = "gradwatch-test-python"  # forked from the fork server (see forkserver.py)
+PLAIN_KERNEL_NAME = "gradwatch-test-python-plain"  # always `python -m ipykernel_launcher`
 CELL_TIMEOUT = int(os.environ.get("GRADWATCH_TEST_CELL_TIMEOUT", "120"))
 
 _SEPARATOR = re.compile(r"^# %%(?P<rest>.*)$")
@@ -105,20 +106,17 @@ def kernel_dir() -> str:
     """A temporary kernelspec directory holding one kernel: this interpreter's ipykernel."""
     root = tempfile.mkdtemp(prefix="gradwatch-kernels-")
     atexit.register(shutil.rmtree, root, True)
-    spec_dir = Path(root) / KERNEL_NAME
-    spec_dir.mkdir()
+    plain = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     if use_forkserver():
-        argv = [sys.executable, str(Path(__file__).with_name("forkserver.py")), "connect",
-                _start_forkserver(root), "-f", "{connection_file}"]
+        forked = [sys.executable, str(Path(__file__).with_name("forkserver.py")), "connect",
+                  _start_forkserver(root), "-f", "{connection_file}"]
     else:
-        argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    spec = {
-        "argv": argv,
-        "display_name": "gradwatch tests",
-        "language": "python",
-        "env": _KERNEL_ENV,
-    }
-    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+        forked = plain
+    for name, argv in ((KERNEL_NAME, forked), (PLAIN_KERNEL_NAME, plain)):
+        spec_dir = Path(root) / name
+        spec_dir.mkdir()
+        spec = {"argv": argv, "display_name": "gradwatch tests", "language": "python", "env": _KERNEL_ENV}
+        (spec_dir / "kernel.json").write_text(json.dumps(spec))
     return root
 
 
@@ -126,10 +124,11 @@ def _spec_manager() -> KernelSpecManager:
     return KernelSpecManager(kernel_dirs=[kernel_dir()], ensure_native_kernel=False)
 
 
-def _client(nb: nbformat.NotebookNode, *, async_km: bool) -> NotebookClient:
+def _client(nb: nbformat.NotebookNode, *, async_km: bool, plain: bool = False) -> NotebookClient:
     km_class = AsyncKernelManager if async_km else KernelManager
-    km = km_class(kernel_name=KERNEL_NAME, kernel_spec_manager=_spec_manager())
-    client = NotebookClient(nb, km=km, kernel_name=KERNEL_NAME, allow_errors=True,
+    name = PLAIN_KERNEL_NAME if plain else KERNEL_NAME
+    km = km_class(kernel_name=name, kernel_spec_manager=_spec_manager())
+    client = NotebookClient(nb, km=km, kernel_name=name, allow_errors=True,
                             timeout=CELL_TIMEOUT, startup_timeout=120,
                             shutdown_kernel="immediate", resources={"metadata": {"path": str(REPO)}})
     client.owns_km = True  # shut the kernel down when the notebook is done
@@ -232,19 +231,20 @@ def _record_replies(client: NotebookClient) -> dict[int, int | None]:
     return replies
 
 
-async def arun_notebook(sources: Iterable[str], *, load_ext: bool = True) -> NotebookResult:
-    """Execute ``sources`` as the cells of a new notebook in a fresh kernel."""
+async def arun_notebook(sources: Iterable[str], *, load_ext: bool = True, plain: bool = False) -> NotebookResult:
+    """Execute ``sources`` as the cells of a new notebook in a fresh kernel (``plain``: started
+    with ``python -m ipykernel_launcher``, not forked from the fork server)."""
     cells = (["%load_ext gradwatch"] if load_ext else []) + list(sources)
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(s) for s in cells]
-    client = _client(nb, async_km=True)
+    client = _client(nb, async_km=True, plain=plain)
     replies = _record_replies(client)
     await client.async_execute()
     return NotebookResult(_collect(nb, replies))
 
 
-def run_notebook(sources: Iterable[str], *, load_ext: bool = True) -> NotebookResult:
-    return asyncio.run(arun_notebook(sources, load_ext=load_ext))
+def run_notebook(sources: Iterable[str], *, load_ext: bool = True, plain: bool = False) -> NotebookResult:
+    return asyncio.run(arun_notebook(sources, load_ext=load_ext, plain=plain))
 
 
 class KernelSession:

@@ -114,3 +114,29 @@ def test_fixture_parser_maps_lines_to_cells(tmp_path):
     g = harness.parse_fixture(single)
     assert len(g.cells) == 1 and g.cells[0].source.startswith("%%gradwatch\nimport torch\n")
     assert dict(g.expected) == {("GW001", 0, 3): 1} and g.expect_error is None
+
+
+def test_forked_and_plain_kernels_agree():
+    """The fork server only saves imports: a fixture gives the same diagnostics, outputs and
+    errors in a kernel started with ``python -m ipykernel_launcher``, and kernels are separate
+    processes."""
+    import asyncio
+
+    path = harness.PROGRAMS / "gw001_requires_grad_missing" / "earlier_cell_all_constant.py"
+    fixture = harness.parse_fixture(path)
+    sources = [c.source for c in fixture.cells] + ["import os; print(os.getpid())"]
+
+    async def both():
+        return await asyncio.gather(harness.arun_notebook(sources), harness.arun_notebook(sources),
+                                    harness.arun_notebook(sources, plain=True))
+
+    forked, forked2, plain = asyncio.run(both())
+    for nb in (forked, forked2):
+        assert [c.diagnostics for c in nb.cells] == [c.diagnostics for c in plain.cells]
+        assert [c.stream() for c in nb.cells[:-1]] == [c.stream() for c in plain.cells[:-1]]
+        assert [(e["ename"], e["evalue"]) for c in nb.cells for e in c.errors] == \
+            [(e["ename"], e["evalue"]) for c in plain.cells for e in c.errors]
+    assert [d["code"] for d in plain.diagnostics] == ["GW001", "GW001"]
+    pids = {int(nb.cells[-1].stream()) for nb in (forked, forked2, plain)}
+    import os
+    assert len(pids) == 3 and os.getpid() not in pids

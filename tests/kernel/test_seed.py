@@ -38,15 +38,16 @@ def apply_edits(text: str, edits: list[dict]) -> str:
 
 @pytest.fixture(scope="module")
 def seed_runs():
-    """Two notebooks, run concurrently: the three programs (and program 1 fixed by its own
-    quick fixes), and program 1 split over a plain cell and a %%gradwatch cell."""
+    """Two notebooks, run concurrently in kernels started the ordinary way (not forked): the
+    three programs (and program 1 fixed by its own quick fixes), and program 1 split over a
+    plain cell and a %%gradwatch cell."""
     plain, watched = _split_program1()
     one = ["%%gradwatch\n" + PROGRAM1, "%%gradwatch\n" + PROGRAM2, "%%gradwatch\n" + PROGRAM3,
            fixed_program1()]
     two = ["x = 1", plain, "print('between')", watched]
 
     async def both():
-        return await asyncio.gather(harness.arun_notebook(one), harness.arun_notebook(two))
+        return await asyncio.gather(harness.arun_notebook(one, plain=True), harness.arun_notebook(two, plain=True))
 
     return asyncio.run(both())
 
