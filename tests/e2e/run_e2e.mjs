@@ -357,6 +357,9 @@ async function main() {
         } else if (request.what === 'hostile-page') {
           answer = await hostilePage(page).catch((e) => ({ failures: [String(e)], details: {} }));
           await page.screenshot({ path: path.join(ARTIFACTS, 'e2e-hostile.png') });
+        } else if (request.what === 'problems-rows') {
+          const rows = await page.locator('.markers-panel .monaco-list-row').evaluateAll((els) => els.map((e) => e.textContent));
+          answer = { failures: [], details: { rows } };
         } else if (request.what === 'renderer-screenshot') {
           answer = await rendererScreenshot(page).catch((e) => ({ failures: [String(e)], details: {} }));
         } else if (request.what.startsWith('click-reveal:')) {

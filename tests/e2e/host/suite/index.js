@@ -12,6 +12,8 @@ exports.run = function run() {
     console.log(...args);
   };
   const mocha = new Mocha({ ui: 'tdd', color: false, timeout: 120000, reporter: 'spec' });
+  // GRADWATCH_E2E_GREP=regex runs only matching tests (when debugging one of them).
+  if (process.env.GRADWATCH_E2E_GREP) mocha.grep(new RegExp(process.env.GRADWATCH_E2E_GREP));
   mocha.addFile(path.join(__dirname, 'notebook.test.js'));
   return new Promise((resolve, reject) => {
     mocha.run((failures) => (failures ? reject(new Error(`${failures} e2e test(s) failed`)) : resolve()));

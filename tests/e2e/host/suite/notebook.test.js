@@ -248,8 +248,13 @@ suite('gradwatch in VS Code', function () {
     await vscode.commands.executeCommand('workbench.action.closeAllEditors');
     await Promise.race([closed, sleep(60000)]);
     assert.ok(notebook.isClosed, 'the notebook document closed');
-    // Every one of them goes, whatever cell it was on.
+    // Every one of them goes, whatever cell it was on, in the window's Problems panel too.
     await eventually(() => assert.deepStrictEqual(seedDiagnostics(), []));
+    await vscode.commands.executeCommand('workbench.actions.view.problems');
+    await eventually(async () => {
+      const { details } = await askDriver('problems-rows');
+      assert.deepStrictEqual(details.rows.filter((r) => r.includes(NOTEBOOK)), []);
+    }, 10000);
   });
 });
 
