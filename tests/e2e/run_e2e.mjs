@@ -246,6 +246,7 @@ async function hostilePage(page) {
   const failures = [];
   const EXPECTED = [
     'gradwatch found 2 problems',
+    'gradwatch found 1 problem',
     'gradwatch: output not shown (unsupported payload version 2)',
     'gradwatch: output not shown (payload is not an object)',
   ];

@@ -37,7 +37,7 @@ async function askDriver(what, timeoutMs = 60000) {
   return answer;
 }
 
-function describe(d, doc) {
+function summarize(d, doc) {
   const r = d.range;
   const code = typeof d.code === 'object' ? d.code.value : d.code;
   const sev = ['error', 'warning', 'info', 'hint'][d.severity];
@@ -60,8 +60,8 @@ function cellDiagnostics(cell) {
 function described(cell, codes) {
   return cellDiagnostics(cell)
     .filter((d) => !codes || codes.includes(typeof d.code === 'object' ? d.code.value : d.code))
-    .sort((a, b) => a.range.start.compareTo(b.range.start))
-    .map((d) => describe(d, cell.document));
+    .sort((a, b) => a.range.start.compareTo(b.range.start) || String(a.code.value ?? a.code).localeCompare(String(b.code.value ?? b.code)))
+    .map((d) => summarize(d, cell.document));
 }
 
 /** All code actions VS Code collects at a range (the result carries no diagnostics: match by title). */
@@ -274,12 +274,19 @@ suite('untrusted outputs (tests/e2e/fixtures/hostile.ipynb)', function () {
 
   test('astral and non-ASCII text before a range: UTF-16 columns are right', async function () {
     await eventually(() =>
-      assert.deepStrictEqual(described(cells[0]), ['GW001 error 2:1-2:2 "ŵ"', 'GW002 warning 2:15-2:25 "ŵ.detach()"']),
+      assert.deepStrictEqual(described(cells[0]), ['GW001 error 2:1-2:2 "ŵ"', 'GW002 warning 2:15-2:25 "ŵ.detach()"', 'GW005 info 2:15-2:25 "ŵ.detach()"']),
     );
   });
 
+  test('a payload from a later cell lands in the earlier cell its execution count names', function () {
+    const [fromLater] = cellDiagnostics(cells[0]).filter((d) => d.code.value === 'GW005');
+    assert.strictEqual(fromLater.message, 'found while running a later cell');
+    assert.strictEqual(fromLater.severity, vscode.DiagnosticSeverity.Information);
+    assert.deepStrictEqual(described(cells[3]), []);
+  });
+
   test('payload text stays plain text and non-http(s) links are dropped', function () {
-    const [html, cut] = cellDiagnostics(cells[0]).sort((a, b) => a.range.start.compareTo(b.range.start));
+    const [html, cut] = cellDiagnostics(cells[0]).filter((d) => typeof d.code === 'string').sort((a, b) => a.range.start.compareTo(b.range.start));
     assert.strictEqual(html.message, '<img src=x onerror=alert(1)> **bold** [run](command:workbench.action.terminal.new)');
     assert.strictEqual(html.code, 'GW001', 'a javascript: URL gives no code link');
     assert.strictEqual(cut.code, 'GW002', 'a command: URL gives no code link');
