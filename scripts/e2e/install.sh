@@ -16,8 +16,11 @@ CACHE="${GRADWATCH_E2E_CACHE:-$ROOT/.cache/e2e}"
 CS_PREFIX="$CACHE/code-server-$CODE_SERVER_VERSION"
 mkdir -p "$CACHE"
 
+# Seen working: Debian 12's chromium 156.0.8078.108 (Debian's current build is used: old
+# ones leave the archive). Fonts are only "recommended" by chromium: name them so that
+# screenshots have text. libkrb5-dev and pkg-config build code-server's kerberos module.
 need_apt=()
-for pkg in chromium ripgrep libkrb5-dev pkg-config; do
+for pkg in chromium fonts-liberation fonts-dejavu-core ripgrep libkrb5-dev pkg-config; do
   # "install ok installed", not just known to dpkg (a removed package keeps config-files).
   [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" = "install ok installed" ] || need_apt+=("$pkg")
 done
