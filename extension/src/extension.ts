@@ -7,12 +7,7 @@ import { DiagnosticsManager, readSettings } from './editor/manager';
 import { registerRendererMessaging } from './editor/reveal';
 import { createStatusBar } from './editor/statusBar';
 
-export interface GradwatchApi {
-  /** For tests: the manager's published entries of a notebook. */
-  manager: DiagnosticsManager;
-}
-
-export function activate(context: vscode.ExtensionContext): GradwatchApi {
+export function activate(context: vscode.ExtensionContext): void {
   const manager = new DiagnosticsManager(readSettings());
   const ws = vscode.workspace;
   context.subscriptions.push(
@@ -23,7 +18,9 @@ export function activate(context: vscode.ExtensionContext): GradwatchApi {
     ws.onDidOpenNotebookDocument((nb) => manager.refresh(nb)),
     ws.onDidCloseNotebookDocument((nb) => manager.forget(nb)),
     ws.onDidChangeTextDocument((e) => e.document.uri.scheme === 'file' && manager.refreshFileUsers()),
+    // Files named by `path` locations: staleness is checked against open documents only.
     ws.onDidOpenTextDocument((d) => d.uri.scheme === 'file' && manager.refreshFileUsers()),
+    ws.onDidCloseTextDocument((d) => d.uri.scheme === 'file' && manager.refreshFileUsers()),
     ws.onDidChangeConfiguration((e) => e.affectsConfiguration('gradwatch') && manager.setSettings(readSettings())),
     vscode.languages.registerCodeActionsProvider(
       [{ scheme: 'vscode-notebook-cell' }, { scheme: 'file' }],
@@ -36,7 +33,6 @@ export function activate(context: vscode.ExtensionContext): GradwatchApi {
   );
   for (const nb of ws.notebookDocuments) manager.refresh(nb);
   log().info('gradwatch activated');
-  return { manager };
 }
 
 export function deactivate(): void {}
