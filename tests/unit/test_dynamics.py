@@ -57,7 +57,7 @@ def test_state_does_not_grow_with_steps():
 
     watched(lambda: loop(model, opt, x, y, 3000, check))
     rows, losses, pending, records, acc, lacc = seen[3000]
-    assert rows < dyn_stats._BLOCK and losses < dyn_stats._LOSS_BLOCK and pending <= 1
+    assert rows < dyn_stats._BLOCK and losses < dyn_stats._CHUNK and pending <= 1
     assert records <= 4  # traced iterations only
     assert acc == seen[300][4] and lacc == seen[300][5]  # fixed shapes: 4 parameter tensors
     assert ("first_bad", (4,)) in acc and ("tail", (16,)) in lacc

@@ -77,9 +77,11 @@ class OpChecks:
         if len(records) >= _MAX_OPS:
             return
         # inputs' flags too: at the end of the cell a parameter may be NaN because of this op
-        inputs = tuple((weakref.ref(a), torch.isfinite(a).all(), tuple(a.shape)) for a in args[:4]
+        # detached: isfinite is composite (abs, ne) and would record autograd nodes that save
+        # tensors, which torch.utils.checkpoint counts
+        inputs = tuple((weakref.ref(a), torch.isfinite(a.detach()).all(), tuple(a.shape)) for a in args[:4]
                        if isinstance(a, torch.Tensor) and a.is_floating_point())
-        records.append((torch.isfinite(out).all(), op, position_fn(), inputs))
+        records.append((torch.isfinite(out.detach()).all(), op, position_fn(), inputs))
 
     def _origin(self, namer: Any) -> dict | None:
         for step in sorted(self.records):

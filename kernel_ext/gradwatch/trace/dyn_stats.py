@@ -1,7 +1,7 @@
 """Gradient norms and losses over many steps: GW105-GW108, GW112-GW114.
 
-Per sampled step the only work is one ``torch._foreach_norm`` over the optimizer's gradients
-(what ``clip_grad_norm_`` does); per loss a ``detach()``. Rows are
+Per sampled step the only work is ``torch._foreach_norm`` over the optimizer's gradients and a
+``torch.stack`` (what ``clip_grad_norm_`` does); per loss a ``detach()``, stacked every 32. Rows are
 kept on the device and reduced every `_BLOCK` rows into a fixed set of per-parameter device
 tensors (first non-finite step, run of exact zeros, mean log-norm, first and last block means),
 so the state grows with the number of parameter tensors, never with the number of steps.
@@ -33,6 +33,7 @@ _MAX_STRIDE = 32
 _TARGET = 0.005  # statistics time / loop time that the stride aims at
 _ADAPT_EVERY = 32  # steps between stride decisions
 _LOSS_BLOCK = 256
+_CHUNK = 32
 _FIRST_LOSSES = 16
 _BIG = float("inf")
 
@@ -77,7 +78,7 @@ class _Series:
         self.ndims: list[int] = []
         self.n_steps = 0
         self.stride = 1
-        self.rows: list = []  # per sampled step: the 0-d norms of its gradients
+        self.rows: list[torch.Tensor] = []  # per sampled step: the norms of its gradients
         self.block_first = 0  # step number of rows[0]
         self.block_stride = 1
         self.n_rows = 0
@@ -87,7 +88,9 @@ class _Series:
         self.adapt_step = 0
         self.failed = False
         self.acc: dict[str, torch.Tensor] = {}
-        self.losses: list[torch.Tensor] = []
+        self.losses: list[torch.Tensor] = []  # 0-d, fewer than _CHUNK
+        self.chunks: list[torch.Tensor] = []  # stacked losses, fewer than _LOSS_BLOCK in all
+        self.n_chunked = 0
         self.n_losses = 0
         self.lacc: dict[str, torch.Tensor] = {}
         self.minus_one: torch.Tensor | None = None
@@ -98,7 +101,7 @@ class GradStats:
         self.m = monitor
         self.series: dict[int, _Series] = {}
         self.pending: list[torch.Tensor] = []  # losses since the last step
-        self.recent: list[torch.Tensor] = []
+        self.last: _Series | None = None  # the series of the last step
         self.flag = _DeviceFlag()
         self.traced_after_nonfinite = False
         self.loss_pos = None
@@ -108,18 +111,24 @@ class GradStats:
         if root.dim() == 0 and root.is_floating_point():
             if self.loss_pos is None:
                 self.loss_pos = self.m.position()
-            loss = root.detach()
-            self.pending.append(loss)
+            self.pending.append(root.detach())
+            if len(self.pending) >= _CHUNK:  # backward() without step(): the last series
+                self._take_losses(self.last or self._series(None, 0))
+
+    def _take_losses(self, s: _Series) -> None:
+        # Losses are stacked every _CHUNK into one tensor: few live Python objects (each one
+        # makes the garbage collector run more often in the user's loop), and a cheap early
+        # look at their finiteness so that a trace can follow soon after a NaN.
+        s.losses += self.pending
+        self.pending = []
+        if len(s.losses) >= _CHUNK:
+            chunk = torch.stack(s.losses)
+            s.losses = []
+            s.chunks.append(chunk)
+            s.n_chunked += chunk.shape[0]
             if not self.traced_after_nonfinite:
-                # a cheap early look (4 ops per 32 losses) so that a trace can follow soon
-                self.recent.append(loss)
-                if len(self.recent) >= 32:
-                    self._nonfinite(~torch.isfinite(torch.stack(self.recent)).all())
-                    self.recent = []
-            if len(self.pending) >= _LOSS_BLOCK:  # backward() without any step: key 0
-                s = self._series(None, 0)
-                s.losses += self.pending
-                self.pending = []
+                self._nonfinite(~torch.isfinite(chunk).all())
+            if s.n_chunked >= _LOSS_BLOCK:
                 self._flush_losses(s)
 
     def _series(self, opt: Any, key: int) -> _Series:
@@ -129,12 +138,9 @@ class GradStats:
         return s
 
     def on_step(self, opt: Any, key: int) -> None:
-        s = self._series(opt, key)
+        s = self.last = self._series(opt, key)
         if self.pending:
-            s.losses += self.pending
-            self.pending = []
-            if len(s.losses) >= _LOSS_BLOCK:
-                self._flush_losses(s)
+            self._take_losses(s)
         s.n_steps += 1
         if s.n_steps >= _WARM and s.n_steps % _ADAPT_EVERY == 0:
             self._adapt(s)
@@ -156,9 +162,10 @@ class GradStats:
                 norms = iter(torch._foreach_norm(present, 2, dtype=torch.float32))
                 if s.minus_one is None:
                     s.minus_one = torch.full((), -1.0, device=present[0].device)
-                row = [next(norms) if g is not None else s.minus_one for g in grads]
+                row = torch.stack([next(norms) if g is not None else s.minus_one for g in grads])
             else:
-                row = torch._foreach_norm(grads, 2, dtype=torch.float32)  # stacked at the flush
+                # one stacked tensor per sample: few live Python objects between flushes
+                row = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))
         except (RuntimeError, TypeError, NotImplementedError):
             s.failed = True  # sparse gradients, several devices ...: no statistics, no error
             return
@@ -187,10 +194,9 @@ class GradStats:
     def _flush(self, s: _Series) -> None:
         if not s.rows:
             return
-        n = len(s.rows[0])
-        B = torch.stack([t for row in s.rows for t in row]).view(-1, n)  # (k, n); -1: no gradient
+        B = torch.stack(s.rows)  # (k, n) norms; -1 where there was no gradient
         s.rows = []
-        k = B.shape[0]
+        k, n = B.shape
         dev = B.device
         ar = torch.arange(k, device=dev)
         steps = ar.to(torch.float32) * s.block_stride + s.block_first
@@ -230,14 +236,17 @@ class GradStats:
         self._nonfinite(bad.any())
 
     def _flush_losses(self, s: _Series) -> None:
-        if not s.losses:
+        if s.losses:
+            s.chunks.append(torch.stack(s.losses))
+            s.losses = []
+        if not s.chunks:
             return
         try:
-            v = torch.stack(s.losses).to(torch.float32)
+            v = torch.cat(s.chunks).to(torch.float32)
         except RuntimeError:  # losses on several devices
-            s.losses = []
+            s.chunks, s.n_chunked = [], 0
             return
-        s.losses = []
+        s.chunks, s.n_chunked = [], 0
         k = v.shape[0]
         dev = v.device
         idx = torch.arange(k, device=dev, dtype=torch.float32) + s.n_losses
@@ -301,7 +310,7 @@ class GradStats:
             s.losses = []
         self.series.clear()
         self.pending = []
-        self.recent = []
+        self.last = None
 
 
 def _judge(base: dict, g: dict, l: dict, names: list[str], s: _Series) -> list[dict]:
