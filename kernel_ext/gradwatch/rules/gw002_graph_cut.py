@@ -61,7 +61,7 @@ class GraphCut(Rule):
                     rel += related(cut.context, "the value comes back into the loss here, without its history")
                 else:
                     rel += related(cut.context, "gradient tracking is disabled by this block")
-                rel += related(event.location, f"{loss}.backward() is called here")
+                rel += related(event.location, f"`{flow.loss_name or 'loss'}.backward()` is called here")
                 yield self.diagnostic(message, cut.location, related=rel, fix=_fix(cut),
                                       cut=cut.kind, op=cut.op, cut_off=cut.cut_off)
 
