@@ -28,7 +28,7 @@ import torch
 
 _BLOCK = 64  # rows per device reduction
 _FIRST_BLOCK = 16  # the first block is the baseline that later growth is measured against
-_WARM = 32  # steps always measured
+_WARM = 64  # steps always measured (short loops: every step, deterministic)
 _MAX_STRIDE = 32
 _TARGET = 0.005  # statistics time / loop time that the stride aims at
 _ADAPT_EVERY = 32  # steps between stride decisions
