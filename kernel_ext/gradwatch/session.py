@@ -468,6 +468,8 @@ class Watch:
             frame = self.source_map.user_frame(sys._getframe(2))
             explain.explain_error(self, call, self._roots(api, args, kwargs), exc, frame)
         if self.tracing:
+            roots = self._roots(api, args, kwargs)
+            self.provenance.previous_roots = [n for n in map(self.provenance.nodes.get, roots) if n]
             self.provenance.step += 1
             if self.events.n_backward >= self._trace_until:
                 self._stop_tracing()

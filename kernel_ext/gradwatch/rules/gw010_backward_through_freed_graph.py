@@ -47,10 +47,15 @@ class BackwardThroughFreedGraph(Rule):
             name = info.get("carried_name")
             what = f"`{name}`" if name else "a tensor"
             loc = info.get("carried_location") or event.location
-            message = (f"{what} was computed before the previous `backward()` freed its graph, "
-                       f"and `{info.get('loss_name') or 'the loss'}` still depends on it; "
-                       f"detach it between iterations (`{name or 'x'} = {name or 'x'}.detach()`) "
-                       f"or recompute it inside the loop")
+            loss = info.get("loss_name") or "the loss"
+            if info.get("same_iteration"):
+                message = (f"the previous `backward()` freed the graph of {what}, which "
+                           f"`{loss}` also depends on; pass `retain_graph=True` to the first "
+                           f"`backward()` or call `backward()` once on the sum of the losses")
+            else:
+                message = (f"{what} was computed before the previous `backward()` freed its graph, "
+                           f"and `{loss}` still depends on it; detach it between iterations "
+                           f"(`{name or 'x'} = {name or 'x'}.detach()`) or recompute it inside the loop")
             yield self.diagnostic(message, loc, related=related(event.location, "the second backward() fails here"),
                                   fix=display_fix("Detach the carried tensor each iteration, or compute it inside the loop"),
                                   tensor=name)

@@ -48,25 +48,37 @@ def explain_error(session: Any, call: BackwardEvent, roots: list[torch.Tensor],
 
 
 def _carried(session: Any, loss: torch.Tensor | None, namer: Any, info: dict) -> None:
-    """The tensor made in an earlier iteration whose (freed) graph this loss still uses."""
+    """The tensor whose graph the previous ``backward()`` freed and this loss still uses: the
+    nearest ancestor of this loss that the previous traced loss was also computed from."""
     prov = session.provenance
     node = prov.nodes.get(loss) if loss is not None else None
     if node is None:
         return
-    current = prov.step
+    previous = _ancestors(prov.previous_roots)
+    info["same_iteration"] = node.step < prov.step  # the loss itself predates that backward
     todo, seen = [node], set()
     while todo and len(seen) < 100_000:
         n = todo.pop(0)
         if id(n) in seen:
             continue
         seen.add(id(n))
-        t = n.tensor
-        if n.step < current and n.requires_grad and n.op != "<external>" and n.cut is None \
-                and n.parents:
+        if id(n) in previous and n.requires_grad and n.parents and n.cut is None:
+            t = n.tensor
             loc = info["carried_location"] = session.location(n.pos)
             info["carried_name"] = (namer.name(t) if t is not None else None) or _assigned_name(loc)
             return
         todo.extend(n.parents)
+
+
+def _ancestors(roots: list) -> set[int]:
+    seen: set[int] = set()
+    todo = list(roots)
+    while todo and len(seen) < 100_000:
+        n = todo.pop()
+        if id(n) not in seen:
+            seen.add(id(n))
+            todo.extend(n.parents)
+    return seen
 
 
 def _inplace(session: Any, match: re.Match, namer: Any, info: dict) -> None:

@@ -106,6 +106,7 @@ class Provenance:
         self.inplace: list[Inplace] = []
         self.uses: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
         self.step = 0
+        self.previous_roots: list[Node] = []  # the last traced backward's losses
         self._position = position
         # Extra per-op checks that run only while tracing: f(op, args, kwargs, out, position).
         self.observers: list[Callable[[str, tuple, dict, Any, Position | None], None]] = []
@@ -147,37 +148,47 @@ class Provenance:
         grad_on = torch.is_grad_enabled()
         pos = self._position()
         for t in outputs:
-            if inputs and t is inputs[0] and op.endswith("_"):  # in-place: t keeps its identity
-                self._inplace(op, t, inputs[1:])
-                if t.is_leaf or not grad_on:
-                    continue  # an update (optimizer step, init): not part of the forward
-            cut = None
-            if any_grad_in and not t.requires_grad:
-                if op in _DETACH_OPS:
-                    cut = "detach"
-                elif op == ".data":
-                    cut = "data"
-                elif torch.is_inference_mode_enabled():
-                    cut = "inference_mode"
-                elif not grad_on:
-                    cut = "no_grad"
-                else:
-                    cut = "nondiff"
-            elif any_grad_in and op in ZERO_GRAD_OPS:
-                cut = "zero_grad"
-            node = Node(op, pos, parents, t, cut, self.step)
-            self.nodes[t] = node
-            if not inputs and op in _REWRAP_OPS:
-                self.rewraps.append((node, _ids(args[0]) if args else frozenset()))
-                del self.rewraps[:-64]
-            if grad_on and t.requires_grad:
-                for inp in inputs:
-                    if inp.requires_grad:
-                        uses = self.uses.get(inp)
-                        if uses is None:
-                            self.uses[inp] = uses = []
-                        uses.append((op, pos, inp._version))
-                        del uses[:-8]
+            try:
+                self._record_output(op, t, inputs, parents, any_grad_in, grad_on, pos, args)
+            except RuntimeError:
+                # torch refuses to inspect some tensors (a view made under no_grad whose base
+                # was modified in place later raises on `.is_leaf`): skip that one tensor
+                continue
+
+    def _record_output(self, op: str, t: torch.Tensor, inputs: list[torch.Tensor],
+                       parents: tuple[Node, ...], any_grad_in: bool, grad_on: bool,
+                       pos: Position | None, args: tuple) -> None:
+        if inputs and t is inputs[0] and op.endswith("_"):  # in-place: t keeps its identity
+            self._inplace(op, t, inputs[1:])
+            if t.is_leaf or not grad_on:
+                return  # an update (optimizer step, init): not part of the forward
+        cut = None
+        if any_grad_in and not t.requires_grad:
+            if op in _DETACH_OPS:
+                cut = "detach"
+            elif op == ".data":
+                cut = "data"
+            elif torch.is_inference_mode_enabled():
+                cut = "inference_mode"
+            elif not grad_on:
+                cut = "no_grad"
+            else:
+                cut = "nondiff"
+        elif any_grad_in and op in ZERO_GRAD_OPS:
+            cut = "zero_grad"
+        node = Node(op, pos, parents, t, cut, self.step)
+        self.nodes[t] = node
+        if not inputs and op in _REWRAP_OPS:
+            self.rewraps.append((node, _ids(args[0]) if args else frozenset()))
+            del self.rewraps[:-64]
+        if grad_on and t.requires_grad:
+            for inp in inputs:
+                if inp.requires_grad:
+                    uses = self.uses.get(inp)
+                    if uses is None:
+                        self.uses[inp] = uses = []
+                    uses.append((op, pos, inp._version))
+                    del uses[:-8]
 
     def _inplace(self, op: str, t: torch.Tensor, others: list[torch.Tensor]) -> None:
         if torch.is_grad_enabled() and (t.requires_grad or any(o.requires_grad for o in others)):
