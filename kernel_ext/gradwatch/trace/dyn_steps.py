@@ -57,6 +57,7 @@ class StepOrder:
         self._pending: tuple | None = None  # a GW102/GW103 suspicion, confirmed after step()
         self._train_depth = 0
         self.eval_called = False  # a model.eval() since the last eval-mode check
+        self.checking = False  # some probe waits for after_backward()
         self.eval_pos: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def _state(self, opt: Any, key: int) -> _Opt:
@@ -88,9 +89,10 @@ class StepOrder:
                 if p is None or g is None or p.grad is not g or g._version != probe[2]:
                     st.probe = None  # cleared since the step (set to None, new tensor, zero_())
                 else:
-                    st.probe_checked = True  # untouched so far: see what this backward does
+                    st.probe_checked = self.checking = True  # untouched: see what this backward does
 
     def after_backward(self) -> None:
+        self.checking = False
         for st in self.opts.values():
             if st.probe is None or not st.probe_checked:
                 continue

@@ -72,6 +72,7 @@ class TrainingMonitor(Monitor):
         self.n_backward = 0
         self.in_scaler = 0  # >0 while GradScaler's own ops run (their infs are by design)
         self.in_step = False  # optimizer.step() runs: its ops are no forward ops
+        self.in_grad = 0  # >0 inside torch.autograd.grad()
         self.scaled: tuple[weakref.ref, torch.Tensor] | None = None  # scaler.scale(loss) -> loss
         self.order = StepOrder(self)
         self.stats = GradStats(self)
@@ -161,16 +162,31 @@ class TrainingMonitor(Monitor):
                 order._train_depth -= 1
 
         self._patcher.patch(torch.nn.Module, "train", module_train)
+        # autograd.grad() (gradient penalties) fills no .grad and is no training loss: flag its
+        # calls here instead of inspecting the session's frame on every backward
+        grad = torch.autograd.grad
+
+        def autograd_grad(*args, **kwargs):
+            monitor.in_grad += 1
+            try:
+                return grad(*args, **kwargs)
+            finally:
+                monitor.in_grad -= 1
+
+        self._patcher.patch(torch.autograd, "grad", autograd_grad)
 
     # --- session hooks ------------------------------------------------------------------------
     def on_backward(self, roots: list) -> None:
-        if sys._getframe(1).f_locals.get("api") == "torch.autograd.grad":
+        if self.in_grad:
             return  # gradients of inputs (penalties): no .grad accumulation, no training loss
         self.n_backward += 1
         self.order.on_backward()
         if len(roots) == 1:
-            with self.own_ops():
+            if self.session.mode is None:
                 self.stats.on_loss(self._unscaled(roots[0]))
+            else:
+                with torch._C.DisableTorchFunction():
+                    self.stats.on_loss(self._unscaled(roots[0]))
 
     def _unscaled(self, root: torch.Tensor) -> torch.Tensor:
         if self.scaled is not None and self.scaled[0]() is root:
@@ -178,7 +194,8 @@ class TrainingMonitor(Monitor):
         return root
 
     def after_backward(self) -> None:
-        self.order.after_backward()
+        if self.order.checking:
+            self.order.after_backward()
 
     def on_step(self, optimizer: Any, key: int) -> None:
         # The post-step hook confirms suspicions, spots LBFGS-style closures (backward inside
@@ -196,8 +213,11 @@ class TrainingMonitor(Monitor):
             self._keys[id(optimizer)] = (weakref.ref(optimizer), key)
             self._remember_local_names()
         self.order.on_step(optimizer, key)
-        with self.own_ops():
+        if self.session.mode is None:
             self.stats.on_step(optimizer, key)
+        else:
+            with torch._C.DisableTorchFunction():
+                self.stats.on_step(optimizer, key)
         if self.order._pending is not None and self._post is None:
             self._post = self._register_post()
 
