@@ -17,6 +17,7 @@ if str(KERNEL_TESTS) not in sys.path:
     sys.path.insert(0, str(KERNEL_TESTS))
 
 _SELECTED_FIXTURES: list[str] = []
+_SELECTED_PLAIN: list[str] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -25,11 +26,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
     _SELECTED_FIXTURES.clear()
+    _SELECTED_PLAIN.clear()
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is not None and "fixture_path" in callspec.params \
                 and item.module.__name__.endswith("test_corpus"):
             _SELECTED_FIXTURES.append(str(callspec.params["fixture_path"]))
+            if item.originalname == "test_same_behaviour_without_gradwatch":
+                _SELECTED_PLAIN.append(str(callspec.params["fixture_path"]))
 
 
 @pytest.fixture(scope="session")
@@ -38,4 +42,14 @@ def corpus_results():
     import harness
 
     fixtures = [harness.parse_fixture(Path(p)) for p in dict.fromkeys(_SELECTED_FIXTURES)]
+    return harness.run_fixtures(fixtures)
+
+
+@pytest.fixture(scope="session")
+def unwatched_results():
+    """fixture id -> the result of the same program without %%gradwatch (for the selected
+    ``test_same_behaviour_without_gradwatch`` items)."""
+    import harness
+
+    fixtures = [harness.unwatched(harness.parse_fixture(Path(p))) for p in dict.fromkeys(_SELECTED_PLAIN)]
     return harness.run_fixtures(fixtures)

@@ -35,6 +35,9 @@ def _serve(path: str) -> None:
     server.bind(path)
     server.listen(64)
     print("ready", flush=True)
+    # Nobody reads our stdout after "ready": kernels must not fill that pipe and block.
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 1)
     clients: dict[socket.socket, dict] = {}  # connection -> {"buf": bytes, "pid": int | None}
     stdin = sys.stdin.fileno()  # the harness holds the other end: EOF means it is gone
     while True:
@@ -103,6 +106,8 @@ def _child(request: dict) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 0)  # not the harness's lifeline pipe
         os.environ.clear()
         os.environ.update(request["env"])
         os.chdir(request["cwd"])

@@ -129,7 +129,7 @@ def _client(nb: nbformat.NotebookNode, *, async_km: bool, plain: bool = False) -
     name = PLAIN_KERNEL_NAME if plain else KERNEL_NAME
     km = km_class(kernel_name=name, kernel_spec_manager=_spec_manager())
     client = NotebookClient(nb, km=km, kernel_name=name, allow_errors=True,
-                            timeout=CELL_TIMEOUT, startup_timeout=120,
+                            timeout=CELL_TIMEOUT, startup_timeout=60,
                             shutdown_kernel="immediate", resources={"metadata": {"path": str(REPO)}})
     client.owns_km = True  # shut the kernel down when the notebook is done
     return client
@@ -442,6 +442,30 @@ async def arun_fixtures(fixtures: list[Fixture], workers: int | None = None) -> 
 
 def run_fixtures(fixtures: list[Fixture], workers: int | None = None) -> dict[str, FixtureResult | BaseException]:
     return asyncio.run(arun_fixtures(fixtures, workers))
+
+
+def unwatched(fixture: Fixture) -> Fixture:
+    """The same program with every ``%%gradwatch`` line turned into a comment (same lines)."""
+    cells = []
+    for c in fixture.cells:
+        source = c.source
+        if c.gradwatch:
+            source = "# (gradwatch off)" + source[source.index("\n"):] if "\n" in source else "# (gradwatch off)"
+        cells.append(FixtureCell(source, False, "", c.first_line, c.offset))
+    return Fixture(path=fixture.path, cells=cells, expected=Counter(), expect_error=fixture.expect_error,
+                   known_issue=fixture.known_issue)
+
+
+def behaviour(cell: CellResult) -> dict[str, Any]:
+    """What a user sees of a cell, gradwatch's own output left out: printed text, results,
+    other displays, and the exception's type and message."""
+    shown = [{k: v for k, v in o.get("data", {}).items()} for o in cell.outputs
+             if o.get("output_type") in ("display_data", "execute_result") and MIME not in o.get("data", {})]
+    err = cell.error
+    # a cell's file name has the kernel's pid and a hash of the cell's text: not behaviour
+    cell_file = re.compile(r"/tmp/ipykernel_\d+/\d+\.py")
+    return {"stdout": cell.stream("stdout"), "stderr": cell_file.sub("<cell>", cell.stream("stderr")),
+            "shown": shown, "error": (err["ename"], cell_file.sub("<cell>", err["evalue"])) if err else None}
 
 
 def registry_codes() -> dict[str, str]:
