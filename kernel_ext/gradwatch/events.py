@@ -88,12 +88,6 @@ class StepEvent:
 
 
 @dataclass
-class ZeroGradEvent:
-    optimizer: int
-    location: Location | None
-
-
-@dataclass
 class GradReadEvent:
     """``.grad`` read on a non-leaf tensor (it is always None)."""
 
@@ -108,7 +102,6 @@ class Events:
     optimizers: list[OptimizerEvent] = field(default_factory=list)
     backwards: list[BackwardEvent] = field(default_factory=list)
     steps: list[StepEvent] = field(default_factory=list)
-    zero_grads: list[ZeroGradEvent] = field(default_factory=list)
     grad_reads: list[GradReadEvent] = field(default_factory=list)
     n_backward: int = 0
     n_steps: int = 0

@@ -47,6 +47,7 @@ class SourceMap:
         self.shell = shell
         self._cells: dict[str, _Cell] = {}
         self._user_file: dict[str, bool] = {}
+        self._file_lines: dict[str, list[str]] = {}
 
     # --- registration --------------------------------------------------------------------
     def register_cell(self, filename: str, execution_count: int | None,
@@ -112,7 +113,10 @@ class SourceMap:
             code_lines, editor_lines = cell.code_lines, cell.editor_lines
             where = {"cell": cell.execution_count}
         else:
-            code_lines = [l.rstrip("\n") for l in linecache.getlines(filename)]
+            code_lines = self._file_lines.get(filename)
+            if code_lines is None:
+                code_lines = [l.rstrip("\n") for l in linecache.getlines(filename)]
+                self._file_lines[filename] = code_lines
             editor_lines = code_lines
             where = {"path": filename}
         if not 1 <= line <= len(code_lines):

@@ -20,8 +20,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from . import intent
 from .diagnostics import Diagnostic, Location, Severity
-from .events import BackwardEvent, Events, GradReadEvent, OptimizerEvent, StepEvent, \
-    TensorFact, ZeroGradEvent
+from .events import BackwardEvent, Events, GradReadEvent, OptimizerEvent, StepEvent, TensorFact
 from .locate import Namer, SourceMap
 from .report import Report
 from .trace import explain
@@ -314,8 +313,6 @@ class Watch:
     def _on_zero_grad(self, opt) -> None:
         key = self._key(opt)
         self._backwards_since_step[key] = 0
-        if len(self.events.zero_grads) < _MAX_STEP_EVENTS:
-            self.events.zero_grads.append(ZeroGradEvent(key, self.location(self._position())))
         for monitor in self._monitors:
             monitor.on_zero_grad(opt, key)
 
