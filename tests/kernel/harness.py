@@ -5,7 +5,11 @@ Used by the kernel tests (``tests/kernel``) and by ``scripts/evaluate.py``.
 Kernel
     Every notebook runs in a fresh ipykernel of *this* interpreter: a private kernelspec
     (``argv[0] == sys.executable``) is written to a temporary directory, so a user-level
-    ``python3`` kernelspec pointing at another Python can never be picked up.
+    ``python3`` kernelspec pointing at another Python can never be picked up. By default the
+    kernel process is forked from ``forkserver.py``, which has torch and ipykernel imported
+    already (a fresh process, shell, history and namespace each time; ~2 s of imports less
+    per notebook); ``GRADWATCH_TEST_FORKSERVER=0`` or ``plain=True`` starts it with
+    ``python -m ipykernel_launcher`` instead. ``GRADWATCH_TEST_WORKERS`` kernels run at a time.
 
 Fixture programs (``tests/fixtures/programs/<group>/<name>.py``)
     * Cells are separated by lines starting with ``# %%``. A cell whose separator line is
