@@ -26,7 +26,7 @@ from .report import Report
 from .trace import explain
 from .trace.flow import FlowAnalyzer, related_tensor_ids
 from .trace.patch import Patcher
-from .trace.provenance import Provenance, ProvenanceMode
+from .trace.provenance import Provenance, ProvenanceMode, forget_callers
 
 _active = threading.local()
 _MAX_STEP_EVENTS = 32
@@ -162,6 +162,7 @@ class Watch:
             above.append(top)
         for other in reversed(above):  # a mode the user pushed inside the cell stays
             torch._C._push_on_torch_function_stack(other)
+        forget_callers()
 
     # --- positions and names -------------------------------------------------------------------
     def _position(self):

@@ -9,7 +9,11 @@ training loop and around detected problems, then takes the mode off the stack.
 
 from __future__ import annotations
 
+import os
+import sys
+import types
 import weakref
+from types import CodeType, FrameType
 from typing import Any, Callable
 
 import torch
@@ -212,7 +216,8 @@ class ProvenanceMode(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         __tracebackhide__ = True  # noqa: F841  (IPython hides this frame in tracebacks)
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
+        call = _call_as_from(sys._getframe(1))
+        out = call(func, args, kwargs) if call is not None else func(*args, **kwargs)
         if not self.paused:
             try:
                 self.provenance.record(func, args, kwargs, out)
@@ -220,3 +225,43 @@ class ProvenanceMode(TorchFunctionMode):
                 self.paused = True
                 self._on_error(exc)
         return out
+
+
+# --- warnings keep their place ------------------------------------------------------------------
+# A warning raised inside an op (PyTorch's C++ warnings, or `warnings.warn(..., stacklevel=2)` in
+# torch.nn.functional) is attributed to the Python frame that called the op. With this mode on
+# the stack that frame would be `__torch_function__` above, and the user would be sent to
+# gradwatch's source (and its warning registry). So the op is called through a one-line
+# function compiled with the caller's file name, line and globals: the warning lands exactly
+# where it lands without gradwatch, and "once per location" filters keep working.
+_OVERRIDES = os.path.normcase(torch.overrides.__file__)
+_CALLERS: dict[tuple[CodeType, int], Callable] = {}
+
+
+def _call_as_from(frame: FrameType | None) -> Callable | None:
+    caller = frame
+    if caller is not None and os.path.normcase(caller.f_code.co_filename) == _OVERRIDES:
+        # dispatched from Python (torch.nn.functional): the warning names the caller of the
+        # public function, one frame above it
+        while caller is not None and os.path.normcase(caller.f_code.co_filename) == _OVERRIDES:
+            caller = caller.f_back
+        caller = caller.f_back if caller is not None else None
+    if caller is None:
+        return None
+    key = (caller.f_code, caller.f_lineno)
+    call = _CALLERS.get(key)
+    if call is None:
+        if len(_CALLERS) > 4096:
+            _CALLERS.clear()
+        source = "\n" * (max(caller.f_lineno, 1) - 1) + (
+            "lambda func, args, kwargs, __tracebackhide__=True: func(*args, **kwargs)")
+        code = compile(source, caller.f_code.co_filename, "eval")
+        lam = [c for c in code.co_consts if isinstance(c, CodeType)][0]
+        call = _CALLERS[key] = types.FunctionType(lam, caller.f_globals, "<op>",
+                                                  (True,))
+    return call
+
+
+def forget_callers() -> None:
+    """Drop the cached call sites (they hold the callers' module globals)."""
+    _CALLERS.clear()
