@@ -111,6 +111,7 @@ class Provenance:
         self.uses: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
         self.step = 0
         self.previous_roots: list[Node] = []  # the last traced backward's losses
+        self.made_at: dict[int, Position] = {}  # storage address -> where a factory made it
         self._position = position
         # Extra per-op checks that run only while tracing: f(op, args, kwargs, out, position).
         self.observers: list[Callable[[str, tuple, dict, Any, Position | None], None]] = []
@@ -182,6 +183,12 @@ class Provenance:
             cut = "zero_grad"
         node = Node(op, pos, parents, t, cut, self.step)
         self.nodes[t] = node
+        if not inputs and pos is not None:
+            # `nn.Parameter(torch.empty(...))` hides the factory's tensor behind a new object
+            # on the same storage: remember where each freshly made storage came from
+            self.made_at[t.untyped_storage().data_ptr()] = pos
+            if len(self.made_at) > 65536:
+                del self.made_at[next(iter(self.made_at))]
         if not inputs and op in _REWRAP_OPS:
             self.rewraps.append((node, _ids(args[0]) if args else frozenset()))
             del self.rewraps[:-64]
