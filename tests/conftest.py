@@ -24,7 +24,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "kernel: runs code in a real Jupyter kernel (slow)")
 
 
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Remember the corpus items that will run (after -k/-m deselection)."""
+    items = session.items
     _SELECTED_FIXTURES.clear()
     _SELECTED_PLAIN.clear()
     for item in items:

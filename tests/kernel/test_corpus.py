@@ -77,12 +77,7 @@ def test_fixture(fixture_path, corpus_results, registry):
 
 
 # Known engine bugs that change what the user sees (see tests/KNOWN_ISSUES.md), by fixture id.
-_WARNING_SOURCE = "known issue: warnings raised inside traced torch ops point at gradwatch's provenance.py"
-BEHAVIOUR_ISSUES = {
-    "gw004_non_leaf_parameter/scaled_bias_manual_update": _WARNING_SOURCE,
-    "gw111_loss_broadcast/l1loss_module_vector_vs_column": _WARNING_SOURCE,
-    "gw111_loss_broadcast/mse_column_vs_vector": _WARNING_SOURCE,
-}
+BEHAVIOUR_ISSUES: dict[str, str] = {}
 
 
 def _behaviour_params():
