@@ -28,6 +28,10 @@ class Context:
             if event.flow is not None:
                 yield event, event.flow
 
+    def findings(self, code: str) -> Iterator[dict]:
+        """The per-step monitor's findings for one rule (``Events.extra["dynamics"]``)."""
+        return (f for f in self.events.extra.get("dynamics", ()) if f["code"] == code)
+
     def backward_location(self) -> Location | None:
         for event in self.events.backwards:
             if event.location is not None:

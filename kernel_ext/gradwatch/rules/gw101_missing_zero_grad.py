@@ -41,9 +41,7 @@ class MissingZeroGrad(Rule):
     summary = "Gradients accumulate across optimizer steps: nothing calls `zero_grad()`."
 
     def check(self, ctx: Context):
-        for f in ctx.events.extra.get("dynamics", ()):
-            if f["code"] != self.code:
-                continue
+        for f in ctx.findings(self.code):
             opt, bwd = f["optimizer"], f["backward"]
             call = f"`{bwd.text}`" if bwd is not None and bwd.text else "`backward()`"
             message = (f"{call} adds to the gradients that `{opt}.step()` already used, because "

@@ -35,9 +35,7 @@ class ZeroGradBeforeStep(Rule):
     summary = "`zero_grad()` between `backward()` and `step()` throws the gradients away."
 
     def check(self, ctx: Context):
-        for f in ctx.events.extra.get("dynamics", ()):
-            if f["code"] != self.code:
-                continue
+        for f in ctx.findings(self.code):
             opt = f["optimizer"]
             message = (f"`{opt}.zero_grad()` runs between `backward()` and `{opt}.step()`, so the "
                        f"step finds no gradient and the model does not learn; call "

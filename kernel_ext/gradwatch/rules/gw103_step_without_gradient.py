@@ -38,9 +38,7 @@ class StepWithoutGradient(Rule):
     summary = "`optimizer.step()` runs with no `backward()` since the previous step."
 
     def check(self, ctx: Context):
-        for f in ctx.events.extra.get("dynamics", ()):
-            if f["code"] != self.code:
-                continue
+        for f in ctx.findings(self.code):
             opt = f["optimizer"]
             what = ("finds no gradient and changes nothing" if f.get("no_grad")
                     else "applies the previous step's stale gradients again")

@@ -40,9 +40,7 @@ class ExplodingGradient(Rule):
     summary = "Gradient norms grow by orders of magnitude over the steps."
 
     def check(self, ctx: Context):
-        for f in ctx.events.extra.get("dynamics", ()):
-            if f["code"] != self.code:
-                continue
+        for f in ctx.findings(self.code):
             opt = f["optimizer"]
             fastest = f" (fastest in {names(f['params'], 3)})" if f.get("params") else ""
             message = (f"the gradient norm of `{opt}`'s parameters grew {f['growth']:.0e}-fold over "

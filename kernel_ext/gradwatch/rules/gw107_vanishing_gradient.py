@@ -37,9 +37,7 @@ class VanishingGradient(Rule):
     summary = "Some layers' gradients are orders of magnitude smaller than the others'."
 
     def check(self, ctx: Context):
-        for f in ctx.events.extra.get("dynamics", ()):
-            if f["code"] != self.code:
-                continue
+        for f in ctx.findings(self.code):
             params = [p for p in f["params"] if p not in ctx.explained]
             if not params:
                 continue

@@ -35,9 +35,7 @@ class DeadParameter(Rule):
     summary = "Parameters whose gradient is exactly zero for many consecutive steps."
 
     def check(self, ctx: Context):
-        for f in ctx.events.extra.get("dynamics", ()):
-            if f["code"] != self.code:
-                continue
+        for f in ctx.findings(self.code):
             params = [p for p in f["params"] if p not in ctx.explained]
             if not params:
                 continue

@@ -33,9 +33,7 @@ class DoubleSoftmax(Rule):
     summary = "`softmax`/`log_softmax` output fed into `cross_entropy` (or `softmax` into `nll_loss`)."
 
     def check(self, ctx: Context):
-        for f in ctx.events.extra.get("dynamics", ()):
-            if f["code"] != self.code:
-                continue
+        for f in ctx.findings(self.code):
             loc, src = f["location"], f.get("producer_location")
             call = f"`{loc.text}`" if loc is not None and loc.text else f"`{f['op']}`"
             made = f"`{src.text}`" if src is not None and src.text else f"`{f['producer']}`"

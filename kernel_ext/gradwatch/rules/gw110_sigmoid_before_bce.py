@@ -32,9 +32,7 @@ class SigmoidBeforeBCE(Rule):
     summary = "`sigmoid` fed into `BCELoss` where `BCEWithLogitsLoss` is meant."
 
     def check(self, ctx: Context):
-        for f in ctx.events.extra.get("dynamics", ()):
-            if f["code"] != self.code:
-                continue
+        for f in ctx.findings(self.code):
             loc, src = f["location"], f.get("producer_location")
             call = f"`{loc.text}`" if loc is not None and loc.text else "`binary_cross_entropy`"
             made = f"`{src.text}`" if src is not None and src.text else "`sigmoid`"

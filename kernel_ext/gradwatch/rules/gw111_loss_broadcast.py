@@ -31,9 +31,7 @@ class LossBroadcast(Rule):
     summary = "A regression loss compares input and target shapes that broadcast silently."
 
     def check(self, ctx: Context):
-        for f in ctx.events.extra.get("dynamics", ()):
-            if f["code"] != self.code:
-                continue
+        for f in ctx.findings(self.code):
             loc = f["location"]
             call = f"`{loc.text}`" if loc is not None and loc.text else f"`{f['op']}`"
             shape = lambda s: "(" + ", ".join(map(str, s)) + ("," if len(s) == 1 else "") + ")"

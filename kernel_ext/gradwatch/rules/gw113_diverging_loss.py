@@ -30,9 +30,7 @@ class DivergingLoss(Rule):
     summary = "The loss grows by an order of magnitude or more over the steps."
 
     def check(self, ctx: Context):
-        for f in ctx.events.extra.get("dynamics", ()):
-            if f["code"] != self.code:
-                continue
+        for f in ctx.findings(self.code):
             loss = _loss_name(f.get("loss"))
             end = f"{f['peak']:.3g} before it became NaN/Inf" if f.get("nonfinite") else f"{f['last']:.3g}"
             opt = f.get("optimizer")

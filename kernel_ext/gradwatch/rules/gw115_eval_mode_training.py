@@ -43,9 +43,7 @@ class EvalModeTraining(Rule):
     summary = "A module in eval mode (with dropout/batch norm) is being trained."
 
     def check(self, ctx: Context):
-        for f in ctx.events.extra.get("dynamics", ()):
-            if f["code"] != self.code:
-                continue
+        for f in ctx.findings(self.code):
             opt, module = f["optimizer"], f["module"]
             message = (f"`{module}` is in eval mode ({names(f['submodules'], 2)} disabled) while "
                        f"`{opt}.step()` trains its parameters; call `{module}.train()` before the "
