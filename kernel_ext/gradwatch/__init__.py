@@ -56,7 +56,7 @@ def _set_last_report(report: Report) -> None:
 
 def load_ipython_extension(ipython) -> None:
     try:
-        import torch  # noqa: F401
+        import torch  # noqa: F401  (only: is it installed?)
     except ImportError:
         print("gradwatch needs PyTorch, which is not installed in this kernel: "
               "pip install torch")

@@ -19,7 +19,7 @@ import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
 from . import intent
-from .diagnostics import Diagnostic, Location, Severity
+from .diagnostics import Location, Severity
 from .events import BackwardEvent, Events, GradReadEvent, OptimizerEvent, StepEvent, TensorFact
 from .locate import Namer, SourceMap
 from .report import Report
@@ -52,11 +52,8 @@ class Watch:
         self.select = registry.expand(select) if select else None
         self.ignore = registry.expand(ignore) if ignore else set()
         self.trace_steps = trace_steps
-        self.shell = shell
         self.source_map = source_map or SourceMap(shell)
-        self._namespace = weakref.ref(namespace) if _weakrefable(namespace) else None
-        self._namespace_strong = namespace if self._namespace is None else None
-        self.code = code
+        self._namespace = namespace if namespace is not None else {}  # the user's globals
         self.warn = warn
         self.report = Report(execution_count=execution_count)
         self.events = Events()
@@ -176,9 +173,7 @@ class Watch:
             return None
 
     def namespace(self) -> dict[str, Any]:
-        if self._namespace is not None:
-            return self._namespace() or {}
-        return self._namespace_strong or {}
+        return self._namespace
 
     def _namer(self, frame=None) -> Namer:
         spaces = []
@@ -511,7 +506,7 @@ class Watch:
         if not reads:
             return
         namer = self._namer()
-        for position, ref, _ in reads:
+        for position, ref in reads:
             t = ref()
             if t is not None:
                 self.events.grad_reads.append(GradReadEvent(self.location(position), self._fact(t, namer)))
@@ -551,14 +546,6 @@ class Watch:
             note = causes[0].note()
             if note not in getattr(exc, "__notes__", []):
                 exc.add_note(note)
-
-
-def _weakrefable(obj: Any) -> bool:
-    try:
-        weakref.ref(obj)
-        return True
-    except TypeError:
-        return False
 
 
 def _clear_active() -> None:

@@ -25,7 +25,7 @@ optimizer = torch.optim.SGD(model.head.parameters(), lr=0.1)
 
 from __future__ import annotations
 
-from .base import Context, Rule, Severity, display_fix, names, related
+from .base import Context, Rule, Severity, display_fix, names
 
 
 class FrozenParameterInOptimizer(Rule):

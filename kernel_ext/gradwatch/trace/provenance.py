@@ -106,7 +106,7 @@ class Provenance:
         self.nodes = WeakTensorKeyDictionary()
         self.escapes: list[Escape] = []
         self.rewraps: list[tuple[Node, frozenset[int]]] = []
-        self.grad_reads: list[tuple[Position | None, weakref.ref, str]] = []
+        self.grad_reads: list[tuple[Position | None, weakref.ref]] = []
         self.inplace: list[Inplace] = []
         self.uses: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
         self.step = 0
@@ -139,7 +139,7 @@ class Provenance:
             return
         if op == ".grad":
             if inputs and not inputs[0].is_leaf:
-                self.grad_reads.append((self._position(), weakref.ref(inputs[0]), op))
+                self.grad_reads.append((self._position(), weakref.ref(inputs[0])))
                 del self.grad_reads[:-64]
             return
         outputs: list[torch.Tensor] = []
