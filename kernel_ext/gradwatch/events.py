@@ -105,7 +105,8 @@ class Events:
     grad_reads: list[GradReadEvent] = field(default_factory=list)
     n_backward: int = 0
     n_steps: int = 0
-    step_counts: dict[int, list[int]] = field(default_factory=dict)  # optimizer -> [steps, missing]
+    # optimizer -> [steps, steps checked for missing gradients, checked steps that missed some]
+    step_counts: dict[int, list[int]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # per-rule monitors' summaries
     cell_error: str | None = None  # the exception type the cell ended with, if it raised
     internal_errors: list[str] = field(default_factory=list)

@@ -30,6 +30,8 @@ from .trace.provenance import Provenance, ProvenanceMode, forget_callers
 
 _active = threading.local()
 _MAX_STEP_EVENTS = 32
+_CHECK_ALL_STEPS = 16  # each optimizer's first steps are all checked for missing gradients ...
+_CHECK_EVERY = 16  # ... then every so many (a listing of all parameters costs per step)
 
 
 class WatchError(RuntimeError):
@@ -64,7 +66,7 @@ class Watch:
         self._opt_locations: dict[int, Location] = {}
         self._stack: contextlib.ExitStack | None = None
         self._depth = 0
-        self._backwards_since_step: dict[int, int] = {}
+        self._bwd_at: dict[int, int] = {}  # optimizer key -> backward calls at its last step/zero_grad
         self._trained_names = intent.trained_names(code) if code else set()
         self._monitors: list[Any] = []
         self._trace_until = 0
@@ -118,7 +120,7 @@ class Watch:
         patcher.patch(torch.optim.Optimizer, "__init__", self._wrap_optimizer_init(torch.optim.Optimizer.__init__))
         patcher.patch(torch.optim.Optimizer, "zero_grad", self._wrap_zero_grad(torch.optim.Optimizer.zero_grad))
         from torch.optim.optimizer import register_optimizer_step_pre_hook
-        handle = register_optimizer_step_pre_hook(self._guarded(self._on_step))
+        handle = register_optimizer_step_pre_hook(self._step_hook())
         stack.callback(handle.remove)
         from .trace import dynamics
         for monitor in dynamics.monitors(self):
@@ -305,13 +307,16 @@ class Watch:
         @functools.wraps(original)
         def zero_grad(opt, *args, **kwargs):
             __tracebackhide__ = True
-            session._guard(session._on_zero_grad, opt)
+            try:
+                session._on_zero_grad(opt)
+            except Exception as exc:
+                session._internal_error(exc)
             return original(opt, *args, **kwargs)
         return zero_grad
 
     def _on_zero_grad(self, opt) -> None:
         key = self._key(opt)
-        self._backwards_since_step[key] = 0
+        self._bwd_at[key] = self.events.n_backward
         for monitor in self._monitors:
             monitor.on_zero_grad(opt, key)
 
@@ -325,23 +330,39 @@ class Watch:
         self._last_key = (weakref.ref(opt), key)
         return key
 
+    def _step_hook(self):
+        session = self
+
+        def step_pre_hook(opt, args, kwargs):
+            try:
+                session._on_step(opt, args, kwargs)
+            except Exception as exc:
+                session._internal_error(exc)
+        return step_pre_hook
+
     def _on_step(self, opt, args, kwargs) -> None:
         key = self._key(opt)
-        self.events.n_steps += 1
-        missing = [p for g in opt.param_groups for p in g["params"] if p.grad is None]
-        counts = self.events.step_counts.setdefault(key, [0, 0])  # [steps, steps missing grads]
+        events = self.events
+        events.n_steps += 1
+        counts = events.step_counts.get(key)  # [steps, steps checked, checked steps missing grads]
+        if counts is None:
+            counts = events.step_counts[key] = [0, 0, 0]
         counts[0] += 1
-        counts[1] += bool(missing)
-        since = self._backwards_since_step.get(key, self.events.n_backward)
-        self._backwards_since_step[key] = 0
-        if (missing or since == 0) and len(self.events.steps) < _MAX_STEP_EVENTS:
-            namer = self._namer(self.source_map.user_frame(sys._getframe(1)))
-            self.events.steps.append(StepEvent(
-                optimizer=key, name=namer.name(opt), location=self.location(self._position()),
-                backwards_since_step=since, without_grad=[self._fact(p, namer) for p in missing[:64]],
-                n_params=sum(len(g["params"]) for g in opt.param_groups)))
+        n = events.n_backward
+        since = n - self._bwd_at.get(key, 0)
+        self._bwd_at[key] = n
+        if counts[0] <= _CHECK_ALL_STEPS or counts[0] % _CHECK_EVERY == 0 or since == 0:
+            missing = [p for g in opt.param_groups for p in g["params"] if p.grad is None]
+            counts[1] += 1
+            counts[2] += bool(missing)
+            if (missing or since == 0) and len(events.steps) < _MAX_STEP_EVENTS:
+                namer = self._namer(self.source_map.user_frame(sys._getframe(1)))
+                events.steps.append(StepEvent(
+                    optimizer=key, name=namer.name(opt), location=self.location(self._position()),
+                    backwards_since_step=since, without_grad=[self._fact(p, namer) for p in missing[:64]],
+                    n_params=sum(len(g["params"]) for g in opt.param_groups)))
         for monitor in self._monitors:
-            monitor.on_step(opt, key)
+            monitor.on_step(opt, key, args, kwargs)
 
     # --- backward --------------------------------------------------------------------------------
     def _wrap_backward(self, original, api: str):
@@ -355,7 +376,11 @@ class Watch:
                 return original(*args, **kwargs)
             session._depth = 1
             try:
-                call = guard(session._before_backward, api, args, kwargs)
+                try:
+                    call = session._before_backward(api, args, kwargs)
+                except Exception as err:
+                    session._internal_error(err)
+                    call = None
                 try:
                     if session.mode is None:  # the common case once tracing is over
                         result = original(*args, **kwargs)
@@ -366,7 +391,8 @@ class Watch:
                     session._depth = 0
                     guard(session._after_backward, call, api, args, kwargs, exc)
                     raise
-                guard(session._after_backward, call, api, args, kwargs, None)
+                if call is not None or session._after_needed():
+                    guard(session._after_backward, call, api, args, kwargs, None)
                 return result
             finally:
                 session._depth = 0
@@ -402,13 +428,10 @@ class Watch:
 
     def _before_backward(self, api: str, args, kwargs) -> BackwardEvent | None:
         self.events.n_backward += 1
-        since = self._backwards_since_step
-        for key in since:
-            since[key] += 1
         roots = self._roots(api, args, kwargs)
         for monitor in self._monitors:
             monitor.on_backward(roots)
-        if not self.tracing or not roots or api == "torch.autograd.grad":
+        if self.mode is None or self.mode.paused or not roots or api == "torch.autograd.grad":
             # the per-step fast path; autograd.grad() computes gradients of inputs (penalties,
             # physics losses), not the training step's parameter gradients: not analysed
             return None
@@ -452,6 +475,15 @@ class Watch:
         return self.source_map.enclosing_with(
             location, ("no_grad", "inference_mode", "set_grad_enabled"))
 
+    def _after_needed(self) -> bool:
+        """Whether `_after_backward` has work after a backward that was not analysed."""
+        if self.mode is not None or self._trace_requested:
+            return True
+        for monitor in self._monitors:
+            if monitor.wants_after_backward:
+                return True
+        return False
+
     def _after_backward(self, call: BackwardEvent | None, api: str, args, kwargs, exc) -> None:
         if exc is not None:
             if call is None:
@@ -490,9 +522,6 @@ class Watch:
         except Exception as exc:
             self._internal_error(exc)
             return None
-
-    def _guarded(self, fn):
-        return functools.partial(self._guard, fn)
 
     def _internal_error(self, exc: BaseException) -> None:
         if len(self.events.internal_errors) < 5:

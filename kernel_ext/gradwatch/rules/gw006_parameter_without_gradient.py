@@ -63,11 +63,12 @@ class ParameterWithoutGradient(Rule):
                        f"{'it' if len(missing) == 1 else 'them'} in the forward pass or leave "
                        f"{'it' if len(missing) == 1 else 'them'} out of the optimizer")
             ctx.explained.update(missing)
-            steps, without = ctx.events.step_counts.get(key, [0, 0])
-            if steps > 1:
-                message += f" (in {without:,} of {steps:,} steps)"
+            steps, checked, without = ctx.events.step_counts.get(key, [0, 0, 0])
+            if checked > 1:
+                message += f" (in {without:,} of {checked:,} steps" + (
+                    " checked)" if checked < steps else ")")
             yield self.diagnostic(
                 message, loc, related=related(step.location, f"{opt}.step() finds no gradient here"),
                 fix=display_fix("Use the parameters in forward(), or exclude them from the optimizer"),
                 parameters=missing, optimizer=step.name, n_params=step.n_params,
-                steps=steps, steps_without_gradient=without)
+                steps=steps, steps_checked=checked, steps_without_gradient=without)

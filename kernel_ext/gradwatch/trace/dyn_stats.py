@@ -13,8 +13,10 @@ copy has landed it asks the session to trace the next iterations, so that `dyn_o
 the first forward op that produced a non-finite value (what anomaly mode is for).
 
 Sampling: every optimizer step is measured for the first `_WARM` steps; after that the stride
-adapts so that the statistics cost about 0.5% of the loop's time (a long loop of tiny
-steps is checked every few steps, a GPU model every step).
+adapts so that the statistics cost about `_TARGET` of the loop's time (a long loop of tiny
+steps is checked every few steps, a GPU model every step). Each row remembers its own step
+number, so a change of stride costs nothing (no early reduction), and the stride changes only
+by a factor of two or more (timing noise does not make it flap).
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ import torch
 
 _BLOCK = 64  # rows per device reduction
 _FIRST_BLOCK = 16  # the first block is the baseline that later growth is measured against
-_WARM = 64  # steps always measured (short loops: every step, deterministic)
+_TAIL = 8  # ... and the last rows of each block are the latest state
+_WARM = 32  # steps always measured (short loops: every step, deterministic)
 _MAX_STRIDE = 32
-_TARGET = 0.005  # statistics time / loop time that the stride aims at
+_TARGET = 0.003  # statistics time / loop time that the stride aims at
 _ADAPT_EVERY = 32  # steps between stride decisions
 _LOSS_BLOCK = 256
 _CHUNK = 32
@@ -79,8 +82,9 @@ class _Series:
         self.n_steps = 0
         self.stride = 1
         self.rows: list[torch.Tensor] = []  # per sampled step: the norms of its gradients
-        self.block_first = 0  # step number of rows[0]
-        self.block_stride = 1
+        self.row_steps: list[int] = []  # the step number of each row
+        self.partial = False  # some parameter had no gradient at a sampled step
+        self.last_row_step = 0
         self.n_rows = 0
         self.cost = 0.0  # own seconds and samples since the last stride decision
         self.samples = 0
@@ -116,20 +120,23 @@ class GradStats:
                 self._take_losses(self.last or self._series(None, 0))
 
     def _take_losses(self, s: _Series) -> None:
+        s.losses += self.pending
+        self.pending.clear()
+        if len(s.losses) >= _CHUNK:
+            self._chunk_losses(s)
+
+    def _chunk_losses(self, s: _Series) -> None:
         # Losses are stacked every _CHUNK into one tensor: few live Python objects (each one
         # makes the garbage collector run more often in the user's loop), and a cheap early
         # look at their finiteness so that a trace can follow soon after a NaN.
-        s.losses += self.pending
-        self.pending = []
-        if len(s.losses) >= _CHUNK:
-            chunk = torch.stack(s.losses)
-            s.losses = []
-            s.chunks.append(chunk)
-            s.n_chunked += chunk.shape[0]
-            if not self.traced_after_nonfinite:
-                self._nonfinite(~torch.isfinite(chunk).all())
-            if s.n_chunked >= _LOSS_BLOCK:
-                self._flush_losses(s)
+        chunk = torch.stack(s.losses)
+        s.losses = []
+        s.chunks.append(chunk)
+        s.n_chunked += chunk.shape[0]
+        if not self.traced_after_nonfinite:
+            self._nonfinite(~torch.isfinite(chunk).all())
+        if s.n_chunked >= _LOSS_BLOCK:
+            self._flush_losses(s)
 
     def _series(self, opt: Any, key: int) -> _Series:
         s = self.series.get(key)
@@ -138,14 +145,25 @@ class GradStats:
         return s
 
     def on_step(self, opt: Any, key: int) -> None:
-        s = self.last = self._series(opt, key)
-        if self.pending:
-            self._take_losses(s)
-        s.n_steps += 1
-        if s.n_steps >= _WARM and s.n_steps % _ADAPT_EVERY == 0:
+        s = self.last
+        if s is None or s.key != key:
+            s = self.last = self._series(opt, key)
+        pending = self.pending
+        if pending:
+            losses = s.losses
+            losses += pending
+            pending.clear()
+            if len(losses) >= _CHUNK:
+                self._chunk_losses(s)
+        n = s.n_steps = s.n_steps + 1
+        if n % s.stride:
+            return  # the common case once the loop is known: one modulo
+        if n >= _WARM and n % _ADAPT_EVERY == 0:
             self._adapt(s)
-        if s.failed or s.n_steps % s.stride:
-            return
+        if not s.failed:
+            self._sample(s, opt)
+
+    def _sample(self, s: _Series, opt: Any) -> None:
         t0 = time.perf_counter()
         if s.params is None:
             s.params = [p for g in opt.param_groups for p in g["params"] if p.requires_grad]
@@ -155,7 +173,15 @@ class GradStats:
             return
         grads = [p.grad for p in s.params]
         try:
-            if any(g is None for g in grads):
+            if not s.partial:
+                try:
+                    # one stacked tensor per sample: few live Python objects between flushes
+                    row = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))
+                except TypeError:  # a missing gradient (None): the slower path from now on
+                    if not any(g is None for g in grads):
+                        raise
+                    s.partial = True
+            if s.partial:
                 present = [g for g in grads if g is not None]
                 if not present:
                     return
@@ -163,15 +189,11 @@ class GradStats:
                 if s.minus_one is None:
                     s.minus_one = torch.full((), -1.0, device=present[0].device)
                 row = torch.stack([next(norms) if g is not None else s.minus_one for g in grads])
-            else:
-                # one stacked tensor per sample: few live Python objects between flushes
-                row = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))
         except (RuntimeError, TypeError, NotImplementedError):
             s.failed = True  # sparse gradients, several devices ...: no statistics, no error
             return
-        if not s.rows:
-            s.block_first, s.block_stride = s.n_steps, s.stride
         s.rows.append(row)
+        s.row_steps.append(s.n_steps)
         s.samples += 1
         s.cost += time.perf_counter() - t0
         if len(s.rows) >= (_FIRST_BLOCK if s.n_rows == 0 else _BLOCK):
@@ -184,10 +206,10 @@ class GradStats:
         if s.samples and steps > 0:
             per_sample = s.cost / s.samples
             per_step = max(now - s.t_adapt, 1e-9) / steps
-            stride = min(_MAX_STRIDE, max(1, math.ceil(per_sample / (_TARGET * per_step))))
-            if stride != s.stride:
-                self._flush(s)  # a block has one stride
-                s.stride = stride
+            want = min(_MAX_STRIDE, max(1, math.ceil(per_sample / (_TARGET * per_step))))
+            if want >= 2 * s.stride or 2 * want <= s.stride:
+                # powers of two: the adapt and sample steps stay aligned
+                s.stride = 1 << (want.bit_length() - 1)
         s.cost, s.samples, s.t_adapt, s.adapt_step = 0.0, 0, now, s.n_steps
 
     # --- device reductions ------------------------------------------------------------------------
@@ -195,11 +217,11 @@ class GradStats:
         if not s.rows:
             return
         B = torch.stack(s.rows)  # (k, n) norms; -1 where there was no gradient
-        s.rows = []
-        k, n = B.shape
         dev = B.device
-        ar = torch.arange(k, device=dev)
-        steps = ar.to(torch.float32) * s.block_stride + s.block_first
+        steps = torch.tensor(s.row_steps, dtype=torch.float32, device=dev)
+        s.last_row_step = s.row_steps[-1]
+        s.rows, s.row_steps = [], []
+        k, n = B.shape
         present = B != -1
         fin = torch.isfinite(B)
         ok = fin & present
@@ -208,16 +230,17 @@ class GradStats:
         a = s.acc
         if not a:
             a["first_bad"] = torch.full((n,), _BIG, device=dev)
-            a["zero_run"] = torch.zeros(n, device=dev)
+            a["zero_run"] = torch.zeros(n, device=dev)  # rows
+            a["nz_step"] = torch.zeros(n, device=dev)  # the last step with a non-zero gradient
             a["ever_nz"] = torch.zeros(n, dtype=torch.bool, device=dev)
             a["sum_log"] = torch.zeros(n, device=dev)
             a["n_log"] = torch.zeros(n, device=dev)
             a["n_present"] = torch.zeros(n, device=dev)
             a["all_zero"] = torch.zeros((), device=dev)
-            a["max"] = torch.zeros(n, device=dev)
         a["first_bad"] = torch.minimum(a["first_bad"], torch.where(bad, steps[:, None], _BIG).amin(0))
-        last_nz = torch.where(nz, ar[:, None], -1).amax(0)
+        last_nz = torch.where(nz, torch.arange(k, device=dev)[:, None], -1).amax(0)
         a["zero_run"] = torch.where(last_nz < 0, a["zero_run"] + k, (k - 1 - last_nz).to(torch.float32))
+        a["nz_step"] = torch.maximum(a["nz_step"], torch.where(nz, steps[:, None], 0.0).amax(0))
         a["ever_nz"] |= (nz & present).any(0)
         good = ok & (B > 0)
         a["sum_log"] += torch.where(good, B, 1.0).log10().sum(0)
@@ -225,13 +248,9 @@ class GradStats:
         a["n_present"] += present.sum(0)
         a["all_zero"] += ((B == 0) | ~present).all(1).logical_and(present.any(1)).sum()
         clean = torch.where(ok, B, 0.0)
-        a["max"] = torch.maximum(a["max"], clean.amax(0))
-        mean = clean.sum(0) / ok.sum(0).clamp(min=1)
-        gnorm = clean.double().square().sum(1).sqrt()  # float64: exploding norms overflow squares
-        gmean = gnorm.mean().float()
-        if s.n_rows == 0:
-            a["first_mean"], a["first_global"] = mean, gmean
-        a["last_mean"], a["last_global"] = mean, gmean
+        if s.n_rows == 0:  # the baseline: the first block
+            a["first_mean"], a["first_global"] = _means(clean, ok)
+        a["last_mean"], a["last_global"] = _means(clean[-_TAIL:], ok[-_TAIL:])  # the latest rows
         s.n_rows += k
         self._nonfinite(bad.any())
 
@@ -333,11 +352,12 @@ def _judge(base: dict, g: dict, l: dict, names: list[str], s: _Series) -> list[d
         if all_zero:
             out.append(dict(base, code="GW114", kind="zero_grads", params=names[:16]))
         else:
-            dead = [names[i] for i in range(n) if g["zero_run"][i] >= _dead_rows(n_rows)
+            dead = [i for i in range(n) if g["zero_run"][i] >= _dead_rows(n_rows)
                     and g["n_present"][i] > 0]
             if dead and len(dead) < n:
-                out.append(dict(base, code="GW108", params=dead[:16], n_params=len(dead),
-                                zero_steps=int(max(g["zero_run"])) * s.block_stride,
+                out.append(dict(base, code="GW108", params=[names[i] for i in dead][:16],
+                                n_params=len(dead),
+                                zero_steps=int(s.last_row_step - min(g["nz_step"][i] for i in dead)),
                                 never_nonzero=[names[i] for i in range(n) if not g["ever_nz"][i]][:16]))
             # vanishing: mean log10 of the per-element RMS gradient, against the median layer
             rms = {}
@@ -383,6 +403,13 @@ _EXPLODE_GROWTH = 1e2
 _DIVERGE = 10.0
 _FLAT_STEPS = 50
 _FLAT_REL = 1e-5
+
+
+def _means(clean: torch.Tensor, ok: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-parameter mean norm and mean global norm of some rows."""
+    mean = clean.sum(0) / ok.sum(0).clamp(min=1)
+    gnorm = clean.double().square().sum(1).sqrt()  # float64: exploding norms overflow squares
+    return mean, gnorm.mean().float()
 
 
 def _dead_rows(n_rows: int) -> int:

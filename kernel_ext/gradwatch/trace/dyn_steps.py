@@ -10,7 +10,9 @@ version, it accumulated into the gradient that the previous ``step()`` already u
 alike, and leaves deliberate accumulation (several backwards, then one step) alone.
 
 Code positions are taken (a frame walk) only for the first few calls and where a finding is
-made, never on every step.
+made, never on every step. The probe is set on each optimizer's first `_PROBE_ALL` steps and
+then on every `_PROBE_EVERY`-th: a loop that never clears its gradients is caught at once, and
+a long loop pays for the probe on few steps.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import torch
 
 _KEEP_POSITIONS = 3  # first calls whose positions are kept, for related locations
 _EVAL_CHECK_EVERY = 64  # steps between eval-mode checks (and the first step)
+_PROBE_ALL = 16
+_PROBE_EVERY = 8
 _EVAL_KINDS = (torch.nn.modules.dropout._DropoutNd, torch.nn.modules.batchnorm._BatchNorm)
 
 
@@ -58,6 +62,7 @@ class StepOrder:
         self._train_depth = 0
         self.eval_called = False  # a model.eval() since the last eval-mode check
         self.checking = False  # some probe waits for after_backward()
+        self.watching = True  # on_backward() has work (positions to keep, probes, discards)
         self.eval_pos: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def _state(self, opt: Any, key: int) -> _Opt:
@@ -68,6 +73,10 @@ class StepOrder:
 
     def _find(self, code: str, key: int, **data: Any) -> None:
         self.findings.setdefault((code, key), dict(code=code, optimizer_key=key, **data))
+
+    def _rewatch(self) -> None:
+        self.watching = len(self.bwd_pos) < _KEEP_POSITIONS or any(
+            st.probe is not None or st.zg_discard is not None for st in self.opts.values())
 
     # --- hooks ----------------------------------------------------------------------------------
     def on_backward(self) -> None:
@@ -90,6 +99,7 @@ class StepOrder:
                     st.probe = None  # cleared since the step (set to None, new tensor, zero_())
                 else:
                     st.probe_checked = self.checking = True  # untouched: see what this backward does
+        self._rewatch()
 
     def after_backward(self) -> None:
         self.checking = False
@@ -127,22 +137,22 @@ class StepOrder:
         self.used = self.n_at_step = n
         # the probe: one gradient and its version, as this step sees them (step() itself does
         # not write to .grad)
-        probe = st.probe
-        p = probe[0]() if probe is not None else None
-        g = p.grad if p is not None else None
-        if g is None:
-            st.probe = None
-            for group in opt.param_groups:
-                for q in group["params"]:
-                    if q.grad is not None:
-                        p, g = q, q.grad
+        probe, st.probe, st.probe_checked = st.probe, None, False
+        if st.steps <= _PROBE_ALL or st.steps % _PROBE_EVERY == 0:
+            p = probe[0]() if probe is not None else None
+            g = p.grad if p is not None else None
+            if g is None:
+                for group in opt.param_groups:
+                    for q in group["params"]:
+                        if q.grad is not None:
+                            p, g = q, q.grad
+                            break
+                    if g is not None:
                         break
-                if g is not None:
-                    break
-        if g is not None:
-            st.probe = (probe[0] if probe is not None and probe[0]() is p else weakref.ref(p),
-                        weakref.ref(g), g._version)
-        st.probe_checked = False
+            if g is not None:
+                st.probe = (probe[0] if probe is not None and probe[0]() is p else weakref.ref(p),
+                            weakref.ref(g), g._version)
+        self._rewatch()
         if st.steps == 1 or st.steps % _EVAL_CHECK_EVERY == 0 or self.eval_called:
             self.eval_called = False
             self._check_eval(opt, key, st)
@@ -181,6 +191,7 @@ class StepOrder:
         if n > self.used and n > st.bwd_at_step and not self.m.in_step:  # (not an LBFGS closure)
             # gradients of backward calls that no step() used are about to be cleared
             st.zg_discard = (n - max(self.used, st.bwd_at_step), self.m.position())
+            self.watching = True
         if st.zg_pos is None:
             st.zg_pos = self.m.position()
         st.zg_at = n

@@ -38,9 +38,14 @@ class Monitor:
 
     def on_backward(self, roots: list) -> None: ...
 
+    @property
+    def wants_after_backward(self) -> bool:
+        """Whether `after_backward` has work after this backward (it is skipped otherwise)."""
+        return False
+
     def after_backward(self) -> None: ...
 
-    def on_step(self, optimizer: Any, key: int) -> None: ...
+    def on_step(self, optimizer: Any, key: int, args: tuple = (), kwargs: dict | None = None) -> None: ...
 
     def on_zero_grad(self, optimizer: Any, key: int) -> None: ...
 
@@ -117,7 +122,6 @@ class TrainingMonitor(Monitor):
         guard = self.guarded
         self._register_post = lambda: register_optimizer_step_post_hook(guard(self._after_step))
         self._post = self._register_post()  # kept only while needed (see on_step)
-        self._steps = 0
         self._drop_post = False
         self.closure_seen = False
         self.session.provenance.observers.append(self._observe)
@@ -180,46 +184,51 @@ class TrainingMonitor(Monitor):
         if self.in_grad:
             return  # gradients of inputs (penalties): no .grad accumulation, no training loss
         self.n_backward += 1
-        self.order.on_backward()
+        order = self.order
+        if order.watching:
+            order.on_backward()
         if len(roots) == 1:
+            root = roots[0]
+            if self.scaled is not None and self.scaled[0]() is root:
+                root = self.scaled[1]  # the loss before `scaler.scale(loss)`: its scale is no trend
             if self.session.mode is None:
-                self.stats.on_loss(self._unscaled(roots[0]))
+                self.stats.on_loss(root)
             else:
                 with torch._C.DisableTorchFunction():
-                    self.stats.on_loss(self._unscaled(roots[0]))
+                    self.stats.on_loss(root)
 
-    def _unscaled(self, root: torch.Tensor) -> torch.Tensor:
-        if self.scaled is not None and self.scaled[0]() is root:
-            return self.scaled[1]  # the loss before `scaler.scale(loss)`: scale changes are no trend
-        return root
+    @property
+    def wants_after_backward(self) -> bool:
+        return self.order.checking
 
     def after_backward(self) -> None:
         if self.order.checking:
             self.order.after_backward()
 
-    def on_step(self, optimizer: Any, key: int) -> None:
-        # The post-step hook confirms suspicions, spots LBFGS-style closures (backward inside
-        # step) and marks the optimizer's own ops while tracing; a plain loop stops paying for it.
-        self._steps += 1
-        if self._drop_post and self._post is not None:
+    def on_step(self, optimizer: Any, key: int, args: tuple = (), kwargs: dict | None = None) -> None:
+        # The post-step hook confirms suspicions, sees LBFGS-style closures (backward inside
+        # step) and marks the optimizer's own ops while tracing; a plain loop does not pay for it.
+        if self._post is not None and self._drop_post:
             self._post.remove()
             self._post = None
-        self._drop_post = False
-        if self._post is None and (self.session.mode is not None or self.closure_seen):
-            self._post = self._register_post()
-        self.in_step = self._post is not None
+        if args or (kwargs and kwargs.get("closure") is not None):
+            self.closure_seen = True
         if key not in self._named:
             self._named.add(key)
             self._keys[id(optimizer)] = (weakref.ref(optimizer), key)
             self._remember_local_names()
-        self.order.on_step(optimizer, key)
+        order = self.order
+        order.on_step(optimizer, key)
         if self.session.mode is None:
             self.stats.on_step(optimizer, key)
         else:
             with torch._C.DisableTorchFunction():
                 self.stats.on_step(optimizer, key)
-        if self.order._pending is not None and self._post is None:
+        need = order._pending is not None or self.closure_seen or self.session.mode is not None
+        self._drop_post = not need
+        if need and self._post is None:
             self._post = self._register_post()
+        self.in_step = self._post is not None
 
     def _remember_local_names(self) -> None:
         """A loop inside a function: its locals are gone at the end of the cell, keep names."""
@@ -235,9 +244,7 @@ class TrainingMonitor(Monitor):
         if self.order.n_at_step != self.n_backward:
             self.closure_seen = True
         elif self.order._pending is None:
-            if self._steps >= 8 and self.session.mode is None and not self.closure_seen:
-                self._drop_post = True  # not from inside torch's loop over the hooks
-            return  # the common case: nothing to confirm, no backward inside the step
+            return  # nothing to confirm, no backward inside the step
         entry = self._keys.get(id(optimizer))  # (a WeakIdKeyDictionary lookup costs more)
         if entry is not None and entry[0]() is optimizer:
             self.order.after_step(optimizer, entry[1])
