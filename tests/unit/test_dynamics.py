@@ -195,3 +195,23 @@ def test_no_host_device_sync_per_step_on_gpu():
             torch.cuda.set_sync_debug_mode("default")
 
     watched(run)
+
+
+def test_long_loops_are_checked_for_missing_gradients_on_a_sample_of_steps():
+    torch.manual_seed(0)
+    used, unused = nn.Linear(3, 1), nn.Linear(3, 1)
+    opt = torch.optim.SGD([*used.parameters(), *unused.parameters()], lr=1e-2)
+    x, y = torch.randn(8, 3), torch.randn(8, 1)
+    report = watched(lambda: loop(used, opt, x, y, 100))
+    [d] = [d for d in report if d.code == "GW006"]
+    # every one of the first 16 steps, then every 16th: 16 + 5 of 100
+    assert (d.evidence["steps"], d.evidence["steps_checked"], d.evidence["steps_without_gradient"]) == (100, 21, 21)
+    assert d.message.endswith("(in 21 of the 21 steps checked, out of 100)")
+    short = watched(lambda: loop(used, opt, x, y, 5))
+    [d] = [d for d in short if d.code == "GW006"]
+    assert d.message.endswith("(in 5 of 5 steps)")
+
+
+def test_step_numbers_of_a_block_are_rebuilt_on_the_device_from_runs_of_one_stride():
+    for steps in ([7], [1, 2, 3], [1, 2, 3, 5, 7, 9, 25, 41], [32, 48, 64, 96, 128], [1, 3]):
+        assert dyn_stats._steps_tensor(steps, torch.device("cpu")).tolist() == steps

@@ -64,9 +64,10 @@ class ParameterWithoutGradient(Rule):
                        f"{'it' if len(missing) == 1 else 'them'} out of the optimizer")
             ctx.explained.update(missing)
             steps, checked, without = ctx.events.step_counts.get(key, [0, 0, 0])
-            if checked > 1:
-                message += f" (in {without:,} of {checked:,} steps" + (
-                    " checked)" if checked < steps else ")")
+            if checked == steps > 1:
+                message += f" (in {without:,} of {steps:,} steps)"
+            elif checked < steps:  # a long loop is checked on a sample of its steps
+                message += f" (in {without:,} of the {checked:,} steps checked, out of {steps:,})"
             yield self.diagnostic(
                 message, loc, related=related(step.location, f"{opt}.step() finds no gradient here"),
                 fix=display_fix("Use the parameters in forward(), or exclude them from the optimizer"),

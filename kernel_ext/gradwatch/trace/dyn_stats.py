@@ -16,7 +16,7 @@ Sampling: every optimizer step is measured for the first `_WARM` steps; after th
 adapts so that the statistics cost about `_TARGET` of the loop's time (a long loop of tiny
 steps is checked every few steps, a GPU model every step). Each row remembers its own step
 number, so a change of stride costs nothing (no early reduction), and the stride changes only
-by a factor of two or more (timing noise does not make it flap).
+up to a power of two, and down only by a factor of four (timing noise does not make it flap).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ _FIRST_BLOCK = 16  # the first block is the baseline that later growth is measur
 _TAIL = 8  # ... and the last rows of each block are the latest state
 _WARM = 32  # steps always measured (short loops: every step, deterministic)
 _MAX_STRIDE = 32
-_TARGET = 0.003  # statistics time / loop time that the stride aims at
+_TARGET = 0.002  # statistics time / loop time that the stride aims at
 _ADAPT_EVERY = 32  # steps between stride decisions
 _LOSS_BLOCK = 256
 _CHUNK = 32
@@ -207,9 +207,9 @@ class GradStats:
             per_sample = s.cost / s.samples
             per_step = max(now - s.t_adapt, 1e-9) / steps
             want = min(_MAX_STRIDE, max(1, math.ceil(per_sample / (_TARGET * per_step))))
-            if want >= 2 * s.stride or 2 * want <= s.stride:
-                # powers of two: the adapt and sample steps stay aligned
-                s.stride = 1 << (want.bit_length() - 1)
+            want = 1 << (want - 1).bit_length()  # a power of two: adapt and sample steps align
+            if want > s.stride or 2 * want < s.stride:  # (down only by 4x: no flapping)
+                s.stride = want
         s.cost, s.samples, s.t_adapt, s.adapt_step = 0.0, 0, now, s.n_steps
 
     # --- device reductions ------------------------------------------------------------------------
@@ -218,7 +218,7 @@ class GradStats:
             return
         B = torch.stack(s.rows)  # (k, n) norms; -1 where there was no gradient
         dev = B.device
-        steps = torch.tensor(s.row_steps, dtype=torch.float32, device=dev)
+        steps = _steps_tensor(s.row_steps, dev)
         s.last_row_step = s.row_steps[-1]
         s.rows, s.row_steps = [], []
         k, n = B.shape
@@ -403,6 +403,19 @@ _EXPLODE_GROWTH = 1e2
 _DIVERGE = 10.0
 _FLAT_STEPS = 50
 _FLAT_REL = 1e-5
+
+
+def _steps_tensor(steps: list[int], device: torch.device) -> torch.Tensor:
+    """The step numbers of a block's rows, made on the device: ``torch.tensor(list)`` would be a
+    host-to-device copy (a sync on CUDA). The numbers are runs of one stride: one ``arange`` each."""
+    runs, start = [], 0
+    for i in range(1, len(steps) + 1):
+        if i == len(steps) or (i - start >= 2 and steps[i] - steps[i - 1] != steps[start + 1] - steps[start]):
+            first, last = steps[start], steps[i - 1]
+            stride = steps[start + 1] - first if i - start >= 2 else 1
+            runs.append(torch.arange(first, last + 1, stride, dtype=torch.float32, device=device))
+            start = i
+    return runs[0] if len(runs) == 1 else torch.cat(runs)
 
 
 def _means(clean: torch.Tensor, ok: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

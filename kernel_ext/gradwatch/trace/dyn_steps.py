@@ -75,8 +75,13 @@ class StepOrder:
         self.findings.setdefault((code, key), dict(code=code, optimizer_key=key, **data))
 
     def _rewatch(self) -> None:
-        self.watching = len(self.bwd_pos) < _KEEP_POSITIONS or any(
-            st.probe is not None or st.zg_discard is not None for st in self.opts.values())
+        watching = len(self.bwd_pos) < _KEEP_POSITIONS
+        if not watching:
+            for st in self.opts.values():
+                if st.probe is not None or st.zg_discard is not None:
+                    watching = True
+                    break
+        self.watching = watching
 
     # --- hooks ----------------------------------------------------------------------------------
     def on_backward(self) -> None:

@@ -87,6 +87,7 @@ class TrainingMonitor(Monitor):
         self._keys: dict[int, tuple[weakref.ref, int]] = {}  # id(optimizer) -> (ref, key)
         self._patcher = Patcher()
         self._install()
+        self.on_zero_grad = self.order.on_zero_grad  # per step: no call in between
 
     # --- helpers for the parts ----------------------------------------------------------------
     def position(self):
@@ -248,9 +249,6 @@ class TrainingMonitor(Monitor):
         entry = self._keys.get(id(optimizer))  # (a WeakIdKeyDictionary lookup costs more)
         if entry is not None and entry[0]() is optimizer:
             self.order.after_step(optimizer, entry[1])
-
-    def on_zero_grad(self, optimizer: Any, key: int) -> None:
-        self.order.on_zero_grad(optimizer, key)
 
     def _observe(self, op, args, kwargs, out, position_fn) -> None:
         if not self.in_scaler and not self.in_step:
