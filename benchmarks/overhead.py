@@ -1,8 +1,8 @@
 """gradwatch's cost against plain PyTorch and against ``torch.autograd.detect_anomaly()``.
 
-    .venv/bin/python benchmarks/overhead.py            # the table (a few minutes on 2 cores)
-    .venv/bin/python benchmarks/overhead.py --check    # exit 1 if a budget is missed
-    .venv/bin/python benchmarks/overhead.py --quick    # fewer rounds, for a smoke test
+    ./scripts/benchmark            # the table (about 3 minutes on 2 cores; makes .venv if needed)
+    ./scripts/benchmark --check    # exit 1 if a budget is missed
+    ./scripts/benchmark --quick    # fewer rounds, for a smoke test
 
 The same training step runs in one process three ways: plain, inside ``gradwatch.watch()`` (what
 ``%%gradwatch`` runs, minus IPython), and inside ``torch.autograd.detect_anomaly()``. Modes are
