@@ -391,7 +391,7 @@ class Watch:
                     session._depth = 0
                     guard(session._after_backward, call, api, args, kwargs, exc)
                     raise
-                if call is not None or session._after_needed():
+                if call is not None or guard(session._after_needed):
                     guard(session._after_backward, call, api, args, kwargs, None)
                 return result
             finally:
