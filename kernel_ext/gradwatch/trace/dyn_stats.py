@@ -148,13 +148,8 @@ class GradStats:
         s = self.last
         if s is None or s.key != key:
             s = self.last = self._series(opt, key)
-        pending = self.pending
-        if pending:
-            losses = s.losses
-            losses += pending
-            pending.clear()
-            if len(losses) >= _CHUNK:
-                self._chunk_losses(s)
+        if self.pending:
+            self._take_losses(s)
         n = s.n_steps = s.n_steps + 1
         if n % s.stride:
             return  # the common case once the loop is known: one modulo

@@ -87,7 +87,6 @@ class TrainingMonitor(Monitor):
         self._keys: dict[int, tuple[weakref.ref, int]] = {}  # id(optimizer) -> (ref, key)
         self._patcher = Patcher()
         self._install()
-        self.on_zero_grad = self.order.on_zero_grad  # per step: no call in between
 
     # --- helpers for the parts ----------------------------------------------------------------
     def position(self):
@@ -122,8 +121,7 @@ class TrainingMonitor(Monitor):
 
         guard = self.guarded
         self._register_post = lambda: register_optimizer_step_post_hook(guard(self._after_step))
-        self._post = self._register_post()  # kept only while needed (see on_step)
-        self._drop_post = False
+        self._post = None  # registered only while it has work (see on_step)
         self.closure_seen = False
         self.session.provenance.observers.append(self._observe)
         monitor = self
@@ -209,9 +207,6 @@ class TrainingMonitor(Monitor):
     def on_step(self, optimizer: Any, key: int, args: tuple = (), kwargs: dict | None = None) -> None:
         # The post-step hook confirms suspicions, sees LBFGS-style closures (backward inside
         # step) and marks the optimizer's own ops while tracing; a plain loop does not pay for it.
-        if self._post is not None and self._drop_post:
-            self._post.remove()
-            self._post = None
         if args or (kwargs and kwargs.get("closure") is not None):
             self.closure_seen = True
         if key not in self._named:
@@ -225,10 +220,13 @@ class TrainingMonitor(Monitor):
         else:
             with torch._C.DisableTorchFunction():
                 self.stats.on_step(optimizer, key)
+        # (a pre-hook: torch is not iterating over the post hooks, adding or removing is safe)
         need = order._pending is not None or self.closure_seen or self.session.mode is not None
-        self._drop_post = not need
         if need and self._post is None:
             self._post = self._register_post()
+        elif not need and self._post is not None:
+            self._post.remove()
+            self._post = None
         self.in_step = self._post is not None
 
     def _remember_local_names(self) -> None:
@@ -249,6 +247,9 @@ class TrainingMonitor(Monitor):
         entry = self._keys.get(id(optimizer))  # (a WeakIdKeyDictionary lookup costs more)
         if entry is not None and entry[0]() is optimizer:
             self.order.after_step(optimizer, entry[1])
+
+    def on_zero_grad(self, optimizer: Any, key: int) -> None:
+        self.order.on_zero_grad(optimizer, key)
 
     def _observe(self, op, args, kwargs, out, position_fn) -> None:
         if not self.in_scaler and not self.in_step:
