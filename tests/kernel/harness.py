@@ -57,6 +57,7 @@ from nbclient import NotebookClient
 
 REPO = Path(__file__).resolve().parents[2]
 PROGRAMS = REPO / "tests" / "fixtures" / "programs"
+REAL_PROGRAMS = REPO / "tests" / "real"  # the real-bug corpus (format: tests/real/README.md)
 SCHEMA_PATH = REPO / "kernel_ext" / "gradwatch" / "schema" / "diagnostics.schema.json"
 MIME = "application/vnd.gradwatch.diagnostics+json"
 KERNEL_NAME = "gradwatch-test-python"  # forked from the fork server (see forkserver.py)
@@ -67,6 +68,9 @@ _SEPARATOR = re.compile(r"^# %%(?P<rest>.*)$")
 _EXPECT = re.compile(r"#\s*expect:\s*(?P<codes>(?:GW\d{3}\b\s*)+)$")
 _EXPECT_ERROR = re.compile(r"^#\s*expect-error:\s*(?P<name>[\w.]+)\s*$")
 _KNOWN_ISSUE = re.compile(r"#\s*known-issue:\s*(?P<text>.+)$")
+_HEADER = re.compile(r"^#\s*(?P<key>source|bug-class|symptom|diagnosis|expect-error):\s*(?P<value>.*?)\s*$")
+_ROOT_CAUSE = re.compile(r"#\s*root-cause\s*$")
+_RELATED = re.compile(r"#\s*related\s*$")
 
 
 # --- kernelspec ---------------------------------------------------------------------------------
@@ -333,12 +337,47 @@ def fixture_paths(groups: Iterable[str] | None = None) -> list[Path]:
     return paths
 
 
-def parse_fixture(path: Path) -> Fixture:
-    text = path.read_text()
-    lines = text.split("\n")
+def _lines(path: Path) -> list[str]:
+    lines = path.read_text().split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    fixture = Fixture(path=path, cells=[])
+    return lines
+
+
+def _split_cells(lines: list[str]) -> list[FixtureCell]:
+    """The notebook cells of a program (see the module docstring)."""
+    cells: list[FixtureCell] = []
+    starts = [i for i, line in enumerate(lines) if _SEPARATOR.match(line)]
+    if not starts:
+        return [FixtureCell("%%gradwatch\n" + "\n".join(lines), True, "", 1, 1)]
+    preamble = lines[: starts[0]]
+    if any(l.strip() and not l.lstrip().startswith("#") for l in preamble):
+        cells.append(FixtureCell("\n".join(preamble), False, "", 1, 0))
+    for n, start in enumerate(starts):
+        end = starts[n + 1] if n + 1 < len(starts) else len(lines)
+        body = lines[start:end]
+        rest = _SEPARATOR.match(body[0])["rest"].strip()
+        is_gw = rest == "gradwatch" or rest.startswith("gradwatch ")
+        options = rest[len("gradwatch"):].strip() if is_gw else ""
+        if is_gw:
+            body = [f"%%gradwatch {options}".rstrip()] + body[1:]
+        while len(body) > 1 and not body[-1].strip():
+            body.pop()  # trailing blank lines of a cell do not matter
+        cells.append(FixtureCell("\n".join(body), is_gw, options, start + 1, -start))
+    return cells
+
+
+def _cell_at(path: Path, cells: list[FixtureCell], file_line: int) -> tuple[int, int]:
+    """(index into cells, cell line) of a file line."""
+    for index, cell in reversed(list(enumerate(cells))):
+        if cell.first_line <= file_line:
+            return index, file_line + cell.offset
+    raise ValueError(f"{path}:{file_line}: marker outside any cell")
+
+
+def parse_fixture(path: Path) -> Fixture:
+    lines = _lines(path)
+    fixture = Fixture(path=path, cells=_split_cells(lines))
     m = _EXPECT_ERROR.match(lines[0]) if lines else None
     if m:
         fixture.expect_error = m["name"]
@@ -346,38 +385,56 @@ def parse_fixture(path: Path) -> Fixture:
         k = _KNOWN_ISSUE.search(line)
         if k:
             fixture.known_issue = k["text"].strip()
-
-    starts = [i for i, line in enumerate(lines) if _SEPARATOR.match(line)]
-    if not starts:
-        fixture.cells.append(FixtureCell("%%gradwatch\n" + "\n".join(lines), True, "", 1, 1))
-    else:
-        preamble = lines[: starts[0]]
-        if any(l.strip() and not l.lstrip().startswith("#") for l in preamble):
-            fixture.cells.append(FixtureCell("\n".join(preamble), False, "", 1, 0))
-        for n, start in enumerate(starts):
-            end = starts[n + 1] if n + 1 < len(starts) else len(lines)
-            body = lines[start:end]
-            rest = _SEPARATOR.match(body[0])["rest"].strip()
-            is_gw = rest == "gradwatch" or rest.startswith("gradwatch ")
-            options = rest[len("gradwatch"):].strip() if is_gw else ""
-            if is_gw:
-                body = [f"%%gradwatch {options}".rstrip()] + body[1:]
-            while len(body) > 1 and not body[-1].strip():
-                body.pop()  # trailing blank lines of a cell do not matter
-            fixture.cells.append(FixtureCell("\n".join(body), is_gw, options, start + 1, -start))
-
     for file_line, line in enumerate(lines, 1):
         m = _EXPECT.search(line)
         if not m:
             continue
-        for index, cell in reversed(list(enumerate(fixture.cells))):
-            if cell.first_line <= file_line:
-                break
-        else:
-            raise ValueError(f"{path}:{file_line}: expectation outside any cell")
+        index, cell_line = _cell_at(path, fixture.cells, file_line)
         for code in m["codes"].split():
-            fixture.expected[(code, index, file_line + cell.offset)] += 1
+            fixture.expected[(code, index, cell_line)] += 1
     return fixture
+
+
+@dataclass
+class RealProgram(Fixture):
+    """A program of the real-bug corpus (tests/real/README.md)."""
+
+    header: dict[str, str] = field(default_factory=dict)
+    root_causes: set[tuple[int, int]] = field(default_factory=set)  # (index into cells, cell line)
+    related: set[tuple[int, int]] = field(default_factory=set)
+
+    @property
+    def clean(self) -> bool:
+        return self.header.get("bug-class", "").startswith("clean")
+
+
+def real_paths(groups: Iterable[str] | None = None) -> list[Path]:
+    paths = sorted(REAL_PROGRAMS.glob("*/*.py"))
+    if groups is not None:
+        wanted = set(groups)
+        paths = [p for p in paths if p.parent.name in wanted]
+    return paths
+
+
+def parse_real(path: Path) -> RealProgram:
+    lines = _lines(path)
+    program = RealProgram(path=path, cells=_split_cells(lines))
+    first_cell = next((i for i, line in enumerate(lines) if _SEPARATOR.match(line)), len(lines))
+    for line in lines[:first_cell]:
+        m = _HEADER.match(line)
+        if m:
+            program.header[m["key"]] = m["value"]
+    program.expect_error = program.header.get("expect-error") or None
+    for file_line, line in enumerate(lines, 1):
+        for pattern, marks in ((_ROOT_CAUSE, program.root_causes), (_RELATED, program.related)):
+            if pattern.search(line):
+                marks.add(_cell_at(path, program.cells, file_line))
+    missing = {"source", "bug-class", "symptom", "diagnosis"} - set(program.header)
+    if missing:
+        raise ValueError(f"{path}: header lacks {', '.join(sorted(missing))}")
+    if program.clean == bool(program.root_causes):
+        raise ValueError(f"{path}: a buggy program needs a `# root-cause` line, a clean one has none")
+    return program
 
 
 @dataclass
@@ -477,3 +534,55 @@ def registry_codes() -> dict[str, str]:
     from gradwatch.rules import registry
 
     return {r.code: r.name for r in registry.rules()}
+
+
+# --- the real-bug corpus -----------------------------------------------------------------------
+@dataclass
+class RealScore:
+    """How gradwatch did on one program of the real-bug corpus (tests/real/README.md)."""
+
+    program: RealProgram
+    findings: list[tuple[str, str, int | None, int | None]]  # warnings and errors: (code, severity, cell, line)
+    localized: bool
+    detected: bool
+    false_alarm: bool
+    outcome_changed: list[int]  # execution counts of the cells whose outcome differs
+    error: str | None = None  # the harness could not run it
+
+    @property
+    def verdict(self) -> str:
+        if self.error:
+            return "not run"
+        if self.program.clean:
+            return "FALSE ALARM" if self.false_alarm else "quiet"
+        return "localized" if self.localized else "detected" if self.detected else "missed"
+
+
+def score_real(program: RealProgram, watched: FixtureResult | BaseException,
+               plain: FixtureResult | BaseException) -> RealScore:
+    for result in (watched, plain):
+        if isinstance(result, BaseException):
+            return RealScore(program, [], False, False, False, [], error=f"{type(result).__name__}: {result}")
+    assert isinstance(watched, FixtureResult) and isinstance(plain, FixtureResult)
+    cells = watched.fixture_cells
+    roots = {(cells[index].execution_count, line) for index, line in program.root_causes}
+    findings = [(d["code"], d["severity"], (d["location"] or {}).get("cell"), (d["location"] or {}).get("line"))
+                for d in watched.notebook.diagnostics if d["severity"] in ("error", "warning")]
+    changed = [w.execution_count for w, p in zip(cells, plain.fixture_cells) if behaviour(w) != behaviour(p)]
+    if len(cells) != len(plain.fixture_cells):
+        changed.append(-1)
+    return RealScore(program, findings,
+                     localized=any((cell, line) in roots for _, _, cell, line in findings),
+                     detected=bool(findings), false_alarm=program.clean and bool(findings),
+                     outcome_changed=changed)
+
+
+async def arun_real(programs: list[RealProgram], workers: int | None = None) -> dict[str, RealScore]:
+    """Each program watched and plain (``unwatched``), each in a fresh kernel; program id -> score."""
+    watched = await arun_fixtures(list(programs), workers)
+    plain = await arun_fixtures([unwatched(p) for p in programs], workers)
+    return {p.id: score_real(p, watched[p.id], plain[p.id]) for p in programs}
+
+
+def run_real(programs: list[RealProgram], workers: int | None = None) -> dict[str, RealScore]:
+    return asyncio.run(arun_real(programs, workers))
