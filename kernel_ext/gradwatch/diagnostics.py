@@ -121,6 +121,9 @@ class Diagnostic:
     related: list[Related] = field(default_factory=list)
     fix: Fix | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
+    # the tensors this finding gives a cause for (not in the payload): rules that defer to this
+    # rule's code leave them out (see rules/registry.py)
+    explains: frozenset[str] = field(default=frozenset(), compare=False)
 
     @property
     def url(self) -> str:

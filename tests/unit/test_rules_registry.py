@@ -43,3 +43,60 @@ def test_docs_pages_are_up_to_date():
     target = ROOT / "docs" / "rules"
     for name, text in docs.pages().items():
         assert (target / name).read_text() == text, f"docs/rules/{name} is stale"
+
+
+# --- precedence: declared, resolved among the selected rules only ---------------------------------
+from gradwatch.diagnostics import Location  # noqa: E402
+from gradwatch.events import BackwardEvent, Cut, Events, Flow, StepEvent, TensorFact  # noqa: E402
+
+
+def _detach_loop_events() -> Events:
+    """What a loop whose prediction is `.detach()`ed records: a traced backward with a cut in
+    front of `w` and `b`, and steps that find no gradient on either."""
+    def loc(line: int, text: str) -> Location:
+        return Location(cell=3, path=None, line=line, column=5, end_line=line, end_column=5 + len(text),
+                        source=" " * 4 + text)
+
+    facts = [TensorFact(name=n, kind="tensor", requires_grad=True, is_leaf=True, owners=["opt"],
+                        owner_locations=[loc(4, "opt = torch.optim.SGD([w, b])")]) for n in ("w", "b")]
+    flow = Flow(loss_name="loss", loss_location=None, loss_shape=(), loss_requires_grad=False,
+                unreached=facts,
+                cuts=[Cut(kind="detach", op="detach", location=loc(7, "pred.detach()"), cut_off=["w", "b"],
+                          input_text="pred")])
+    events = Events()
+    events.backwards.append(BackwardEvent(index=1, api="Tensor.backward", location=loc(9, "loss.backward()"),
+                                          flow=flow))
+    events.steps += [StepEvent(optimizer=1, name="opt", location=loc(10, "opt.step()"), backwards_since_step=1,
+                               without_grad=facts, n_params=2) for _ in range(3)]
+    events.n_backward = events.n_steps = 3
+    events.step_counts[1] = [3, 3, 3]
+    return events
+
+
+def test_the_cut_supersedes_missing_gradients_by_default():
+    codes = [d.code for d in registry.run(_detach_loop_events())]
+    assert codes == ["GW002"]
+
+
+@pytest.mark.parametrize("options", [dict(select={"GW006"}), dict(ignore={"GW002"})])
+def test_a_rule_reports_what_only_unselected_rules_explain(options):
+    diagnostics = registry.run(_detach_loop_events(), **options)
+    assert [d.code for d in diagnostics] == ["GW006"]
+    assert diagnostics[0].evidence["parameters"] == ["w", "b"]
+
+
+def test_rules_run_after_the_rules_they_defer_to():
+    order = [r.code for r in registry.precedence_order(registry.by_code())]
+    assert sorted(order) == sorted(registry.by_code())
+    for position, code in enumerate(order):
+        for first in registry.by_code()[code].defers_to:
+            assert order.index(first) < position, f"{code} runs before {first}"
+    assert order.index("GW006") > order.index("GW114")  # not numeric order: GW006 is the last resort
+
+
+def test_deference_cycles_are_refused(monkeypatch):
+    table = registry.by_code()
+    monkeypatch.setattr(table["GW001"], "defers_to", frozenset({"GW002"}))
+    monkeypatch.setattr(table["GW002"], "defers_to", frozenset({"GW001"}))
+    with pytest.raises(ValueError, match="cycle"):
+        registry.precedence_order({"GW001", "GW002"})

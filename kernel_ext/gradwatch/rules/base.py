@@ -16,12 +16,17 @@ from ..locate import SourceMap
 
 
 class Context:
-    """The events of a cell, plus what earlier rules already explained."""
+    """The events of a cell, plus what the rules a rule defers to have explained.
+
+    ``explained`` is set by the registry before each rule runs: the tensor names that the
+    findings of the (selected) rules in its ``defers_to`` give a cause for. Rules read it and
+    never write it; a finding says what it explains with ``explains=``.
+    """
 
     def __init__(self, events: Events, source_map: SourceMap | None = None) -> None:
         self.events = events
         self.source_map = source_map
-        self.explained: set[str] = set()  # tensor names some rule already gave a cause for
+        self.explained: frozenset[str] = frozenset()
 
     def flows(self) -> Iterator[tuple[Any, Any]]:
         for event in self.events.backwards:
@@ -44,7 +49,9 @@ class Rule:
     name: str = ""
     severity: Severity = Severity.WARNING
     summary: str = ""  # one line for the rule table
-    fallback: bool = False  # runs after the others: reports only what they did not explain
+    # Codes whose findings supersede this rule's: the tensors they explain are in
+    # ``ctx.explained`` when this rule runs (and those rules run first).
+    defers_to: frozenset[str] = frozenset()
 
     @classmethod
     def doc(cls) -> str:
@@ -55,10 +62,11 @@ class Rule:
 
     def diagnostic(self, message: str, location: Location | None, *,
                    related: Iterable[Related] = (), fix: Fix | None = None,
-                   severity: Severity | None = None, **evidence: Any) -> Diagnostic:
+                   severity: Severity | None = None, explains: Iterable[str] = (),
+                   **evidence: Any) -> Diagnostic:
         return Diagnostic(code=self.code, name=self.name, severity=severity or self.severity,
                           message=message, location=location, related=list(related), fix=fix,
-                          evidence=evidence)
+                          evidence=evidence, explains=frozenset(explains))
 
 
 def related(location: Location | None, message: str) -> list[Related]:

@@ -59,7 +59,6 @@ class RequiresGradMissing(Rule):
         for name, (fact, backward_at, loss_name) in facts.items():
             if fact.kind != "tensor" or fact.requires_grad or not fact.is_leaf:
                 continue
-            ctx.explained.add(name)
             loc = fact.created
             owner = f"`{fact.owners[0]}`" if fact.owners else "the training loop"
             message = (f"`{name}` is created without `requires_grad=True`, so no gradient can "
@@ -69,7 +68,7 @@ class RequiresGradMissing(Rule):
             for owner_name, owner_loc in zip(fact.owners, fact.owner_locations):
                 rel += related(owner_loc, f"`{name}` is given to `{owner_name}` here")
             rel += related(backward_at, f"`{loss_name or 'the loss'}.backward()` needs its gradient here")
-            yield self.diagnostic(message, loc, related=rel, fix=_fix(loc), tensor=name,
+            yield self.diagnostic(message, loc, related=rel, fix=_fix(loc), explains=[name], tensor=name,
                                   shape=list(fact.shape), optimizers=fact.owners)
 
 

@@ -51,7 +51,6 @@ class GraphCut(Rule):
             for cut in flow.cuts:
                 if cut.kind not in _WHY or not set(cut.cut_off) - reached:
                     continue
-                ctx.explained.update(cut.cut_off)
                 expr = f"`{cut.location.text}`" if cut.location and cut.location.text else f"`{cut.op}`"
                 loss = f"`{flow.loss_name}`" if flow.loss_name else "the loss"
                 message = (f"{expr} {_WHY[cut.kind]}, which cuts {names(cut.cut_off)} off "
@@ -63,7 +62,7 @@ class GraphCut(Rule):
                     rel += related(cut.context, "gradient tracking is disabled by this block")
                 rel += related(event.location, f"`{flow.loss_name or 'loss'}.backward()` is called here")
                 yield self.diagnostic(message, cut.location, related=rel, fix=_fix(cut),
-                                      cut=cut.kind, op=cut.op, cut_off=cut.cut_off)
+                                      explains=cut.cut_off, cut=cut.kind, op=cut.op, cut_off=cut.cut_off)
 
 
 def _advice(cut) -> str:

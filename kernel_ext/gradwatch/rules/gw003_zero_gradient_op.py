@@ -37,7 +37,6 @@ class ZeroGradientOp(Rule):
             for cut in flow.cuts:
                 if cut.kind not in ("nondiff", "zero_grad"):
                     continue
-                ctx.explained.update(cut.cut_off)
                 expr = f"`{cut.location.text}`" if cut.location and cut.location.text else f"`{cut.op}`"
                 what = "has no gradient" if cut.kind == "nondiff" else "has a zero gradient almost everywhere"
                 message = (f"{expr} {what}, so {names(cut.cut_off)} {them(cut.cut_off, 'gets', 'get')} no useful gradient from "
@@ -45,4 +44,4 @@ class ZeroGradientOp(Rule):
                 yield self.diagnostic(
                     message, cut.location, related=related(event.location, "backward() is called here"),
                     fix=display_fix("Replace the op with a differentiable surrogate (e.g. softmax probabilities)"),
-                    op=cut.op, cut_off=cut.cut_off)
+                    explains=cut.cut_off, op=cut.op, cut_off=cut.cut_off)

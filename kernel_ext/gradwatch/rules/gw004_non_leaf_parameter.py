@@ -48,7 +48,6 @@ class NonLeafParameter(Rule):
                 if not fact.is_leaf and fact.requires_grad:
                     facts.setdefault(fact.name, (fact, None, "flow"))
         for name, (fact, where, how) in facts.items():
-            ctx.explained.add(name)
             loc = fact.made_non_leaf or fact.created
             op = f"`{loc.text}`" if loc is not None and loc.text else "an operation"
             consequence = ("the optimizer cannot optimize it" if how == "optimizer"
@@ -63,4 +62,4 @@ class NonLeafParameter(Rule):
                 message, loc, related=rel,
                 fix=display_fix("Create the tensor with `device=`/`dtype=` (or its final value) and "
                                 "`requires_grad=True`, or call `.requires_grad_()` last"),
-                tensor=name)
+                explains=[name], tensor=name)

@@ -38,7 +38,8 @@ class ParameterWithoutGradient(Rule):
     name = "parameter-without-gradient"
     severity = Severity.WARNING
     summary = "An optimizer's parameters got no gradient from any `backward()`."
-    fallback = True
+    # the last resort: any rule that names a cause for a missing gradient comes first
+    defers_to = frozenset({"GW001", "GW002", "GW003", "GW004", "GW007", "GW008", "GW103", "GW108", "GW114"})
 
     def check(self, ctx: Context):
         reported: dict[int, list] = {}
@@ -62,7 +63,6 @@ class ParameterWithoutGradient(Rule):
                        f"`step()` never updates {'it' if len(missing) == 1 else 'them'}; use "
                        f"{'it' if len(missing) == 1 else 'them'} in the forward pass or leave "
                        f"{'it' if len(missing) == 1 else 'them'} out of the optimizer")
-            ctx.explained.update(missing)
             steps, checked, without = ctx.events.step_counts.get(key, [0, 0, 0])
             if checked == steps > 1:
                 message += f" (in {without:,} of {steps:,} steps)"
@@ -71,5 +71,5 @@ class ParameterWithoutGradient(Rule):
             yield self.diagnostic(
                 message, loc, related=related(step.location, f"{opt}.step() finds no gradient here"),
                 fix=display_fix("Use the parameters in forward(), or exclude them from the optimizer"),
-                parameters=missing, optimizer=step.name, n_params=step.n_params,
+                explains=missing, parameters=missing, optimizer=step.name, n_params=step.n_params,
                 steps=steps, steps_checked=checked, steps_without_gradient=without)

@@ -32,12 +32,14 @@ class ParameterWithoutOptimizer(Rule):
     name = "parameter-without-optimizer"
     severity = Severity.WARNING
     summary = "Parameters get gradients but no optimizer updates them (e.g. a stale optimizer)."
+    defers_to = frozenset({"GW001", "GW002", "GW003", "GW004"})
 
     def check(self, ctx: Context):
         if not ctx.events.n_steps:
             return  # no optimizer steps in this cell: manual updates, or evaluation only
+        done: set[str] = set()  # reported for an earlier backward() of the cell
         for event, flow in ctx.flows():
-            unowned = [f for f in flow.reached_unowned if f.name not in ctx.explained
+            unowned = [f for f in flow.reached_unowned if f.name not in ctx.explained | done
                        and not _made_each_iteration(ctx, f, event.location)]
             if not unowned:
                 continue
@@ -51,16 +53,16 @@ class ParameterWithoutOptimizer(Rule):
                 message = (f"`{opt}` was built for an earlier `{module}`: the model was re-created "
                            f"after the optimizer, so `{opt}.step()` updates parameters the loss no "
                            f"longer uses; build the optimizer after the model")
-                ctx.explained.update(f.name for f in stale)
-                ctx.explained.update(orphans)
+                explains = [f.name for f in stale] + orphans
+                done.update(explains)
                 rel = related(stale[0].owner_locations[0] if stale[0].owner_locations else None,
                               f"`{opt}` is built here, from the earlier `{module}`")
                 rel += related(event.location, "backward() computes gradients for the new model here")
                 yield self.diagnostic(message, loc or event.location, related=rel,
                                       fix=display_fix(f"Create `{opt}` after the last `{module} = ...`"),
-                                      stale=True, parameters=orphans)
+                                      explains=explains, stale=True, parameters=orphans)
                 continue
-            ctx.explained.update(orphans)
+            done.update(orphans)
             message = (f"{names(orphans)} {them(orphans, 'receives', 'receive')} gradients from "
                        f"`{flow.loss_name or 'the loss'}` but {them(orphans, 'belongs', 'belong')} to no optimizer, so nothing "
                        f"updates {'it' if len(orphans) == 1 else 'them'}; add "
@@ -69,7 +71,7 @@ class ParameterWithoutOptimizer(Rule):
             loc = unowned[0].created or event.location
             yield self.diagnostic(message, loc, related=related(event.location, "backward() is called here"),
                                   fix=display_fix("Pass these parameters to the optimizer"),
-                                  stale=False, parameters=orphans)
+                                  explains=orphans, stale=False, parameters=orphans)
 
 
 def _made_each_iteration(ctx: Context, fact, backward_at) -> bool:

@@ -42,7 +42,6 @@ class FrozenParameterInOptimizer(Rule):
             frozen = [f.name for f in opt.params if f.kind == "parameter" and not f.requires_grad]
             if not frozen:
                 continue
-            ctx.explained.update(frozen)
             if opt.name in seen:
                 continue
             seen.add(opt.name or "")
@@ -60,4 +59,4 @@ class FrozenParameterInOptimizer(Rule):
                 message, opt.location,
                 severity=Severity.WARNING if everything else Severity.INFO,
                 fix=display_fix("Pass only the parameters that require grad to the optimizer"),
-                frozen=frozen, n_params=len(opt.params))
+                explains=frozen, frozen=frozen, n_params=len(opt.params))

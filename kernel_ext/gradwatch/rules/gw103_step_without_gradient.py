@@ -44,8 +44,7 @@ class StepWithoutGradient(Rule):
                     else "applies the previous step's stale gradients again")
             message = (f"`{opt}.step()` runs without a `backward()` since the previous step, so it "
                        f"{what}; call `loss.backward()` before `{opt}.step()`")
-            ctx.explained.update(f.get("params", ()))  # GW006 must not report them again
             yield self.diagnostic(message, f.get("step"),
                                   related=related(f.get("optimizer_location"), f"`{opt}` is created here"),
                                   fix=display_fix("Call `loss.backward()` before `step()`"),
-                                  optimizer=opt)
+                                  explains=f.get("params", ()), optimizer=opt)

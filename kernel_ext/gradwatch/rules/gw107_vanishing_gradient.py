@@ -35,6 +35,7 @@ class VanishingGradient(Rule):
     name = "vanishing-gradient"
     severity = Severity.WARNING
     summary = "Some layers' gradients are orders of magnitude smaller than the others'."
+    defers_to = frozenset({"GW001", "GW002", "GW003", "GW004", "GW007", "GW008", "GW103"})
 
     def check(self, ctx: Context):
         for f in ctx.findings(self.code):

@@ -33,10 +33,12 @@ class DeadParameter(Rule):
     name = "dead-parameter"
     severity = Severity.WARNING
     summary = "Parameters whose gradient is exactly zero for many consecutive steps."
+    defers_to = frozenset({"GW001", "GW002", "GW003", "GW004", "GW007", "GW008", "GW103"})
 
     def check(self, ctx: Context):
+        done: set[str] = set()
         for f in ctx.findings(self.code):
-            params = [p for p in f["params"] if p not in ctx.explained]
+            params = [p for p in f["params"] if p not in ctx.explained | done]
             if not params:
                 continue
             one = len(params) == 1
@@ -44,9 +46,9 @@ class DeadParameter(Rule):
                        f"{f['zero_steps']} steps, so {'it' if one else 'they'} stopped learning "
                        f"(dead units, e.g. ReLUs that never activate); check the initialization, lower "
                        f"the learning rate or use `LeakyReLU`")
-            ctx.explained.update(params)
+            done.update(params)
             yield self.diagnostic(
                 message, f.get("loss") or f.get("optimizer_location"),
                 related=related(f.get("optimizer_location"), f"`{f['optimizer']}` trains them"),
                 fix=display_fix("Use LeakyReLU, fix the initialization or lower the learning rate"),
-                parameters=params, zero_steps=f["zero_steps"])
+                explains=params, parameters=params, zero_steps=f["zero_steps"])

@@ -28,12 +28,14 @@ class StepChangesNothing(Rule):
     name = "step-changes-nothing"
     severity = Severity.WARNING
     summary = "Optimizer steps that change nothing: learning rate 0 or all-zero gradients."
+    defers_to = frozenset({"GW001", "GW002", "GW003", "GW004", "GW007", "GW008", "GW103", "GW108"})
 
     def check(self, ctx: Context):
         found = ctx.events.extra.get("dynamics", ())
         # zeros that zero_grad() between backward() and step() (GW102) or a step without
         # backward (GW103) left behind are those rules' findings
         caused = {f["optimizer_key"] for f in found if f["code"] in ("GW102", "GW103")}
+        done: set[str] = set()
         for f in found:
             if f["code"] != self.code or (f.get("kind") != "lr" and f["optimizer_key"] in caused):
                 continue
@@ -44,14 +46,14 @@ class StepChangesNothing(Rule):
                 loc = f.get("optimizer_location") or f.get("step")
                 rel = related(f.get("step"), f"`{opt}.step()` changes nothing here")
             else:
-                if any(p in ctx.explained for p in f.get("params", ())):
+                if any(p in ctx.explained | done for p in f.get("params", ())):
                     continue  # a structural rule (e.g. GW003) gave the cause
                 message = (f"every gradient of `{opt}`'s parameters was exactly zero in all "
                            f"{f['steps']} steps, so `{opt}.step()` changes nothing; make the loss "
                            f"depend differentiably on the parameters")
                 loc = f.get("loss") or f.get("optimizer_location")
                 rel = related(f.get("optimizer_location"), f"`{opt}` is created here")
-            ctx.explained.update(f.get("params", ()))
+            done.update(f.get("params", ()))
             yield self.diagnostic(message, loc, related=rel,
                                   fix=display_fix("Use a positive learning rate / a differentiable loss"),
-                                  optimizer=opt, kind=f.get("kind"))
+                                  explains=f.get("params", ()), optimizer=opt, kind=f.get("kind"))

@@ -57,29 +57,59 @@ def expand(codes: Iterable[str]) -> set[str]:
     return result
 
 
+def precedence_order(codes: Iterable[str]) -> list[type[Rule]]:
+    """The rules of ``codes`` so that each runs after the rules it defers to (among ``codes``):
+    a topological order, ties broken by code, so renumbering a rule changes nothing else."""
+    table = by_code()
+    wanted = set(codes)
+    order: list[type[Rule]] = []
+    placed: set[str] = set()
+    visiting: set[str] = set()
+
+    def place(code: str) -> None:
+        if code in placed:
+            return
+        if code in visiting:
+            raise ValueError(f"rules defer to each other in a cycle through {code}")
+        visiting.add(code)
+        for first in sorted(table[code].defers_to & wanted):
+            place(first)
+        visiting.discard(code)
+        placed.add(code)
+        order.append(table[code])
+
+    for code in sorted(wanted):
+        place(code)
+    return order
+
+
 def run(events: Events, source_map: SourceMap | None = None, *, select: set[str] | None = None,
         ignore: set[str] | None = None) -> list[Diagnostic]:
+    """Run the selected rules (``select`` minus ``ignore``) and resolve their precedence.
+
+    A rule that defers to other codes sees, in ``ctx.explained``, the tensors that those rules'
+    findings explain, but only for rules that are selected too: with ``--select GW006`` the
+    missing gradients a ``.detach()`` causes are GW006's to report; by default GW002 names the
+    cut and GW006 stays quiet about those tensors.
+    """
+    codes = {r.code for r in rules() if (select is None or r.code in select) and r.code not in (ignore or ())}
     ctx = Context(events, source_map)
-    out: list[Diagnostic] = []
+    emitted: dict[str, list[Diagnostic]] = {}
     seen: set[tuple] = set()
-    # Rules that find causes run first; fallbacks only report what no cause explained.
-    for rule_cls in sorted(rules(), key=lambda r: r.fallback):
+    for rule_cls in precedence_order(codes):
         rule = rule_cls()
-        found = 0
+        ctx.explained = frozenset(name for code in rule.defers_to for d in emitted.get(code, ())
+                                  for name in d.explains)
+        found = emitted.setdefault(rule.code, [])
         for diag in rule.check(ctx) or ():
-            if diag.key() in seen:
-                continue
-            seen.add(diag.key())
-            found += 1
-            if found > MAX_PER_RULE:
-                continue
-            if (select is None or diag.code in select) and diag.code not in (ignore or ()):
-                out.append(diag)
-        if found > MAX_PER_RULE:
-            for diag in reversed(out):
-                if diag.code == rule.code:
-                    diag.evidence["more_not_shown"] = found - MAX_PER_RULE
-                    break
+            if diag.key() not in seen:
+                seen.add(diag.key())
+                found.append(diag)
+    out: list[Diagnostic] = []
+    for found in emitted.values():
+        if len(found) > MAX_PER_RULE:
+            found[MAX_PER_RULE - 1].evidence["more_not_shown"] = len(found) - MAX_PER_RULE
+        out += found[:MAX_PER_RULE]
     out.sort(key=lambda d: (d.severity.rank,) + _where(d))
     return out
 
