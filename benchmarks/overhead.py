@@ -188,23 +188,39 @@ def peak_memory(w: Workload, mode: str, steps: int, cuda: bool) -> float:
         tracemalloc.stop()
 
 
-def sync_check(w: Workload, steps: int = 50) -> str:
-    """gradwatch on a loop that does not sync must not add a sync per step."""
+def check_no_sync(step, steps: int = 50, *, warm: int = 3, set_sync_debug_mode=None, synchronize=None) -> str:
+    """Run ``step()`` inside ``gradwatch.watch()``: ``warm`` traced iterations, then ``steps`` with
+    the sync-debug mode at ``"error"``. "ok: ..." only if no step raised (a sync in the loop) and
+    the report has no GW900: gradwatch turns an exception in its own hooks (such as the sync
+    error raised inside a per-step hook) into a GW900 and lets the loop go on, so a clean finish
+    alone proves nothing. Otherwise "FAILED: ...". ``set_sync_debug_mode`` and ``synchronize``
+    default to ``torch.cuda``'s; stand-ins let a CPU test check that the check can fail."""
+    set_mode = set_sync_debug_mode or torch.cuda.set_sync_debug_mode
+    sync = synchronize or torch.cuda.synchronize
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with gradwatch.watch(warn=False, namespace={}):
-            for _ in range(3):  # the traced first iterations (read nothing on the host either)
-                w.step()
-            torch.cuda.synchronize()
-            torch.cuda.set_sync_debug_mode("error")
-            try:
-                for _ in range(steps):
-                    w.step()
-            except RuntimeError as exc:
-                return f"FAILED: {str(exc).splitlines()[0]}"
-            finally:
-                torch.cuda.set_sync_debug_mode("default")
+        try:
+            with gradwatch.watch(warn=False, namespace={}) as report:
+                for _ in range(warm):  # the traced first iterations (read nothing on the host either)
+                    step()
+                sync()
+                set_mode("error")
+                try:
+                    for _ in range(steps):
+                        step()
+                finally:
+                    set_mode("default")
+        except RuntimeError as exc:
+            return f"FAILED: {str(exc).splitlines()[0]}"
+    faults = [d.message for d in report.diagnostics if d.code == "GW900"]
+    if faults:
+        return f"FAILED: GW900 (a fault inside gradwatch's hooks): {faults[0]}"
     return f"ok: 0 syncs in {steps} steps"
+
+
+def sync_check(w: Workload, steps: int = 50) -> str:
+    """gradwatch on a loop that does not sync must not add a sync per step."""
+    return check_no_sync(w.step, steps)
 
 
 # --- gradwatch's own memory ------------------------------------------------------------------------

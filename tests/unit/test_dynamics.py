@@ -4,8 +4,10 @@ requested after a NaN, cleanup, and the rules' interplay on recorded findings.""
 from __future__ import annotations
 
 import gc
+import importlib.util
 import warnings
 import weakref
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +18,8 @@ from gradwatch import session as session_mod
 from gradwatch.events import Events
 from gradwatch.rules import registry
 from gradwatch.trace import dyn_stats
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def watched(fn, **options):
@@ -177,6 +181,14 @@ def test_non_finite_message_names_step_parameters_and_origin():
                                 "came from `torch.log(raw)`")
 
 
+def check_no_sync(*args, **kwargs) -> str:
+    """``benchmarks/overhead.py``'s ``check_no_sync`` (the benchmark's GPU sync check)."""
+    spec = importlib.util.spec_from_file_location("overhead", ROOT / "benchmarks" / "overhead.py")
+    overhead = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(overhead)
+    return overhead.check_no_sync(*args, **kwargs)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU lent: the sync check runs in "
                     "benchmarks/overhead.py on a GPU machine")
 def test_no_host_device_sync_per_step_on_gpu():
@@ -184,17 +196,48 @@ def test_no_host_device_sync_per_step_on_gpu():
     model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1)).cuda()
     opt = torch.optim.Adam(model.parameters())
     x, y = torch.randn(32, 64, device="cuda"), torch.randn(32, 1, device="cuda")
+    result = check_no_sync(lambda: loop(model, opt, x, y, 1), steps=300)
+    assert result.startswith("ok"), result
 
-    def run():
-        loop(model, opt, x, y, 3)
-        torch.cuda.synchronize()
-        torch.cuda.set_sync_debug_mode("error")
-        try:
-            loop(model, opt, x, y, 300)
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
 
-    watched(run)
+def test_the_sync_check_fails_when_a_per_step_hook_faults(monkeypatch):
+    """On the CPU, with stand-ins for the sync-debug mode: a per-step hook that raises what CUDA's
+    sync-debug mode raises ends as a GW900 while the loop finishes normally; the check must fail."""
+    torch.manual_seed(0)
+    model, x, y = nn.Linear(4, 1), torch.randn(8, 4), torch.randn(8, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-2)
+    mode = ["default"]
+    stand_ins = dict(set_sync_debug_mode=lambda m: mode.__setitem__(0, m), synchronize=lambda: None)
+    steps_run = []
+
+    def step():
+        loop(model, opt, x, y, 1)
+        steps_run.append(mode[0])
+
+    assert check_no_sync(step, steps=40, **stand_ins) == "ok: 0 syncs in 40 steps"
+    assert steps_run.count("error") == 40 and mode == ["default"]
+
+    on_step = dyn_stats.GradStats.on_step
+
+    def syncing_on_step(self, *args, **kwargs):
+        if mode[0] == "error":
+            raise RuntimeError("called a synchronizing CUDA operation")
+        return on_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(dyn_stats.GradStats, "on_step", syncing_on_step)
+    steps_run.clear()
+    result = check_no_sync(step, steps=40, **stand_ins)
+    assert steps_run.count("error") == 40 and mode == ["default"]  # the loop itself finished
+    assert result.startswith("FAILED: GW900") and "called a synchronizing CUDA operation" in result, result
+
+    def syncing_step():  # a sync in the training loop itself raises out of it
+        step()
+        if mode[0] == "error":
+            raise RuntimeError("called a synchronizing CUDA operation")
+
+    monkeypatch.undo()
+    assert check_no_sync(syncing_step, steps=40, **stand_ins) == "FAILED: called a synchronizing CUDA operation"
+    assert mode == ["default"]
 
 
 def test_long_loops_are_checked_for_missing_gradients_on_a_sample_of_steps():
