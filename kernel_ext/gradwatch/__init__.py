@@ -39,7 +39,8 @@ def watch(**options):
     from .session import Watch
 
     if "namespace" not in options:
-        caller = inspect.currentframe().f_back
+        frame = inspect.currentframe()
+        caller = frame.f_back if frame is not None else None
         options["namespace"] = caller.f_globals if caller is not None else {}
     return Watch(**options)
 

@@ -65,8 +65,8 @@ class SourceMap:
             return None
         code = linecache.getlines(filename)
         raw = history_cell(self.shell, number)
-        editor = raw.splitlines() if raw is not None else [l.rstrip("\n") for l in code]
-        cell = _Cell(number, editor, [l.rstrip("\n") for l in code])
+        editor = raw.splitlines() if raw is not None else [line.rstrip("\n") for line in code]
+        cell = _Cell(number, editor, [line.rstrip("\n") for line in code])
         self._cells[filename] = cell
         return cell
 
@@ -111,11 +111,11 @@ class SourceMap:
         cell = self._cell_for(filename)
         if cell is not None:
             code_lines, editor_lines = cell.code_lines, cell.editor_lines
-            where = {"cell": cell.execution_count}
+            where: dict[str, Any] = {"cell": cell.execution_count}
         else:
             code_lines = self._file_lines.get(filename)
             if code_lines is None:
-                code_lines = [l.rstrip("\n") for l in linecache.getlines(filename)]
+                code_lines = [text.rstrip("\n") for text in linecache.getlines(filename)]
                 self._file_lines[filename] = code_lines
             editor_lines = code_lines
             where = {"path": filename}
@@ -132,7 +132,7 @@ class SourceMap:
         return Location(line=line, column=column + 1, end_line=end_line,
                         end_column=end_column + 1, source=source, **where)
 
-    def node_location(self, filename: str, node: ast.AST) -> Location | None:
+    def node_location(self, filename: str, node: ast.expr | ast.stmt) -> Location | None:
         return self.location_of_span(filename, node.lineno, node.end_lineno or node.lineno,
                                      node.col_offset, node.end_col_offset or node.col_offset)
 
@@ -231,8 +231,9 @@ def _instruction_span(code: CodeType, lasti: int) -> tuple[int, int, int, int] |
         span = None
         for i, pos in enumerate(code.co_positions()):
             if i == lasti // 2:
-                if None not in pos:
-                    span = (pos[0], pos[1], pos[2], pos[3])
+                line, end_line, col, end_col = pos
+                if line is not None and end_line is not None and col is not None and end_col is not None:
+                    span = (line, end_line, col, end_col)
                 break
         if len(_SPANS) > 50_000:
             _SPANS.clear()
@@ -257,7 +258,7 @@ def _assigned_value(node: ast.AST, name: str, attribute: bool = False) -> ast.ex
             if isinstance(target, ast.Name) and target.id == name:
                 return node.value
             if isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple):
-                for t, v in zip(target.elts, node.value.elts):
+                for t, v in zip(target.elts, node.value.elts, strict=False):
                     if isinstance(t, ast.Name) and t.id == name:
                         return v
     if attribute:

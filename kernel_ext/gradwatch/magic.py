@@ -26,6 +26,8 @@ class StrictModeError(Exception):
 
 @magics_class
 class GradwatchMagics(Magics):
+    shell: Any  # the InteractiveShell (Magics types it Optional: these magics always have one)
+
     def __init__(self, shell: Any) -> None:
         super().__init__(shell)
         self._auto: dict[str, Any] | None = None  # options of `%gradwatch on`
@@ -186,7 +188,7 @@ class GradwatchMagics(Magics):
             session.__enter__()
             self._auto_session = session
         except Exception as exc:
-            warnings.warn(f"gradwatch could not watch this cell: {exc}", RuntimeWarning)
+            warnings.warn(f"gradwatch could not watch this cell: {exc}", RuntimeWarning, stacklevel=1)
 
     def post_run_cell(self, result: Any) -> None:
         session, self._auto_session = self._auto_session, None

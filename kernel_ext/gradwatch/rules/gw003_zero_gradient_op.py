@@ -39,7 +39,8 @@ class ZeroGradientOp(Rule):
                     continue
                 expr = f"`{cut.location.text}`" if cut.location and cut.location.text else f"`{cut.op}`"
                 what = "has no gradient" if cut.kind == "nondiff" else "has a zero gradient almost everywhere"
-                message = (f"{expr} {what}, so {names(cut.cut_off)} {them(cut.cut_off, 'gets', 'get')} no useful gradient from "
+                message = (f"{expr} {what}, so {names(cut.cut_off)} {them(cut.cut_off, 'gets', 'get')} "
+                           f"no useful gradient from "
                            f"`{flow.loss_name or 'the loss'}`; use a differentiable surrogate in the loss")
                 yield self.diagnostic(
                     message, cut.location, related=related(event.location, "backward() is called here"),

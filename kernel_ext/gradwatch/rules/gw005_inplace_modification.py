@@ -41,7 +41,8 @@ class InplaceModification(Rule):
                 continue
             loc = info.get("inplace_location") or event.location
             tensor = f"`{info['tensor_name']}`" if info.get("tensor_name") else "a tensor"
-            op = f"`{loc.text}`" if loc is not None and loc.text and loc is not event.location else "an in-place operation"
+            op = (f"`{loc.text}`" if loc is not None and loc.text and loc is not event.location
+                  else "an in-place operation")
             saved = f"`{info['saved_op']}`" if info.get("saved_op") else "an earlier op"
             message = (f"{op} modifies {tensor} in place after {saved} saved it for the backward "
                        f"pass, so `backward()` fails; use an out-of-place operation "

@@ -64,7 +64,8 @@ class ParameterWithoutOptimizer(Rule):
                 continue
             done.update(orphans)
             message = (f"{names(orphans)} {them(orphans, 'receives', 'receive')} gradients from "
-                       f"`{flow.loss_name or 'the loss'}` but {them(orphans, 'belongs', 'belong')} to no optimizer, so nothing "
+                       f"`{flow.loss_name or 'the loss'}` but {them(orphans, 'belongs', 'belong')} to no optimizer, "
+                       f"so nothing "
                        f"updates {'it' if len(orphans) == 1 else 'them'}; add "
                        f"{'it' if len(orphans) == 1 else 'them'} to the optimizer or freeze "
                        f"{'it' if len(orphans) == 1 else 'them'} with `requires_grad_(False)`")

@@ -57,5 +57,6 @@ class BackwardThroughFreedGraph(Rule):
                            f"and `{loss}` still depends on it; detach it between iterations "
                            f"(`{name or 'x'} = {name or 'x'}.detach()`) or recompute it inside the loop")
             yield self.diagnostic(message, loc, related=related(event.location, "the second backward() fails here"),
-                                  fix=display_fix("Detach the carried tensor each iteration, or compute it inside the loop"),
+                                  fix=display_fix("Detach the carried tensor each iteration, "
+                                                  "or compute it inside the loop"),
                                   tensor=name)

@@ -52,7 +52,7 @@ class NonFinite(Rule):
         elif grad_step is not None:
             what, step = f"the gradient of {names(v.get('params') or ['a parameter'], 3)}", grad_step
         else:
-            what, step = "a value in the forward pass", origin.get("iteration")
+            what, step = "a value in the forward pass", origin.get("iteration") if origin is not None else None
         message = f"{what} first became NaN/Inf at step {step}"
         if origin is not None and origin.get("inputs") and grad_step is not None \
                 and origin.get("iteration", 0) > grad_step:

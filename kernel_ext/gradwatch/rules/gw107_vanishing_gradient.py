@@ -43,8 +43,9 @@ class VanishingGradient(Rule):
             if not params:
                 continue
             one = len(params) == 1
-            message = (f"the gradient{'' if one else 's'} of {names(params, 3)} {'is' if one else 'are'} about 10^{f['orders']:.0f} times "
-                       f"smaller than the other layers' (vanishing gradients), so {'it barely learns' if one else 'they barely learn'}; "
+            message = (f"the gradient{'' if one else 's'} of {names(params, 3)} {'is' if one else 'are'} "
+                       f"about 10^{f['orders']:.0f} times smaller than the other layers' (vanishing gradients), "
+                       f"so {'it barely learns' if one else 'they barely learn'}; "
                        f"use ReLU-like activations, normalization or residual connections")
             yield self.diagnostic(
                 message, f.get("loss") or f.get("optimizer_location"),

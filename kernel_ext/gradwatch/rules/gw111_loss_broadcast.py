@@ -34,7 +34,10 @@ class LossBroadcast(Rule):
         for f in ctx.findings(self.code):
             loc = f["location"]
             call = f"`{loc.text}`" if loc is not None and loc.text else f"`{f['op']}`"
-            shape = lambda s: "(" + ", ".join(map(str, s)) + ("," if len(s) == 1 else "") + ")"
+
+            def shape(s):
+                return "(" + ", ".join(map(str, s)) + ("," if len(s) == 1 else "") + ")"
+
             message = (f"{call} compares an input of shape {shape(f['input_shape'])} with a target of "
                        f"shape {shape(f['target_shape'])}, which broadcast to {shape(f['broadcast_shape'])}, "
                        f"so every prediction is compared with every target; make the shapes equal "

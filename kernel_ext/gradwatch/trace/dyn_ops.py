@@ -46,12 +46,12 @@ class OpChecks:
         if not isinstance(inp, torch.Tensor):
             return
         node = self.m.session.provenance.nodes.get(inp)
-        producer = node.op if node is not None else None
+        producer, producer_pos = (node.op, node.pos) if node is not None else (None, None)
         if op in _CE and producer in ("softmax", "log_softmax") \
                 and not (op == "nll_loss" and producer == "log_softmax"):
-            self._find("GW109", op, position_fn(), producer=producer, producer_pos=node.pos)
+            self._find("GW109", op, position_fn(), producer=producer, producer_pos=producer_pos)
         elif op in _BCE and producer == "sigmoid":
-            self._find("GW110", op, position_fn(), producer=producer, producer_pos=node.pos)
+            self._find("GW110", op, position_fn(), producer=producer, producer_pos=producer_pos)
         elif op in _REGRESSION and isinstance(target, torch.Tensor) and inp.shape != target.shape:
             try:
                 shape = torch.broadcast_shapes(inp.shape, target.shape)
@@ -89,7 +89,7 @@ class OpChecks:
             if not records:
                 continue
             flags = torch.stack([r[0] for r in records]).tolist()  # the one host read
-            for ok, (_, op, pos, inputs) in zip(flags, records):
+            for ok, (_, op, pos, inputs) in zip(flags, records, strict=True):
                 if ok:
                     continue
                 bad_inputs = []

@@ -171,7 +171,8 @@ class GradStats:
             if not s.partial:
                 try:
                     # one stacked tensor per sample: few live Python objects between flushes
-                    row = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))
+                    # (a None in grads raises the TypeError handled below)
+                    row = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))  # pyright: ignore[reportPrivateImportUsage, reportArgumentType]
                 except TypeError:  # a missing gradient (None): the slower path from now on
                     if not any(g is None for g in grads):
                         raise
@@ -180,7 +181,7 @@ class GradStats:
                 present = [g for g in grads if g is not None]
                 if not present:
                     return
-                norms = iter(torch._foreach_norm(present, 2, dtype=torch.float32))
+                norms = iter(torch._foreach_norm(present, 2, dtype=torch.float32))  # pyright: ignore[reportPrivateImportUsage]
                 if s.minus_one is None:
                     s.minus_one = torch.full((), -1.0, device=present[0].device)
                 row = torch.stack([next(norms) if g is not None else s.minus_one for g in grads])
@@ -297,7 +298,7 @@ class GradStats:
     # --- results ---------------------------------------------------------------------------------
     def finish(self, namer: Any) -> list[dict]:
         if self.pending:
-            s = self.series.get(max(self.series)) if self.series else self._series(None, 0)
+            s = self.series[max(self.series)] if self.series else self._series(None, 0)
             s.losses += self.pending
             self.pending = []
         out: list[dict] = []
@@ -327,7 +328,7 @@ class GradStats:
         self.last = None
 
 
-def _judge(base: dict, g: dict, l: dict, names: list[str], s: _Series) -> list[dict]:
+def _judge(base: dict, g: dict, l: dict, names: list[str], s: _Series) -> list[dict]:  # noqa: E741 (renamed with issue 8 section 5)
     """Host-side verdicts on the statistics of one optimizer (plain numbers in, findings out)."""
     out = []
     first_grad_bad = None
@@ -336,7 +337,8 @@ def _judge(base: dict, g: dict, l: dict, names: list[str], s: _Series) -> list[d
         first_grad_bad = min(fb) if fb and min(fb) != _BIG else None
     first_loss_bad = l.get("first_bad") if l and l.get("first_bad") != _BIG else None
     if first_grad_bad is not None or first_loss_bad is not None:
-        bad = [n for n, v in zip(names, g.get("first_bad", [])) if v == first_grad_bad] if first_grad_bad else []
+        bad = ([n for n, v in zip(names, g.get("first_bad", []), strict=False) if v == first_grad_bad]
+               if first_grad_bad else [])
         out.append(dict(base, code="GW105", kind="values", grad_step=_int(first_grad_bad),
                         loss_step=_int(first_loss_bad + 1) if first_loss_bad is not None else None,
                         params=bad[:16], n_params=len(bad)))

@@ -244,7 +244,7 @@ class StepOrder:
                     continue
                 where = self.eval_pos.get(value)
                 if where is None:
-                    for name, sub in value.named_modules():
+                    for sub in value.modules():
                         where = self.eval_pos.get(sub)
                         if where is not None:
                             break

@@ -114,7 +114,7 @@ class Provenance:
         self.made_at: dict[int, Position] = {}  # storage address -> where a factory made it
         self._position = position
         # Extra per-op checks that run only while tracing: f(op, args, kwargs, out, position).
-        self.observers: list[Callable[[str, tuple, dict, Any, Position | None], None]] = []
+        self.observers: list[Callable[[str, tuple, dict, Any, Callable[[], Position | None]], None]] = []
 
     def node_of(self, t: torch.Tensor) -> Node:
         node = self.nodes.get(t)
