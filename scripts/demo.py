@@ -38,7 +38,7 @@ def main() -> int:
     parser.add_argument("--notebook", type=pathlib.Path, help="write the executed notebook here")
     args = parser.parse_args()
     nb = execute(build())
-    for cell, name in zip(nb.cells[1:], PROGRAMS):
+    for cell, name in zip(nb.cells[1:], PROGRAMS, strict=True):
         print(f"=== In [{cell.execution_count}]: %%gradwatch + examples/seed/{name}")
         for out in cell.outputs:
             if out.output_type == "error":

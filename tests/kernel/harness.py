@@ -351,7 +351,7 @@ def _split_cells(lines: list[str]) -> list[FixtureCell]:
     if not starts:
         return [FixtureCell("%%gradwatch\n" + "\n".join(lines), True, "", 1, 1)]
     preamble = lines[: starts[0]]
-    if any(l.strip() and not l.lstrip().startswith("#") for l in preamble):
+    if any(line.strip() and not line.lstrip().startswith("#") for line in preamble):
         cells.append(FixtureCell("\n".join(preamble), False, "", 1, 0))
     for n, start in enumerate(starts):
         end = starts[n + 1] if n + 1 < len(starts) else len(lines)
@@ -485,7 +485,8 @@ def default_workers() -> int:
     return int(os.environ.get("GRADWATCH_TEST_WORKERS", "0")) or min(4, (os.cpu_count() or 1) + 1)
 
 
-async def arun_fixtures(fixtures: list[Fixture], workers: int | None = None) -> dict[str, FixtureResult | BaseException]:
+async def arun_fixtures(fixtures: list[Fixture],
+                        workers: int | None = None) -> dict[str, FixtureResult | BaseException]:
     """Run fixtures, each in a fresh kernel, ``workers`` kernels at a time."""
     sem = asyncio.Semaphore(workers or default_workers())
     results: dict[str, FixtureResult | BaseException] = {}
@@ -568,7 +569,8 @@ def score_real(program: RealProgram, watched: FixtureResult | BaseException,
     roots = {(cells[index].execution_count, line) for index, line in program.root_causes}
     findings = [(d["code"], d["severity"], (d["location"] or {}).get("cell"), (d["location"] or {}).get("line"))
                 for d in watched.notebook.diagnostics if d["severity"] in ("error", "warning")]
-    changed = [w.execution_count for w, p in zip(cells, plain.fixture_cells) if behaviour(w) != behaviour(p)]
+    changed = [w.execution_count for w, p in zip(cells, plain.fixture_cells, strict=False)
+               if behaviour(w) != behaviour(p)]
     if len(cells) != len(plain.fixture_cells):
         changed.append(-1)
     return RealScore(program, findings,

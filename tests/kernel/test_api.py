@@ -99,7 +99,7 @@ def test_clean_code_gives_an_empty_report_and_restores_torch():
     after = (torch.Tensor.__dict__["backward"], torch.autograd.backward, torch.autograd.grad,
              torch.optim.Optimizer.__dict__["__init__"], torch.optim.Optimizer.__dict__["zero_grad"],
              torch._C._len_torch_function_stack())
-    assert all(a is b for a, b in zip(after[:5], before[:5])) and after[5] == before[5]
+    assert all(a is b for a, b in zip(after[:5], before[:5], strict=True)) and after[5] == before[5]
 
 
 def _failing_training(refs):
@@ -107,7 +107,7 @@ def _failing_training(refs):
         try:
             w = torch.randn(2, 1)
             refs.append(weakref.ref(w))
-            opt = torch.optim.SGD([w], lr=0.1)
+            opt = torch.optim.SGD([w], lr=0.1)  # noqa: F841 (kept alive: gradwatch holds optimizers weakly)
             (torch.ones(3, 2) @ w).sum().backward()
         except RuntimeError as exc:
             caught = exc
@@ -119,7 +119,7 @@ def test_exception_passes_through_with_a_note_and_nothing_is_kept():
     with pytest.raises(RuntimeError) as info:
         with gradwatch.watch(warn=False, select=["GW0"]) as report:
             w = torch.randn(2, 1)
-            opt = torch.optim.SGD([w], lr=0.1)
+            opt = torch.optim.SGD([w], lr=0.1)  # noqa: F841 (kept alive: gradwatch holds optimizers weakly)
             (torch.ones(3, 2) @ w).sum().backward()
     assert str(info.value) == "element 0 of tensors does not require grad and does not have a grad_fn"
     assert any(n.startswith("gradwatch GW001: `w` is created without") for n in info.value.__notes__)

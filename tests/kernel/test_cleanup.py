@@ -33,7 +33,8 @@ def _gw_snapshot():
         "mode stack": _torch._C._len_torch_function_stack(),
         "grad enabled": _torch.is_grad_enabled(),
         "anomaly": _torch.is_anomaly_enabled(),
-        "module hooks": [len(getattr(_torch.nn.modules.module, n)) for n in dir(_torch.nn.modules.module) if n.startswith("_global_") and isinstance(getattr(_torch.nn.modules.module, n), dict)],
+        "module hooks": [len(getattr(_torch.nn.modules.module, n)) for n in dir(_torch.nn.modules.module)
+                         if n.startswith("_global_") and isinstance(getattr(_torch.nn.modules.module, n), dict)],
         "trace": (_sys.gettrace() is None, _sys.getprofile() is None),
         "events": {k: len(v) for k, v in ip.events.callbacks.items()},
         "showwarning": id(__import__("warnings").showwarning),
@@ -88,7 +89,8 @@ def test_after_a_cell_that_raised(kernel):
 
 
 def test_after_keyboard_interrupt_raised_in_the_loop(kernel):
-    body = PROGRAM2.replace("    optimizer.step()\n", "    optimizer.step()\n    if epoch == 3:\n        raise KeyboardInterrupt\n")
+    body = PROGRAM2.replace("    optimizer.step()\n",
+                            "    optimizer.step()\n    if epoch == 3:\n        raise KeyboardInterrupt\n")
     cell = kernel.run("%%gradwatch\n" + body)
     assert cell.error["ename"] == "KeyboardInterrupt"
     assert len(cell.payloads) == 1
@@ -98,7 +100,8 @@ def test_after_keyboard_interrupt_raised_in_the_loop(kernel):
 def test_after_sigint_in_the_middle_of_training(kernel):
     """A real SIGINT, delivered wherever the loop is (also inside gradwatch's hooks)."""
     body = ("import os, signal\n" + PROGRAM2.replace("epochs = 10", "epochs = 400").replace(
-        "    loss.backward()\n", "    if epoch == 150:\n        os.kill(os.getpid(), signal.SIGINT)\n    loss.backward()\n")
+        "    loss.backward()\n",
+        "    if epoch == 150:\n        os.kill(os.getpid(), signal.SIGINT)\n    loss.backward()\n")
         .replace("    print(f'Epoch", "    0 and print(f'Epoch"))
     cell = kernel.run("%%gradwatch\n" + body)
     assert cell.error["ename"] == "KeyboardInterrupt"

@@ -55,7 +55,7 @@ def test_fixture(fixture_path, corpus_results, registry):
     assert len(cells) == len(fixture.cells)
     # what the notebook shows; payloads name that count; one payload per %%gradwatch cell
     assert [c.execution_count for c in cells] == list(range(2, len(cells) + 2))
-    for spec, cell in zip(fixture.cells, cells):
+    for spec, cell in zip(fixture.cells, cells, strict=True):
         assert cell.reply_count == cell.execution_count
         if spec.gradwatch:
             assert len(cell.payloads) == 1, f"cell {cell.execution_count}: {len(cell.payloads)} payloads"
@@ -66,7 +66,7 @@ def test_fixture(fixture_path, corpus_results, registry):
     # the program fails exactly as it should (as it does without gradwatch)
     raised = [(c.execution_count, c.error["ename"]) for c in cells if c.error]
     if fixture.expect_error:
-        last_watched = max(c.execution_count for s, c in zip(fixture.cells, cells) if s.gradwatch)
+        last_watched = max(c.execution_count for s, c in zip(fixture.cells, cells, strict=True) if s.gradwatch)
         assert raised == [(last_watched, fixture.expect_error)], _describe(result)
     else:
         assert raised == [], _describe(result)
@@ -98,7 +98,7 @@ def test_same_behaviour_without_gradwatch(fixture_path, corpus_results, unwatche
     for result in (watched, plain):
         if isinstance(result, BaseException):
             raise result
-    pairs = list(zip(watched.fixture_cells, plain.fixture_cells))
+    pairs = list(zip(watched.fixture_cells, plain.fixture_cells, strict=False))
     assert len(pairs) == len(fixture.cells)
     for w, p in pairs:
         assert harness.behaviour(w) == harness.behaviour(p), f"cell {w.execution_count}"

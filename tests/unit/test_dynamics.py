@@ -113,7 +113,7 @@ def test_gradwatch_keeps_no_user_object_after_the_cell():
     model = nn.Linear(3, 1)
     opt = torch.optim.Adam(model.parameters())
     x, y = torch.randn(4, 3), torch.randn(4, 1)
-    watched(lambda: loop(model, opt, x, y, 20))
+    watched(lambda: loop(model, opt, x, y, 20))  # noqa: F821 (runs before the del below)
     refs = [weakref.ref(model), weakref.ref(opt), weakref.ref(model.weight)]
     del model, opt
     gc.collect()
@@ -140,7 +140,7 @@ def test_user_results_are_unchanged():
     plain = train()
     out = []
     watched(lambda: out.append(train()))
-    assert all(torch.equal(a, b) for a, b in zip(plain, out[0]))
+    assert all(torch.equal(a, b) for a, b in zip(plain, out[0], strict=True))
 
 
 # --- rules on recorded findings ----------------------------------------------------------------

@@ -102,7 +102,8 @@ def test_current_cell_comes_before_the_history():
 
 
 def test_enclosing_with_finds_the_innermost_no_grad():
-    sm = _cell_map("%%gradwatch\nwith torch.no_grad():\n    with open('f') as fh:\n        pred = model(x)\nloss = f(pred)")
+    sm = _cell_map("%%gradwatch\nwith torch.no_grad():\n    with open('f') as fh:\n"
+                   "        pred = model(x)\nloss = f(pred)")
     inner = sm.location_of_span("<cell-7>", 4, 4, 15, 23)
     ctx = sm.enclosing_with(inner, ("no_grad", "inference_mode"))
     assert (ctx.line, ctx.column, ctx.text) == (2, 6, "torch.no_grad()")
