@@ -38,6 +38,9 @@ class Cut:
     context: Location | None = None  # the `with torch.no_grad():` around it, the re-wrap ...
     cut_off: list[str] = field(default_factory=list)  # names of the trainables behind it
     input_text: str | None = None  # source of the tensor it was applied to, for fixes
+    # what the user edits when that is not the op itself: the `with torch.no_grad():` header
+    # (also up the call stack), or the call inside a `@torch.no_grad()` function
+    scope: Location | None = None
 
 
 @dataclass
@@ -96,6 +99,34 @@ class GradReadEvent:
 
 
 @dataclass
+class GradNoneEvent:
+    """The cell failed reading a ``.grad`` that is ``None``; why it is ``None``.
+
+    ``reason``: ``before_backward`` (no backward() had run), ``no_requires_grad`` (created
+    without it), ``rebound`` (the name now holds a new tensor made under ``no_grad``/by
+    ``.detach()``), ``non_leaf``, ``cut`` (the loss reaches it only through a cut) or ``unused``
+    (the loss does not use it).
+    """
+
+    read: Location  # the failing line
+    expression: str  # `w.grad`
+    tensor: TensorFact
+    reason: str
+    cause: Location | None = None
+    cut_op: str | None = None
+    cut_kind: str | None = None
+
+
+@dataclass
+class InplaceLeafEvent:
+    """The cell failed on an in-place op on a leaf that requires grad (or a view of one)."""
+
+    location: Location
+    view: bool
+    target: str | None  # the name written in place, as the line spells it
+
+
+@dataclass
 class Events:
     """Everything recorded in one watched cell, in order of kind."""
 
@@ -109,4 +140,5 @@ class Events:
     step_counts: dict[int, list[int]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # per-rule monitors' summaries
     cell_error: str | None = None  # the exception type the cell ended with, if it raised
+    cell_failure: GradNoneEvent | InplaceLeafEvent | None = None  # that exception, explained
     internal_errors: list[str] = field(default_factory=list)

@@ -205,6 +205,25 @@ class SourceMap:
         return None
 
 
+    def enclosing_decorator(self, location: Location, names: Iterable[str]) -> Location | None:
+        """The ``@torch.no_grad()`` (or similar) decorator of the function around ``location``."""
+        names = tuple(names)
+        for filename, code in self.cell_sources():
+            cell = self._cells.get(filename) or self._cell_for(filename)
+            if cell is None or cell.execution_count != location.cell:
+                continue
+            tree = _parse(code)
+            found = None
+            for node in ast.walk(tree) if tree is not None else ():
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and \
+                        node.body[0].lineno <= location.line <= (node.end_lineno or node.lineno) and \
+                        (found is None or node.lineno > found[0].lineno):
+                    hits = [d for d in node.decorator_list if any(n in ast.unparse(d) for n in names)]
+                    found = (node, hits[0] if hits else None)
+            return self.node_location(filename, found[1]) if found and found[1] is not None else None
+        return None
+
+
 def history_cell(shell: Any, number: int) -> str | None:
     try:
         raw = shell.history_manager.input_hist_raw

@@ -30,6 +30,7 @@ from .trace.provenance import Provenance, ProvenanceMode, forget_callers
 
 _active = threading.local()
 _MAX_STEP_EVENTS = 32
+_NO_GRAD_NAMES = ("no_grad", "inference_mode", "set_grad_enabled")
 _CHECK_ALL_STEPS = 16  # each optimizer's first steps are all checked for missing gradients ...
 _CHECK_EVERY = 16  # ... then every so many (a listing of all parameters costs per step)
 
@@ -59,7 +60,7 @@ class Watch:
         self.warn = warn
         self.report = Report(execution_count=execution_count)
         self.events = Events()
-        self.provenance = Provenance(self._position)
+        self.provenance = Provenance(self._position, self._callers)
         self.mode: ProvenanceMode | None = None
         self.optimizers: WeakIdKeyDictionary = WeakIdKeyDictionary()
         self._opt_serial = 0
@@ -167,6 +168,15 @@ class Watch:
     def _position(self):
         frame = self.source_map.user_frame(sys._getframe(2))
         return (frame.f_code, frame.f_lasti) if frame is not None else None
+
+    def _callers(self, limit: int = 8) -> tuple:
+        """Positions of the user's frames on the stack, innermost first."""
+        out = []
+        frame = self.source_map.user_frame(sys._getframe(2))
+        while frame is not None and len(out) < limit:
+            out.append((frame.f_code, frame.f_lasti))
+            frame = self.source_map.user_frame(frame.f_back)
+        return tuple(out)
 
     def location(self, position) -> Location | None:
         try:
@@ -443,7 +453,7 @@ class Watch:
         namer = self._namer(frame)
         trainables, owned = self._trainables(namer, frame)
         analyzer = FlowAnalyzer(self.provenance, self.location, lambda t: self._fact(t, namer),
-                                namer.name, self._enclosing_no_grad)
+                                namer.name, self._enclosing_no_grad, self._no_grad_decorator)
         event.flow = analyzer.analyze(roots, trainables, bool(self.optimizers), owned)
         if len(self.events.backwards) < _MAX_STEP_EVENTS:
             self.events.backwards.append(event)
@@ -472,8 +482,10 @@ class Watch:
         return list(seen.values()), owned
 
     def _enclosing_no_grad(self, location: Location) -> Location | None:
-        return self.source_map.enclosing_with(
-            location, ("no_grad", "inference_mode", "set_grad_enabled"))
+        return self.source_map.enclosing_with(location, _NO_GRAD_NAMES)
+
+    def _no_grad_decorator(self, location: Location) -> Location | None:
+        return self.source_map.enclosing_decorator(location, _NO_GRAD_NAMES)
 
     def _after_needed(self) -> bool:
         """Whether `_after_backward` has work after a backward that was not analysed."""
@@ -540,6 +552,20 @@ class Watch:
             if t is not None:
                 self.events.grad_reads.append(GradReadEvent(self.location(position), self._fact(t, namer)))
 
+    def _explain_failure(self, exc: BaseException) -> None:
+        from .trace import cell_error
+
+        def fact(t: torch.Tensor, spaces: list[dict[str, Any]]) -> TensorFact:
+            namer = Namer(self.namespace(), *spaces)  # the notebook's qualified names first
+            for opt, key in list(self.optimizers.items()):
+                namer.add_optimizer_params(opt, namer.name(opt) or f"optimizer#{key}")
+            return self._fact(t, namer)
+
+        helpers = cell_error.Helpers(provenance=self.provenance, location=self.location,
+                                     is_user_file=self.source_map.is_user_file, fact=fact,
+                                     n_backward=lambda: self.events.n_backward)
+        self.events.cell_failure = cell_error.explain(exc, helpers)
+
     def _name_new_optimizers(self) -> None:
         """An optimizer is named only after its constructor returns (`opt = SGD(...)`)."""
         names = {}
@@ -558,6 +584,8 @@ class Watch:
         from .rules import registry
 
         self.events.cell_error = type(exc).__name__ if exc is not None else None
+        if exc is not None:
+            self._guard(self._explain_failure, exc)
         self._guard(self._collect_grad_reads)
         self._guard(self._name_new_optimizers)
         try:

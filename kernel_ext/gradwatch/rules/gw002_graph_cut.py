@@ -34,6 +34,7 @@ _WHY = {
     "no_grad": "runs under `torch.no_grad()`",
     "inference_mode": "runs under `torch.inference_mode()`",
     "escape": "leaves autograd (a Python/NumPy value) and is re-wrapped later",
+    "rewrap": "copies the values of tensors into a new tensor without gradient history",
 }
 
 
@@ -53,15 +54,26 @@ class GraphCut(Rule):
                     continue
                 expr = f"`{cut.location.text}`" if cut.location and cut.location.text else f"`{cut.op}`"
                 loss = f"`{flow.loss_name}`" if flow.loss_name else "the loss"
-                message = (f"{expr} {_WHY[cut.kind]}, which cuts {names(cut.cut_off)} off "
-                           f"{loss}, so no gradient reaches {them(cut.cut_off)}; {_advice(cut)}")
+                where, why, advice = cut.location, _WHY[cut.kind], _advice(cut)
                 rel = []
-                if cut.kind == "escape":
+                if cut.scope is not None and cut.scope is cut.context:  # a `with` block, maybe up the stack
+                    where, why = cut.scope, f"turns gradient tracking off for {expr}"
+                    expr = f"`{cut.scope.text}`"
+                    rel += related(cut.location, "computed here without gradient tracking")
+                elif cut.scope is not None:  # a call inside a `@torch.no_grad()` function
+                    where = cut.scope
+                    why = f"runs inside a function decorated with `{cut.context.text}`" if cut.context else why
+                    expr, advice = f"`{cut.scope.text}`", "run it under `with torch.enable_grad():`"
+                    rel += related(cut.context, "gradient tracking is disabled by this decorator")
+                    rel += related(cut.location, "computed here without gradient tracking")
+                elif cut.kind == "escape":
                     rel += related(cut.context, "the value comes back into the loss here, without its history")
                 else:
                     rel += related(cut.context, "gradient tracking is disabled by this block")
+                message = (f"{expr} {why}, which cuts {names(cut.cut_off)} off "
+                           f"{loss}, so no gradient reaches {them(cut.cut_off)}; {advice}")
                 rel += related(event.location, f"`{flow.loss_name or 'loss'}.backward()` is called here")
-                yield self.diagnostic(message, cut.location, related=rel, fix=_fix(cut),
+                yield self.diagnostic(message, where, related=rel, fix=_fix(cut),
                                       explains=cut.cut_off, cut=cut.kind, op=cut.op, cut_off=cut.cut_off)
 
 
@@ -72,6 +84,8 @@ def _advice(cut) -> str:
         return "compute the forward pass outside the `with` block"
     if cut.kind == "escape":
         return "keep the computation in torch tensors"
+    if cut.kind == "rewrap":
+        return "build the tensor with `torch.stack`/`torch.cat` instead"
     return "keep the computation differentiable"
 
 

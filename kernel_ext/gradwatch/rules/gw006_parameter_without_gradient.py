@@ -30,7 +30,7 @@ for the cell with `%%gradwatch --ignore GW006`.
 
 from __future__ import annotations
 
-from .base import Context, Rule, Severity, display_fix, names, related
+from .base import Context, Location, Rule, Severity, display_fix, names, related
 
 
 class ParameterWithoutGradient(Rule):
@@ -57,7 +57,10 @@ class ParameterWithoutGradient(Rule):
         for key, missing in reported.items():
             fact, step = where[key]
             opt = f"`{step.name}`" if step.name else "the optimizer"
-            loc = fact.owner_locations[0] if fact.owner_locations else step.location
+            opt_loc = fact.owner_locations[0] if fact.owner_locations else step.location
+            # the line to edit is where the unused layer (or tensor) is defined, not the optimizer
+            defined = _definition(ctx, missing, fact)
+            loc = defined or opt_loc
             message = (f"{names(missing)} {'is' if len(missing) == 1 else 'are'} in {opt} but no "
                        f"`backward()` reached {'it' if len(missing) == 1 else 'them'}, so "
                        f"`step()` never updates {'it' if len(missing) == 1 else 'them'}; use "
@@ -68,8 +71,32 @@ class ParameterWithoutGradient(Rule):
                 message += f" (in {without:,} of {steps:,} steps)"
             elif checked < steps:  # a long loop is checked on a sample of its steps
                 message += f" (in {without:,} of the {checked:,} steps checked, out of {steps:,})"
+            rel = related(opt_loc, f"{names(missing, 2)} {'is' if len(missing) == 1 else 'are'} given to {opt} here") \
+                if defined is not None else []
+            rel += related(step.location, f"{opt}.step() finds no gradient here")
             yield self.diagnostic(
-                message, loc, related=related(step.location, f"{opt}.step() finds no gradient here"),
+                message, loc, related=rel,
                 fix=display_fix("Use the parameters in forward(), or exclude them from the optimizer"),
                 explains=missing, parameters=missing, optimizer=step.name, n_params=step.n_params,
                 steps=steps, steps_checked=checked, steps_without_gradient=without)
+
+
+def _definition(ctx: Context, missing: list[str], fact) -> Location | None:
+    """Where the parameters that get no gradient are defined: the submodule they all belong to
+    (``self.layer2 = nn.Sequential(...)``), or the one plain tensor (``b2 = torch.zeros(...)``)."""
+    parts = [name.split(".") for name in missing]
+    common: list[str] = []
+    for level in zip(*(p[:-1] for p in parts), strict=False):
+        if len(set(level)) != 1:
+            break
+        common.append(level[0])
+    if not common:
+        return fact.created if len(missing) == 1 and fact.kind == "tensor" else None
+    if len(common) == 1 or ctx.source_map is None:
+        return None  # the whole model: a cut, not an unused layer, is the likely cause
+    for part in reversed(common[1:]):
+        if part.isidentifier():
+            found = ctx.source_map.find_assignment(part, attribute=True)
+            if found is not None:
+                return found
+    return ctx.source_map.find_assignment(common[0]) if common[0].isidentifier() else None

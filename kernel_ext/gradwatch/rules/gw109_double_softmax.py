@@ -44,6 +44,9 @@ class DoubleSoftmax(Rule):
             else:
                 message = (f"{call} applies `nll_loss`, which expects log-probabilities, to the "
                            f"`softmax` probabilities of {made}; use `log_softmax` instead")
-            yield self.diagnostic(message, loc, related=related(src, f"`{f['producer']}` is applied here"),
+            # the line to edit is the softmax (often in `forward`); the loss only shows it
+            yield self.diagnostic(message, src or loc,
+                                  related=related(loc, f"`{f['op']}` receives the probabilities here")
+                                  if src is not None else [],
                                   fix=display_fix(f"Remove the `{f['producer']}` before the loss"),
                                   op=f["op"], producer=f["producer"])

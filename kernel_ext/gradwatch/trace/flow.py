@@ -85,12 +85,14 @@ class FlowAnalyzer:
 
     def __init__(self, provenance: Provenance, location: Callable[[Any], Location | None],
                  fact: Callable[[torch.Tensor], TensorFact], name: Callable[[Any], str | None],
-                 enclosing_with: Callable[[Location], Location | None]) -> None:
+                 enclosing_with: Callable[[Location], Location | None],
+                 enclosing_decorator: Callable[[Location], Location | None] = lambda _: None) -> None:
         self.prov = provenance
         self.location = location
         self.fact = fact
         self.name = name
         self.enclosing_with = enclosing_with
+        self.enclosing_decorator = enclosing_decorator
 
     def analyze(self, roots: list[torch.Tensor], trainables: list[torch.Tensor],
                 has_optimizer: bool, owned: set[int]) -> Flow:
@@ -179,18 +181,33 @@ class FlowAnalyzer:
     def _cut(self, node: Any, names: list[str]) -> Cut:
         if isinstance(node, Node):
             loc = self.location(node.pos)
-            context = None
+            context = scope = None
             if node.cut in ("no_grad", "inference_mode") and loc is not None:
-                context = self.enclosing_with(loc)
+                context, scope = self._no_grad_scope(node, loc)
             parent = node.parents[0] if node.parents else None
             input_text = None
             if parent is not None and node.op in ("detach", ".data") and loc is not None:
                 input_text = _strip_suffix(loc.text, "." + node.op.lstrip("."))
             return Cut(kind=node.cut or "nondiff", op=node.op, location=loc, context=context,
-                       cut_off=list(dict.fromkeys(names)), input_text=input_text)
+                       cut_off=list(dict.fromkeys(names)), input_text=input_text, scope=scope)
         return Cut(kind="escape", op=node.op, location=self.location(node.pos),
                    context=self.location(node.rewrap.pos) if node.rewrap is not None else None,
                    cut_off=list(dict.fromkeys(names)))
+
+
+    def _no_grad_scope(self, node: Node, loc: Location) -> tuple[Location | None, Location | None]:
+        """(the block or decorator that turned gradients off, the line to edit), searched from
+        the op outwards through its callers: a `with` header is itself the line to edit; in a
+        `@torch.no_grad()` function it is the call that runs the forward."""
+        frames = [loc] + [c for c in map(self.location, node.callers[1:]) if c is not None]
+        for frame_loc in frames:
+            block = self.enclosing_with(frame_loc)
+            if block is not None:
+                return block, block
+            decorator = self.enclosing_decorator(frame_loc)
+            if decorator is not None:
+                return decorator, frame_loc
+        return None, None
 
 
 def _strip_suffix(text: str, suffix: str) -> str | None:

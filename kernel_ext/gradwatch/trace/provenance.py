@@ -36,7 +36,7 @@ _GETSET = type(torch.Tensor.data)
 class Node:
     """How one tensor came to be. ``cut`` names why gradient stops here, if it does."""
 
-    __slots__ = ("op", "pos", "parents", "ref", "requires_grad", "cut", "step", "__weakref__")
+    __slots__ = ("op", "pos", "parents", "ref", "requires_grad", "cut", "step", "callers", "__weakref__")
 
     def __init__(self, op: str, pos: Position | None, parents: tuple["Node", ...],
                  tensor: torch.Tensor | None, cut: str | None, step: int) -> None:
@@ -47,6 +47,9 @@ class Node:
         self.requires_grad = tensor.requires_grad if tensor is not None else False
         self.cut = cut
         self.step = step
+        # for a cut by a no-grad mode: the user's frames that called the op (innermost first),
+        # to find the `with torch.no_grad():` or decorated function, which may sit up the stack
+        self.callers: tuple[Position, ...] = ()
 
     @property
     def tensor(self) -> torch.Tensor | None:
@@ -75,12 +78,12 @@ def _ids(value: Any, depth: int = 0) -> frozenset[int]:
     return frozenset(ids)
 
 
-def _tensors(values: Any, out: list[torch.Tensor], depth: int = 0) -> None:
+def _tensors(values: Any, out: list[torch.Tensor], depth: int = 0, limit: int = 2) -> None:
     if isinstance(values, torch.Tensor):
         out.append(values)
-    elif depth < 2 and isinstance(values, (list, tuple)):
-        for v in values:
-            _tensors(v, out, depth + 1)
+    elif depth < limit and isinstance(values, (list, tuple)):
+        for v in values[:4096]:
+            _tensors(v, out, depth + 1, limit)
 
 
 def _op_name(func: Callable) -> str:
@@ -102,8 +105,10 @@ class Inplace:
 class Provenance:
     """The records of one watch session (plain data + weak maps)."""
 
-    def __init__(self, position: Callable[[], Position | None]) -> None:
+    def __init__(self, position: Callable[[], Position | None],
+                 callers: Callable[[], tuple[Position, ...]] = tuple) -> None:
         self.nodes = WeakTensorKeyDictionary()
+        self._callers = callers
         self.escapes: list[Escape] = []
         self.rewraps: list[tuple[Node, frozenset[int]]] = []
         self.grad_reads: list[tuple[Position | None, weakref.ref]] = []
@@ -142,6 +147,10 @@ class Provenance:
                 self.grad_reads.append((self._position(), weakref.ref(inputs[0])))
                 del self.grad_reads[:-64]
             return
+        if op in _REWRAP_OPS and args and not isinstance(args[0], torch.Tensor):
+            # `torch.tensor([[a, b], [c, d]])` of tensors copies their values: a cut
+            inputs = []
+            _tensors(args[0], inputs, limit=4)
         outputs: list[torch.Tensor] = []
         _tensors(out, outputs)
         if not outputs:
@@ -173,6 +182,8 @@ class Provenance:
                 cut = "detach"
             elif op == ".data":
                 cut = "data"
+            elif op in _REWRAP_OPS:
+                cut = "rewrap"
             elif torch.is_inference_mode_enabled():
                 cut = "inference_mode"
             elif not grad_on:
@@ -182,6 +193,8 @@ class Provenance:
         elif any_grad_in and op in ZERO_GRAD_OPS:
             cut = "zero_grad"
         node = Node(op, pos, parents, t, cut, self.step)
+        if cut in ("no_grad", "inference_mode") and not any(p.cut == cut for p in parents):
+            node.callers = self._callers()
         self.nodes[t] = node
         if not inputs and pos is not None:
             # `nn.Parameter(torch.empty(...))` hides the factory's tensor behind a new object
