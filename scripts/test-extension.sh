@@ -5,15 +5,19 @@
 #
 #   bash scripts/test-extension.sh            everything
 #   bash scripts/test-extension.sh --no-e2e   install, compile, unit tests, package
+#   bash scripts/test-extension.sh --unit     compile and unit tests (npm ci only when node_modules
+#                                             is older than the lockfile): scripts/test --fast
 #
 # Env: GRADWATCH_PYTHON (default .venv/bin/python) runs tests/e2e/make_seed_notebook.py.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 E2E=1
+UNIT_ONLY=0
 for arg in "$@"; do
   case "$arg" in
     --no-e2e) E2E=0 ;;
+    --unit) UNIT_ONLY=1 ;;
     *) echo "unknown option $arg" >&2; exit 2 ;;
   esac
 done
@@ -21,14 +25,24 @@ done
 START=$SECONDS
 step() { echo "== test-extension: $* [$((SECONDS - START))s]"; }
 
-step "npm ci"
-npm ci --no-audit --no-fund --loglevel=error
+if [ "$UNIT_ONLY" = 1 ] && [ node_modules/.package-lock.json -nt package-lock.json ] \
+    && [ node_modules/.package-lock.json -nt package.json ]; then
+  step "node_modules up to date (no npm ci)"
+else
+  step "npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
 
 step "compile (tsc + renderer bundle)"
 npm run -s compile
 
 step "unit tests (node --test)"
 node --test extension/out/test/unit/
+
+if [ "$UNIT_ONLY" = 1 ]; then
+  step "done (unit tests only)"
+  exit 0
+fi
 
 step "package .vsix"
 rm -f gradwatch.vsix

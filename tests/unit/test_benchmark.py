@@ -7,6 +7,8 @@ import importlib.util
 import warnings
 from pathlib import Path
 
+import pytest
+
 import gradwatch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,6 +21,7 @@ def load_benchmark():
     return module
 
 
+@pytest.mark.slow  # the benchmark smoke tests (about 20 s of CPU together) run only in the full run
 def test_benchmark_workloads_are_clean_training_loops():
     overhead = load_benchmark()
     for workload in (overhead.mlp("cpu"), overhead.cnn("cpu", batch=4, channels=4)):
@@ -30,6 +33,7 @@ def test_benchmark_workloads_are_clean_training_loops():
         assert report.codes == [], workload.name
 
 
+@pytest.mark.slow
 def test_benchmark_measures_every_mode_and_gradwatch_state():
     overhead = load_benchmark()
     res = overhead.measure(overhead.mlp("cpu"), steps=30, rounds=2, cuda=False)
