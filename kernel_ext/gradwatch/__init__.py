@@ -33,11 +33,28 @@ def watch(**options):
     Options: ``select`` / ``ignore`` (rule codes or prefixes such as ``"GW0"``),
     ``trace_steps`` (backward calls traced in full, default 2), ``warn`` (issue each diagnostic
     as a `GradwatchWarning`, default True).
+
+    Sessions do not nest, except in a notebook cell that ``%%gradwatch`` or ``%gradwatch on``
+    watches: there ``watch()`` warns and does nothing, and its ``as`` target is the cell's
+    report (filled when the cell ends).
     """
+    import contextlib
     import inspect
+    import sys
+    import warnings
 
-    from .session import Watch
+    from .session import Watch, current
 
+    outer = current()
+    magic = sys.modules.get(__name__ + ".magic")
+    if outer is not None and magic is not None and magic.watches_cell(outer):
+        # The notebook already watches this cell (%%gradwatch or %gradwatch on): nesting a
+        # second session would abort the user's cell. Join the cell's session instead.
+        warnings.warn("gradwatch.watch() inside a cell that gradwatch already watches does "
+                      "nothing: the cell's session watches this code and reports it when the "
+                      "cell ends (the `as` target is that report; these options are ignored)",
+                      UserWarning, stacklevel=2)
+        return contextlib.nullcontext(outer.report)
     if "namespace" not in options:
         frame = inspect.currentframe()
         caller = frame.f_back if frame is not None else None

@@ -4,10 +4,13 @@ IPython's own machinery, and showing the report. Nothing about torch in here."""
 from __future__ import annotations
 
 import ast
+import inspect
 import sys
 import warnings
+import weakref
 from typing import Any
 
+from IPython.core.displayhook import DisplayHook
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
@@ -18,6 +21,12 @@ from .locate import SourceMap, history_cell
 from .report import MIME_TYPE, Report
 
 _OPTIONS = "--select CODES, --ignore CODES, --strict, --quiet, --trace-steps N"
+_TOP_LEVEL_AWAIT = getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0)
+# Statements that `ast_node_interactivity = "last_expr_or_assign"` displays (as IPython).
+_ASSIGN_NODES = (ast.AugAssign, ast.AnnAssign, ast.Assign)
+_SINGLE_TARGET_NODES = (ast.AugAssign, ast.AnnAssign)
+# The sessions that watch a cell (%%gradwatch or %gradwatch on); see `watches_cell`.
+_cell_sessions: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
 
 class StrictModeError(Exception):
@@ -32,6 +41,7 @@ class GradwatchMagics(Magics):
         super().__init__(shell)
         self._auto: dict[str, Any] | None = None  # options of `%gradwatch on`
         self._auto_session: Any = None
+        self._auto_info: Any = None  # the ExecutionInfo of the cell `_auto_session` watches
 
     @magic_arguments()
     @argument("action", nargs="?", choices=["on", "off", "status"],
@@ -50,17 +60,18 @@ class GradwatchMagics(Magics):
     def gradwatch(self, line: str, cell: str | None = None):
         """Diagnose why gradients do not reach your parameters.
 
-        As a cell magic, ``%%gradwatch`` runs the cell while watching its ``backward()``
-        calls, the forward pass and the optimizers, then shows the diagnostics. As a line
-        magic, ``%gradwatch on`` watches every following cell.
+        As a cell magic, ``%%gradwatch`` runs the cell as IPython would (top-level ``await``,
+        AST transformers, ``ast_node_interactivity`` and a trailing ``;`` included) while
+        watching its ``backward()`` calls, the forward pass and the optimizers, then shows the
+        diagnostics. As a line magic, ``%gradwatch on`` watches every following cell.
+
+        Inside a cell that gradwatch already watches, ``%%gradwatch`` and ``gradwatch.watch()``
+        add nothing: the enclosing session watches that code and reports it.
         """
         __tracebackhide__ = True
-        args = self._parse(line)
         if cell is None:
-            return self._line(args)
-        if args.action:
-            raise UsageError("%%gradwatch takes no on/off/status; use the line magic %gradwatch")
-        return self._cell(args, line, cell)
+            return self._line(self._parse(line))
+        return _run_now(self._cell(self._cell_args(line), line, cell))
 
     # --- arguments ----------------------------------------------------------------------------
     def _parse(self, line: str):
@@ -70,6 +81,10 @@ class GradwatchMagics(Magics):
             args = parse_argstring(self.gradwatch, line)
         except UsageError as exc:
             raise UsageError(f"{exc}. Valid options: {_OPTIONS}") from None
+        for option, given in (("--select", args.select), ("--ignore", args.ignore)):
+            # `--select ,,,` names no code; as "no selection" it would select every rule
+            if given is not None and any(not raw.replace(",", "").strip() for raw in given):
+                raise UsageError(f"{option} needs at least one rule code")
         try:
             args.select_codes = registry.expand(args.select) if args.select else None
             args.ignore_codes = registry.expand(args.ignore) if args.ignore else set()
@@ -79,8 +94,20 @@ class GradwatchMagics(Magics):
             raise UsageError("--trace-steps must be 0 or more")
         return args
 
+    def _cell_args(self, line: str):
+        args = self._parse(line)
+        if args.action:
+            raise UsageError("%%gradwatch takes no on/off/status; use the line magic %gradwatch")
+        return args
+
     # --- %%gradwatch ---------------------------------------------------------------------------
-    def _cell(self, args, line: str, cell: str):
+    async def _cell(self, args, line: str, cell: str) -> None:
+        """Runs the cell as IPython's ``run_cell`` does, inside a watch session.
+
+        A coroutine, so that a cell with top-level ``await`` can be awaited by the kernel (see
+        `_transform_gradwatch_cell`); without ``await`` it never suspends and `_run_now`
+        drives it to the end at once, as IPython runs every cell that does not await.
+        """
         __tracebackhide__ = True
         shell = self.shell
         number = _running_cell_number(shell)
@@ -94,21 +121,30 @@ class GradwatchMagics(Magics):
         code_text = "\n" + transformed
         filename = shell.compile.cache(header + "\n" + transformed, number, raw_code=raw)
         tree = shell.compile.ast_parse(code_text, filename=filename)  # SyntaxError as usual
+        tree = shell.transform_ast(tree)  # the shell's AST transformers; InputRejected as usual
+        nodes = _interactive_nodes(list(tree.body), self._interactivity(transformed))
 
+        if _current_session() is not None:
+            # A %%gradwatch cell run from a cell that is watched already (%rerun, run_cell):
+            # the enclosing session watches this code too, and reports it.
+            warnings.warn("gradwatch: this %%gradwatch cell runs inside a cell that is already "
+                          "watched; the enclosing session watches and reports it, with its own "
+                          "options", RuntimeWarning, stacklevel=2)
+            return await self._execute(nodes, filename)
         source_map = SourceMap(shell)
         source_map.register_cell(filename, number, raw, code_text)
         session = self._session(args, source_map, transformed, number)
         if session is None:  # gradwatch could not start: run the cell plainly
-            return self._execute(tree, filename)
+            return await self._execute(nodes, filename)
         report = session.report
         try:
             session.__enter__()
         except Exception as exc:  # gradwatch's fault: run the cell unwatched
             warnings.warn(f"gradwatch could not watch this cell and ran it unwatched: "
                           f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
-            return self._execute(tree, filename)
+            return await self._execute(nodes, filename)
         try:
-            self._execute(tree, filename)
+            await self._execute(nodes, filename)
         except BaseException as exc:
             session.__exit__(type(exc), exc, exc.__traceback__)
             raise
@@ -124,29 +160,50 @@ class GradwatchMagics(Magics):
         try:
             from .session import Watch
 
-            return Watch(select=args.select_codes, ignore=args.ignore_codes,
-                         trace_steps=args.trace_steps, shell=self.shell, source_map=source_map,
-                         namespace=self.shell.user_ns, code=code, execution_count=number,
-                         warn=False)
+            session = Watch(select=args.select_codes, ignore=args.ignore_codes,
+                            trace_steps=args.trace_steps, shell=self.shell, source_map=source_map,
+                            namespace=self.shell.user_ns, code=code, execution_count=number,
+                            warn=False)
         except Exception as exc:  # gradwatch's fault: never the user's cell's
             warnings.warn(f"gradwatch could not start and ran the cell unwatched: "
                           f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
             return None
+        _cell_sessions.add(session)
+        return session
 
-    def _execute(self, tree: ast.Module, filename: str) -> None:
-        """Run the cell like IPython does: statements, then the last expression displayed."""
+    def _interactivity(self, code: str) -> str:
+        """IPython's ``ast_node_interactivity`` for this cell: "none" for a silent execution
+        and, as IPython's display hook does for a cell ending in ``;``, for a body that ends
+        in ``;`` (the display hook itself looks at the ``run_cell_magic(...)`` call)."""
+        shell = self.shell
+        info = getattr(getattr(shell.displayhook, "exec_result", None), "info", None)
+        if getattr(info, "silent", False):
+            return "none"
+        try:
+            if _ends_with_semicolon(code):
+                return "none"
+        except Exception:  # tokenize errors on code that parsed: leave it to IPython
+            pass
+        return shell.ast_node_interactivity
+
+    async def _execute(self, nodes: list[tuple[ast.stmt, str]], filename: str) -> None:
+        """IPython's ``run_ast_nodes``: each statement compiled by the shell's compiler (so
+        ``__future__`` imports and top-level ``await`` behave as in any cell) and run in the
+        user's namespace; "single" statements go through the display hook. Exceptions
+        propagate (IPython shows them once, for the whole cell)."""
         __tracebackhide__ = True
         shell = self.shell
-        body = list(tree.body)
-        last = body.pop() if body and isinstance(body[-1], ast.Expr) else None
-        flags = shell.compile.flags
+        compiler = shell.compile
         glob, loc = shell.user_global_ns, shell.user_ns
-        if body:
-            exec(compile(ast.Module(body, type_ignores=[]), filename, "exec", flags=flags,
-                         dont_inherit=True), glob, loc)
-        if last is not None:
-            exec(compile(ast.Interactive([last]), filename, "single", flags=flags,
-                         dont_inherit=True), glob, loc)
+        flags = _TOP_LEVEL_AWAIT if getattr(shell, "autoawait", False) else 0
+        for node, mode in nodes:
+            mod = ast.Module([node], type_ignores=[]) if mode == "exec" else ast.Interactive([node])
+            with compiler.extra_flags(flags):
+                code = compiler(mod, filename, mode)
+            if code.co_flags & inspect.CO_COROUTINE:
+                await eval(code, glob, loc)
+            else:
+                exec(code, glob, loc)
 
     def _show(self, report: Report, quiet: bool) -> None:
         _set_last_report(report)
@@ -172,7 +229,9 @@ class GradwatchMagics(Magics):
         return None
 
     def pre_run_cell(self, info: Any) -> None:
-        if self._auto is None or self._auto_session is not None:
+        # One session per top-level cell: a cell that a watched cell runs (`%rerun`,
+        # `get_ipython().run_cell(...)`) is watched by that cell's session.
+        if self._auto is None or self._auto_session is not None or _current_session() is not None:
             return
         raw = getattr(info, "raw_cell", "") or ""
         if raw.lstrip().startswith("%%gradwatch") or raw.lstrip().startswith("%gradwatch"):
@@ -186,20 +245,103 @@ class GradwatchMagics(Magics):
             return
         try:
             session.__enter__()
-            self._auto_session = session
+            self._auto_session, self._auto_info = session, info
         except Exception as exc:
             warnings.warn(f"gradwatch could not watch this cell: {exc}", RuntimeWarning, stacklevel=1)
 
     def post_run_cell(self, result: Any) -> None:
-        session, self._auto_session = self._auto_session, None
+        session = self._auto_session
         if session is None:
             return
+        if result is not None and getattr(result, "info", None) is not self._auto_info:
+            return  # the end of a cell that the watched cell ran: not the watched cell's end
+        self._auto_session = self._auto_info = None
         error = getattr(result, "error_in_exec", None)
         session.__exit__(type(error) if error else None, error, None)
         report = session.report
         report.execution_count = getattr(result, "execution_count", None)
         if report.diagnostics or session.events.n_backward:
             self._show(report, bool(self._auto and self._auto["quiet"]))
+
+
+def _run_now(coro: Any) -> Any:
+    """Runs a coroutine that does not suspend to its end (IPython's pseudo-synchronous runner
+    for cells without ``await``); one that would suspend is closed, and that is an error."""
+    __tracebackhide__ = True
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    coro.close()
+    raise RuntimeError("this %%gradwatch cell awaits something that needs an event loop, but "
+                       "it was not run as an async cell (run it as a cell of its own)")
+
+
+def _interactive_nodes(nodes: list[ast.stmt], interactivity: str) -> list[tuple[ast.stmt, str]]:
+    """Which statements run as "exec" and which as "single" (displayed), as IPython's
+    ``run_ast_nodes`` decides for ``ast_node_interactivity``."""
+    if not nodes:
+        return []
+    if interactivity == "last_expr_or_assign":
+        last = nodes[-1]
+        target = None
+        if isinstance(last, ast.Assign) and len(last.targets) == 1:
+            target = last.targets[0]
+        elif isinstance(last, _SINGLE_TARGET_NODES):
+            target = last.target
+        if isinstance(last, _ASSIGN_NODES) and isinstance(target, ast.Name):
+            shown = ast.Expr(ast.Name(target.id, ast.Load()))
+            ast.fix_missing_locations(shown)
+            nodes.append(shown)
+        interactivity = "last_expr"
+    if interactivity == "last_expr":
+        interactivity = "last" if isinstance(nodes[-1], ast.Expr) else "none"
+    if interactivity == "none":
+        return [(n, "exec") for n in nodes]
+    if interactivity == "last":
+        return [(n, "exec") for n in nodes[:-1]] + [(nodes[-1], "single")]
+    if interactivity == "all":
+        return [(n, "single") for n in nodes]
+    raise ValueError(f"Interactivity was {interactivity!r}")
+
+
+def _ends_with_semicolon(code: str) -> bool:
+    check = getattr(DisplayHook, "semicolon_at_end_of_expression", None)
+    if check is not None:
+        return bool(check(code))
+    import io
+    import tokenize
+
+    skip = (tokenize.ENDMARKER, tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT)
+    for token in reversed(list(tokenize.generate_tokens(io.StringIO(code).readline))):
+        if token.type not in skip:
+            return token.type == tokenize.OP and token.string == ";"
+    return False
+
+
+def _current_session() -> Any:
+    """The watch session active on this thread, if any (never imports torch)."""
+    session = sys.modules.get(f"{__package__}.session")
+    return session.current() if session is not None else None
+
+
+def watches_cell(session: Any) -> bool:
+    """Whether ``session`` is one that ``%%gradwatch`` or ``%gradwatch on`` runs."""
+    return session in _cell_sessions
+
+
+async def _await_cell(line: str, cell: str) -> None:
+    """A ``%%gradwatch`` cell whose body awaits at top level: the kernel awaits this (see
+    `_transform_gradwatch_cell`), as it awaits any cell with top-level ``await``. Does what
+    ``run_cell_magic`` does before it calls the magic."""
+    __tracebackhide__ = True
+    magics = _magics
+    if magics is None:
+        raise UsageError("Cell magic `%%gradwatch` not found.")
+    shell = magics.shell
+    line = shell.var_expand(line, 1)  # 1: the frame of the cell that awaits this
+    with shell.builtin_trap:
+        await magics._cell(magics._cell_args(line), line, cell)
 
 
 def _running_cell_number(shell: Any) -> int | None:
@@ -218,52 +360,78 @@ def _running_cell_number(shell: Any) -> int | None:
     return None
 
 
-def _syntax_errors_as_plain_cells(lines: list[str]) -> list[str]:
-    """An input transformer: a ``%%gradwatch`` cell whose body does not parse becomes a plain
-    cell (the magic line blanked), so IPython reports the SyntaxError exactly as it would
-    without the magic — same line, same traceback — and nothing runs."""
+def _transform_gradwatch_cell(lines: list[str]) -> list[str]:
+    """An input transformer for ``%%gradwatch`` cells.
+
+    * A body that does not parse: the cell becomes a plain cell (the magic line blanked), so
+      IPython reports the SyntaxError exactly as it would without the magic — same line, same
+      traceback — and nothing runs.
+    * A body with top-level ``await``: the cell becomes ``await <gradwatch runs the body>``,
+      so that IPython (and the kernel) run it as they run any cell that awaits. Magics only
+      return values; a coroutine must be awaited by the cell itself.
+    """
     if not lines or not lines[0].startswith("%%gradwatch"):
+        return lines
+    name, _, first_line = lines[0][2:].rstrip().partition(" ")
+    if name != "gradwatch":
         return lines
     shell = _magics.shell if _magics is not None else None
     body = "".join(lines[1:])
     try:
-        ast.parse(shell.transform_cell(body) if shell is not None else body)
+        transformed = shell.transform_cell(body) if shell is not None else body
+        ast.parse(transformed)
     except SyntaxError:
         return ["\n"] + lines[1:]
     except Exception:
-        pass
-    return lines
+        return lines
+    try:
+        awaits = shell is not None and shell.should_run_async(
+            body, transformed_cell=transformed, preprocessing_exc_tuple=None)
+    except Exception:
+        awaits = False
+    if not awaits:
+        return lines
+    return [f"await __import__({__name__!r}, fromlist=['_await_cell'])._await_cell("
+            f"{first_line!r}, {body!r})\n"]
 
 
 _magics: GradwatchMagics | None = None
+# `%reload_ext gradwatch` unloads and loads again within one cell: `%gradwatch on` and its
+# options are carried over that (shell id, execution count, options); a later load starts off.
+_carried: tuple[int, Any, dict[str, Any]] | None = None
 
 
 def load(shell: Any) -> None:
-    global _magics
+    global _magics, _carried
     if _magics is not None and _magics.shell is shell:
         return
+    carried, _carried = _carried, None
     _magics = GradwatchMagics(shell)
+    if carried is not None and carried[:2] == (id(shell), getattr(shell, "execution_count", None)):
+        _magics._auto = carried[2]
     shell.register_magics(_magics)
-    shell.input_transformers_cleanup.append(_syntax_errors_as_plain_cells)
+    shell.input_transformers_cleanup.append(_transform_gradwatch_cell)
     shell.events.register("pre_run_cell", _magics.pre_run_cell)
     shell.events.register("post_run_cell", _magics.post_run_cell)
 
 
 def unload(shell: Any) -> None:
-    global _magics
+    global _magics, _carried
     magics, _magics = _magics, None
     if magics is None:
         return
     if magics._auto_session is not None:
         magics.post_run_cell(None)
+    if magics._auto is not None:
+        _carried = (id(shell), getattr(shell, "execution_count", None), magics._auto)
     magics._auto = None
     for event, fn in (("pre_run_cell", magics.pre_run_cell), ("post_run_cell", magics.post_run_cell)):
         try:
             shell.events.unregister(event, fn)
         except ValueError:
             pass
-    if _syntax_errors_as_plain_cells in shell.input_transformers_cleanup:
-        shell.input_transformers_cleanup.remove(_syntax_errors_as_plain_cells)
+    if _transform_gradwatch_cell in shell.input_transformers_cleanup:
+        shell.input_transformers_cleanup.remove(_transform_gradwatch_cell)
     for kind in ("line", "cell"):
         shell.magics_manager.magics[kind].pop("gradwatch", None)
     shell.magics_manager.registry.pop(type(magics).__name__, None)

@@ -63,6 +63,18 @@ def test_unknown_rule_code_is_named(kernel):
         assert "GW010" in err and cell.stream("stdout") == "" and cell.payloads == []
 
 
+@pytest.mark.parametrize("option", ["--select ,,,", "--select=,", "--ignore ,", "--select GW001 --select ,"])
+def test_empty_code_list_is_a_usage_error(kernel, option):
+    # issue 11, item 9: an empty list used to mean "no selection" (every rule)
+    cell = kernel.run(f"%%gradwatch {option}\nprint('ran')")
+    name = "--ignore" if "--ignore" in option else "--select"
+    assert cell.stream("stderr") == f"UsageError: {name} needs at least one rule code\n"
+    assert cell.stream("stdout") == "" and cell.payloads == []
+    line = kernel.run(f"%gradwatch on {option}")
+    assert line.stream("stderr") == f"UsageError: {name} needs at least one rule code\n"
+    assert kernel.run("%gradwatch status").stream() == "gradwatch is off\n"
+
+
 def test_cell_magic_refuses_on_off(kernel):
     cell = kernel.run("%%gradwatch on\nprint('ran')")
     assert cell.stream("stderr") == "UsageError: %%gradwatch takes no on/off/status; use the line magic %gradwatch\n"
@@ -129,6 +141,104 @@ def test_diagnostic_after_a_magic_line_keeps_its_line(kernel):
     body = "%%gradwatch --select GW001\n%time _ = 1\n" + PROGRAM1
     cell = kernel.run(body)
     assert [(d["location"]["line"], d["location"]["column"]) for d in cell.diagnostics] == [(10, 5), (11, 5)]
+
+
+# issue 11, item 3: IPython's own cell semantics (top-level await, AST transformers,
+# ast_node_interactivity, a trailing semicolon) hold in a %%gradwatch cell
+def test_top_level_await_runs(kernel):
+    cell = kernel.run("%%gradwatch\nimport asyncio\nawait asyncio.sleep(0)\n"
+                      "x = await asyncio.sleep(0.01, result=41)\nx + 1")
+    assert cell.errors == [], cell.traceback_text()
+    [result] = cell.results
+    assert result["data"]["text/plain"] == "42" and result["execution_count"] == cell.execution_count
+    [payload] = cell.payloads
+    assert payload["cell"]["execution_count"] == cell.execution_count and payload["diagnostics"] == []
+    assert cell.outputs[-1]["data"].get(MIME) == payload  # the report comes after the cell's output
+
+
+def test_top_level_await_keeps_lines_notes_and_the_exception(kernel):
+    cell = kernel.run("%%gradwatch --select GW001\nimport asyncio\nawait asyncio.sleep(0)\n" + PROGRAM1)
+    assert [(d["location"]["cell"], d["location"]["line"], d["location"]["column"]) for d in cell.diagnostics] \
+        == [(cell.execution_count, 11, 5), (cell.execution_count, 12, 5)]
+    assert cell.error["ename"] == "RuntimeError"
+    tb = cell.traceback_text()
+    assert "gradwatch GW001: `w` is created without `requires_grad=True`" in tb
+    assert f"Cell In[{cell.execution_count}], line " in tb and "magic.py" not in tb
+
+
+def test_await_inside_a_function_or_comprehension_is_unchanged(kernel):
+    cell = kernel.run("%%gradwatch\nimport asyncio\nasync def f():\n    return 7\n"
+                      "[await f() for _ in range(2)]")
+    assert cell.errors == [], cell.traceback_text()
+    assert cell.results[0]["data"]["text/plain"] == "[7, 7]"
+
+
+NEGATE_INTS = """\
+import ast
+class _NegateInts(ast.NodeTransformer):
+    def visit_Constant(self, node):
+        if type(node.value) is int:
+            return ast.copy_location(ast.Constant(-node.value), node)
+        return node
+get_ipython().ast_transformers.append(_NegateInts())
+"""
+
+
+def test_ast_transformers_are_applied(kernel):
+    assert kernel.run(NEGATE_INTS).errors == []
+    try:
+        plain = kernel.run("print(3)")
+        watched = kernel.run("%%gradwatch\nprint(3)")
+    finally:
+        kernel.run("get_ipython().ast_transformers.pop()")
+    assert plain.stream() == watched.stream() == "-3\n"
+    assert watched.errors == [] and len(watched.payloads) == 1
+
+
+def test_input_rejected_by_an_ast_transformer_runs_nothing(kernel):
+    reject = ("from IPython.core.error import InputRejected\nimport ast\n"
+              "class _Reject(ast.NodeTransformer):\n"
+              "    def visit_Name(self, node):\n"
+              "        if node.id == 'forbidden':\n"
+              "            raise InputRejected('no forbidden names')\n"
+              "        return node\n"
+              "get_ipython().ast_transformers.append(_Reject())\n")
+    assert kernel.run(reject).errors == []
+    try:
+        watched = kernel.run("%%gradwatch\nprint('ran')\nforbidden")
+    finally:
+        kernel.run("get_ipython().ast_transformers.pop()")
+    assert watched.error["ename"] == "InputRejected" and watched.stream() == ""
+    assert watched.payloads == []
+
+
+@pytest.mark.parametrize("mode, source, shown", [
+    ("all", "1 + 1\nprint('p')\n2 + 2", ["2", "4"]),
+    ("last_expr_or_assign", "y = 5", ["5"]),
+    ("last_expr_or_assign", "y = 5;", []),
+    ("none", "3 * 3", []),
+    ("last_expr", "1 + 1\n2 + 3", ["5"]),
+])
+def test_ast_node_interactivity_is_honoured(kernel, mode, source, shown):
+    kernel.run(f"%config InteractiveShell.ast_node_interactivity = {mode!r}")
+    try:
+        plain = kernel.run(source)
+        watched = kernel.run("%%gradwatch\n" + source)
+    finally:
+        kernel.run("%config InteractiveShell.ast_node_interactivity = 'last_expr'")
+    assert [r["data"]["text/plain"] for r in plain.results] == shown
+    assert [r["data"]["text/plain"] for r in watched.results] == shown
+    assert all(r["execution_count"] == watched.execution_count for r in watched.results)
+    assert watched.stream() == plain.stream()
+
+
+def test_trailing_semicolon_suppresses_the_result(kernel):
+    plain = kernel.run("1 + 1;")
+    watched = kernel.run("%%gradwatch\n1 + 1;")
+    assert plain.results == watched.results == []
+    assert watched.errors == [] and len(watched.payloads) == 1
+    commented = kernel.run("%%gradwatch\n1 + 1;  # done")
+    assert commented.results == []
 
 
 def test_syntax_error_fails_as_without_the_magic(kernel):
@@ -227,6 +337,110 @@ def test_line_magic_on_with_options(kernel):
         assert [d["code"] for d in out["data"][MIME]["diagnostics"]] == ["GW006"]
     finally:
         kernel.run("%gradwatch off")
+
+
+# --- nesting: watch() in a watched cell, nested run_cell, %reload_ext (issue 11, items 10, 11) ----
+NESTED_WATCH = """\
+import gradwatch, warnings
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    with gradwatch.watch() as inner:
+{body}
+nested_warnings = [str(w.message) for w in caught if not issubclass(w.category, gradwatch.GradwatchWarning)]
+"""
+
+
+def _indented(program: str, spaces: int = 8) -> str:
+    return "\n".join((" " * spaces + line) if line.strip() else "" for line in program.split("\n"))
+
+
+def test_watch_inside_a_watched_cell_is_a_no_op_with_a_warning(kernel):
+    cell = kernel.run("%%gradwatch\n" + NESTED_WATCH.format(body=_indented(UNUSED_LAYER)))
+    assert cell.errors == [], cell.traceback_text()
+    assert _codes(cell) == ["GW006"]  # the enclosing cell's session saw the training
+    [message] = kernel.value("nested_warnings")
+    assert message.startswith("gradwatch.watch() inside a cell that gradwatch already watches does nothing")
+    # the inner `as` target is the enclosing cell's report, filled when the cell ends
+    assert kernel.value("inner is __import__('gradwatch').last_report()") is True
+    assert kernel.value("inner.codes") == ["GW006"]
+
+
+def test_watch_inside_a_cell_watched_by_gradwatch_on_is_a_no_op(kernel):
+    kernel.run("%gradwatch on")
+    try:
+        cell = kernel.run(NESTED_WATCH.format(body=_indented(UNUSED_LAYER)))
+    finally:
+        kernel.run("%gradwatch off")
+    assert cell.errors == [], cell.traceback_text()
+    assert _codes(cell) == ["GW006"]
+    assert len(kernel.value("nested_warnings")) == 1
+
+
+def test_watch_after_a_watched_cell_works_again(kernel):
+    kernel.run("%%gradwatch\nx_after = 1")
+    cell = kernel.run(NESTED_WATCH.format(body=_indented(UNUSED_LAYER)))
+    assert cell.errors == [] and cell.payloads == []
+    assert kernel.value("nested_warnings") == []
+    assert kernel.value("inner.codes") == ["GW006"]
+
+
+def test_gradwatch_on_survives_a_nested_run_cell(kernel):
+    kernel.run("%gradwatch on --select GW006")
+    try:
+        cell = kernel.run("get_ipython().run_cell('nested_value = 1')\n" + UNUSED_LAYER)
+        status = kernel.run("%gradwatch status").stream()
+    finally:
+        kernel.run("%gradwatch off")
+    assert cell.errors == [], cell.traceback_text()
+    assert _codes(cell) == ["GW006"]  # the training after the nested cell was watched
+    [payload] = cell.payloads
+    assert payload["cell"]["execution_count"] == cell.execution_count
+    assert status == "gradwatch is on for every cell\n"
+    assert kernel.value("nested_value") == 1
+
+
+def test_gradwatch_on_with_a_rerun_of_a_training_cell(kernel):
+    training = kernel.run(UNUSED_LAYER)
+    kernel.run("%gradwatch on --select GW006")
+    try:
+        rerun = kernel.run(f"%rerun {training.execution_count}")
+    finally:
+        kernel.run("%gradwatch off")
+    assert rerun.errors == [], rerun.traceback_text()
+    assert _codes(rerun) == ["GW006"]
+
+
+def test_a_watched_cell_inside_a_watched_cell_runs_in_the_enclosing_session(kernel):
+    kernel.run("%gradwatch on --select GW006")
+    try:
+        cell = kernel.run("get_ipython().run_cell(" + repr("%%gradwatch --select GW001\n" + UNUSED_LAYER) + ")")
+    finally:
+        kernel.run("%gradwatch off")
+    assert cell.errors == [], cell.traceback_text()
+    assert "could not watch" not in cell.stream("stderr")
+    assert "already watched" in cell.stream("stderr")
+    assert _codes(cell) == ["GW006"]
+
+
+def test_reload_ext_keeps_gradwatch_on(kernel):
+    kernel.run("%gradwatch on --quiet --select GW006")
+    try:
+        reload = kernel.run("%reload_ext gradwatch")
+        assert reload.errors == [], reload.traceback_text()
+        assert kernel.run("%gradwatch status").stream() == "gradwatch is on for every cell\n"
+        cell = kernel.run(UNUSED_LAYER)
+        [out] = cell.gradwatch_outputs
+        assert set(out["data"]) == {MIME}  # the options survive too
+        assert [d["code"] for d in out["data"][MIME]["diagnostics"]] == ["GW006"]
+    finally:
+        kernel.run("%gradwatch off")
+
+
+def test_unload_then_load_in_a_later_cell_starts_off(kernel):
+    kernel.run("%gradwatch on")
+    kernel.run("%unload_ext gradwatch")
+    kernel.run("%load_ext gradwatch")
+    assert kernel.run("%gradwatch status").stream() == "gradwatch is off\n"
 
 
 # --- bounded output and memory over many backward() calls -----------------------------------------
