@@ -14,6 +14,23 @@ from typing import Any
 
 DOCS_BASE_URL = "https://github.com/gradwatch/gradwatch/blob/main/docs/rules/"
 
+# The payload schema's limits (schema/diagnostics.schema.json); ``to_json`` never exceeds them,
+# whatever the user's code looks like (a 12,000-character line, a 3,000-character name).
+MAX_TEXT = 2000  # message, related message, fix title
+MAX_SOURCE = 10000  # location source, edit new_text
+MAX_PATH = 4096
+MAX_NAME = 100
+MAX_ITEMS = 100  # related locations, fix edits
+MAX_DIAGNOSTICS = 1000
+ELLIPSIS = "\u2026"
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters (code points, as JSON Schema counts), the last one
+    an ellipsis when cut. A cut ``location.source`` is the start of the line, so an editor
+    can still tell whether the line changed."""
+    return text if len(text) <= limit else text[: limit - 1] + ELLIPSIS
+
 
 class Severity(str, enum.Enum):
     ERROR = "error"
@@ -50,15 +67,25 @@ class Location:
     cell: int | None = None
     path: str | None = None
 
+    def fits(self) -> bool:
+        """Whether the payload can carry this location: one cut short would point elsewhere."""
+        return ((self.path is None or len(self.path) <= MAX_PATH)
+                and (self.cell is None or self.cell >= 0))
+
     def to_json(self) -> dict[str, Any]:
+        # 1-based, and never ending before it starts (an editor refuses such a range)
+        line, column = max(1, self.line), max(1, self.column)
+        end_line, end_column = max(line, self.end_line), max(1, self.end_column)
+        if end_line == line:
+            end_column = max(column, end_column)
         return {
             "cell": self.cell,
             "path": self.path,
-            "line": self.line,
-            "column": self.column,
-            "end_line": self.end_line,
-            "end_column": self.end_column,
-            "source": self.source,
+            "line": line,
+            "column": column,
+            "end_line": end_line,
+            "end_column": end_column,
+            "source": clip(self.source, MAX_SOURCE),
         }
 
     @property
@@ -85,13 +112,17 @@ class Related:
     message: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"location": self.location.to_json(), "message": self.message}
+        return {"location": self.location.to_json(), "message": clip(self.message, MAX_TEXT)}
 
 
 @dataclass(frozen=True)
 class Edit:
     location: Location
     new_text: str
+
+    def fits(self) -> bool:
+        """Whether the payload can carry this edit whole (a cut edit would write broken code)."""
+        return len(self.new_text) <= MAX_SOURCE and self.location.fits()
 
     def to_json(self) -> dict[str, Any]:
         return {"location": self.location.to_json(), "new_text": self.new_text}
@@ -104,10 +135,14 @@ class Fix:
     edits: tuple[Edit, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
+        applicability, edits = self.applicability, self.edits
+        if len(edits) > MAX_ITEMS or not all(e.fits() for e in edits):
+            # only a whole fix may be applied: one the payload cannot carry whole is advice
+            applicability, edits = Applicability.DISPLAY_ONLY, ()
         return {
-            "title": self.title,
-            "applicability": self.applicability.value,
-            "edits": [e.to_json() for e in self.edits],
+            "title": clip(self.title, MAX_TEXT),
+            "applicability": applicability.value,
+            "edits": [e.to_json() for e in edits],
         }
 
 
@@ -130,13 +165,15 @@ class Diagnostic:
         return f"{DOCS_BASE_URL}{self.code}.md"
 
     def to_json(self) -> dict[str, Any]:
+        location = self.location if self.location is not None and self.location.fits() else None
+        related = [r for r in self.related if r.location.fits()][:MAX_ITEMS]
         return {
             "code": self.code,
-            "name": self.name,
+            "name": self.name[:MAX_NAME].rstrip("-"),  # kebab-case: no ellipsis
             "severity": self.severity.value,
-            "message": self.message,
-            "location": self.location.to_json() if self.location else None,
-            "related": [r.to_json() for r in self.related],
+            "message": clip(self.message, MAX_TEXT),
+            "location": location.to_json() if location else None,
+            "related": [r.to_json() for r in related],
             "fix": self.fix.to_json() if self.fix else None,
             "url": self.url,
             "evidence": _jsonable(self.evidence),

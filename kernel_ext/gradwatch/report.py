@@ -13,7 +13,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from .diagnostics import Diagnostic
+from .diagnostics import MAX_DIAGNOSTICS, Diagnostic, clip
 
 MIME_TYPE = "application/vnd.gradwatch.diagnostics+json"
 PAYLOAD_VERSION = 1
@@ -42,11 +42,13 @@ class Report:
     def to_payload(self) -> dict[str, Any]:
         from . import __version__
 
+        count = self.execution_count
         return {
             "version": PAYLOAD_VERSION,
-            "tool": {"name": "gradwatch", "version": __version__},
-            "cell": {"execution_count": self.execution_count},
-            "diagnostics": [d.to_json() for d in self.diagnostics],
+            "tool": {"name": "gradwatch", "version": clip(str(__version__), 64)},
+            "cell": {"execution_count": count if isinstance(count, int) and count >= 0 else None},
+            # the schema's limit; the rules cap each code at a few findings long before this
+            "diagnostics": [d.to_json() for d in self.diagnostics[:MAX_DIAGNOSTICS]],
         }
 
     def to_json(self, **kwargs: Any) -> str:

@@ -136,3 +136,127 @@ def test_report_warn_uses_cell_or_path_and_line():
     assert [(w.category, w.filename, w.lineno) for w in record] == [
         (GradwatchWarning, "<cell [2]>", 9), (GradwatchWarning, "/tmp/t.py", 4), (GradwatchWarning, "<gradwatch>", 0)]
     assert str(record[0].message) == "GW001 `w` is created without `requires_grad=True`"
+
+
+# --- the schema's limits hold for any input (issue 11, item 7) -------------------------------------
+def _limits(node=SCHEMA, where="") -> dict[str, int]:
+    """Every maxLength / maxItems in the schema, by a readable path ("location.source")."""
+    found: dict[str, int] = {}
+    if isinstance(node, dict):
+        for key in ("maxLength", "maxItems"):
+            if key in node:
+                found[where] = node[key]
+        for key, value in node.items():
+            if key in ("properties", "$defs"):
+                for name, sub in value.items():
+                    found.update(_limits(sub, f"{where}.{name}".lstrip(".")))
+            elif key == "items":
+                found.update(_limits(value, where + "[]"))
+    return found
+
+
+LONG_NAME = "very_long_variable_name_" * 125  # 3,000 characters
+
+
+def _over(limit: int, unit: str = "x") -> str:
+    return unit * (limit + 25)
+
+
+# path in the schema -> a Report whose JSON would exceed that limit without enforcement
+EXTREMES = {
+    "tool.version": lambda n: Report(execution_count=1, diagnostics=[_diag()]),  # patched below
+    "diagnostics": lambda n: Report(execution_count=1, diagnostics=[_diag(message=f"m{i}") for i in range(n + 5)]),
+    "location.path": lambda n: Report(1, [_diag(location=_loc(cell=None, path="/" + _over(n)))]),
+    "location.source": lambda n: Report(1, [_diag(location=_loc(source="w = torch.randn(1, 1)  # " + _over(n)))]),
+    "related": lambda n: Report(1, [_diag(related=[Related(_loc(line=i + 1), "here") for i in range(n + 5)])]),
+    "related.message": lambda n: Report(1, [_diag(related=[Related(_loc(), _over(n, "🔥"))])]),
+    "edit.new_text": lambda n: Report(1, [_diag(fix=Fix("Add it", Applicability.SAFE,
+                                                        (Edit(_loc().at(21), _over(n)),)))]),
+    "fix.title": lambda n: Report(1, [_diag(fix=Fix(_over(n), Applicability.UNSAFE, (Edit(_loc().at(21), "x"),)))]),
+    "fix.edits": lambda n: Report(1, [_diag(fix=Fix("Many", Applicability.SAFE,
+                                                    tuple(Edit(_loc().at(i + 1), "x") for i in range(n + 5))))]),
+    "diagnostic.name": lambda n: Report(1, [_diag(name="-".join(["name"] * (n // 4 + 5)))]),
+    "diagnostic.message": lambda n: Report(1, [_diag(message=f"`{LONG_NAME}` is created without `requires_grad=True`"
+                                                             + _over(n - 3000))]),
+    "diagnostic.related": lambda n: EXTREMES["related"](n),
+    "diagnostic.url": lambda n: Report(1, [_diag()]),  # built from the code: cannot grow
+}
+
+
+def test_every_schema_limit_has_a_generated_extreme():
+    limits = _limits()
+    assert {"location.source", "location.path", "related.message", "diagnostic.message",
+            "fix.edits", "diagnostics"} <= set(limits)
+    missing = {path for path in limits if path not in EXTREMES}
+    assert not missing, f"schema limits without an extreme in this test: {missing}"
+
+
+@pytest.mark.parametrize("path", sorted(EXTREMES))
+def test_payload_fits_the_schema_at_every_limit(path, monkeypatch):
+    import gradwatch
+
+    limit = _limits().get(path, 100)
+    monkeypatch.setattr(gradwatch, "__version__", _over(64))
+    payload = EXTREMES[path](limit).to_payload()
+    VALIDATOR.validate(payload)  # every maxLength / maxItems holds
+    json.dumps(payload, allow_nan=False)
+
+
+def test_long_source_line_is_cut_with_an_ellipsis_and_keeps_its_columns():
+    source = "w = torch.randn(1, 1)  # " + "d" * 12000  # a 12,025-character line
+    fix = Fix("Add", Applicability.SAFE, (Edit(_loc(source=source).at(21), ", x"),))
+    d = _diag(location=_loc(source=source), fix=fix)
+    [out] = _payload(d)["diagnostics"]
+    loc = out["location"]
+    assert len(loc["source"]) == 10000 and loc["source"].endswith("…")
+    assert source.startswith(loc["source"][:-1])
+    assert (loc["line"], loc["column"], loc["end_line"], loc["end_column"]) == (9, 5, 9, 22)
+    assert out["fix"]["applicability"] == "safe"  # the edit itself is intact; the editor checks the prefix
+    assert out["fix"]["edits"][0]["location"]["source"] == loc["source"]
+
+
+def test_long_variable_name_message_is_cut_to_the_limit():
+    message = f"`{LONG_NAME}` is created without `requires_grad=True`, so no gradient can reach it"
+    [out] = _payload(_diag(message=message))["diagnostics"]
+    assert len(out["message"]) == 2000 and out["message"] == message[:1999] + "…"
+    astral = "🔥" * 2500
+    [out] = _payload(_diag(message=astral))["diagnostics"]
+    assert len(out["message"]) == 2000  # characters (code points), as JSON Schema counts
+
+
+def test_a_fix_that_cannot_be_sent_whole_becomes_advice():
+    too_long = Fix("Replace the literal", Applicability.SAFE, (Edit(_loc().at(5, 22), "x" * 10001),))
+    [out] = _payload(_diag(fix=too_long))["diagnostics"]
+    assert out["fix"] == {"title": "Replace the literal", "applicability": "display-only", "edits": []}
+    many = Fix("Many edits", Applicability.UNSAFE, tuple(Edit(_loc().at(i + 1), "x") for i in range(101)))
+    [out] = _payload(_diag(fix=many))["diagnostics"]
+    assert out["fix"]["applicability"] == "display-only" and out["fix"]["edits"] == []
+
+
+def test_locations_that_cannot_be_sent_are_dropped_not_misplaced():
+    far = _loc(cell=None, path="/" + "p" * 5000)
+    d = _diag(location=far, related=[Related(far, "there"), Related(_loc(), "here")],
+              fix=Fix("Edit there", Applicability.SAFE, (Edit(far.at(1), "x"),)))
+    [out] = _payload(d)["diagnostics"]
+    assert out["location"] is None
+    assert [r["message"] for r in out["related"]] == ["here"]
+    assert out["fix"]["applicability"] == "display-only" and out["fix"]["edits"] == []
+
+
+def test_ranges_are_normalised_to_valid_columns():
+    odd = Location(line=0, column=0, end_line=0, end_column=0, source="x", cell=2)
+    backwards = Location(line=5, column=9, end_line=5, end_column=3, source="abcdefghij", cell=2)
+    payload = _payload(_diag(location=odd), _diag(location=backwards, message="other"))
+    VALIDATOR.validate(payload)
+    first, second = (d["location"] for d in payload["diagnostics"])
+    assert (first["line"], first["column"], first["end_line"], first["end_column"]) == (1, 1, 1, 1)
+    assert (second["line"], second["column"], second["end_line"], second["end_column"]) == (5, 9, 5, 9)
+
+
+def test_payload_caps_diagnostics_related_and_the_execution_count():
+    report = Report(execution_count=-1, diagnostics=[_diag(message=f"m{i}") for i in range(1005)])
+    payload = report.to_payload()
+    assert payload["cell"]["execution_count"] is None
+    assert len(payload["diagnostics"]) == 1000 and payload["diagnostics"][-1]["message"] == "m999"
+    many = _diag(related=[Related(_loc(line=i + 1), "r") for i in range(150)])
+    assert len(_payload(many)["diagnostics"][0]["related"]) == 100
