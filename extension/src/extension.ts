@@ -13,14 +13,18 @@ export function activate(context: vscode.ExtensionContext): void {
   context.subscriptions.push(
     manager,
     log(),
-    // Outputs, execution summaries and cell text all arrive through this one event.
-    ws.onDidChangeNotebookDocument((e) => manager.refresh(e.notebook)),
+    // Outputs, execution summaries and cell text all arrive through this one event; the
+    // manager re-maps once typing pauses, and ignores edits of notebooks without payloads.
+    ws.onDidChangeNotebookDocument((e) => manager.notebookChanged(e)),
     ws.onDidOpenNotebookDocument((nb) => manager.refresh(nb)),
     ws.onDidCloseNotebookDocument((nb) => manager.forget(nb)),
-    ws.onDidChangeTextDocument((e) => e.document.uri.scheme === 'file' && manager.refreshFileUsers()),
-    // Files named by `path` locations: staleness is checked against open documents only.
-    ws.onDidOpenTextDocument((d) => d.uri.scheme === 'file' && manager.refreshFileUsers()),
-    ws.onDidCloseTextDocument((d) => d.uri.scheme === 'file' && manager.refreshFileUsers()),
+    // Files named by `path` locations are checked against their current text: the open
+    // document's, else the file's on disk (re-read when saved, opened or closed).
+    ws.onDidChangeTextDocument((e) => e.document.uri.scheme === 'file' && manager.fileChanged(e.document.uri)),
+    ws.onDidSaveTextDocument((d) => d.uri.scheme === 'file' && manager.fileChanged(d.uri)),
+    ws.onDidOpenTextDocument((d) => d.uri.scheme === 'file' && manager.fileChanged(d.uri)),
+    ws.onDidCloseTextDocument((d) => d.uri.scheme === 'file' && manager.fileChanged(d.uri)),
+    ws.onDidGrantWorkspaceTrust(() => manager.refreshFileUsers()),
     ws.onDidChangeConfiguration((e) => e.affectsConfiguration('gradwatch') && manager.setSettings(readSettings())),
     vscode.languages.registerCodeActionsProvider(
       [{ scheme: 'vscode-notebook-cell' }, { scheme: 'file' }],
@@ -28,7 +32,7 @@ export function activate(context: vscode.ExtensionContext): void {
       GradwatchCodeActions.metadata,
     ),
     vscode.commands.registerCommand(OPEN_DOCS_COMMAND, openDocumentation),
-    registerRendererMessaging(),
+    registerRendererMessaging((nb) => manager.fileLinesFor(nb)),
     createStatusBar(manager, () => manager.enabled),
   );
   for (const nb of ws.notebookDocuments) manager.refresh(nb);

@@ -22,7 +22,26 @@ export const LIMITS = {
   maxToolVersion: 64,
   maxLine: 10_000_000,
   maxColumn: 10_000_000,
+  /** Bytes of one output item: bigger than any real payload, small enough to parse at once. */
+  maxPayloadBytes: 8 * 1024 * 1024,
 } as const;
+
+/** What the kernel appends to a string it cut at a schema limit (U+2026). */
+export const ELLIPSIS = '\u2026';
+
+/** Length in Unicode code points, as JSON Schema's maxLength (and the kernel) count. */
+export function codePointLength(value: string): number {
+  let n = 0;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < value.length) {
+      const d = value.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) i++;
+    }
+    n++;
+  }
+  return n;
+}
 
 export type Severity = 'error' | 'warning' | 'info';
 export type Applicability = 'safe' | 'unsafe' | 'display-only';
@@ -87,7 +106,10 @@ function isObject(value: unknown): value is Record<string, unknown> {
 
 function str(value: unknown, what: string, max: number): string {
   if (typeof value !== 'string') fail(`${what} is not a string`);
-  if (value.length > max) fail(`${what} is longer than ${max} characters`);
+  // UTF-16 units >= code points: count code points only when the quick check fails
+  if (value.length > max && (value.length > 2 * max || codePointLength(value) > max)) {
+    fail(`${what} is longer than ${max} characters`);
+  }
   return value;
 }
 

@@ -15,9 +15,11 @@ function codeOf(d: vscode.Diagnostic): string | undefined {
   return code === undefined ? undefined : String(code);
 }
 
+/** Edits of `notebook`'s own cells; undefined if any edit would touch anything else. */
 function workspaceEdit(notebook: vscode.NotebookDocument, edits: MappedEdit[]): vscode.WorkspaceEdit | undefined {
   const edit = new vscode.WorkspaceEdit();
   for (const e of edits) {
+    if (e.location.target.kind !== 'cell') return undefined; // outputs never edit files
     const uri = targetUri(notebook, e.location);
     if (!uri) return undefined;
     edit.replace(uri, toRange(e.location.range), e.newText);

@@ -15,15 +15,21 @@ export function toRange(r: Range): vscode.Range {
   return new vscode.Range(r.start.line, r.start.character, r.end.line, r.end.character);
 }
 
+/** The URI of a file a payload names by `path` (absolute, or relative to the notebook's folder). */
+export function fileUri(notebook: vscode.NotebookDocument, path: string): vscode.Uri | undefined {
+  // A UNC path (\\server\share, //server/share) is never touched: it would reach out to a network share.
+  if (/^[\\/]{2}/.test(path)) return undefined;
+  if (path.startsWith('/') || /^[A-Za-z]:[\\/]/.test(path)) return vscode.Uri.file(path);
+  // A relative path is relative to the notebook's folder (the kernel's usual cwd).
+  return notebook.uri.scheme === 'untitled' ? undefined : vscode.Uri.joinPath(notebook.uri, '..', path);
+}
+
 /** The document URI a location lands in: a cell of `notebook`, or a file on disk. */
 export function targetUri(notebook: vscode.NotebookDocument, loc: MappedLocation): vscode.Uri | undefined {
   if (loc.target.kind === 'cell') {
     return notebook.cellAt(loc.target.cellIndex)?.document.uri;
   }
-  const path = loc.target.path;
-  if (path.startsWith('/') || /^[A-Za-z]:[\\/]/.test(path)) return vscode.Uri.file(path);
-  // A relative path is relative to the notebook's folder (the kernel's usual cwd).
-  return notebook.uri.scheme === 'untitled' ? undefined : vscode.Uri.joinPath(notebook.uri, '..', path);
+  return fileUri(notebook, loc.target.path);
 }
 
 export function toDiagnostic(notebook: vscode.NotebookDocument, m: MappedDiagnostic): vscode.Diagnostic {

@@ -2,11 +2,10 @@
 // (the bytes object is stable until the output changes), so re-mapping on every
 // keystroke costs no JSON parsing, and each malformed payload is logged once.
 import * as vscode from 'vscode';
-import { MIME_TYPE, Payload, validatePayload } from '../core/payload';
+import { LIMITS, MIME_TYPE, Payload, validatePayload } from '../core/payload';
 import { log } from './log';
 
-/** Bigger than any real payload (1000 diagnostics of bounded size), small enough to parse at once. */
-const MAX_PAYLOAD_BYTES = 8 * 1024 * 1024;
+const MAX_PAYLOAD_BYTES = LIMITS.maxPayloadBytes;
 
 const cache = new WeakMap<Uint8Array, Payload | null>();
 const decoder = new TextDecoder('utf-8', { fatal: false });

@@ -9,7 +9,12 @@ import { log } from './log';
 
 export const RENDERER_ID = 'gradwatch.diagnostics-renderer';
 
-export async function reveal(notebook: vscode.NotebookDocument, rawLocation: unknown, originExecutionCount: unknown): Promise<boolean> {
+export async function reveal(
+  notebook: vscode.NotebookDocument,
+  rawLocation: unknown,
+  originExecutionCount: unknown,
+  fileLines?: (path: string) => string[] | undefined,
+): Promise<boolean> {
   let location;
   try {
     location = validateLocation(rawLocation);
@@ -35,7 +40,7 @@ export async function reveal(notebook: vscode.NotebookDocument, rawLocation: unk
   const origin = cells.find((c) => c.executionOrder === count) ?? (location.cell !== null ? cells.find((c) => c.executionOrder === location.cell) : undefined);
   if (!origin) return false;
   origin.payloads = [payload];
-  const [mapped] = mapNotebook(cells, { minimumSeverity: 'info' });
+  const [mapped] = mapNotebook(cells, { minimumSeverity: 'info', fileLines });
   const uri = mapped && targetUri(notebook, mapped.location);
   if (!uri) {
     vscode.window.setStatusBarMessage('gradwatch: that code has changed since it was diagnosed', 4000);
@@ -53,11 +58,11 @@ export async function reveal(notebook: vscode.NotebookDocument, rawLocation: unk
   return true;
 }
 
-export function registerRendererMessaging(): vscode.Disposable {
+export function registerRendererMessaging(fileLinesFor: (notebook: vscode.NotebookDocument) => (path: string) => string[] | undefined): vscode.Disposable {
   const messaging = vscode.notebooks.createRendererMessaging(RENDERER_ID);
   return messaging.onDidReceiveMessage(({ editor, message }) => {
     if (typeof message !== 'object' || message === null || (message as { type?: unknown }).type !== 'reveal') return;
     const m = message as { location?: unknown; executionCount?: unknown };
-    void reveal(editor.notebook, m.location, m.executionCount);
+    void reveal(editor.notebook, m.location, m.executionCount, fileLinesFor(editor.notebook));
   });
 }

