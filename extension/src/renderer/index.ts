@@ -2,7 +2,10 @@
 // severity, code, message and location. Payload text only ever reaches the DOM through
 // textContent (never innerHTML), and only http(s) documentation links become hrefs.
 import type { ActivationFunction, OutputItem, RendererContext } from 'vscode-notebook-renderer';
-import { Location, Payload, PayloadDiagnostic, validatePayload } from '../core/payload';
+import { LIMITS, Location, Payload, PayloadDiagnostic, validatePayload } from '../core/payload';
+
+/** Rows drawn per output; the rest are counted (all of them are in the Problems panel). */
+export const MAX_ROWS = 200;
 
 const STYLE = `
 .gradwatch { font-family: var(--vscode-font-family); font-size: var(--vscode-font-size); color: var(--vscode-foreground); }
@@ -86,13 +89,27 @@ function render(raw: unknown, ctx: RendererContext<unknown>): HTMLElement {
   const head = el('tr');
   for (const title of ['Severity', 'Code', 'Message', 'Location']) head.append(el('th', title));
   table.append(head);
-  for (const d of payload.diagnostics) table.append(row(d, payload, ctx));
+  for (const d of payload.diagnostics.slice(0, MAX_ROWS)) table.append(row(d, payload, ctx));
   root.append(table);
+  if (n > MAX_ROWS) root.append(el('div', `${n - MAX_ROWS} more not shown here`, 'summary'));
+  return root;
+}
+
+function notice(text: string): HTMLElement {
+  const root = el('div', undefined, 'gradwatch');
+  root.append(el('style', STYLE));
+  root.append(el('div', text, 'summary'));
   return root;
 }
 
 export const activate: ActivationFunction = (ctx) => ({
   renderOutputItem(item: OutputItem, element: HTMLElement) {
+    // The renderer's own cap, before any parsing: an output is a file anyone can send.
+    const size = typeof item.data === 'function' ? item.data().byteLength : 0;
+    if (size > LIMITS.maxPayloadBytes) {
+      element.replaceChildren(notice(`gradwatch: output not shown (${size} bytes, more than the ${LIMITS.maxPayloadBytes} a payload may have)`));
+      return;
+    }
     let raw: unknown;
     try {
       raw = item.json();

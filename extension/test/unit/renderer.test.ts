@@ -31,13 +31,16 @@ class FakeElement {
 
 (globalThis as Record<string, unknown>).document = { createElement: (tag: string) => new FakeElement(tag) };
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { activate } = require('../../src/renderer/index') as typeof import('../../src/renderer/index');
+const { activate, MAX_ROWS } = require('../../src/renderer/index') as typeof import('../../src/renderer/index');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { LIMITS } = require('../../src/core/payload') as typeof import('../../src/core/payload');
 
-function renderRaw(raw: unknown, messages: unknown[] = []) {
+function renderRaw(raw: unknown, messages: unknown[] = [], bytes?: number) {
   const ctx = { postMessage: (m: unknown) => messages.push(m) } as never;
   const renderer = (activate as (c: unknown) => { renderOutputItem(i: unknown, e: unknown): void })(ctx);
   const root = new FakeElement('div');
-  renderer.renderOutputItem({ json: () => raw }, root);
+  const data = () => new Uint8Array(bytes ?? JSON.stringify(raw ?? null).length);
+  renderer.renderOutputItem({ json: () => raw, data }, root);
   return root;
 }
 
@@ -75,4 +78,25 @@ test('malformed payloads render a one-line notice, no table', () => {
   assert.equal(root.all('div')[1].textContent, 'gradwatch: output not shown (unsupported payload version 99)');
   const empty = renderRaw(payload(3, []));
   assert.equal(empty.all('div')[1].textContent, 'gradwatch: no gradient-flow problems found');
+});
+
+// issue 11, item 16: the renderer has caps of its own
+test('an output bigger than a payload may be is not parsed at all', () => {
+  let parsed = false;
+  const ctx = { postMessage: () => undefined } as never;
+  const renderer = (activate as (c: unknown) => { renderOutputItem(i: unknown, e: unknown): void })(ctx);
+  const root = new FakeElement('div');
+  const item = { json: () => ((parsed = true), payload(1, [])), data: () => new Uint8Array(LIMITS.maxPayloadBytes + 1) };
+  renderer.renderOutputItem(item, root);
+  assert.equal(parsed, false);
+  assert.equal(root.all('table').length, 0);
+  assert.match(root.all('div')[1].textContent, /^gradwatch: output not shown \(8388609 bytes, more than the 8388608/);
+});
+
+test('at most MAX_ROWS rows are drawn; the rest are counted', () => {
+  const many = Array.from({ length: 450 }, (_, i) => diag({ message: `m${i}` }));
+  const root = renderRaw(payload(1, many));
+  assert.equal(root.all('tr').length, MAX_ROWS + 1);
+  const notes = root.all('div').map((d) => d.textContent);
+  assert.ok(notes.includes(`${450 - MAX_ROWS} more not shown here`), notes.join('|'));
 });
