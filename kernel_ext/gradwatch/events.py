@@ -24,8 +24,13 @@ class TensorFact:
     created: Location | None = None  # the expression that made it
     made_non_leaf: Location | None = None  # the op that turned it into a non-leaf
     owners: list[str] = field(default_factory=list)  # optimizer names
+    owner_keys: list[int] = field(default_factory=list)  # the same optimizers' keys
     owner_locations: list[Location] = field(default_factory=list)
     shape: tuple[int, ...] = ()
+    frozen: Location | None = None  # where `requires_grad = False` / `requires_grad_(False)` ran
+    # the plain list/dict attribute (`model.hids`) that holds its module unregistered, and where
+    # that attribute is assigned
+    unregistered_in: str | None = None
 
 
 @dataclass
@@ -41,6 +46,9 @@ class Cut:
     # what the user edits when that is not the op itself: the `with torch.no_grad():` header
     # (also up the call stack), or the call inside a `@torch.no_grad()` function
     scope: Location | None = None
+    # set when the cut makes a whole additive term of the loss a constant (`loss = task +
+    # 0.1 * reg(w.detach())`): where that term is computed
+    dead_term: Location | None = None
 
 
 @dataclass
@@ -78,6 +86,10 @@ class BackwardEvent:
     error_message: str | None = None
     flow: Flow | None = None
     explain: dict[str, Any] = field(default_factory=dict)  # facts gathered for an error
+    # keys of the optimizers whose next step() used this backward's gradients: a cut matters
+    # for the tensors those optimizers train (a GAN's D step detaches G's output on purpose)
+    consumers: list[int] = field(default_factory=list)
+    reached_optimizers: set[int] = field(default_factory=set)  # whose parameters autograd reaches
 
 
 @dataclass

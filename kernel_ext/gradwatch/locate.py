@@ -205,6 +205,20 @@ class SourceMap:
         return None
 
 
+    def find_unreduced_loss(self) -> Location | None:
+        """The newest loss constructed to return per-element values: ``nn.CrossEntropyLoss(
+        reduction='none')``, ``reduction=<a variable>``, ``reduce=False``, ``size_average=False``
+        with ``reduce=False``; also the functional form (``F.mse_loss(a, b, reduction='none')``)."""
+        for filename, code in self.cell_sources():
+            tree = _parse(code)
+            best = None
+            for node in ast.walk(tree) if tree is not None else ():
+                if isinstance(node, ast.Call) and _unreduced(node) and (best is None or node.lineno >= best.lineno):
+                    best = node
+            if best is not None:
+                return self.node_location(filename, best)
+        return None
+
     def enclosing_decorator(self, location: Location, names: Iterable[str]) -> Location | None:
         """The ``@torch.no_grad()`` (or similar) decorator of the function around ``location``."""
         names = tuple(names)
@@ -222,6 +236,20 @@ class SourceMap:
                     found = (node, hits[0] if hits else None)
             return self.node_location(filename, found[1]) if found and found[1] is not None else None
         return None
+
+
+def _unreduced(call: ast.Call) -> bool:
+    func = call.func
+    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+    if not (name.endswith("Loss") or name.endswith("_loss") or name in ("cross_entropy", "nll_loss")):
+        return False
+    for kw in call.keywords:
+        value = kw.value
+        if kw.arg == "reduction" and not (isinstance(value, ast.Constant) and value.value in ("mean", "sum")):
+            return True
+        if kw.arg == "reduce" and isinstance(value, ast.Constant) and value.value is False:
+            return True
+    return False
 
 
 def history_cell(shell: Any, number: int) -> str | None:
@@ -299,6 +327,7 @@ class Namer:
     def __init__(self, *namespaces: dict[str, Any]) -> None:
         self._names: dict[int, str] = {}
         self._objects: dict[int, Any] = {}  # keeps ids stable while the Namer lives
+        self._unregistered: dict[int, str] = {}  # tensor id -> the plain container attribute
         import torch
 
         for ns in namespaces:
@@ -329,6 +358,7 @@ class Namer:
                             self._put(item, f"{prefix}.{attr}")
                     for bname, buf in m.named_buffers(recurse=False):
                         self._put(buf, f"{prefix}.{bname}")
+                    self._add_unregistered(m, prefix, torch)
             except Exception:
                 pass
         elif isinstance(value, torch.optim.Optimizer):
@@ -341,6 +371,22 @@ class Namer:
             for k, item in value.items():
                 if isinstance(item, torch.Tensor):
                     self._put(item, f"{var}[{k!r}]")
+
+    def _add_unregistered(self, module: Any, prefix: str, torch: Any) -> None:
+        """Modules kept in a plain list/dict attribute (``self.hids = []``) are not registered:
+        ``parameters()`` leaves them out. Name their parameters and remember the container."""
+        for attr, value in list(vars(module).items()):
+            if attr.startswith("_") or not isinstance(value, (list, tuple, dict)) or len(value) > 256:
+                continue
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                if isinstance(item, torch.nn.Module):
+                    for pname, p in item.named_parameters():
+                        self._put(p, f"{prefix}.{attr}[{key!r}].{pname}")
+                        self._unregistered.setdefault(id(p), f"{prefix}.{attr}")
+
+    def unregistered_in(self, obj: Any) -> str | None:
+        return self._unregistered.get(id(obj))
 
     def name(self, obj: Any) -> str | None:
         return self._names.get(id(obj))

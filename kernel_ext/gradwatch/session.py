@@ -31,6 +31,8 @@ from .trace.provenance import Provenance, ProvenanceMode, forget_callers
 _active = threading.local()
 _MAX_STEP_EVENTS = 32
 _NO_GRAD_NAMES = ("no_grad", "inference_mode", "set_grad_enabled")
+_RETRACE_LIMIT = 16  # backward() calls traced at most to reach one optimizer's next step
+_GRAD_CALLS_FREE = 8  # autograd.grad() calls (inner loops, penalties) that do not use up tracing
 _CHECK_ALL_STEPS = 16  # each optimizer's first steps are all checked for missing gradients ...
 _CHECK_EVERY = 16  # ... then every so many (a listing of all parameters costs per step)
 
@@ -73,6 +75,10 @@ class Watch:
         self._trace_until = 0
         self._trace_requested = 0
         self._last_key: tuple[weakref.ref, int] | None = None
+        self._fed_traced: set[int] = set()  # optimizers that stepped after a traced backward()
+        self._retraced: set[int] = set()  # optimizers traced again because of a missing gradient
+        self._trace_for: int | None = None  # trace until this optimizer's next step
+        self._grad_calls_traced = 0
 
     # --- life cycle ------------------------------------------------------------------------
     def __enter__(self) -> Report:
@@ -225,16 +231,24 @@ class Watch:
             created = self.source_map.find_assignment(name)
         elif "." in name and not name.startswith("<"):
             created = self._module_assignment(name)
-        owners, owner_locs = [], []
+        owners, owner_keys, owner_locs = [], [], []
         for opt, key in list(self.optimizers.items()):
             if any(p is t for g in opt.param_groups for p in g["params"]):
                 owners.append(namer.name(opt) or f"optimizer#{key}")
+                owner_keys.append(key)
                 loc = self._opt_locations.get(key)
                 if loc:
                     owner_locs.append(loc)
+        frozen_at = self.provenance.frozen_at.get(t)
+        unregistered = namer.unregistered_in(t)
+        if unregistered is not None:
+            created = self.source_map.find_assignment(unregistered.rsplit(".", 1)[-1], attribute=True) or created
         return TensorFact(name=name, kind="parameter" if isinstance(t, torch.nn.Parameter) else "tensor",
+                          frozen=self.location(frozen_at) if frozen_at is not None else None,
+                          unregistered_in=unregistered,
                           requires_grad=t.requires_grad, is_leaf=t.is_leaf, created=created,
-                          made_non_leaf=made_non_leaf, owners=owners, owner_locations=owner_locs,
+                          made_non_leaf=made_non_leaf, owners=owners, owner_keys=owner_keys,
+                          owner_locations=owner_locs,
                           shape=tuple(t.shape))
 
     def _module_assignment(self, qualified: str) -> Location | None:
@@ -340,6 +354,20 @@ class Watch:
         self._last_key = (weakref.ref(opt), key)
         return key
 
+    def _mark_consumers(self, key: int, since: int) -> None:
+        """This optimizer steps with the gradients of the backward() calls since its last
+        step or zero_grad(): it consumes those of them that reached its parameters."""
+        for event in reversed(self.events.backwards):
+            if event.index <= since:
+                break
+            if event.flow is not None:
+                self._fed_traced.add(key)
+            if key in event.reached_optimizers and key not in event.consumers:
+                event.consumers.append(key)
+        if self._trace_for == key and key in self._fed_traced:
+            self._trace_for = None  # seen what this optimizer's step is fed by
+            self._stop_tracing()
+
     def _step_hook(self):
         session = self
 
@@ -359,12 +387,21 @@ class Watch:
             counts = events.step_counts[key] = [0, 0, 0]
         counts[0] += 1
         n = events.n_backward
-        since = n - self._bwd_at.get(key, 0)
+        last = self._bwd_at.get(key, 0)
+        since = n - last
         self._bwd_at[key] = n
+        if events.backwards and events.backwards[-1].index > last:  # only while traced events are new
+            self._mark_consumers(key, last)
         if counts[0] <= _CHECK_ALL_STEPS or counts[0] % _CHECK_EVERY == 0 or since == 0:
             missing = [p for g in opt.param_groups for p in g["params"] if p.grad is None]
             counts[1] += 1
             counts[2] += bool(missing)
+            if missing and since and key not in self._fed_traced and key not in self._retraced:
+                # no traced backward fed this optimizer yet (e.g. a GAN's G step comes after
+                # several D steps): trace until its next step to see where its gradients stop
+                self._retraced.add(key)
+                self._trace_for = key
+                self.request_trace(_RETRACE_LIMIT)
             if (missing or since == 0) and len(events.steps) < _MAX_STEP_EVENTS:
                 namer = self._namer(self.source_map.user_frame(sys._getframe(1)))
                 events.steps.append(StepEvent(
@@ -455,6 +492,9 @@ class Watch:
         analyzer = FlowAnalyzer(self.provenance, self.location, lambda t: self._fact(t, namer),
                                 namer.name, self._enclosing_no_grad, self._no_grad_decorator)
         event.flow = analyzer.analyze(roots, trainables, bool(self.optimizers), owned)
+        reached = analyzer.reached_ids
+        event.reached_optimizers = {key for opt, key in list(self.optimizers.items())
+                                    if any(id(p) in reached for g in opt.param_groups for p in g["params"])}
         if len(self.events.backwards) < _MAX_STEP_EVENTS:
             self.events.backwards.append(event)
         return event
@@ -511,7 +551,11 @@ class Watch:
             roots = self._roots(api, args, kwargs)
             self.provenance.previous_roots = [n for n in map(self.provenance.nodes.get, roots) if n]
             self.provenance.step += 1
+            if api == "torch.autograd.grad" and self._grad_calls_traced < _GRAD_CALLS_FREE:
+                self._grad_calls_traced += 1  # a meta-learning inner step: trace the outer backward too
+                self._trace_until += 1
             if self.events.n_backward >= self._trace_until:
+                self._trace_for = None
                 self._stop_tracing()
         for monitor in self._monitors:
             monitor.after_backward()

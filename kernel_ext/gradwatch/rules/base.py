@@ -37,6 +37,21 @@ class Context:
         """The per-step monitor's findings for one rule (``Events.extra["dynamics"]``)."""
         return (f for f in self.events.extra.get("dynamics", ()) if f["code"] == code)
 
+    @staticmethod
+    def trained_by_this_step(event: Any, flow: Any, names: Iterable[str]) -> list[str]:
+        """Of ``names`` (cut off in ``event``'s backward), those that the optimizer stepped with
+        this backward's gradients trains. A GAN's discriminator step cuts the generator's output
+        on purpose: the generator's parameters are not what that step's optimizer trains.
+        Tensors in no optimizer (manual updates), and backward calls that fed no step, keep all."""
+        facts = {f.name: f for f in flow.unreached}
+        out = []
+        for name in names:
+            fact = facts.get(name)
+            if fact is None or not fact.owner_keys or not event.consumers or \
+                    any(k in event.consumers for k in fact.owner_keys):
+                out.append(name)
+        return out
+
     def backward_location(self) -> Location | None:
         for event in self.events.backwards:
             if event.location is not None:

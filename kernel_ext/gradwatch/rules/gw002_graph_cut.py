@@ -26,6 +26,8 @@ Detach only what must not be trained, e.g. a generator's output in a GAN's discr
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .base import Context, Rule, Severity, display_fix, names, related, replace_fix, them
 
 _WHY = {
@@ -49,8 +51,12 @@ class GraphCut(Rule):
         # discriminator step detaches the generator's output).
         reached = {name for _, flow in ctx.flows() for name in flow.reached}
         for event, flow in ctx.flows():
-            for cut in flow.cuts:
-                if cut.kind not in _WHY or not set(cut.cut_off) - reached:
+            for cut in _merged(flow.cuts):
+                if cut.kind not in _WHY:
+                    continue
+                cut_off = [n for n in ctx.trained_by_this_step(event, flow, cut.cut_off)
+                           if n not in reached or cut.dead_term is not None]
+                if not cut_off:
                     continue
                 expr = f"`{cut.location.text}`" if cut.location and cut.location.text else f"`{cut.op}`"
                 loss = f"`{flow.loss_name}`" if flow.loss_name else "the loss"
@@ -70,11 +76,29 @@ class GraphCut(Rule):
                     rel += related(cut.context, "the value comes back into the loss here, without its history")
                 else:
                     rel += related(cut.context, "gradient tracking is disabled by this block")
-                message = (f"{expr} {why}, which cuts {names(cut.cut_off)} off "
-                           f"{loss}, so no gradient reaches {them(cut.cut_off)}; {advice}")
+                if cut.dead_term is not None:
+                    term = f"`{cut.dead_term.text}`" if cut.dead_term.text else "a term"
+                    message = (f"{expr} {why}, so the term {term} of {loss} is a constant for autograd "
+                               f"and trains none of {names(cut_off)}; {advice}")
+                    rel += related(cut.dead_term, "this term of the loss has no gradient path")
+                else:
+                    message = (f"{expr} {why}, which cuts {names(cut_off)} off "
+                               f"{loss}, so no gradient reaches {them(cut_off)}; {advice}")
                 rel += related(event.location, f"`{flow.loss_name or 'loss'}.backward()` is called here")
                 yield self.diagnostic(message, where, related=rel, fix=_fix(cut),
-                                      explains=cut.cut_off, cut=cut.kind, op=cut.op, cut_off=cut.cut_off)
+                                      explains=cut_off, cut=cut.kind, op=cut.op, cut_off=cut_off)
+
+
+def _merged(cuts: list) -> list:
+    """One cut per place: a `.data` in a layer's `forward` cuts each instance's weight there."""
+    by_place: dict = {}
+    for cut in cuts:
+        loc = cut.scope or cut.location
+        key = (cut.kind, loc and (loc.cell, loc.path, loc.line, loc.column)) if loc else id(cut)
+        first = by_place.setdefault(key, cut)
+        if first is not cut:
+            by_place[key] = replace(first, cut_off=list(dict.fromkeys(first.cut_off + cut.cut_off)))
+    return list(by_place.values())
 
 
 def _advice(cut) -> str:

@@ -35,14 +35,15 @@ class ZeroGradientOp(Rule):
     def check(self, ctx: Context):
         for event, flow in ctx.flows():
             for cut in flow.cuts:
-                if cut.kind not in ("nondiff", "zero_grad"):
+                cut_off = ctx.trained_by_this_step(event, flow, cut.cut_off)
+                if cut.kind not in ("nondiff", "zero_grad") or not cut_off:
                     continue
                 expr = f"`{cut.location.text}`" if cut.location and cut.location.text else f"`{cut.op}`"
                 what = "has no gradient" if cut.kind == "nondiff" else "has a zero gradient almost everywhere"
-                message = (f"{expr} {what}, so {names(cut.cut_off)} {them(cut.cut_off, 'gets', 'get')} "
+                message = (f"{expr} {what}, so {names(cut_off)} {them(cut_off, 'gets', 'get')} "
                            f"no useful gradient from "
                            f"`{flow.loss_name or 'the loss'}`; use a differentiable surrogate in the loss")
                 yield self.diagnostic(
                     message, cut.location, related=related(event.location, "backward() is called here"),
                     fix=display_fix("Replace the op with a differentiable surrogate (e.g. softmax probabilities)"),
-                    explains=cut.cut_off, op=cut.op, cut_off=cut.cut_off)
+                    explains=cut_off, op=cut.op, cut_off=cut_off)

@@ -46,7 +46,19 @@ class ParameterWithoutOptimizer(Rule):
             orphans = [f.name for f in unowned]
             stale = [f for f in flow.unreached if f.owners and f.requires_grad and f.is_leaf]
             shapes = sorted(f.shape for f in unowned)
-            if stale and sorted(f.shape for f in stale) == shapes:
+            unregistered = sorted({f.unregistered_in for f in unowned if f.unregistered_in})
+            if unregistered and all(f.unregistered_in for f in unowned):
+                container = unregistered[0]
+                message = (f"`{container}` is a plain Python container, so the layers in it are not "
+                           f"registered: `parameters()` leaves out {names(orphans)}, which receive "
+                           f"gradients that no optimizer applies; use `nn.ModuleList`/`nn.ModuleDict`")
+                done.update(orphans)
+                yield self.diagnostic(message, unowned[0].created or event.location,
+                                      related=related(event.location, "backward() is called here"),
+                                      fix=display_fix("Wrap the list in `nn.ModuleList(...)`"),
+                                      explains=orphans, stale=False, parameters=orphans)
+                continue
+            if stale and (sorted(f.shape for f in stale) == shapes or _one_model(orphans)):
                 module = orphans[0].split(".")[0]
                 loc = ctx.source_map.find_assignment(module) if ctx.source_map and module.isidentifier() else None
                 opt = stale[0].owners[0]
@@ -73,6 +85,11 @@ class ParameterWithoutOptimizer(Rule):
             yield self.diagnostic(message, loc, related=related(event.location, "backward() is called here"),
                                   fix=display_fix("Pass these parameters to the optimizer"),
                                   explains=orphans, stale=False, parameters=orphans)
+
+
+def _one_model(orphans: list[str]) -> bool:
+    """The parameters the loss uses but no optimizer holds all belong to one named model."""
+    return len({o.split(".")[0] for o in orphans}) == 1 and "." in orphans[0]
 
 
 def _made_each_iteration(ctx: Context, fact, backward_at) -> bool:

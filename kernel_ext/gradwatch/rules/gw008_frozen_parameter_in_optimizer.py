@@ -25,7 +25,7 @@ optimizer = torch.optim.SGD(model.head.parameters(), lr=0.1)
 
 from __future__ import annotations
 
-from .base import Context, Rule, Severity, display_fix, names
+from .base import Context, Rule, Severity, display_fix, names, related
 
 
 class FrozenParameterInOptimizer(Rule):
@@ -55,8 +55,12 @@ class FrozenParameterInOptimizer(Rule):
                 message = (f"{names(frozen)} in {who} {'is' if len(frozen) == 1 else 'are'} frozen "
                            f"(`requires_grad=False`) and will never be updated; pass only "
                            f"trainable parameters (`filter(lambda p: p.requires_grad, ...)`)")
+            # the line to edit is where they were frozen, when that was seen
+            frozen_at = [f.frozen for f in opt.params if f.frozen is not None and f.name in frozen]
+            where = frozen_at[0] if frozen_at else opt.location
+            rel = related(opt.location, f"{who} is given the frozen parameters here") if frozen_at else []
             yield self.diagnostic(
-                message, opt.location,
+                message, where, related=rel,
                 severity=Severity.WARNING if everything else Severity.INFO,
                 fix=display_fix("Pass only the parameters that require grad to the optimizer"),
                 explains=frozen, frozen=frozen, n_params=len(opt.params))

@@ -37,7 +37,9 @@ class NonScalarLoss(Rule):
             if info.get("kind") != "non_scalar":
                 continue
             name = info.get("loss_name") or "the loss"
-            loc = info.get("loss_location") or event.location
+            # the line to edit is the loss built to return per-element values, when there is one
+            unreduced = info.get("unreduced_location")
+            loc = unreduced or info.get("loss_location") or event.location
             shape = tuple(info.get("loss_shape") or ())
             message = (f"`{name}` has shape {shape}, not a single number, so `backward()` cannot "
                        f"start from it; reduce it with `.mean()` (or `.sum()`) first")
@@ -45,5 +47,12 @@ class NonScalarLoss(Rule):
             if loc is not None and loc is not event.location and loc.end_line == loc.line and loc.text:
                 fix = Fix("Reduce the loss with `.mean()`", Applicability.UNSAFE,
                           (Edit(loc.at(loc.column), "("), Edit(loc.at(loc.end_column), ").mean()")))
-            yield self.diagnostic(message, loc, related=related(event.location, "backward() fails here"),
+            if unreduced is not None:
+                message = (f"`{name}` has shape {shape}, not a single number, because `{unreduced.text}` "
+                           f"returns one loss per element, so `backward()` cannot start from it; reduce it "
+                           f"with `.mean()` (or `.sum()`) first, or drop `reduction='none'`")
+                fix = None
+            rel = related(info.get("loss_location") if unreduced is not None else None, f"`{name}` is computed here")
+            rel += related(event.location, "backward() fails here")
+            yield self.diagnostic(message, loc, related=rel,
                                   fix=fix, shape=list(shape))

@@ -40,23 +40,31 @@ class BackwardThroughFreedGraph(Rule):
     summary = "`backward()` a second time through a graph an earlier `backward()` freed."
 
     def check(self, ctx: Context):
+        previous = None
         for event in ctx.events.backwards:
             info = event.explain
             if info.get("kind") != "freed_graph":
+                previous = event
                 continue
             name = info.get("carried_name")
             what = f"`{name}`" if name else "a tensor"
             loc = info.get("carried_location") or event.location
             loss = info.get("loss_name") or "the loss"
+            rel = []
             if info.get("same_iteration"):
                 message = (f"the previous `backward()` freed the graph of {what}, which "
                            f"`{loss}` also depends on; pass `retain_graph=True` to the first "
                            f"`backward()` or call `backward()` once on the sum of the losses")
+                # the line to edit is the first backward() (or both, summed into one)
+                if previous is not None and previous.location is not None:
+                    rel += related(loc, f"{what} is computed here, before both backward() calls")
+                    loc = previous.location
             else:
                 message = (f"{what} was computed before the previous `backward()` freed its graph, "
                            f"and `{loss}` still depends on it; detach it between iterations "
                            f"(`{name or 'x'} = {name or 'x'}.detach()`) or recompute it inside the loop")
-            yield self.diagnostic(message, loc, related=related(event.location, "the second backward() fails here"),
+            rel += related(event.location, "the second backward() fails here")
+            yield self.diagnostic(message, loc, related=rel,
                                   fix=display_fix("Detach the carried tensor each iteration, "
                                                   "or compute it inside the loop"),
                                   tensor=name)

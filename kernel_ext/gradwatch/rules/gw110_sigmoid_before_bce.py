@@ -1,6 +1,8 @@
 """## What it does
 Points out `nn.BCELoss` / `F.binary_cross_entropy` applied to the output of `sigmoid`, where
-`nn.BCEWithLogitsLoss` on the logits does the same, better.
+`nn.BCEWithLogitsLoss` on the logits does the same, better (info). And, as a warning, a
+`sigmoid` output fed into `nn.BCEWithLogitsLoss`, which applies a second sigmoid: it points at
+the `sigmoid`, often in the model's `forward`.
 
 ## Why is this bad?
 It is correct, but numerically fragile: `sigmoid` saturates to exactly 0 or 1 in float32,
@@ -34,6 +36,9 @@ class SigmoidBeforeBCE(Rule):
     def check(self, ctx: Context):
         for f in ctx.findings(self.code):
             loc, src = f["location"], f.get("producer_location")
+            if f.get("logits"):
+                yield self._twice(loc, src)
+                continue
             call = f"`{loc.text}`" if loc is not None and loc.text else "`binary_cross_entropy`"
             made = f"`{src.text}`" if src is not None and src.text else "`sigmoid`"
             message = (f"{call} applies `binary_cross_entropy` to the `sigmoid` output of {made}, "
@@ -41,3 +46,14 @@ class SigmoidBeforeBCE(Rule):
                        f"sigmoid and use `nn.BCEWithLogitsLoss`")
             yield self.diagnostic(message, loc, related=related(src, "`sigmoid` is applied here"),
                                   fix=display_fix("Use `nn.BCEWithLogitsLoss` on the logits"))
+
+    def _twice(self, loc, src):
+        """`sigmoid` into `BCEWithLogitsLoss`: the outputs are squashed twice, a real bug."""
+        call = f"`{loc.text}`" if loc is not None and loc.text else "`binary_cross_entropy_with_logits`"
+        made = f"`{src.text}`" if src is not None and src.text else "`sigmoid`"
+        message = (f"{made} applies `sigmoid`, and {call} applies it again (it expects logits), so the "
+                   f"predictions are squashed into (0.5, 0.73) and training stalls; return the logits")
+        return self.diagnostic(message, src or loc, severity=Severity.WARNING,
+                               related=related(loc, "the loss applies its own sigmoid here") if src else [],
+                               fix=display_fix("Remove the `sigmoid` before `BCEWithLogitsLoss`"),
+                               producer="sigmoid", logits=True)

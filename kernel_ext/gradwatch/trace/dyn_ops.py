@@ -17,8 +17,9 @@ import torch
 
 _CE = {"cross_entropy", "nll_loss"}
 _BCE = {"binary_cross_entropy"}
+_BCE_LOGITS = {"binary_cross_entropy_with_logits"}
 _REGRESSION = {"mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss"}
-_LOSSES = _CE | _BCE | _REGRESSION
+_LOSSES = _CE | _BCE | _BCE_LOGITS | _REGRESSION
 # uninitialized memory (parameter creation) may hold anything: not a forward op's result
 _UNINITIALIZED = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "Tensor"}
 _MAX_OPS = 4096  # per traced iteration
@@ -52,6 +53,8 @@ class OpChecks:
             self._find("GW109", op, position_fn(), producer=producer, producer_pos=producer_pos)
         elif op in _BCE and producer == "sigmoid":
             self._find("GW110", op, position_fn(), producer=producer, producer_pos=producer_pos)
+        elif op in _BCE_LOGITS and producer == "sigmoid":  # a second sigmoid inside the loss
+            self._find("GW110", op, position_fn(), producer=producer, producer_pos=producer_pos, logits=True)
         elif op in _REGRESSION and isinstance(target, torch.Tensor) and inp.shape != target.shape:
             try:
                 shape = torch.broadcast_shapes(inp.shape, target.shape)

@@ -35,6 +35,8 @@ def explain_error(session: Any, call: BackwardEvent, roots: list[torch.Tensor],
         info["loss_shape"] = list(loss.shape)
     if "implicitly created only for scalar outputs" in message:
         info["kind"] = "non_scalar"
+        if _from_loss_function(prov.nodes.get(loss) if loss is not None else None):
+            info["unreduced_location"] = session.source_map.find_unreduced_loss()
     elif "backward through the graph a second time" in message:
         info["kind"] = "freed_graph"
         _carried(session, loss, namer, info)
@@ -47,6 +49,23 @@ def explain_error(session: Any, call: BackwardEvent, roots: list[torch.Tensor],
         info["kind"] = "no_grad_fn"
 
 
+_LOSS_FUNCTIONS = {"cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
+                   "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "poisson_nll_loss",
+                   "margin_ranking_loss", "hinge_embedding_loss", "soft_margin_loss", "cosine_embedding_loss"}
+
+
+def _from_loss_function(node: Any, hops: int = 6) -> bool:
+    """Whether a (non-scalar) loss comes from a loss function a few ops up (weighting, masking)."""
+    todo = [(node, 0)] if node is not None else []
+    while todo:
+        n, depth = todo.pop()
+        if n.op in _LOSS_FUNCTIONS:
+            return True
+        if depth < hops:
+            todo.extend((p, depth + 1) for p in n.parents)
+    return False
+
+
 def _carried(session: Any, loss: torch.Tensor | None, namer: Any, info: dict) -> None:
     """The tensor whose graph the previous ``backward()`` freed and this loss still uses: the
     nearest ancestor of this loss that the previous traced loss was also computed from."""
@@ -55,6 +74,10 @@ def _carried(session: Any, loss: torch.Tensor | None, namer: Any, info: dict) ->
     if node is None:
         return
     previous = _ancestors(prov.previous_roots)
+    # outputs of one call share its parents tuple: an RNN's new hidden state is a sibling of
+    # the output the previous loss used
+    previous_calls = {id(n.parents) for n in previous if n.parents}
+    previous_ids = {id(n) for n in previous}
     info["same_iteration"] = node.step < prov.step  # the loss itself predates that backward
     todo, seen = [node], set()
     while todo and len(seen) < 100_000:
@@ -62,7 +85,8 @@ def _carried(session: Any, loss: torch.Tensor | None, namer: Any, info: dict) ->
         if id(n) in seen:
             continue
         seen.add(id(n))
-        if id(n) in previous and n.requires_grad and n.parents and n.cut is None:
+        if (id(n) in previous_ids or id(n.parents) in previous_calls) and n.requires_grad and n.parents \
+                and n.cut is None and n.step < prov.step:
             t = n.tensor
             loc = info["carried_location"] = session.location(n.pos)
             info["carried_name"] = (namer.name(t) if t is not None else None) or _assigned_name(loc)
@@ -70,15 +94,15 @@ def _carried(session: Any, loss: torch.Tensor | None, namer: Any, info: dict) ->
         todo.extend(n.parents)
 
 
-def _ancestors(roots: list) -> set[int]:
-    seen: set[int] = set()
+def _ancestors(roots: list) -> list:
+    seen: dict[int, Any] = {}
     todo = list(roots)
     while todo and len(seen) < 100_000:
         n = todo.pop()
         if id(n) not in seen:
-            seen.add(id(n))
+            seen[id(n)] = n
             todo.extend(n.parents)
-    return seen
+    return list(seen.values())
 
 
 def _inplace(session: Any, match: re.Match, namer: Any, info: dict) -> None:

@@ -10,15 +10,22 @@ node where ``requires_grad`` turned off on the way (a ``.detach()``, a ``no_grad
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 from typing import Any, Callable, Iterable
 
 import torch
 
 from ..diagnostics import Location
 from ..events import Cut, Flow, TensorFact
-from .provenance import Node, Provenance
+from .provenance import CONVERSIONS, Node, Provenance
 
 _MAX_NODES = 200_000
+# ops through which the loss is a sum of terms (averaged, stacked) ...
+_ADDITIVE = {"add", "__add__", "__radd__", "__iadd__", "add_", "sub", "__sub__", "__rsub__", "__isub__",
+             "mean", "sum", "neg", "__neg__", "stack", "cat"}
+# ... or scaled by a number (`0.1 * reg`); a product of two tensors is one term (`-log_prob * R`)
+_SCALING = {"div", "__truediv__", "__itruediv__", "mul", "__mul__", "__rmul__", "__imul__"}
+_MAX_TERMS = 16
 
 
 def autograd_leaves(roots: Iterable[torch.Tensor]) -> dict[int, torch.Tensor]:
@@ -93,6 +100,7 @@ class FlowAnalyzer:
         self.name = name
         self.enclosing_with = enclosing_with
         self.enclosing_decorator = enclosing_decorator
+        self.reached_ids: set[int] = set()  # after analyze(): the leaves autograd reaches
 
     def analyze(self, roots: list[torch.Tensor], trainables: list[torch.Tensor],
                 has_optimizer: bool, owned: set[int]) -> Flow:
@@ -105,6 +113,7 @@ class FlowAnalyzer:
             has_optimizer=has_optimizer,
         )
         reached = autograd_leaves(roots)
+        self.reached_ids = set(reached)
         by_id = {id(t): t for t in trainables}
         starts = [n for n in (self.prov.nodes.get(r) for r in roots) if n is not None]
         state, order = _ancestry(starts)
@@ -144,6 +153,8 @@ class FlowAnalyzer:
                 cut_off.setdefault(id(esc), (esc, []))[1].append(name)
         for cut_node, names in cut_off.values():
             flow.cuts.append(self._cut(cut_node, names))
+        if loss_node is not None and any(id(t) in reached for t in trainables):
+            flow.cuts += self._dead_terms(loss_node, by_id)
 
         if has_optimizer:
             for t_id, t in reached.items():
@@ -154,17 +165,51 @@ class FlowAnalyzer:
                 flow.reached_unowned.append(self.fact(t))
         return flow
 
+    def _dead_terms(self, loss_node: Node, by_id: dict[int, torch.Tensor]) -> list[Cut]:
+        """Cuts that make a whole term of the loss a constant, while the loss itself still
+        trains something (so no trainable is unreached): ``loss = task + 0.1 * reg(w.detach())``,
+        ``torch.tensor(balance_losses).mean()``, a NumPy round trip re-wrapped as a fresh leaf."""
+        cuts: list[Cut] = []
+        for term in _terms(loss_node):
+            # connected: some trainable is in the term's data ancestry with no cut on the way
+            # (the term's own tensor is usually gone by now; its records are not)
+            state, order = _ancestry([term])
+            behind: dict[int, tuple[Any, list[str]]] = {}
+            connected = False
+            for node in order:
+                tt = node.tensor
+                if tt is None or by_id.get(id(tt)) is not tt:
+                    continue
+                cut = state[id(node)]
+                if cut is None:
+                    connected = True
+                    break
+                behind.setdefault(id(cut), (cut, []))[1].append(self.name(tt) or "<tensor>")
+            if connected:
+                continue
+            for t_id, esc in self._escapes_into(order, by_id).items():
+                behind.setdefault(id(esc), (esc, []))[1].append(self.name(by_id[t_id]) or "<tensor>")
+            where = self.location(term.pos)
+            for cut_node, names in behind.values():
+                cuts.append(replace(self._cut(cut_node, names), dead_term=where))
+        return cuts
+
     def _escapes_into(self, order: list[Node], by_id: dict[int, torch.Tensor]) -> dict[int, Any]:
         """Trainables whose values left autograd (``.item()``/``.numpy()``) and came back
-        into the loss through a re-wrap (``torch.tensor(...)``)."""
+        into the loss through a re-wrap (``torch.tensor(...)``), or that were converted to
+        Python numbers themselves (``torch.Tensor([p for p in params])``)."""
         escapes = [e for e in self.prov.escapes if e.step == self.prov.step]
         if not escapes:
             return {}
+        found: dict[int, Any] = {}
+        for esc in escapes:
+            t = esc.node.tensor
+            if esc.op in CONVERSIONS and t is not None and by_id.get(id(t)) is t:
+                found.setdefault(id(t), esc)
         in_loss = {id(n) for n in order}
         rewraps = [(n, ids) for n, ids in self.prov.rewraps if id(n) in in_loss]
         if not rewraps:
-            return {}
-        found: dict[int, Any] = {}
+            return found
         for esc in escapes:
             linked = [n for n, ids in rewraps if esc.value_ids & ids] or \
                      [n for n, _ in rewraps if n.step == esc.step]
@@ -208,6 +253,23 @@ class FlowAnalyzer:
             if decorator is not None:
                 return decorator, frame_loc
         return None, None
+
+
+def _terms(root: Node) -> list[Node]:
+    """The additive terms of a loss: what ``+``/``-``/scaling/``mean`` combine."""
+    terms: list[Node] = []
+    todo, seen = [root], set()
+    while todo and len(terms) < _MAX_TERMS and len(seen) < 4 * _MAX_TERMS:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.parents and node.cut is None and (
+                node.op in _ADDITIVE or (node.op in _SCALING and len(node.parents) == 1)):
+            todo.extend(node.parents)
+        elif node is not root:
+            terms.append(node)
+    return terms
 
 
 def _strip_suffix(text: str, suffix: str) -> str | None:

@@ -24,7 +24,10 @@ from ..locate import Position
 
 # Ops whose output carries no gradient even though an input does.
 _DETACH_OPS = {"detach", "detach_"}
-_ESCAPE_OPS = {"numpy", "item", "tolist"}
+_ESCAPE_OPS = {"numpy", "item", "tolist", "__float__", "__int__", "__index__"}
+# a tensor turned into a Python number by a conversion (`torch.Tensor([p for p in params])`,
+# `float(w)`): the value is copied out of autograd even when no re-wrap is seen
+CONVERSIONS = {"__float__", "__int__", "__index__"}
 _REWRAP_OPS = {"tensor", "as_tensor", "from_numpy", "Tensor", "FloatTensor", "DoubleTensor",
                "asarray"}
 # Ops that are differentiable but whose gradient is zero almost everywhere.
@@ -88,7 +91,8 @@ def _tensors(values: Any, out: list[torch.Tensor], depth: int = 0, limit: int = 
 
 def _op_name(func: Callable) -> str:
     if isinstance(getattr(func, "__self__", None), _GETSET):  # a property such as Tensor.data
-        return "." + func.__self__.__name__
+        setter = "=" if getattr(func, "__name__", "") == "__set__" else ""
+        return "." + func.__self__.__name__ + setter
     return getattr(func, "__name__", None) or repr(func)
 
 
@@ -117,6 +121,7 @@ class Provenance:
         self.step = 0
         self.previous_roots: list[Node] = []  # the last traced backward's losses
         self.made_at: dict[int, Position] = {}  # storage address -> where a factory made it
+        self.frozen_at = WeakTensorKeyDictionary()  # tensor -> where requires_grad was turned off
         self._position = position
         # Extra per-op checks that run only while tracing: f(op, args, kwargs, out, position).
         self.observers: list[Callable[[str, tuple, dict, Any, Callable[[], Position | None]], None]] = []
@@ -142,6 +147,14 @@ class Provenance:
                                            out, self.step))
                 del self.escapes[:-64]
             return
+        if op in (".requires_grad=", "requires_grad_"):
+            value = args[1] if len(args) > 1 else kwargs.get("requires_grad", True)
+            if inputs and value is False:
+                self.frozen_at[inputs[0]] = self._position()
+            elif inputs:
+                self.frozen_at.pop(inputs[0], None)
+            if op == ".requires_grad=":
+                return
         if op == ".grad":
             if inputs and not inputs[0].is_leaf:
                 self.grad_reads.append((self._position(), weakref.ref(inputs[0])))
