@@ -111,6 +111,15 @@ class GradReadEvent:
 
 
 @dataclass
+class InputScale:
+    """A data tensor the traced loss was computed from, measured when the training misbehaved."""
+
+    name: str
+    created: Location | None
+    max_abs: float
+
+
+@dataclass
 class GradNoneEvent:
     """The cell failed reading a ``.grad`` that is ``None``; why it is ``None``.
 
@@ -153,4 +162,5 @@ class Events:
     extra: dict[str, Any] = field(default_factory=dict)  # per-rule monitors' summaries
     cell_error: str | None = None  # the exception type the cell ended with, if it raised
     cell_failure: GradNoneEvent | InplaceLeafEvent | None = None  # that exception, explained
+    inputs: list[InputScale] = field(default_factory=list)  # measured only when the loss misbehaved
     internal_errors: list[str] = field(default_factory=list)

@@ -149,18 +149,22 @@ class SourceMap:
         for _, filename, cell in sorted(cells, key=lambda c: c[0], reverse=True):
             yield filename, "\n".join(cell.code_lines)
 
-    def find_assignment(self, name: str, attribute: bool = False) -> Location | None:
+    def find_assignment(self, name: str, attribute: bool = False, owners: tuple[str, ...] = ()) -> Location | None:
         """The value expression of the newest assignment ``name = <expr>`` in the cells
-        (with ``attribute``: ``<anything>.name = <expr>``, e.g. ``self.fc2 = nn.Linear(...)``)."""
+        (with ``attribute``: ``<anything>.name = <expr>``, e.g. ``self.fc2 = nn.Linear(...)``;
+        ``owners`` (``("model",)``) prefers ``<x>.model.name = ...`` over ``self.name = ...``)."""
         for filename, code in self.cell_sources():
             tree = _parse(code)
             if tree is None:
                 continue
-            best = None
+            best, best_key = None, None
             for node in ast.walk(tree):
                 value = _assigned_value(node, name, attribute)
-                if value is not None and (best is None or value.lineno >= best.lineno):
-                    best = value
+                if value is None:
+                    continue
+                key = (_owner_match(node, owners) if attribute else 0, value.lineno)
+                if best_key is None or key >= best_key:
+                    best, best_key = value, key
             if best is not None:
                 return self.node_location(filename, best)
         return None
@@ -205,6 +209,20 @@ class SourceMap:
         return None
 
 
+    def find_call(self, names: Iterable[str]) -> Location | None:
+        """The newest call of a function or class named one of ``names`` (``nn.Sigmoid()``)."""
+        wanted = set(names)
+        for filename, code in self.cell_sources():
+            tree = _parse(code)
+            best = None
+            for node in ast.walk(tree) if tree is not None else ():
+                if isinstance(node, ast.Call) and _call_name(node) in wanted and \
+                        (best is None or node.lineno >= best.lineno):
+                        best = node
+            if best is not None:
+                return self.node_location(filename, best)
+        return None
+
     def find_unreduced_loss(self) -> Location | None:
         """The newest loss constructed to return per-element values: ``nn.CrossEntropyLoss(
         reduction='none')``, ``reduction=<a variable>``, ``reduce=False``, ``size_average=False``
@@ -217,6 +235,27 @@ class SourceMap:
                     best = node
             if best is not None:
                 return self.node_location(filename, best)
+        return None
+
+    def function_start(self, location: Location) -> Location | None:
+        """The first statement of the innermost function around ``location``."""
+        for filename, code in self.cell_sources():
+            cell = self._cells.get(filename) or self._cell_for(filename)
+            if cell is None or cell.execution_count != location.cell:
+                continue
+            tree = _parse(code)
+            found = None
+            for node in ast.walk(tree) if tree is not None else ():
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and \
+                        node.body[0].lineno <= location.line <= (node.end_lineno or node.lineno) and \
+                        (found is None or node.lineno > found.lineno):
+                    found = node
+            if found is None:
+                return None
+            first = found.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and len(found.body) > 1:
+                first = found.body[1]  # after the docstring
+            return self.node_location(filename, first)
         return None
 
     def enclosing_decorator(self, location: Location, names: Iterable[str]) -> Location | None:
@@ -238,9 +277,13 @@ class SourceMap:
         return None
 
 
-def _unreduced(call: ast.Call) -> bool:
+def _call_name(call: ast.Call) -> str:
     func = call.func
-    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+    return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+
+
+def _unreduced(call: ast.Call) -> bool:
+    name = _call_name(call)
     if not (name.endswith("Loss") or name.endswith("_loss") or name in ("cross_entropy", "nll_loss")):
         return False
     for kw in call.keywords:
@@ -295,6 +338,20 @@ def _parse(code: str) -> ast.Module | None:
         return None
 
 
+def _owner_match(node: ast.AST, owners: tuple[str, ...]) -> int:
+    """How many of ``owners`` (innermost last) the assignment's target spells before its attribute."""
+    target = node.targets[0] if isinstance(node, ast.Assign) and node.targets else None
+    value = target.value if isinstance(target, ast.Attribute) else None
+    n = 0
+    for owner in reversed(owners):
+        if isinstance(value, ast.Attribute) and value.attr == owner:
+            n += 1
+            value = value.value
+        else:
+            break
+    return n
+
+
 def _assigned_value(node: ast.AST, name: str, attribute: bool = False) -> ast.expr | None:
     if isinstance(node, ast.Assign):
         for target in node.targets:
@@ -328,6 +385,7 @@ class Namer:
         self._names: dict[int, str] = {}
         self._objects: dict[int, Any] = {}  # keeps ids stable while the Namer lives
         self._unregistered: dict[int, str] = {}  # tensor id -> the plain container attribute
+        self._user_attribute: dict[int, str] = {}  # parameter id -> `mask` of `self.mask = ...`
         import torch
 
         for ns in namespaces:
@@ -341,7 +399,7 @@ class Namer:
             self._names[id(obj)] = name
             self._objects[id(obj)] = obj
 
-    def _add(self, var: str, value: Any, torch: Any) -> None:
+    def _add(self, var: str, value: Any, torch: Any, depth: int = 0) -> None:
         if isinstance(value, torch.Tensor):
             self._put(value, var)
         elif isinstance(value, torch.nn.Module):
@@ -358,11 +416,20 @@ class Namer:
                             self._put(item, f"{prefix}.{attr}")
                     for bname, buf in m.named_buffers(recurse=False):
                         self._put(buf, f"{prefix}.{bname}")
+                    if not type(m).__module__.startswith("torch."):  # a user's own module class
+                        for pname, p in m.named_parameters(recurse=False):
+                            self._user_attribute.setdefault(id(p), pname)
                     self._add_unregistered(m, prefix, torch)
             except Exception:
                 pass
         elif isinstance(value, torch.optim.Optimizer):
             self._put(value, var)
+        elif depth == 0 and hasattr(value, "__dict__") and not isinstance(value, type) \
+                and type(value).__module__ not in ("builtins", "types"):
+            # a user object holding the model (`trainer.model`, `self.optimizer`): one level deep
+            for attr, item in list(vars(value).items())[:64]:
+                if not attr.startswith("_") and isinstance(item, (torch.nn.Module, torch.optim.Optimizer)):
+                    self._add(f"{var}.{attr}", item, torch, depth=1)
         elif isinstance(value, (list, tuple)) and len(value) <= 64:
             for i, item in enumerate(value):
                 if isinstance(item, torch.Tensor):
@@ -384,6 +451,10 @@ class Namer:
                     for pname, p in item.named_parameters():
                         self._put(p, f"{prefix}.{attr}[{key!r}].{pname}")
                         self._unregistered.setdefault(id(p), f"{prefix}.{attr}")
+
+    def user_attribute(self, obj: Any) -> str | None:
+        """The attribute a user's own module class assigned this parameter to."""
+        return self._user_attribute.get(id(obj))
 
     def unregistered_in(self, obj: Any) -> str | None:
         return self._unregistered.get(id(obj))

@@ -20,17 +20,18 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from . import intent
 from .diagnostics import Location, Severity
-from .events import BackwardEvent, Events, GradReadEvent, OptimizerEvent, StepEvent, TensorFact
+from .events import BackwardEvent, Events, GradReadEvent, InputScale, OptimizerEvent, StepEvent, TensorFact
 from .locate import Namer, SourceMap
 from .report import Report
 from .trace import explain
-from .trace.flow import FlowAnalyzer, related_tensor_ids
+from .trace.flow import FlowAnalyzer, data_leaves, related_tensor_ids
 from .trace.patch import Patcher
 from .trace.provenance import Provenance, ProvenanceMode, forget_callers
 
 _active = threading.local()
 _MAX_STEP_EVENTS = 32
 _NO_GRAD_NAMES = ("no_grad", "inference_mode", "set_grad_enabled")
+_SCALE_SENSITIVE = {"GW105", "GW106", "GW112", "GW113"}
 _RETRACE_LIMIT = 16  # backward() calls traced at most to reach one optimizer's next step
 _GRAD_CALLS_FREE = 8  # autograd.grad() calls (inner loops, penalties) that do not use up tracing
 _CHECK_ALL_STEPS = 16  # each optimizer's first steps are all checked for missing gradients ...
@@ -75,10 +76,12 @@ class Watch:
         self._trace_until = 0
         self._trace_requested = 0
         self._last_key: tuple[weakref.ref, int] | None = None
-        self._fed_traced: set[int] = set()  # optimizers that stepped after a traced backward()
-        self._retraced: set[int] = set()  # optimizers traced again because of a missing gradient
+        self._fed_traced: set[int] = set()  # optimizers stepped with gradients a traced backward() gave them
+        self._retraced: list[int] = []  # optimizers traced again because of a missing gradient
+        self._missing: dict[int, int] = {}  # optimizer key -> parameters without grad at its last check
         self._trace_for: int | None = None  # trace until this optimizer's next step
         self._grad_calls_traced = 0
+        self._inputs: list[tuple[weakref.ref, Any]] = []  # data of the first traced loss: (tensor, position)
 
     # --- life cycle ------------------------------------------------------------------------
     def __enter__(self) -> Report:
@@ -230,7 +233,9 @@ class Watch:
         elif name.isidentifier():
             created = self.source_map.find_assignment(name)
         elif "." in name and not name.startswith("<"):
-            created = self._module_assignment(name)
+            attribute = namer.user_attribute(t)  # `self.mask = nn.Parameter(...)` in the user's class
+            created = (self.source_map.find_assignment(attribute, attribute=True) if attribute else None) \
+                or self._module_assignment(name)
         owners, owner_keys, owner_locs = [], [], []
         for opt, key in list(self.optimizers.items()):
             if any(p is t for g in opt.param_groups for p in g["params"]):
@@ -255,11 +260,12 @@ class Watch:
         """Where the module holding ``model.fc2.weight`` was made: ``self.fc2 = ...``, else
         ``model = ...``."""
         parts = qualified.split(".")
-        owner = parts[-2] if len(parts) >= 3 else None
-        if owner and owner.isidentifier():
-            found = self.source_map.find_assignment(owner, attribute=True)
-            if found is not None:
-                return found
+        for i in range(len(parts) - 2, 0, -1):  # `model.classifier.3.weight`: `.classifier = ...`
+            owner = parts[i]
+            if owner.isidentifier():
+                found = self.source_map.find_assignment(owner, attribute=True, owners=tuple(parts[1:i]))
+                if found is not None:
+                    return found
         return self.source_map.find_assignment(parts[0]) if parts[0].isidentifier() else None
 
     # --- optimizers -------------------------------------------------------------------------------
@@ -357,14 +363,16 @@ class Watch:
     def _mark_consumers(self, key: int, since: int) -> None:
         """This optimizer steps with the gradients of the backward() calls since its last
         step or zero_grad(): it consumes those of them that reached its parameters."""
+        traced = False
         for event in reversed(self.events.backwards):
             if event.index <= since:
                 break
-            if event.flow is not None:
-                self._fed_traced.add(key)
+            traced = traced or event.flow is not None
             if key in event.reached_optimizers and key not in event.consumers:
                 event.consumers.append(key)
-        if self._trace_for == key and key in self._fed_traced:
+                if event.flow is not None:
+                    self._fed_traced.add(key)
+        if self._trace_for == key and traced:
             self._trace_for = None  # seen what this optimizer's step is fed by
             self._stop_tracing()
 
@@ -396,10 +404,14 @@ class Watch:
             missing = [p for g in opt.param_groups for p in g["params"] if p.grad is None]
             counts[1] += 1
             counts[2] += bool(missing)
-            if missing and since and key not in self._fed_traced and key not in self._retraced:
+            before, self._missing[key] = self._missing.get(key, 0), len(missing)
+            if missing and since and self._retraced.count(key) < 2 and \
+                    (key not in self._fed_traced or len(missing) > before):
                 # no traced backward fed this optimizer yet (e.g. a GAN's G step comes after
-                # several D steps): trace until its next step to see where its gradients stop
-                self._retraced.add(key)
+                # several D steps), or more of its parameters lost their gradient (a layer
+                # replaced mid-cell): trace until its next step to see where gradients stop
+                self._retraced.append(key)
+                self._fed_traced.discard(key)
                 self._trace_for = key
                 self.request_trace(_RETRACE_LIMIT)
             if (missing or since == 0) and len(events.steps) < _MAX_STEP_EVENTS:
@@ -497,6 +509,8 @@ class Watch:
                                     if any(id(p) in reached for g in opt.param_groups for p in g["params"])}
         if len(self.events.backwards) < _MAX_STEP_EVENTS:
             self.events.backwards.append(event)
+        if not self._inputs:
+            self._inputs = [(weakref.ref(t), node.pos) for t, node in data_leaves(roots, self.provenance)]
         return event
 
     def _trainables(self, namer: Namer, frame) -> tuple[list[torch.Tensor], set[int]]:
@@ -596,6 +610,28 @@ class Watch:
             if t is not None:
                 self.events.grad_reads.append(GradReadEvent(self.location(position), self._fact(t, namer)))
 
+    def _measure_inputs(self) -> None:
+        """The data's scale, when the loss diverged, went NaN or stayed flat: unscaled features
+        are the usual cause (one host read per input, once per cell)."""
+        if not any(f["code"] in _SCALE_SENSITIVE for f in self.events.extra.get("dynamics", ())):
+            return
+        namer = self._namer()
+        for ref, pos in self._inputs:
+            t = ref()
+            if t is None:
+                continue
+            name, created = namer.name(t) or "<tensor>", self.location(pos) if pos is not None else None
+            if created is None:
+                # the newest of its names' assignments (`features = ages` after `ages = ...`)
+                bound = [var for var, value in list(self.namespace().items()) if value is t and var.isidentifier()]
+                found = [(loc, var) for var in bound for loc in [self.source_map.find_assignment(var)] if loc]
+                if found:
+                    created, name = max(found, key=lambda f: (f[0].cell or 0, f[0].line))
+            with torch.no_grad():
+                finite = t[torch.isfinite(t)]
+                max_abs = float(finite.abs().max()) if finite.numel() else float("inf")
+            self.events.inputs.append(InputScale(name=name, created=created, max_abs=max_abs))
+
     def _explain_failure(self, exc: BaseException) -> None:
         from .trace import cell_error
 
@@ -630,6 +666,7 @@ class Watch:
         self.events.cell_error = type(exc).__name__ if exc is not None else None
         if exc is not None:
             self._guard(self._explain_failure, exc)
+        self._guard(self._measure_inputs)
         self._guard(self._collect_grad_reads)
         self._guard(self._name_new_optimizers)
         try:

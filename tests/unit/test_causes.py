@@ -11,15 +11,6 @@ import warnings
 import pytest
 
 
-@pytest.fixture(scope="module")
-def shell():
-    from IPython.testing.globalipapp import start_ipython
-
-    ip = start_ipython()
-    ip.run_line_magic("load_ext", "gradwatch")
-    return ip
-
-
 def run(shell, *cells: str, error: type[BaseException] | None = None) -> list[tuple[str, int, int]]:
     """Run ``cells`` (the last one watched); (code, cell index from 0, line) of each warning or
     error, where line 1 of the watched cell is its ``%%gradwatch`` line."""
@@ -361,3 +352,127 @@ class Unmixer(nn.Module):
             opt.step()
         """)
     assert found == [("GW006", 0, 10)]
+
+
+def test_a_warm_up_from_learning_rate_zero_is_not_a_bug(shell):
+    found = run(shell, SETUP, """
+        model = nn.Linear(4, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, step / 5))
+        x, y = torch.randn(32, 4), torch.randn(32, 1)
+        for step in range(20):
+            opt.zero_grad()
+            F.mse_loss(model(x), y).backward()
+            opt.step()
+            sched.step()
+        """)
+    assert found == []
+
+
+def test_a_regression_diverging_on_unscaled_features_points_at_the_data(shell):
+    found = run(shell, SETUP + """
+ages = torch.linspace(18, 80, 64).unsqueeze(1)
+features = torch.cat([ages, ages ** 2], dim=1)
+spending = 3.0 * ages + 20.0
+""", """
+        model = nn.Linear(2, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+        for epoch in range(60):
+            opt.zero_grad()
+            loss = F.mse_loss(model(features), spending)
+            loss.backward()
+            opt.step()
+        """)
+    assert ("GW113", 0, 7) in found or ("GW105", 0, 7) in found, found
+    assert {line for code, cell, line in found if code in ("GW105", "GW113")} == {7}
+
+
+def test_zero_grad_inside_an_accumulation_loop_is_the_line_to_edit(shell):
+    found = run(shell, SETUP, """
+        model = nn.Linear(4, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        batches = [(torch.randn(8, 4), torch.randn(8, 1)) for _ in range(12)]
+        for i, (xb, yb) in enumerate(batches):
+            opt.zero_grad()
+            loss = F.mse_loss(model(xb), yb) / 4
+            loss.backward()
+            if (i + 1) % 4 == 0:
+                opt.step()
+        """)
+    assert found == [("GW104", 1, 6)]
+
+
+def test_a_model_never_put_back_in_train_mode_points_at_the_training_function(shell):
+    found = run(shell, SETUP + """
+model = nn.Sequential(nn.Linear(4, 16), nn.Dropout(0.5), nn.Linear(16, 2))
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+x, y = torch.randn(32, 4), torch.randint(0, 2, (32,))
+
+
+def train():
+    for i in range(0, 32, 8):
+        loss = F.cross_entropy(model(x[i:i + 8]), y[i:i + 8])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+def test():
+    model.eval()
+    with torch.no_grad():
+        return F.cross_entropy(model(x), y).item()
+""", """
+        for epoch in range(3):
+            train()
+            test()
+        """)
+    assert found == [("GW115", 0, 12)]
+
+
+def test_a_head_replaced_after_the_optimizer_inside_a_trainer_object(shell):
+    found = run(shell, SETUP + """
+class Trainer:
+    def __init__(self, model):
+        self.model = model
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+
+    def train(self, x, y, epochs):
+        for epoch in range(epochs):
+            loss = F.cross_entropy(self.model(x), y)
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+
+    def new_head(self, classes):
+        for p in self.model.parameters():
+            p.requires_grad = False
+        self.model.head = nn.Linear(8, classes)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(4, 8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.head(self.body(x).relu())
+""", """
+        trainer = Trainer(Net())
+        trainer.train(torch.randn(16, 4), torch.randint(0, 3, (16,)), epochs=3)
+        trainer.new_head(2)
+        trainer.train(torch.randn(16, 4), torch.randint(0, 2, (16,)), epochs=3)
+        """)
+    assert found == [("GW007", 0, 21)]
+
+
+def test_a_loss_with_nothing_to_train_points_at_the_weight_it_is_computed_from(shell):
+    found = run(shell, SETUP + """
+x, y = torch.randn(16, 3), torch.randn(16, 1)
+w = torch.randn(3, 1)
+""", """
+        for step in range(3):
+            loss = F.mse_loss(x @ w, y)
+            loss.backward()
+        """, error=RuntimeError)
+    assert found == [("GW001", 0, 7)]

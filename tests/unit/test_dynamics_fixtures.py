@@ -21,15 +21,6 @@ FIXTURES = harness.fixture_paths(GROUPS)
 CLEAN = harness.fixture_paths(["clean"])
 
 
-@pytest.fixture(scope="module")
-def shell():
-    from IPython.testing.globalipapp import start_ipython
-
-    ip = start_ipython()
-    ip.run_line_magic("load_ext", "gradwatch")
-    return ip
-
-
 def run_in_process(shell, path: Path) -> tuple[Counter, Counter, list]:
     """(expected, actual, diagnostics); keys are (code, cell number, line)."""
     import gradwatch

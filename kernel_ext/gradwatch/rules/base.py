@@ -52,6 +52,11 @@ class Context:
                 out.append(name)
         return out
 
+    def unscaled_input(self, threshold: float = 50.0) -> Any:
+        """The data tensor with the largest values, if they are far from unit scale."""
+        big = [i for i in self.events.inputs if i.max_abs >= threshold and i.created is not None]
+        return max(big, key=lambda i: i.max_abs) if big else None
+
     def backward_location(self) -> Location | None:
         for event in self.events.backwards:
             if event.location is not None:

@@ -56,6 +56,8 @@ class RequiresGradMissing(Rule):
             for fact in params:
                 if fact.name not in reached:
                     facts.setdefault(fact.name, (fact, ctx.backward_location(), None))
+        if not facts:
+            yield from self._nothing_requires_grad(ctx)
         for name, (fact, backward_at, loss_name) in facts.items():
             if fact.kind != "tensor" or fact.requires_grad or not fact.is_leaf:
                 continue
@@ -70,6 +72,24 @@ class RequiresGradMissing(Rule):
             rel += related(backward_at, f"`{loss_name or 'the loss'}.backward()` needs its gradient here")
             yield self.diagnostic(message, loc, related=rel, fix=_fix(loc), explains=[name], tensor=name,
                                   shape=list(fact.shape), optimizers=fact.owners)
+
+
+    def _nothing_requires_grad(self, ctx: Context):
+        """`backward()` failed and nothing the loss was computed from is trained anywhere (no
+        optimizer, no `.grad` read): the tensor the loss was computed from is the candidate."""
+        for event in ctx.events.backwards:
+            info, flow = event.explain, event.flow
+            if info.get("kind") != "no_grad_fn" or info.get("constant_location") is None or \
+                    (flow is not None and (flow.cuts or flow.unreached)):
+                continue
+            loc, name = info["constant_location"], info.get("constant_name") or "the input"
+            message = (f"`{name}` is created without `requires_grad=True`, and the loss is computed only "
+                       f"from tensors without gradient history, so `backward()` has nothing to "
+                       f"differentiate; create `{name}` with `requires_grad=True` (or compute it with a "
+                       f"module whose parameters do)")
+            yield self.diagnostic(message, loc, related=related(event.location, "backward() fails here"),
+                                  fix=_fix(loc), explains=[name], tensor=name)
+            return
 
 
 def _fix(loc):

@@ -82,9 +82,23 @@ class ParameterWithoutOptimizer(Rule):
                        f"{'it' if len(orphans) == 1 else 'them'} to the optimizer or freeze "
                        f"{'it' if len(orphans) == 1 else 'them'} with `requires_grad_(False)`")
             loc = unowned[0].created or event.location
+            opt_loc = next((loc_ for f in flow.unreached + flow.reached_unowned for loc_ in f.owner_locations
+                            if loc_ is not None), None) or _any_optimizer_location(ctx)
+            if unowned[0].created is not None and opt_loc is not None and _before(unowned[0].created, opt_loc):
+                # the layers existed when the optimizer was built: its parameter list left them out
+                loc = opt_loc
             yield self.diagnostic(message, loc, related=related(event.location, "backward() is called here"),
                                   fix=display_fix("Pass these parameters to the optimizer"),
                                   explains=orphans, stale=False, parameters=orphans)
+
+
+def _before(a, b) -> bool:
+    """Whether source location ``a`` comes before ``b`` (cells by execution count)."""
+    return a.path == b.path and (a.cell or 0, a.line) < (b.cell or 0, b.line)
+
+
+def _any_optimizer_location(ctx: Context):
+    return next((o.location for o in ctx.events.optimizers if o.location is not None), None)
 
 
 def _one_model(orphans: list[str]) -> bool:

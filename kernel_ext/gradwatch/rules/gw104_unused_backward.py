@@ -51,7 +51,18 @@ class UnusedBackward(Rule):
             call = f"`{bwd.text}`" if bwd is not None and bwd.text else "`backward()`"
             if f.get("kind") != "discarded" and ctx.events.cell_error is not None:
                 continue  # the cell raised before it could reach `step()`: nothing to judge
-            if f.get("kind") == "discarded":
+            where = bwd or f.get("zero_grad")
+            if f.get("kind") == "discarded" and f.get("steps", 0) >= 2 and f.get("zero_grad") is not None:
+                # the loop does step, every few backward() calls (gradient accumulation), but a
+                # zero_grad() between them throws the earlier micro-batches away: that is the line
+                zg = f["zero_grad"]
+                message = (f"`{zg.text or opt + '.zero_grad()'}` clears the gradients of {call} before "
+                           f"`{opt}.step()` uses them ({f.get('discards', 0):,} times), so only the last "
+                           f"micro-batch before each step counts; call `{opt}.zero_grad()` right after "
+                           f"`{opt}.step()` instead")
+                rel = related(bwd, "these gradients are thrown away")
+                where = zg
+            elif f.get("kind") == "discarded":
                 message = (f"the gradients of {call} are cleared by `{opt}.zero_grad()` before any "
                            f"`{opt}.step()` uses them; call `{opt}.step()` after every `backward()`")
                 rel = related(f.get("zero_grad"), "the gradients are cleared here, unused")
@@ -59,6 +70,6 @@ class UnusedBackward(Rule):
                 message = (f"the gradients of {call} are never used because `{opt}.step()` is never "
                            f"called; call `{opt}.step()` after `backward()`")
                 rel = related(f.get("optimizer_location"), f"`{opt}` is created here")
-            yield self.diagnostic(message, bwd or f.get("zero_grad"), related=rel,
+            yield self.diagnostic(message, where, related=rel,
                                   fix=display_fix(f"Call `{opt}.step()` after `backward()`"),
                                   optimizer=opt, kind=f.get("kind"))

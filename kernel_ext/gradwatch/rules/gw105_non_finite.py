@@ -67,6 +67,12 @@ class NonFinite(Rule):
                 message += f" whose input {names(origin['inputs'], 2)} already held NaN/Inf"
         message += "; guard that op (clamp its input, add an epsilon), check the data, or lower the learning rate"
         location = (origin or {}).get("location") or loss_loc
+        data = ctx.unscaled_input()
+        if data is not None and (origin is None or origin.get("inputs")):
+            # no op of its own made the NaN: the values grew until they overflowed
+            message += (f"; `{data.name}` holds values up to {data.max_abs:,.3g}: unscaled data makes the "
+                        f"updates overshoot until they overflow, so standardize it first")
+            location = data.created
         rel = related(loss_loc, f"`{loss}` is non-finite from step {step} on") if location is not loss_loc else []
         if v.get("optimizer_location") is not None and grad_step is not None:
             rel += related(v["optimizer_location"], f"`{v['optimizer']}` applies the NaN/Inf gradients")

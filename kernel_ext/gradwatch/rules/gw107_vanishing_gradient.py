@@ -30,6 +30,9 @@ from __future__ import annotations
 from .base import Context, Rule, Severity, display_fix, names, related
 
 
+_SATURATING = {"Sigmoid", "Tanh", "sigmoid", "tanh", "Softsign", "softsign", "Hardtanh", "hardtanh"}
+
+
 class VanishingGradient(Rule):
     code = "GW107"
     name = "vanishing-gradient"
@@ -47,8 +50,14 @@ class VanishingGradient(Rule):
                        f"about 10^{f['orders']:.0f} times smaller than the other layers' (vanishing gradients), "
                        f"so {'it barely learns' if one else 'they barely learn'}; "
                        f"use ReLU-like activations, normalization or residual connections")
+            where = f.get("loss") or f.get("optimizer_location")
+            activation = ctx.source_map.find_call(_SATURATING) if ctx.source_map else None
+            rel = related(f.get("optimizer_location"), f"`{f['optimizer']}` trains them")
+            if activation is not None:  # the line to edit: the saturating activation of the stack
+                message += f" (`{activation.text}` saturates, so each layer shrinks the gradient)"
+                rel = related(where, "the gradients are measured from this loss") + rel
+                where = activation
             yield self.diagnostic(
-                message, f.get("loss") or f.get("optimizer_location"),
-                related=related(f.get("optimizer_location"), f"`{f['optimizer']}` trains them"),
+                message, where, related=rel,
                 fix=display_fix("Use ReLU/GELU, BatchNorm/LayerNorm or residual connections"),
                 parameters=params, orders=f["orders"])

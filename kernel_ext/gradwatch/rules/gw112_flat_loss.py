@@ -41,8 +41,15 @@ class FlatLoss(Rule):
             where = f"at {f['mean']:.6g}" if f["spread"] == 0 else f"within {f['spread']:.2g} of {f['mean']:.6g}"
             message = (f"`{loss}` stayed {where} over {f['n']} steps "
                        f"although the gradients are not zero, so the model is not learning; {fix}")
-            yield self.diagnostic(message, f.get("loss"),
-                                  related=related(f.get("optimizer_location"), "the learning rate is set here"),
+            where_, rel = f.get("loss"), related(f.get("optimizer_location"), "the learning rate is set here")
+            data = ctx.unscaled_input(threshold=1e3)
+            if data is not None:  # targets or features far from unit scale: the steps are far too small
+                message = (f"`{loss}` stayed {where} over {f['n']} steps: `{data.name}` holds values up to "
+                           f"{data.max_abs:,.3g}, far from the unit scale the model's outputs and steps have; "
+                           f"standardize it (and undo that for predictions)")
+                rel = related(f.get("loss"), f"`{loss}` stays flat here") + rel
+                where_ = data.created
+            yield self.diagnostic(message, where_, related=rel,
                                   fix=display_fix("Increase the learning rate"), mean=f["mean"], n=f["n"])
 
 

@@ -36,8 +36,15 @@ class DivergingLoss(Rule):
             opt = f.get("optimizer")
             fix = f"lower the learning rate of `{opt}`" if opt else "lower the learning rate"
             message = f"`{loss}` grew from {f['first']:.3g} to {end} instead of decreasing; {fix}"
-            yield self.diagnostic(message, f.get("loss"),
-                                  related=related(f.get("optimizer_location"), "the learning rate is set here"),
+            where, rel = f.get("loss"), related(f.get("optimizer_location"), "the learning rate is set here")
+            data = ctx.unscaled_input()
+            if data is not None:  # unscaled features make any usual learning rate too large
+                message = (f"`{loss}` grew from {f['first']:.3g} to {end}: `{data.name}` holds values up to "
+                           f"{data.max_abs:,.3g}, so the gradient steps overshoot; standardize it "
+                           f"(subtract the mean, divide by the std) or {fix}")
+                rel = related(f.get("loss"), f"`{loss}` diverges here") + rel
+                where = data.created
+            yield self.diagnostic(message, where, related=rel,
                                   fix=display_fix("Lower the learning rate"), first=f["first"], last=f["last"])
 
 

@@ -49,6 +49,18 @@ class EvalModeTraining(Rule):
                        f"`{opt}.step()` trains its parameters; call `{module}.train()` before the "
                        f"training steps")
             loc = f.get("eval") or f.get("step")
+            start = ctx.source_map.function_start(f["step"]) if ctx.source_map and f.get("step") else None
+            if not f.get("train_called") and start is not None:
+                # nothing ever puts it back in training mode: the training function needs `.train()`
+                message = (f"`{module}` is in eval mode ({names(f['submodules'], 2)} disabled) while "
+                           f"`{opt}.step()` trains its parameters, and nothing calls `{module}.train()`; "
+                           f"call it at the start of the training function")
+                rel = related(f.get("eval"), f"`{module}` is put in eval mode here")
+                rel += related(f.get("step"), f"`{opt}.step()` trains `{module}` in eval mode here")
+                yield self.diagnostic(message, start, related=rel,
+                                      fix=display_fix(f"Call `{module}.train()` at the start of training"),
+                                      module=module, submodules=f["submodules"], optimizer=opt)
+                continue
             rel = related(f.get("step"), f"`{opt}.step()` trains `{module}` in eval mode here") \
                 if loc is not f.get("step") else []
             yield self.diagnostic(message, loc, related=rel,

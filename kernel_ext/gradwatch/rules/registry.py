@@ -101,10 +101,20 @@ def run(events: Events, source_map: SourceMap | None = None, *, select: set[str]
         ctx.explained = frozenset(name for code in rule.defers_to for d in emitted.get(code, ())
                                   for name in d.explains)
         found = emitted.setdefault(rule.code, [])
+        at: dict[tuple, Diagnostic] = {}
         for diag in rule.check(ctx) or ():
+            loc = diag.location
+            place = (loc.cell, loc.path, loc.line, loc.column, loc.end_column) if loc else None
+            if place is not None and place in at:  # one finding per rule and place (e.g. per optimizer)
+                first = at[place]
+                first.evidence["same_place"] = first.evidence.get("same_place", 1) + 1
+                first.explains |= diag.explains
+                continue
             if diag.key() not in seen:
                 seen.add(diag.key())
                 found.append(diag)
+                if place is not None:
+                    at[place] = diag
     out: list[Diagnostic] = []
     for found in emitted.values():
         if len(found) > MAX_PER_RULE:

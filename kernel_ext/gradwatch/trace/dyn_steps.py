@@ -31,11 +31,12 @@ _EVAL_KINDS = (torch.nn.modules.dropout._DropoutNd, torch.nn.modules.batchnorm._
 
 
 class _Opt:
-    __slots__ = ("ref", "steps", "bwd_at_step", "zg_at", "zg_pos", "zg_discard", "step_pos",
+    __slots__ = ("ref", "lr_zero", "steps", "bwd_at_step", "zg_at", "zg_pos", "zg_discard", "step_pos",
                  "probe", "probe_checked", "acc_pos", "ids", "scaler", "discards")
 
     def __init__(self, opt: Any) -> None:
         self.ref = weakref.ref(opt)
+        self.lr_zero = False  # lr 0 at the last check: checked every step until it rises
         self.steps = 0
         self.bwd_at_step = 0  # backward calls seen at this optimizer's last step
         self.zg_at = -1  # backward calls seen at its last zero_grad()
@@ -64,6 +65,7 @@ class StepOrder:
         self.checking = False  # some probe waits for after_backward()
         self.watching = True  # on_backward() has work (positions to keep, probes, discards)
         self.eval_pos: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.train_called = False  # some `module.train()` ran in the cell
 
     def _state(self, opt: Any, key: int) -> _Opt:
         st = self.opts.get(key)
@@ -162,6 +164,8 @@ class StepOrder:
             self.eval_called = False
             self._check_eval(opt, key, st)
             self._check_lr(opt, key, st)
+        elif st.lr_zero:
+            self._check_lr(opt, key, st)
 
     def after_step(self, opt: Any, key: int) -> None:
         st = self.opts.get(key)
@@ -205,6 +209,7 @@ class StepOrder:
         # called for the outermost (the user's) call only: Module.train recurses into children
         if mode:
             self.eval_pos.pop(module, None)
+            self.train_called = True
         else:
             self.eval_pos[module] = self.m.position()
             self.eval_called = True
@@ -216,8 +221,12 @@ class StepOrder:
 
     def _check_lr(self, opt: Any, key: int, st: _Opt) -> None:
         lrs = [g.get("lr") for g in opt.param_groups]
-        if lrs and all(isinstance(lr, (int, float)) and lr == 0 for lr in lrs):
+        st.lr_zero = bool(lrs) and all(isinstance(lr, (int, float)) and lr == 0 for lr in lrs)
+        if st.lr_zero:
             self._find("GW114", key, kind="lr", step=st.step_pos)
+        elif self.findings.get(("GW114", key), {}).get("kind") == "lr":
+            # a warm-up schedule that starts at 0 and rises is not a bug
+            del self.findings[("GW114", key)]
 
     def _check_eval(self, opt: Any, key: int, st: _Opt) -> None:
         if st.ids is None:
@@ -249,7 +258,7 @@ class StepOrder:
                         if where is not None:
                             break
                 self._find("GW115", key, module=var, submodules=[f"{var}.{n}" if n else var for n in off],
-                           eval=where, step=st.step_pos, step_index=st.steps)
+                           eval=where, step=st.step_pos, step_index=st.steps, train_called=self.train_called)
                 return
 
     # --- results -------------------------------------------------------------------------------

@@ -47,6 +47,32 @@ def explain_error(session: Any, call: BackwardEvent, roots: list[torch.Tensor],
             _inplace(session, match, namer, info)
     elif "does not require grad and does not have a grad_fn" in message:
         info["kind"] = "no_grad_fn"
+        leaf = _constant_source(prov.nodes.get(loss) if loss is not None else None)
+        t = leaf.tensor if leaf is not None else None
+        name = namer.name(t) if t is not None else None
+        if leaf is not None and leaf.pos is not None:
+            info["constant_location"] = session.location(leaf.pos)
+        elif name and name.isidentifier():  # made in an earlier, unwatched cell
+            info["constant_location"] = session.source_map.find_assignment(name)
+        if info.get("constant_location") is not None:
+            info["constant_name"] = name or _assigned_name(info["constant_location"])
+
+
+_WEIGHT_SECOND = {"matmul", "mm", "bmm", "__matmul__", "linear", "conv1d", "conv2d", "conv3d", "einsum"}
+
+
+def _constant_source(node: Any) -> Any:
+    """For a loss that requires no grad at all: the tensor the user most likely meant to train.
+    Follow the prediction (a loss function's first input) and, through a product with weights
+    (``x @ w``, ``linear``), the weight, to the tensor that was created without history."""
+    seen = 0
+    while node is not None and node.parents and seen < 10_000:
+        seen += 1
+        parents = node.parents
+        if node.op in _WEIGHT_SECOND and len(parents) > 1 and not parents[1].parents:
+            return parents[1]
+        node = parents[0]
+    return node
 
 
 _LOSS_FUNCTIONS = {"cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",

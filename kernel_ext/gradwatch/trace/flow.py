@@ -76,6 +76,21 @@ def _ancestry(start: Iterable[Node]) -> tuple[dict[int, Node | None], list[Node]
     return state, order
 
 
+def data_leaves(roots: list[torch.Tensor], prov: Provenance, limit: int = 8) -> list[tuple[torch.Tensor, Node]]:
+    """The data a loss was computed from: float tensors without history that nothing trains."""
+    _, order = _ancestry(n for n in (prov.nodes.get(r) for r in roots) if n is not None)
+    out = []
+    for node in order:
+        t = node.tensor
+        if node.parents or t is None or t.requires_grad or isinstance(t, torch.nn.Parameter) \
+                or not t.is_floating_point() or t.numel() < 2:
+            continue
+        out.append((t, node))
+        if len(out) >= limit:
+            break
+    return out
+
+
 def related_tensor_ids(roots: list[torch.Tensor], prov: Provenance) -> set[int]:
     """ids of the tensors a loss depends on, by autograd or by recorded data flow."""
     ids = set(autograd_leaves(roots))
