@@ -89,6 +89,7 @@ class BackwardEvent:
     # keys of the optimizers whose next step() used this backward's gradients: a cut matters
     # for the tensors those optimizers train (a GAN's D step detaches G's output on purpose)
     consumers: list[int] = field(default_factory=list)
+    steps_before: int = 0  # optimizer steps taken before this backward() (two losses, one iteration)
     reached_optimizers: set[int] = field(default_factory=set)  # whose parameters autograd reaches
 
 

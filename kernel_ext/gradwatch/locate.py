@@ -284,11 +284,12 @@ def _call_name(call: ast.Call) -> str:
 
 def _unreduced(call: ast.Call) -> bool:
     name = _call_name(call)
-    if not (name.endswith("Loss") or name.endswith("_loss") or name in ("cross_entropy", "nll_loss")):
-        return False
+    loss = name.endswith("Loss") or name.endswith("_loss") or name in ("cross_entropy", "nll_loss")
     for kw in call.keywords:
         value = kw.value
-        if kw.arg == "reduction" and not (isinstance(value, ast.Constant) and value.value in ("mean", "sum")):
+        if kw.arg == "reduction" and isinstance(value, ast.Constant) and value.value == "none":
+            return True  # also a config object's field (`LossConfig(..., reduction="none")`)
+        if kw.arg == "reduction" and loss and not (isinstance(value, ast.Constant) and value.value in ("mean", "sum")):
             return True
         if kw.arg == "reduce" and isinstance(value, ast.Constant) and value.value is False:
             return True
@@ -365,6 +366,9 @@ def _assigned_value(node: ast.AST, name: str, attribute: bool = False) -> ast.ex
                 for t, v in zip(target.elts, node.value.elts, strict=False):
                     if isinstance(t, ast.Name) and t.id == name:
                         return v
+            elif isinstance(target, ast.Tuple) and any(isinstance(t, ast.Name) and t.id == name
+                                                       for t in target.elts):
+                return node.value  # `out, hidden = rnn(x, hidden)`
     if attribute:
         return None
     if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) \
@@ -443,14 +447,20 @@ class Namer:
         """Modules kept in a plain list/dict attribute (``self.hids = []``) are not registered:
         ``parameters()`` leaves them out. Name their parameters and remember the container."""
         for attr, value in list(vars(module).items()):
-            if attr.startswith("_") or not isinstance(value, (list, tuple, dict)) or len(value) > 256:
-                continue
-            items = value.items() if isinstance(value, dict) else enumerate(value)
-            for key, item in items:
-                if isinstance(item, torch.nn.Module):
-                    for pname, p in item.named_parameters():
-                        self._put(p, f"{prefix}.{attr}[{key!r}].{pname}")
-                        self._unregistered.setdefault(id(p), f"{prefix}.{attr}")
+            if not attr.startswith("_") and isinstance(value, (list, tuple, dict)):
+                self._add_contained(value, f"{prefix}.{attr}", f"{prefix}.{attr}", torch, 0)
+
+    def _add_contained(self, value: Any, path: str, container: str, torch: Any, depth: int) -> None:
+        if len(value) > 256 or depth > 1:
+            return
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(item, torch.nn.Module):
+                for pname, p in item.named_parameters():
+                    self._put(p, f"{path}[{key!r}].{pname}")
+                    self._unregistered.setdefault(id(p), container)
+            elif isinstance(item, (list, tuple, dict)):  # `self.hids.append([linear, act])`
+                self._add_contained(item, f"{path}[{key!r}]", container, torch, depth + 1)
 
     def user_attribute(self, obj: Any) -> str | None:
         """The attribute a user's own module class assigned this parameter to."""

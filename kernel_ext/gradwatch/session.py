@@ -197,10 +197,10 @@ class Watch:
         return self._namespace
 
     def _namer(self, frame=None) -> Namer:
-        spaces = []
+        # the notebook's names first: they are the ones assignments in the cells can be found by
+        spaces = [self.namespace()]
         if frame is not None:
             spaces += [frame.f_locals, frame.f_globals]
-        spaces.append(self.namespace())
         namer = Namer(*spaces)
         for opt, key in list(self.optimizers.items()):
             name = namer.name(opt) or f"optimizer#{key}"
@@ -363,16 +363,22 @@ class Watch:
     def _mark_consumers(self, key: int, since: int) -> None:
         """This optimizer steps with the gradients of the backward() calls since its last
         step or zero_grad(): it consumes those of them that reached its parameters."""
-        traced = False
+        saw = False  # a traced backward() reached this optimizer's parameters, or found their cut
         for event in reversed(self.events.backwards):
             if event.index <= since:
                 break
-            traced = traced or event.flow is not None
-            if key in event.reached_optimizers and key not in event.consumers:
+            flow = event.flow
+            if flow is not None and (key in event.reached_optimizers or any(
+                    key in f.owner_keys and any(f.name in c.cut_off for c in flow.cuts) for f in flow.unreached)):
+                saw = True
+            # it consumes what it reached, and the backward() right before it (a G step's
+            # backward reaches only D through a detach, but it is G's step)
+            if (key in event.reached_optimizers or event.index == self.events.n_backward) \
+                    and key not in event.consumers:
                 event.consumers.append(key)
-                if event.flow is not None:
+                if flow is not None:
                     self._fed_traced.add(key)
-        if self._trace_for == key and traced:
+        if self._trace_for == key and saw:
             self._trace_for = None  # seen what this optimizer's step is fed by
             self._stop_tracing()
 
@@ -413,7 +419,8 @@ class Watch:
                 self._retraced.append(key)
                 self._fed_traced.discard(key)
                 self._trace_for = key
-                self.request_trace(_RETRACE_LIMIT)
+                if self.mode is None:  # from now on: the next forward may feed this optimizer
+                    self._start_tracing(_RETRACE_LIMIT)
             if (missing or since == 0) and len(events.steps) < _MAX_STEP_EVENTS:
                 namer = self._namer(self.source_map.user_frame(sys._getframe(1)))
                 events.steps.append(StepEvent(
@@ -498,7 +505,8 @@ class Watch:
         position = (frame.f_code, frame.f_lasti) if frame is not None else None
         index = self.events.n_backward
         self._adopt_namespace_optimizers(related_tensor_ids(roots, self.provenance))
-        event = BackwardEvent(index=index, api=api, location=self.location(position))
+        event = BackwardEvent(index=index, api=api, location=self.location(position),
+                              steps_before=self.events.n_steps)
         namer = self._namer(frame)
         trainables, owned = self._trainables(namer, frame)
         analyzer = FlowAnalyzer(self.provenance, self.location, lambda t: self._fact(t, namer),
@@ -554,7 +562,7 @@ class Watch:
         if exc is not None:
             if call is None:
                 call = BackwardEvent(index=self.events.n_backward, api=api,
-                                     location=self.location(self._position()))
+                                     location=self.location(self._position()), steps_before=self.events.n_steps)
             call.error_type = type(exc).__name__
             call.error_message = str(exc).split("\n")[0][:500]
             if call not in self.events.backwards and len(self.events.backwards) < _MAX_STEP_EVENTS:

@@ -548,6 +548,7 @@ class RealScore:
     detected: bool
     false_alarm: bool
     outcome_changed: list[int]  # execution counts of the cells whose outcome differs
+    raised: list[str] = field(default_factory=list)  # exception types of the watched run's cells
     error: str | None = None  # the harness could not run it
 
     @property
@@ -576,7 +577,7 @@ def score_real(program: RealProgram, watched: FixtureResult | BaseException,
     return RealScore(program, findings,
                      localized=any((cell, line) in roots for _, _, cell, line in findings),
                      detected=bool(findings), false_alarm=program.clean and bool(findings),
-                     outcome_changed=changed)
+                     outcome_changed=changed, raised=[c.error["ename"] for c in cells if c.error])
 
 
 async def arun_real(programs: list[RealProgram], workers: int | None = None) -> dict[str, RealScore]:

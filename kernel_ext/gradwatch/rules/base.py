@@ -72,6 +72,8 @@ class Rule:
     # Codes whose findings supersede this rule's: the tensors they explain are in
     # ``ctx.explained`` when this rule runs (and those rules run first).
     defers_to: frozenset[str] = frozenset()
+    # findings at one place are one finding (a loss that diverges for several optimizers)
+    one_per_place: bool = False
 
     @classmethod
     def doc(cls) -> str:

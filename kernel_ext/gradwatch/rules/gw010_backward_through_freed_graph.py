@@ -51,13 +51,18 @@ class BackwardThroughFreedGraph(Rule):
             loc = info.get("carried_location") or event.location
             loss = info.get("loss_name") or "the loss"
             rel = []
-            if info.get("same_iteration"):
+            # no step between the two backward() calls: two losses of one iteration
+            same_iteration = info.get("same_iteration") or (
+                info.get("carried_location") is None and previous is not None
+                and previous.index == event.index - 1 and previous.steps_before == event.steps_before)
+            if same_iteration:
                 message = (f"the previous `backward()` freed the graph of {what}, which "
                            f"`{loss}` also depends on; pass `retain_graph=True` to the first "
                            f"`backward()` or call `backward()` once on the sum of the losses")
                 # the line to edit is the first backward() (or both, summed into one)
                 if previous is not None and previous.location is not None:
-                    rel += related(loc, f"{what} is computed here, before both backward() calls")
+                    if info.get("carried_location") is not None:
+                        rel += related(loc, f"{what} is computed here, before both backward() calls")
                     loc = previous.location
             else:
                 message = (f"{what} was computed before the previous `backward()` freed its graph, "

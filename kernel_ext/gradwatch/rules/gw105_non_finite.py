@@ -35,6 +35,7 @@ class NonFinite(Rule):
     name = "non-finite"
     severity = Severity.ERROR
     summary = "The loss or a gradient became NaN or Inf."
+    one_per_place = True
 
     def check(self, ctx: Context):
         found = [f for f in ctx.events.extra.get("dynamics", ()) if f["code"] == self.code]

@@ -38,6 +38,7 @@ class ExplodingGradient(Rule):
     name = "exploding-gradient"
     severity = Severity.WARNING
     summary = "Gradient norms grow by orders of magnitude over the steps."
+    one_per_place = True
 
     def check(self, ctx: Context):
         for f in ctx.findings(self.code):

@@ -38,7 +38,11 @@ class DeadParameter(Rule):
     def check(self, ctx: Context):
         done: set[str] = set()
         for f in ctx.findings(self.code):
-            params = [p for p in f["params"] if p not in ctx.explained | done]
+            dead = set(f["params"])
+            # a bias whose layer's weight still learns is not a dead unit: its gradient cancels
+            # (the critic's output bias in a WGAN loss `D(real).mean() - D(fake).mean()`)
+            params = [p for p in f["params"] if p not in ctx.explained | done
+                      and not (p.endswith(".bias") and p[: -len("bias")] + "weight" not in dead)]
             if not params:
                 continue
             one = len(params) == 1

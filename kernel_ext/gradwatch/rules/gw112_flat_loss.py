@@ -28,6 +28,7 @@ class FlatLoss(Rule):
     name = "flat-loss"
     severity = Severity.WARNING
     summary = "The loss does not move over many steps although gradients are non-zero."
+    one_per_place = True
 
     def check(self, ctx: Context):
         found = ctx.events.extra.get("dynamics", ())

@@ -28,6 +28,7 @@ class DivergingLoss(Rule):
     name = "diverging-loss"
     severity = Severity.WARNING
     summary = "The loss grows by an order of magnitude or more over the steps."
+    one_per_place = True
 
     def check(self, ctx: Context):
         for f in ctx.findings(self.code):

@@ -105,7 +105,7 @@ def run(events: Events, source_map: SourceMap | None = None, *, select: set[str]
         for diag in rule.check(ctx) or ():
             loc = diag.location
             place = (loc.cell, loc.path, loc.line, loc.column, loc.end_column) if loc else None
-            if place is not None and place in at:  # one finding per rule and place (e.g. per optimizer)
+            if rule.one_per_place and place is not None and place in at:
                 first = at[place]
                 first.evidence["same_place"] = first.evidence.get("same_place", 1) + 1
                 first.explains |= diag.explains

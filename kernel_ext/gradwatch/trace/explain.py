@@ -26,6 +26,7 @@ def explain_error(session: Any, call: BackwardEvent, roots: list[torch.Tensor],
     prov = session.provenance
     loss = roots[0] if roots else None
     info: dict[str, Any] = call.explain
+    info["backward_location"] = call.location
     if loss is not None:
         info["loss_name"] = namer.name(loss)
         node = prov.nodes.get(loss)
@@ -115,7 +116,14 @@ def _carried(session: Any, loss: torch.Tensor | None, namer: Any, info: dict) ->
                 and n.cut is None and n.step < prov.step:
             t = n.tensor
             loc = info["carried_location"] = session.location(n.pos)
-            info["carried_name"] = (namer.name(t) if t is not None else None) or _assigned_name(loc)
+            info["carried_name"] = (namer.name(t) if t is not None else None) or _assigned_name(loc, n.output)
+            name, here = info["carried_name"], info.get("backward_location")
+            if name and name.isidentifier() and here is not None and (loc is None or loc.cell != here.cell):
+                # made inside a model's forward, carried by the loop that calls backward(): the
+                # loop's assignment (`out, hidden = rnn(x, hidden)`) is the line to edit
+                carried = session.source_map.find_assignment(name)
+                if carried is not None and carried.cell == here.cell:
+                    info["carried_location"] = carried
             return
         todo.extend(n.parents)
 
@@ -165,7 +173,11 @@ def _modified_name(loc: Any) -> str | None:
     return match.group(1) if match else None
 
 
-def _assigned_name(loc: Any) -> str | None:
-    """``hidden`` for a location on the line ``hidden = torch.tanh(...)``."""
-    match = re.match(r"\s*([A-Za-z_]\w*)\s*=[^=]", loc.source) if loc is not None else None
-    return match.group(1) if match else None
+def _assigned_name(loc: Any, output: int = 0) -> str | None:
+    """``hidden`` for a location on the line ``hidden = torch.tanh(...)`` (or, for the second
+    output of a call, on ``out, hidden = self.rnn(x, hidden)``)."""
+    match = re.match(r"\s*([A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)*)\s*,?\s*=[^=]", loc.source) if loc is not None else None
+    if not match:
+        return None
+    names = [n.strip() for n in match.group(1).split(",")]
+    return names[output] if output < len(names) else None

@@ -39,7 +39,8 @@ _GETSET = type(torch.Tensor.data)
 class Node:
     """How one tensor came to be. ``cut`` names why gradient stops here, if it does."""
 
-    __slots__ = ("op", "pos", "parents", "ref", "requires_grad", "cut", "step", "callers", "__weakref__")
+    __slots__ = ("op", "pos", "parents", "ref", "requires_grad", "cut", "step", "callers", "output",
+                 "__weakref__")
 
     def __init__(self, op: str, pos: Position | None, parents: tuple["Node", ...],
                  tensor: torch.Tensor | None, cut: str | None, step: int) -> None:
@@ -53,6 +54,7 @@ class Node:
         # for a cut by a no-grad mode: the user's frames that called the op (innermost first),
         # to find the `with torch.no_grad():` or decorated function, which may sit up the stack
         self.callers: tuple[Position, ...] = ()
+        self.output = 0  # which output of its op (`out, hidden = rnn(x, hidden)`: hidden is 1)
 
     @property
     def tensor(self) -> torch.Tensor | None:
@@ -174,9 +176,13 @@ class Provenance:
         any_grad_in = any(p.requires_grad for p in parents)
         grad_on = torch.is_grad_enabled()
         pos = self._position()
-        for t in outputs:
+        for index, t in enumerate(outputs):
             try:
                 self._record_output(op, t, inputs, parents, any_grad_in, grad_on, pos, args)
+                if index:
+                    node = self.nodes.get(t)
+                    if node is not None:
+                        node.output = index
             except RuntimeError:
                 # torch refuses to inspect some tensors (a view made under no_grad whose base
                 # was modified in place later raises on `.is_leaf`): skip that one tensor

@@ -1,0 +1,100 @@
+"""The real-bug corpus (tests/real, format in tests/real/README.md) through real kernels, watched
+and plain: no program's outcome changes, no clean program gets a warning or error, every buggy
+program fails (or not) as its thread says, and each buggy program's root cause is localized
+unless it is a known miss below (``xfail(strict=True)``: a fix makes the test fail until the
+entry is removed). ``scripts/evaluate.py --real`` prints the same scores as a table.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import harness
+
+pytestmark = pytest.mark.kernel
+
+PROGRAMS = [harness.parse_real(p) for p in harness.real_paths()]
+
+# Buggy programs whose root-cause line gradwatch does not point at yet, and why (the classes
+# still missed; see the closing notes of the real-bugs issue).
+KNOWN_MISSES: dict[str, str] = {
+    "backward_errors/inplace_gan_d_step_before_g_backward":
+        "the in-place write is optimizer.step() between two backward() calls; GW005 names the backward",
+    "backward_errors/nonscalar_rank_loss_vector": "a custom loss returning a vector is not traced to its return",
+    "backward_errors/twice_preprocess_conv_outside_loop":
+        "the carried tensor was made in an unwatched cell: no provenance for it",
+    "loss_and_dynamics/ld_focal_loss_log_zero": "the NaN appears late; the traced iteration sees spoiled weights",
+    "loss_and_dynamics/ld_l1_pose_head_unflattened": "GW111 points at the loss call, not the producer of the shape",
+    "loss_and_dynamics/ld_mse_column_vs_vector_dataloader": "the target's shape comes from a dataset built earlier",
+    "loss_and_dynamics/ld_pfedme_personal_lr_nan": "the learning rate in a config dict is not linked to the NaN",
+    "loss_and_dynamics/ld_sigmoid_mlp_vanishing": "a 4-layer sigmoid stack is below GW107's 10^4 threshold",
+    "loss_and_dynamics/ld_stoi_like_sqrt_zero_nan": "a NaN made in backward() (sqrt at 0) has no forward origin",
+    "loss_and_dynamics/ld_sum_reduction_batch_diverges": "reduction='sum' is not linked to the divergence",
+    "optimizer_wiring/frozen_wrong_module_decoder_flag": "which module was meant to be frozen is intent, not data",
+    "optimizer_wiring/unused_branch_argparse_bool": "the cause is an argparse type=bool, far from any tensor",
+    "optimizer_wiring/zg_missing_discriminator_encoder_gan":
+        "GW101 names the first backward that accumulates, not the one the fix guarded",
+    "optimizer_wiring/zg_missing_kws_executor": "accumulation under gradient clipping and Adam is not seen",
+    "silent_cuts/sc_adv_feature_loss_float_scalar": "a Python float added to the loss is invisible to tensors",
+    "silent_cuts/sc_unused_pose_heads_grad_scaling":
+        "the fix is the loss that leaves heads out; gradwatch points at the unused heads",
+}
+
+
+@pytest.fixture(scope="module")
+def scores():
+    return harness.run_real(PROGRAMS)
+
+
+def _describe(score: harness.RealScore) -> str:
+    return (f"{score.verdict}: found {score.findings or 'nothing'}; root cause at "
+            f"{sorted((i + 2, line) for i, line in score.program.root_causes)}")
+
+
+@pytest.mark.parametrize("program", PROGRAMS, ids=lambda p: p.id)
+def test_outcome_is_the_same_with_and_without_gradwatch(program, scores):
+    score = scores[program.id]
+    assert score.error is None, score.error
+    assert score.outcome_changed == [], f"cells whose output or exception changed: {score.outcome_changed}"
+
+
+@pytest.mark.parametrize("program", [p for p in PROGRAMS if p.clean], ids=lambda p: p.id)
+def test_clean_program_gets_no_warning(program, scores):
+    score = scores[program.id]
+    assert not score.false_alarm, _describe(score)
+
+
+def _localization_params():
+    params = []
+    for p in PROGRAMS:
+        if p.clean:
+            continue
+        marks = [pytest.mark.xfail(strict=True, reason=KNOWN_MISSES[p.id])] if p.id in KNOWN_MISSES else []
+        params.append(pytest.param(p, id=p.id, marks=marks))
+    return params
+
+
+@pytest.mark.parametrize("program", _localization_params())
+def test_buggy_program_is_localized(program, scores):
+    score = scores[program.id]
+    assert score.localized, _describe(score)
+
+
+def test_buggy_programs_fail_as_reported_and_are_detected(scores):
+    """Each program raises what its thread says (plain and watched alike: the outcome test), and
+    every buggy program gets some warning or error."""
+    for program in PROGRAMS:
+        score = scores[program.id]
+        assert score.raised == ([program.expect_error] if program.expect_error else []), program.id
+    undetected = sorted(p.id for p in PROGRAMS if not p.clean and not scores[p.id].detected)
+    assert undetected == sorted(pid for pid in KNOWN_MISSES if pid in {
+        "loss_and_dynamics/ld_sigmoid_mlp_vanishing", "optimizer_wiring/frozen_wrong_module_decoder_flag",
+        "optimizer_wiring/zg_missing_kws_executor", "silent_cuts/sc_adv_feature_loss_float_scalar"})
+
+
+def test_the_corpus_has_the_size_and_spread_it_promises():
+    buggy = [p for p in PROGRAMS if not p.clean]
+    clean = [p for p in PROGRAMS if p.clean]
+    assert len(buggy) >= 60 and len(clean) >= 25
+    assert len({p.header["source"] for p in PROGRAMS}) == len(PROGRAMS), "one program per thread"
+    assert all(p.header["source"].startswith("http") for p in PROGRAMS)
