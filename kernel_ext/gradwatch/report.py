@@ -28,6 +28,8 @@ class Report:
     execution_count: int | None = None
     diagnostics: list[Diagnostic] = field(default_factory=list)
     events: Any = None
+    # findings that --select/--ignore hid: code -> how many (see `count_suppressed`)
+    suppressed: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.diagnostics)
@@ -54,11 +56,49 @@ class Report:
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_payload(), **kwargs)
 
+    def count_suppressed(self, events: Any, source_map: Any = None, *, select: set[str] | None = None,
+                         ignore: set[str] | None = None) -> None:
+        """Count what ``select``/``ignore`` hid from this report into ``suppressed``.
+
+        The rules run once more on the same recorded events (cheap), all of them, and the
+        findings of rules that were not selected (or were ignored) are counted; the report's
+        own diagnostics (precedence resolved among the selected rules) stay as they are. Never
+        raises: a rule that fails here was not going to be reported anyway.
+        """
+        from .rules import registry
+
+        if select is None and not ignore:
+            return
+        kept = {r.code for r in registry.rules()
+                if (select is None or r.code in select) and r.code not in (ignore or ())}
+        try:
+            every = registry.run(events, source_map)
+        except Exception:
+            return
+        counts: dict[str, int] = {}
+        for d in every:
+            if d.code not in kept:
+                more = d.evidence.get("more_not_shown", 0)
+                counts[d.code] = counts.get(d.code, 0) + 1 + (more if isinstance(more, int) else 0)
+        self.suppressed = dict(sorted(counts.items()))
+
     # --- views ---------------------------------------------------------------------------
+    def summary(self) -> str:
+        """``gradwatch: no problems found``, ``gradwatch: 2 problem(s)``, with what --select or
+        --ignore hid: ``gradwatch: no problems found (2 ignored: GW001)``."""
+        n = len(self.diagnostics)
+        text = f"gradwatch: {n} problem(s)" if n else "gradwatch: no problems found"
+        return text + self._suppressed_note()
+
+    def _suppressed_note(self) -> str:
+        if not self.suppressed:
+            return ""
+        return f" ({sum(self.suppressed.values())} ignored: {', '.join(sorted(self.suppressed))})"
+
     def to_text(self) -> str:
         if not self.diagnostics:
-            return "gradwatch: no problems found"
-        lines = [f"gradwatch: {len(self.diagnostics)} problem(s)"]
+            return self.summary()
+        lines = [self.summary()]
         for d in self.diagnostics:
             where = d.location.describe() if d.location else "-"
             lines.append(f"  {d.severity.value:<7} {d.code} {where}: {d.message}")
@@ -71,7 +111,7 @@ class Report:
     def to_html(self) -> str:
         e = html.escape
         if not self.diagnostics:
-            return "<div class='gradwatch'>gradwatch: no problems found</div>"
+            return f"<div class='gradwatch'>{e(self.summary())}</div>"
         rows = []
         for d in self.diagnostics:
             where = e(d.location.describe()) if d.location else "-"
@@ -80,9 +120,11 @@ class Report:
                 f"<tr><td>{e(d.severity.value)}</td>"
                 f"<td><a href='{e(d.url, quote=True)}' target='_blank' rel='noopener'>{e(d.code)}</a></td>"
                 f"<td>{where}</td><td>{e(d.message)}{fix}</td></tr>")
+        note = f"<div class='gradwatch-suppressed'>{e(self._suppressed_note().strip())}</div>" \
+            if self.suppressed else ""
         return ("<table class='gradwatch'><thead><tr><th>severity</th><th>code</th>"
                 "<th>where</th><th>message</th></tr></thead><tbody>"
-                + "".join(rows) + "</tbody></table>")
+                + "".join(rows) + "</tbody></table>" + note)
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, Any]:
         return {MIME_TYPE: self.to_payload(), "text/html": self.to_html(),

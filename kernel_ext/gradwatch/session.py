@@ -686,6 +686,8 @@ class Watch:
         for message in self.events.internal_errors[:1]:
             diagnostics.append(registry.internal_diagnostic(message))
         self.report.diagnostics = diagnostics
+        # what --select/--ignore hid: "no problems found (2 ignored: GW001)"
+        self.report.count_suppressed(self.events, self.source_map, select=self.select, ignore=self.ignore)
         self.report.events = None
         if exc is not None and diagnostics and hasattr(exc, "add_note"):
             causes = [d for d in diagnostics if d.severity is Severity.ERROR] or diagnostics
