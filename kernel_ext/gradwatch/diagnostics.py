@@ -12,6 +12,10 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+# The project's documentation home for rule pages: every diagnostic's ``url`` (in the payload, the
+# HTML report and the editor's links) is ``DOCS_BASE_URL + code + ".md"``. This is the one place
+# to change it (a fork or a mirror); nothing else builds rule URLs. The same pages work offline:
+# ``%gradwatch explain GW001`` in a notebook, ``python -m gradwatch rule GW001`` in a terminal.
 DOCS_BASE_URL = "https://github.com/gradwatch/gradwatch/blob/main/docs/rules/"
 
 # The payload schema's limits (schema/diagnostics.schema.json); ``to_json`` never exceeds them,

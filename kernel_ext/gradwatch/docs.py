@@ -1,4 +1,8 @@
-"""Generate ``docs/rules/``: one page per rule from its module docstring, and an index.
+"""The rule pages: one per rule, from its module docstring, and the rule table.
+
+The same pages are the files in ``docs/rules/`` and what ``%gradwatch explain GW001`` (in a
+notebook) and ``python -m gradwatch rule GW001`` (in a terminal) show, so they work offline
+and ship with the package (they are the rule modules' docstrings). Regenerate the files with
 
     python -m gradwatch.docs docs/rules [--readme README.md]
 
@@ -11,6 +15,7 @@ import pathlib
 import sys
 
 from .rules import registry
+from .rules.base import Rule
 
 
 def table(link_prefix: str = "") -> str:
@@ -19,13 +24,44 @@ def table(link_prefix: str = "") -> str:
     return ("| code | name | severity | what it finds |\n|---|---|---|---|\n" + "\n".join(rows) + "\n")
 
 
+def text_table() -> str:
+    """The rule table as aligned plain text (terminals, a notebook's ``text/plain``)."""
+    rows = [("code", "name", "severity", "what it finds")]
+    rows += [(r.code, r.name, r.severity.value, r.summary) for r in registry.rules()]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True)) + "  " + row[3]
+                     for row in rows) + "\n"
+
+
+def markdown_table() -> str:
+    """The rule table in markdown, without links (``%gradwatch rules``: pages are one
+    ``%gradwatch explain CODE`` away, also offline)."""
+    rows = [f"| {r.code} | `{r.name}` | {r.severity.value} | {r.summary} |" for r in registry.rules()]
+    return ("| code | name | severity | what it finds |\n|---|---|---|---|\n" + "\n".join(rows) + "\n")
+
+
+def _page(rule: type[Rule]) -> str:
+    title = f"# {rule.code} {rule.name}\n\n"
+    meta = (f"Severity: **{rule.severity.value}**. "
+            f"Silence it for a cell with `%%gradwatch --ignore {rule.code}`.\n\n")
+    return title + f"{rule.summary}\n\n" + meta + rule.doc().strip() + "\n"
+
+
+def page(code: str) -> str:
+    """The page of one rule (markdown), by its exact code in any case (``"gw001"``).
+
+    Raises `registry.UnknownRuleCode` (a ValueError) naming the known codes otherwise.
+    """
+    wanted = code.strip().upper()
+    rule = registry.by_code().get(wanted)
+    if rule is None:
+        known = ", ".join(registry.by_code())
+        raise registry.UnknownRuleCode(f"unknown rule code {code.strip()!r}; known codes: {known}")
+    return _page(rule)
+
+
 def pages() -> dict[str, str]:
-    out: dict[str, str] = {}
-    for rule in registry.rules():
-        title = f"# {rule.code} {rule.name}\n\n"
-        meta = (f"Severity: **{rule.severity.value}**. "
-                f"Silence it for a cell with `%%gradwatch --ignore {rule.code}`.\n\n")
-        out[f"{rule.code}.md"] = title + f"{rule.summary}\n\n" + meta + rule.doc().strip() + "\n"
+    out = {f"{rule.code}.md": _page(rule) for rule in registry.rules()}
     out["README.md"] = ("# gradwatch rules\n\nGenerated from the rules' docstrings by "
                         "`python -m gradwatch.docs docs/rules`.\n\n" + table())
     return out
