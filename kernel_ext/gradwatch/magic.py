@@ -1,8 +1,9 @@
-"""``%%gradwatch`` and ``%gradwatch on|off|status``: argument parsing, running the cell through
+"""``%%gradwatch`` and ``%gradwatch on|off|status|rules|explain``: argument parsing, running the cell through
 IPython's own machinery, and showing the report. Nothing about torch in here."""
 
 from __future__ import annotations
 
+import argparse
 import ast
 import inspect
 import sys
@@ -12,8 +13,8 @@ from typing import Any
 
 from IPython.core.displayhook import DisplayHook
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import MagicHelpFormatter, argument, kwds, magic_arguments, parse_argstring
 from IPython.display import display
 
 from . import _set_last_report
@@ -33,6 +34,47 @@ class StrictModeError(Exception):
     """Raised after a ``%%gradwatch --strict`` cell that produced warnings or errors."""
 
 
+class _Help(MagicHelpFormatter):
+    """The magics' ``?`` help: a plain "Usage:" line (IPython's default writes an RST ``::``
+    block and one ``%`` before the name, wrong for a cell magic)."""
+
+    def add_usage(self, usage, actions, groups, prefix=None):
+        argparse.RawDescriptionHelpFormatter.add_usage(self, usage, actions, groups, "Usage: ")
+
+
+def _options(func: Any) -> Any:
+    """The options that ``%%gradwatch`` and ``%gradwatch on`` share."""
+    for deco in reversed([
+        argument("--select", action="append", metavar="CODES",
+                 help="Only report these rule codes (comma-separated; prefixes such as GW0 allowed)."),
+        argument("--ignore", action="append", metavar="CODES",
+                 help="Do not report these rule codes (comma-separated; prefixes allowed)."),
+        argument("--strict", action="store_true",
+                 help="Raise StrictModeError after the cell if any warning or error was found."),
+        argument("--quiet", action="store_true",
+                 help="Attach the diagnostics payload (for the editor) without the visible table."),
+        argument("--trace-steps", type=int, default=2, metavar="N",
+                 help="How many backward() calls run with full provenance tracing (default 2)."),
+    ]):
+        func = deco(func)
+    return func
+
+
+# argparse formats usage with `%` (``%%`` is one ``%``)
+_CELL_USAGE = "%%%%gradwatch [options]"
+_LINE_USAGE = ("%%gradwatch on [options] | off | status\n"
+               "       %%gradwatch rules\n"
+               "       %%gradwatch explain CODE")
+_CELL_EPILOG = """\
+Rules: %gradwatch rules lists them; %gradwatch explain CODE shows one rule's page (also
+offline). The line magic %gradwatch can watch every following cell: see %gradwatch?.
+"""
+_LINE_EPILOG = """\
+Options (with "on"): as for %%gradwatch; see %%gradwatch?.
+"""
+_LINE_ACTIONS = ("on", "off", "status", "rules", "explain")
+
+
 @magics_class
 class GradwatchMagics(Magics):
     shell: Any  # the InteractiveShell (Magics types it Optional: these magics always have one)
@@ -43,42 +85,62 @@ class GradwatchMagics(Magics):
         self._auto_session: Any = None
         self._auto_info: Any = None  # the ExecutionInfo of the cell `_auto_session` watches
 
-    @magic_arguments()
-    @argument("action", nargs="?", choices=["on", "off", "status"],
-              help="Line magic only: watch every following cell (on), stop (off), or show the state.")
-    @argument("--select", action="append", metavar="CODES",
-              help="Only report these rule codes (comma-separated; prefixes such as GW0 allowed).")
-    @argument("--ignore", action="append", metavar="CODES",
-              help="Do not report these rule codes (comma-separated; prefixes allowed).")
-    @argument("--strict", action="store_true",
-              help="Raise StrictModeError after the cell if any warning or error was found.")
-    @argument("--quiet", action="store_true",
-              help="Attach the diagnostics payload without the visible table.")
-    @argument("--trace-steps", type=int, default=2, metavar="N",
-              help="How many backward() calls run with full provenance tracing (default 2).")
-    @line_cell_magic
-    def gradwatch(self, line: str, cell: str | None = None):
-        """Diagnose why gradients do not reach your parameters.
+    @magic_arguments("gradwatch")
+    @kwds(usage=_CELL_USAGE, epilog=_CELL_EPILOG, formatter_class=_Help)
+    @_options
+    @cell_magic("gradwatch")
+    def gradwatch_cell(self, line: str, cell: str):
+        """Run the cell and find out why gradients do not reach its parameters.
 
-        As a cell magic, ``%%gradwatch`` runs the cell as IPython would (top-level ``await``,
-        AST transformers, ``ast_node_interactivity`` and a trailing ``;`` included) while
-        watching its ``backward()`` calls, the forward pass and the optimizers, then shows the
-        diagnostics. As a line magic, ``%gradwatch on`` watches every following cell.
+        The cell runs as without the magic (same output, result and exceptions; top-level
+        await, AST transformers and a trailing ';' included) while gradwatch watches its
+        backward() calls, the forward pass and the optimizers. Then it shows the diagnostics:
+        rule code, severity, the line that caused each problem (also in an earlier cell), and
+        a fix. A failing cell's exception gets one note naming the cause.
 
-        Inside a cell that gradwatch already watches, ``%%gradwatch`` and ``gradwatch.watch()``
-        add nothing: the enclosing session watches that code and reports it.
+        Examples:
+
+          %%gradwatch
+          for x, y in loader:
+              optimizer.zero_grad()
+              loss = loss_fn(model(x), y)
+              loss.backward()
+              optimizer.step()
+
+          %%gradwatch --ignore GW006 --strict
+          train(model, loader, epochs=1)
         """
+        # Inside a cell that gradwatch already watches, %%gradwatch and gradwatch.watch() add
+        # nothing: the enclosing session watches that code and reports it (see `_cell`).
         __tracebackhide__ = True
-        if cell is None:
-            return self._line(self._parse(line))
         return _run_now(self._cell(self._cell_args(line), line, cell))
 
+    @magic_arguments("gradwatch")
+    @kwds(usage=_LINE_USAGE, epilog=_LINE_EPILOG, formatter_class=_Help)
+    @argument("action", nargs="?", choices=_LINE_ACTIONS, help=argparse.SUPPRESS)
+    @argument("code", nargs="?", help=argparse.SUPPRESS)
+    @_options
+    @line_magic("gradwatch")
+    def gradwatch_line(self, line: str):
+        """gradwatch without the cell magic, and its rule documentation.
+
+          %gradwatch on [options]   watch every following cell, as %%gradwatch [options] would
+          %gradwatch off            stop watching every cell
+          %gradwatch status         say whether gradwatch watches every cell (also: %gradwatch)
+          %gradwatch rules          the table of all rules
+          %gradwatch explain CODE   one rule's page: what it finds, why, an example, the fix
+
+        Rule pages ship with gradwatch, so they work offline; in a terminal:
+        python -m gradwatch rule CODE and python -m gradwatch rules.
+        """
+        return self._line(self._parse(line, self.gradwatch_line))
+
     # --- arguments ----------------------------------------------------------------------------
-    def _parse(self, line: str):
+    def _parse(self, line: str, magic: Any):
         from .rules import registry
 
         try:
-            args = parse_argstring(self.gradwatch, line)
+            args = parse_argstring(magic, line)
         except UsageError as exc:
             raise UsageError(f"{exc}. Valid options: {_OPTIONS}") from None
         for option, given in (("--select", args.select), ("--ignore", args.ignore)):
@@ -95,10 +157,12 @@ class GradwatchMagics(Magics):
         return args
 
     def _cell_args(self, line: str):
-        args = self._parse(line)
-        if args.action:
+        words = line.split()
+        if words and words[0] in ("on", "off", "status"):
             raise UsageError("%%gradwatch takes no on/off/status; use the line magic %gradwatch")
-        return args
+        if words and words[0] in ("rules", "explain"):
+            raise UsageError(f"%%gradwatch takes no {words[0]}; use the line magic %gradwatch {words[0]}")
+        return self._parse(line, self.gradwatch_cell)
 
     # --- %%gradwatch ---------------------------------------------------------------------------
     async def _cell(self, args, line: str, cell: str) -> None:
@@ -217,6 +281,10 @@ class GradwatchMagics(Magics):
 
     # --- %gradwatch on|off|status ----------------------------------------------------------------
     def _line(self, args):
+        if args.action == "explain" or args.action == "rules":
+            return self._docs(args.action, args.code)
+        if args.code is not None:
+            raise UsageError(f"unrecognized arguments: {args.code}. Valid options: {_OPTIONS}")
         if args.action in (None, "status"):
             state = "on" if self._auto is not None else "off"
             print(f"gradwatch is {state}" + (" for every cell" if state == "on" else ""))
@@ -226,6 +294,29 @@ class GradwatchMagics(Magics):
             return None
         self._auto = {"select": args.select_codes, "ignore": args.ignore_codes,
                       "trace_steps": args.trace_steps, "quiet": args.quiet}
+        return None
+
+    def _docs(self, action: str, code: str | None) -> None:
+        """``%gradwatch rules`` and ``%gradwatch explain CODE``: markdown for the notebook,
+        the same text for terminals (``text/plain``)."""
+        from . import docs
+        from .rules import registry
+
+        if action == "rules":
+            if code is not None:
+                raise UsageError(f"%gradwatch rules takes no rule code; for one rule: %gradwatch explain {code}")
+            hint = "\nOne rule's page: `%gradwatch explain CODE`.\n"
+            display({"text/markdown": docs.markdown_table() + hint,
+                     "text/plain": docs.text_table() + hint.replace("`", "")}, raw=True)
+            return None
+        if code is None:
+            raise UsageError("%gradwatch explain needs a rule code, e.g. %gradwatch explain GW001 "
+                             "(%gradwatch rules lists them)")
+        try:
+            page = docs.page(code)
+        except registry.UnknownRuleCode as exc:
+            raise UsageError(str(exc)) from None
+        display({"text/markdown": page, "text/plain": page}, raw=True)
         return None
 
     def pre_run_cell(self, info: Any) -> None:

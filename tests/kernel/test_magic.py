@@ -1,11 +1,15 @@
 """``%%gradwatch`` / ``%gradwatch`` through a real kernel: options, errors, display, magics in
-the body, syntax errors, exceptions, ``%gradwatch on|off|status``, bounded output."""
+the body, syntax errors, exceptions, ``%gradwatch on|off|status``, ``%gradwatch rules|explain``
+and the ``?`` help, bounded output."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 
 import harness
+from gradwatch import docs
 
 pytestmark = pytest.mark.kernel
 
@@ -32,6 +36,20 @@ x, y = torch.randn(16, 4), torch.randn(16, 1)
 for epoch in range(3):
     optimizer.zero_grad()
     loss = nn.functional.mse_loss(model(x), y)
+    loss.backward()
+    optimizer.step()
+"""
+
+DETACH_LOOP = """\
+import torch
+from torch import nn
+torch.manual_seed(0)
+backbone, head = nn.Linear(6, 16), nn.Linear(16, 2)
+optimizer = torch.optim.SGD([*backbone.parameters(), *head.parameters()], lr=0.01)
+x, target = torch.randn(24, 6), torch.randint(0, 2, (24,))
+for epoch in range(3):
+    optimizer.zero_grad()
+    loss = nn.functional.cross_entropy(head(backbone(x).detach()), target)
     loss.backward()
     optimizer.step()
 """
@@ -118,6 +136,123 @@ def test_quiet_attaches_the_payload_only(kernel):
     [out] = loud.gradwatch_outputs
     assert set(out["data"]) == {MIME, "text/html", "text/plain"}
     assert "GW006" in out["data"]["text/html"] and "GW006" in out["data"]["text/plain"]
+
+
+def _shown(cell):
+    """The one display output of a cell that displays one thing (and prints nothing)."""
+    assert cell.errors == [] and cell.stream() == "" and cell.stream("stderr") == "", cell.outputs
+    [out] = cell.outputs
+    assert out["output_type"] == "display_data"
+    return out["data"]
+
+
+# --- what --select/--ignore hid (issue 13, section 2) ----------------------------------------------
+@pytest.mark.parametrize("option", ["--ignore GW001", "--select GW002", "--select GW0 --ignore GW00"])
+def test_hidden_findings_are_counted_not_hidden_silently(kernel, option):
+    cell = kernel.run(f"%%gradwatch {option}\n" + PROGRAM1)
+    [out] = cell.gradwatch_outputs
+    assert out["data"][MIME]["diagnostics"] == []
+    assert out["data"]["text/plain"] == "gradwatch: no problems found (2 ignored: GW001)"
+    assert out["data"]["text/html"] == "<div class='gradwatch'>gradwatch: no problems found (2 ignored: GW001)</div>"
+    assert cell.error["ename"] == "RuntimeError"  # the user's error, as without the option
+
+
+def test_nothing_hidden_says_plainly_no_problems(kernel):
+    for source in ("%%gradwatch --ignore GW006\n" + PROGRAM2, "%%gradwatch\n" + PROGRAM2):
+        [out] = kernel.run(source).gradwatch_outputs
+        assert out["data"]["text/plain"] == "gradwatch: no problems found"
+
+
+def test_hidden_findings_of_other_rules(kernel):
+    assert kernel.run("%%gradwatch --ignore GW006\n" + UNUSED_LAYER).gradwatch_outputs[0]["data"]["text/plain"] \
+        == "gradwatch: no problems found (1 ignored: GW006)"
+    [out] = kernel.run("%%gradwatch --select GW006\n" + PROGRAM1).gradwatch_outputs
+    assert out["data"]["text/plain"] == "gradwatch: no problems found (2 ignored: GW001)"
+
+
+def test_hidden_findings_beside_shown_ones(kernel):
+    # precedence among the selected rules only: GW006 reports what the hidden GW002 would explain
+    cell = kernel.run("%%gradwatch --select GW006\n" + DETACH_LOOP)
+    [out] = cell.gradwatch_outputs
+    assert _codes(cell) == ["GW006"]
+    assert out["data"]["text/plain"].splitlines()[0] == "gradwatch: 1 problem(s) (1 ignored: GW002)"
+    assert out["data"]["text/html"].endswith("<div class='gradwatch-suppressed'>(1 ignored: GW002)</div>")
+
+
+# --- rule docs and help in the notebook (issue 13, section 6) ------------------------------------
+@pytest.mark.parametrize("code", ["GW001", "gw105", " GW900"])
+def test_explain_shows_the_rule_page(kernel, code):
+    data = _shown(kernel.run(f"%gradwatch explain {code}"))
+    page = docs.page(code)
+    assert set(data) == {"text/markdown", "text/plain"}
+    assert data["text/markdown"] == data["text/plain"] == page
+    assert page.startswith(f"# {code.strip().upper()} ") and "## What it does" in page
+
+
+def test_explain_errors(kernel):
+    unknown = kernel.run("%gradwatch explain GW999")
+    assert unknown.stream("stderr").startswith("UsageError: unknown rule code 'GW999'; known codes: GW001, ")
+    assert [o["output_type"] for o in unknown.outputs] == ["stream"]
+    assert kernel.run("%gradwatch explain GW0").stream("stderr").startswith("UsageError: unknown rule code 'GW0';")
+    missing = kernel.run("%gradwatch explain")
+    assert missing.stream("stderr") == ("UsageError: %gradwatch explain needs a rule code, e.g. %gradwatch "
+                                        "explain GW001 (%gradwatch rules lists them)\n")
+    assert kernel.run("%gradwatch on GW001").stream("stderr").startswith("UsageError: unrecognized arguments: GW001.")
+    assert kernel.run("%%gradwatch explain GW001\nprint('ran')").stream("stderr") \
+        == "UsageError: %%gradwatch takes no explain; use the line magic %gradwatch explain\n"
+
+
+def test_rules_lists_every_rule(kernel):
+    data = _shown(kernel.run("%gradwatch rules"))
+    markdown, text = data["text/markdown"], data["text/plain"]
+    codes = harness.registry_codes()
+    assert markdown.startswith("| code | name | severity | what it finds |\n|---|---|---|---|\n")
+    for code, name in codes.items():
+        assert f"| {code} | `{name}` |" in markdown
+        assert re.search(rf"^{code}  {re.escape(name)} +(error|warning|info) +\S", text, re.M), code
+    assert "`%gradwatch explain CODE`" in markdown and "%gradwatch explain CODE" in text
+    assert kernel.run("%gradwatch rules GW001").stream("stderr").startswith("UsageError: %gradwatch rules takes no")
+
+
+def _help(kernel, source: str) -> str:
+    """What ``source`` (``%%gradwatch?``) pages: the execute_reply's "page" payload."""
+    client, pages = kernel.client, []
+    previous = client.on_cell_executed
+
+    def on_cell_executed(cell, cell_index, execute_reply):
+        pages.extend(p["data"]["text/plain"] for p in execute_reply["content"].get("payload", [])
+                     if p.get("source") == "page")
+        return previous(cell=cell, cell_index=cell_index, execute_reply=execute_reply)
+
+    client.on_cell_executed = on_cell_executed
+    try:
+        cell = kernel.run(source)
+    finally:
+        client.on_cell_executed = previous
+    assert cell.errors == [] and len(pages) == 1, (cell.outputs, pages)
+    return re.sub(r"\x1b\[[0-9;]*m", "", pages[0])
+
+
+def test_cell_magic_help(kernel):
+    text = _help(kernel, "%%gradwatch?")
+    assert "::" not in text
+    assert "Usage: %%gradwatch [options]\n" in text
+    assert "%gradwatch [" not in text.replace("%%gradwatch", "")
+    for word in ("on", "off", "status"):
+        assert f"{{{word}" not in text and f"{word},off" not in text and f"({word})" not in text
+    for option in ("--select CODES", "--ignore CODES", "--strict", "--quiet", "--trace-steps N"):
+        assert option in text
+    examples = text.split("Examples:")[1].split("options:")[0]
+    assert examples.count("%%gradwatch") == 2
+    assert "%gradwatch rules" in text and "%gradwatch explain CODE" in text
+
+
+def test_line_magic_help(kernel):
+    text = _help(kernel, "%gradwatch?")
+    assert "::" not in text
+    assert "Usage: %gradwatch on [options] | off | status\n" in text
+    for usage in ("%gradwatch rules", "%gradwatch explain CODE", "python -m gradwatch rule CODE"):
+        assert usage in text
 
 
 # --- running the body like IPython does ---------------------------------------------------------
