@@ -118,6 +118,7 @@ class InputScale:
     name: str
     created: Location | None
     max_abs: float
+    target: bool = False  # a loss function's target rather than the model's input
 
 
 @dataclass

@@ -81,7 +81,8 @@ class Watch:
         self._missing: dict[int, int] = {}  # optimizer key -> parameters without grad at its last check
         self._trace_for: int | None = None  # trace until this optimizer's next step
         self._grad_calls_traced = 0
-        self._inputs: list[tuple[weakref.ref, Any]] = []  # data of the first traced loss: (tensor, position)
+        # data of the first traced loss: (tensor, position, whether it is the target)
+        self._inputs: list[tuple[weakref.ref, Any, bool]] = []
 
     # --- life cycle ------------------------------------------------------------------------
     def __enter__(self) -> Report:
@@ -518,7 +519,8 @@ class Watch:
         if len(self.events.backwards) < _MAX_STEP_EVENTS:
             self.events.backwards.append(event)
         if not self._inputs:
-            self._inputs = [(weakref.ref(t), node.pos) for t, node in data_leaves(roots, self.provenance)]
+            self._inputs = [(weakref.ref(t), node.pos, target)
+                            for t, node, target in data_leaves(roots, self.provenance)]
         return event
 
     def _trainables(self, namer: Namer, frame) -> tuple[list[torch.Tensor], set[int]]:
@@ -621,10 +623,11 @@ class Watch:
     def _measure_inputs(self) -> None:
         """The data's scale, when the loss diverged, went NaN or stayed flat: unscaled features
         are the usual cause (one host read per input, once per cell)."""
-        if not any(f["code"] in _SCALE_SENSITIVE for f in self.events.extra.get("dynamics", ())):
+        if not any(f["code"] in _SCALE_SENSITIVE and f.get("kind") != "singular"
+                   for f in self.events.extra.get("dynamics", ())):
             return
         namer = self._namer()
-        for ref, pos in self._inputs:
+        for ref, pos, target in self._inputs:
             t = ref()
             if t is None:
                 continue
@@ -638,7 +641,7 @@ class Watch:
             with torch.no_grad():
                 finite = t[torch.isfinite(t)]
                 max_abs = float(finite.abs().max()) if finite.numel() else float("inf")
-            self.events.inputs.append(InputScale(name=name, created=created, max_abs=max_abs))
+            self.events.inputs.append(InputScale(name=name, created=created, max_abs=max_abs, target=target))
 
     def _explain_failure(self, exc: BaseException) -> None:
         from .trace import cell_error

@@ -52,10 +52,12 @@ class Context:
                 out.append(name)
         return out
 
-    def unscaled_input(self, threshold: float = 50.0) -> Any:
-        """The data tensor with the largest values, if they are far from unit scale."""
+    def unscaled_input(self, threshold: float = 50.0, targets_first: bool = False) -> Any:
+        """The data tensor with the largest values, if they are far from unit scale: the model's
+        inputs first (they make steps overshoot), or with ``targets_first`` the targets (which a
+        model with unit-scale outputs cannot reach)."""
         big = [i for i in self.events.inputs if i.max_abs >= threshold and i.created is not None]
-        return max(big, key=lambda i: i.max_abs) if big else None
+        return max(big, key=lambda i: (i.target == targets_first, i.max_abs)) if big else None
 
     def backward_location(self) -> Location | None:
         for event in self.events.backwards:

@@ -40,7 +40,7 @@ class UnusedBackward(Rule):
 
     def check(self, ctx: Context):
         found = ctx.events.extra.get("dynamics", ())
-        nonfinite = any(f["code"] == "GW105" for f in found)
+        nonfinite = any(f["code"] == "GW105" and f.get("kind") != "singular" for f in found)
         for f in found:
             if f["code"] != self.code:
                 continue

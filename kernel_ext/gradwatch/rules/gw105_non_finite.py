@@ -40,6 +40,7 @@ class NonFinite(Rule):
     def check(self, ctx: Context):
         found = [f for f in ctx.events.extra.get("dynamics", ()) if f["code"] == self.code]
         origin = next((f for f in found if f.get("kind") == "origin"), None)
+        singular = next((f for f in found if f.get("kind") == "singular"), None)
         values = [f for f in found if f.get("kind") == "values"]
         if not values and origin is None:
             return
@@ -59,9 +60,14 @@ class NonFinite(Rule):
                 and origin.get("iteration", 0) > grad_step:
             # the traced forward only saw parameters that a NaN gradient had already spoiled
             origin = None
-            message += (" in `backward()` (an op whose derivative is infinite there, such as "
-                        "`sqrt` or `norm` at 0)")
-        if origin is not None and origin.get("location") is not None:
+            if singular is not None and singular.get("location") is not None:
+                message += (f" in `backward()`: `{singular['location'].text or singular['op']}` gets an "
+                            f"input that is exactly 0, where the derivative of `{singular['op']}` is infinite")
+                origin = dict(singular, inputs=[], said=True)
+            else:
+                message += (" in `backward()` (an op whose derivative is infinite there, such as "
+                            "`sqrt` or `norm` at 0)")
+        if origin is not None and origin.get("location") is not None and not origin.get("said"):
             text = origin["location"].text or origin["op"]
             message += f"; the first non-finite value came from `{text}`"
             if origin.get("inputs"):

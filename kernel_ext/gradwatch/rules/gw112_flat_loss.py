@@ -43,7 +43,7 @@ class FlatLoss(Rule):
             message = (f"`{loss}` stayed {where} over {f['n']} steps "
                        f"although the gradients are not zero, so the model is not learning; {fix}")
             where_, rel = f.get("loss"), related(f.get("optimizer_location"), "the learning rate is set here")
-            data = ctx.unscaled_input(threshold=1e3)
+            data = ctx.unscaled_input(threshold=1e3, targets_first=True)
             if data is not None:  # targets or features far from unit scale: the steps are far too small
                 message = (f"`{loss}` stayed {where} over {f['n']} steps: `{data.name}` holds values up to "
                            f"{data.max_abs:,.3g}, far from the unit scale the model's outputs and steps have; "

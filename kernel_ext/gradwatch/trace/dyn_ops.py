@@ -23,6 +23,10 @@ _LOSSES = _CE | _BCE | _BCE_LOGITS | _REGRESSION
 # uninitialized memory (parameter creation) may hold anything: not a forward op's result
 _UNINITIALIZED = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "Tensor"}
 _MAX_OPS = 4096  # per traced iteration
+# ops whose derivative is infinite (or NaN) where their input is exactly 0: a NaN that first shows
+# in backward() comes from one of these
+_SINGULAR_AT_ZERO = {"sqrt", "rsqrt", "log", "log2", "log10", "norm", "cdist", "acos", "asin"}
+_MAX_SINGULAR = 256
 _KEEP_ITERATIONS = 4
 
 
@@ -32,6 +36,7 @@ class OpChecks:
         self.findings: dict[tuple, dict] = {}
         # traced iteration (provenance.step) -> [(finite flag, op, position, input refs)]
         self.records: dict[int, list] = {}
+        self.singular: list = []  # (device flag: input has an exact 0, op, position), traced ops only
 
     def observe(self, op: str, args: tuple, kwargs: dict, out: Any, position_fn: Any) -> None:
         if op in _LOSSES:
@@ -85,6 +90,9 @@ class OpChecks:
         inputs = tuple((weakref.ref(a), torch.isfinite(a.detach()).all(), tuple(a.shape)) for a in args[:4]
                        if isinstance(a, torch.Tensor) and a.is_floating_point())
         records.append((torch.isfinite(out.detach()).all(), op, position_fn(), inputs))
+        if op in _SINGULAR_AT_ZERO and len(self.singular) < _MAX_SINGULAR and args \
+                and isinstance(args[0], torch.Tensor) and args[0].requires_grad:
+            self.singular.append(((args[0].detach() == 0).any(), op, position_fn()))
 
     def _origin(self, namer: Any) -> dict | None:
         for step in sorted(self.records):
@@ -112,6 +120,11 @@ class OpChecks:
         if origin is not None:
             origin["location"] = loc(origin["location"])
             out.append(origin)
+        if self.singular:
+            flags = torch.stack([s[0] for s in self.singular]).tolist()  # one host read, at the end
+            hit = next((s for ok, s in zip(flags, self.singular, strict=True) if ok), None)
+            if hit is not None:
+                out.append(dict(code="GW105", kind="singular", op=hit[1], location=loc(hit[2])))
         for f in self.findings.values():
             f["location"] = loc(f["location"])
             if "producer_pos" in f:
@@ -122,3 +135,4 @@ class OpChecks:
 
     def close(self) -> None:
         self.records.clear()
+        self.singular.clear()

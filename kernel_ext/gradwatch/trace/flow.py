@@ -76,16 +76,29 @@ def _ancestry(start: Iterable[Node]) -> tuple[dict[int, Node | None], list[Node]
     return state, order
 
 
-def data_leaves(roots: list[torch.Tensor], prov: Provenance, limit: int = 8) -> list[tuple[torch.Tensor, Node]]:
-    """The data a loss was computed from: float tensors without history that nothing trains."""
+_LOSS_OPS = {"mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "cross_entropy", "nll_loss",
+             "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div"}
+
+
+def data_leaves(roots: list[torch.Tensor], prov: Provenance,
+                limit: int = 8) -> list[tuple[torch.Tensor, Node, bool]]:
+    """The data a loss was computed from: float tensors without history that nothing trains,
+    each with whether it is a target (a loss function's second input) rather than an input."""
     _, order = _ancestry(n for n in (prov.nodes.get(r) for r in roots) if n is not None)
+    targets: set[int] = set()
+    for node in order:
+        if node.op in _LOSS_OPS:
+            for target in node.parents[1:]:
+                while len(target.parents) == 1:  # `y.view(-1, 1)`, `y.float()`
+                    target = target.parents[0]
+                targets.add(id(target))
     out = []
     for node in order:
         t = node.tensor
         if node.parents or t is None or t.requires_grad or isinstance(t, torch.nn.Parameter) \
                 or not t.is_floating_point() or t.numel() < 2:
             continue
-        out.append((t, node))
+        out.append((t, node, id(node) in targets))
         if len(out) >= limit:
             break
     return out
@@ -173,7 +186,7 @@ class FlowAnalyzer:
 
         if has_optimizer:
             for t_id, t in reached.items():
-                if t_id in owned:
+                if t_id in owned or any(t is r for r in roots):  # the loss itself, made a leaf
                     continue
                 if not isinstance(t, torch.nn.Parameter) and self.name(t) is None:
                     continue  # an anonymous helper tensor, not something the user trains
@@ -217,6 +230,10 @@ class FlowAnalyzer:
         if not escapes:
             return {}
         found: dict[int, Any] = {}
+        by_value = {id(e) for e in escapes if any(e.value_ids & ids for _, ids in self.prov.rewraps)}
+        # escapes whose values are seen coming back first; then the latest one before the re-wrap
+        # (`loss -= log_prob.item() * r` after sampling with `.item()`)
+        escapes = [e for e in escapes if id(e) in by_value] + [e for e in reversed(escapes) if id(e) not in by_value]
         for esc in escapes:
             t = esc.node.tensor
             if esc.op in CONVERSIONS and t is not None and by_id.get(id(t)) is t:

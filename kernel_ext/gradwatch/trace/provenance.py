@@ -76,7 +76,8 @@ class Escape:
 
 
 def _ids(value: Any, depth: int = 0) -> frozenset[int]:
-    ids = {id(value)}
+    # small ints, bools and None are shared objects: their identity links nothing
+    ids = set() if value is None or isinstance(value, int) else {id(value)}
     if depth < 2 and isinstance(value, (list, tuple)):
         for v in value[:64]:
             ids |= _ids(v, depth + 1)
