@@ -144,6 +144,12 @@ def render_real(scores: dict, seconds: float, groups: list[str] | None) -> str:
                               else "same")
         out.append(f"| `{pid}` | {s.program.header.get('bug-class', '?')} | {roots or '—'} | {found} | "
                    f"{s.verdict} | {outcome} |")
+    out += ["", "| area | buggy | localized | detected | clean | false alarms |", "|---|---:|---:|---:|---:|---:|"]
+    for area in sorted({s.program.group for s in scores.values()}):
+        mine = [s for s in scores.values() if s.program.group == area]
+        buggy = [s for s in mine if not s.program.clean]
+        out.append(f"| {area} | {len(buggy)} | {sum(s.localized for s in buggy)} | {sum(s.detected for s in buggy)} | "
+                   f"{len(mine) - len(buggy)} | {sum(s.false_alarm for s in mine)} |")
     out += ["", real_totals(scores)]
     return "\n".join(out) + "\n"
 

@@ -223,6 +223,20 @@ class SourceMap:
                 return self.node_location(filename, best)
         return None
 
+    def find_summed_loss(self) -> Location | None:
+        """The newest loss constructed with ``reduction='sum'``: its scale grows with the batch."""
+        for filename, code in self.cell_sources():
+            tree = _parse(code)
+            best = None
+            for node in ast.walk(tree) if tree is not None else ():
+                if isinstance(node, ast.Call) and any(
+                        kw.arg == "reduction" and isinstance(kw.value, ast.Constant) and kw.value.value == "sum"
+                        for kw in node.keywords) and (best is None or node.lineno >= best.lineno):
+                    best = node
+            if best is not None:
+                return self.node_location(filename, best)
+        return None
+
     def find_unreduced_loss(self) -> Location | None:
         """The newest loss constructed to return per-element values: ``nn.CrossEntropyLoss(
         reduction='none')``, ``reduction=<a variable>``, ``reduce=False``, ``size_average=False``

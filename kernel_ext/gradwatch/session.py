@@ -81,6 +81,7 @@ class Watch:
         self._missing: dict[int, int] = {}  # optimizer key -> parameters without grad at its last check
         self._trace_for: int | None = None  # trace until this optimizer's next step
         self._grad_calls_traced = 0
+        self.step_positions: dict[int, Any] = {}  # optimizer key -> position of its last traced step()
         # data of the first traced loss: (tensor, position, whether it is the target)
         self._inputs: list[tuple[weakref.ref, Any, bool]] = []
 
@@ -401,6 +402,8 @@ class Watch:
         if counts is None:
             counts = events.step_counts[key] = [0, 0, 0]
         counts[0] += 1
+        if self.mode is not None:  # while tracing: where each optimizer steps (explains version errors)
+            self.step_positions[key] = self._position()
         n = events.n_backward
         last = self._bwd_at.get(key, 0)
         since = n - last

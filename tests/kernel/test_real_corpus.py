@@ -18,8 +18,6 @@ PROGRAMS = [harness.parse_real(p) for p in harness.real_paths()]
 # Buggy programs whose root-cause line gradwatch does not point at yet, and why (the classes
 # still missed; see the closing notes of the real-bugs issue).
 KNOWN_MISSES: dict[str, str] = {
-    "backward_errors/inplace_gan_d_step_before_g_backward":
-        "the in-place write is optimizer.step() between two backward() calls; GW005 names the backward",
     "backward_errors/nonscalar_rank_loss_vector": "a custom loss returning a vector is not traced to its return",
     "backward_errors/twice_preprocess_conv_outside_loop":
         "the carried tensor was made in an unwatched cell: no provenance for it",
@@ -28,10 +26,10 @@ KNOWN_MISSES: dict[str, str] = {
     "loss_and_dynamics/ld_mse_column_vs_vector_dataloader": "the target's shape comes from a dataset built earlier",
     "loss_and_dynamics/ld_pfedme_personal_lr_nan": "the learning rate in a config dict is not linked to the NaN",
     "loss_and_dynamics/ld_sigmoid_mlp_vanishing": "a 4-layer sigmoid stack is below GW107's 10^4 threshold",
-    "loss_and_dynamics/ld_stoi_like_sqrt_zero_nan": "a NaN made in backward() (sqrt at 0) has no forward origin",
-    "loss_and_dynamics/ld_sum_reduction_batch_diverges": "reduction='sum' is not linked to the divergence",
     "optimizer_wiring/frozen_wrong_module_decoder_flag": "which module was meant to be frozen is intent, not data",
     "optimizer_wiring/unused_branch_argparse_bool": "the cause is an argparse type=bool, far from any tensor",
+    "optimizer_wiring/stale_optimizer_group_missing_down":
+        "the optimizer is built in a helper from an earlier cell; GW007 points at the left-out module",
     "optimizer_wiring/zg_missing_discriminator_encoder_gan":
         "GW101 names the first backward that accumulates, not the one the fix guarded",
     "optimizer_wiring/zg_missing_kws_executor": "accumulation under gradient clipping and Adam is not seen",

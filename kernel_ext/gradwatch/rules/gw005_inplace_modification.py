@@ -47,6 +47,10 @@ class InplaceModification(Rule):
             message = (f"{op} modifies {tensor} in place after {saved} saved it for the backward "
                        f"pass, so `backward()` fails; use an out-of-place operation "
                        f"(e.g. `x = x + 1` instead of `x += 1`)")
+            if info.get("inplace_op") == "step":
+                message = (f"{op} updates {tensor} in place while a graph built before it still needs the "
+                           f"old value, so the later `backward()` fails; call `backward()` for every loss "
+                           f"that uses those parameters before this `step()` (or recompute the forward)")
             rel = related(info.get("saved_location"), f"{saved} saves {tensor} for backward here")
             rel += related(event.location, "backward() fails here")
             yield self.diagnostic(message, loc, related=rel,

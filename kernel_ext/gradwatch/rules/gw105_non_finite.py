@@ -80,6 +80,11 @@ class NonFinite(Rule):
             message += (f"; `{data.name}` holds values up to {data.max_abs:,.3g}: unscaled data makes the "
                         f"updates overshoot until they overflow, so standardize it first")
             location = data.created
+        elif (origin is None or origin.get("inputs")) and ctx.source_map is not None \
+                and (summed := ctx.source_map.find_summed_loss()) is not None:
+            message += (f"; `{summed.text}` sums over the batch, so every step is batch-size times larger "
+                        f"and the values overflow: use `reduction='mean'` or a smaller learning rate")
+            location = summed
         rel = related(loss_loc, f"`{loss}` is non-finite from step {step} on") if location is not loss_loc else []
         if v.get("optimizer_location") is not None and grad_step is not None:
             rel += related(v["optimizer_location"], f"`{v['optimizer']}` applies the NaN/Inf gradients")

@@ -45,6 +45,14 @@ class DivergingLoss(Rule):
                            f"(subtract the mean, divide by the std) or {fix}")
                 rel = related(f.get("loss"), f"`{loss}` diverges here") + rel
                 where = data.created
+            elif ctx.source_map is not None and (summed := ctx.source_map.find_summed_loss()) is not None:
+                # a summed loss grows with the batch: the step size the learning rate was tuned for
+                # is multiplied by the batch size
+                message = (f"`{loss}` grew from {f['first']:.3g} to {end}: `{summed.text}` sums over the "
+                           f"batch, so the gradient (and every step) is batch-size times larger; use "
+                           f"`reduction='mean'` or {fix}")
+                rel = related(f.get("loss"), f"`{loss}` diverges here") + rel
+                where = summed
             yield self.diagnostic(message, where, related=rel,
                                   fix=display_fix("Lower the learning rate"), first=f["first"], last=f["last"])
 

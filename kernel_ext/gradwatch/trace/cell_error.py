@@ -77,7 +77,8 @@ def explain(exc: BaseException, helpers: Helpers) -> GradNoneEvent | InplaceLeaf
 def _grad_none(frame: FrameType, where: Location, helpers: Helpers) -> GradNoneEvent | None:
     for expression in _grad_bases(where.source):
         t = _lookup(expression, frame)
-        if not isinstance(t, torch.Tensor) or t.grad is not None:
+        # a non-leaf's .grad is always None (and reading it warns, which the user must not see twice)
+        if not isinstance(t, torch.Tensor) or (t.is_leaf and t.grad is not None):
             continue
         fact = helpers.fact(t, [frame.f_locals])
         event = GradNoneEvent(read=where, expression=f"{expression}.grad", tensor=fact, reason="unused")

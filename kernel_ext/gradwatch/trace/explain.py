@@ -6,6 +6,7 @@ through a freed graph, and a tensor modified in place after autograd saved it.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -145,6 +146,8 @@ def _inplace(session: Any, match: re.Match, namer: Any, info: dict) -> None:
     now, expected = int(match["now"]), int(match["expected"])
     info.update(shape=list(shape), version=now, expected_version=expected,
                 saved_by=match["node"])
+    if not any(e.shape == shape and expected < e.version <= now for e in prov.inplace):
+        _stepped(session, shape, now, namer, info)
     for event in reversed(prov.inplace):
         if event.shape != shape or not expected < event.version <= now:
             continue
@@ -165,6 +168,27 @@ def _inplace(session: Any, match: re.Match, namer: Any, info: dict) -> None:
                 info["saved_op"] = node.op
                 info["saved_location"] = session.location(node.pos)
         return
+
+
+def _stepped(session: Any, shape: tuple, now: int, namer: Any, info: dict) -> None:
+    """No recorded op wrote the tensor: an optimizer's step() did (a GAN's D step between the
+    forward and the backward of a loss that goes through D)."""
+    candidates = []
+    for opt, key in list(session.optimizers.items()):
+        if key not in session.step_positions:
+            continue
+        for group in opt.param_groups:
+            for p in group["params"]:
+                # the saved tensor may be a view of the parameter (`weight.t()`): same elements
+                if p._version == now and p.numel() == math.prod(shape):
+                    fit = 0 if tuple(p.shape) == shape else 1 if tuple(p.shape) == shape[::-1] else 2
+                    candidates.append((fit, key, opt, p))
+    if candidates:
+        _, key, opt, p = min(candidates, key=lambda c: c[0])
+        loc = info["inplace_location"] = session.location(session.step_positions[key])
+        info["tensor_name"] = namer.name(p)
+        info["inplace_op"] = "step"
+        info["stepped_by"] = namer.name(opt) or (loc.text if loc is not None else None)
 
 
 def _modified_name(loc: Any) -> str | None:
