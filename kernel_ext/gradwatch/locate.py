@@ -169,126 +169,108 @@ class SourceMap:
                 return self.node_location(filename, best)
         return None
 
+    # --- searches in the cells' syntax trees ------------------------------------------------------
+    def _cell_tree(self, location: Location) -> tuple[str, ast.Module] | None:
+        """(file name, parsed code) of the cell that holds ``location``."""
+        for filename, code in self.cell_sources():
+            cell = self._cells.get(filename) or self._cell_for(filename)
+            if cell is not None and cell.execution_count == location.cell:
+                tree = _parse(code)
+                return (filename, tree) if tree is not None else None
+        return None
+
+    def _newest_call(self, wanted) -> Location | None:
+        """The newest call for which ``wanted(call)`` holds, in the newest cell that has one."""
+        for filename, code in self.cell_sources():
+            tree = _parse(code)
+            best = None
+            for node in ast.walk(tree) if tree is not None else ():
+                if isinstance(node, ast.Call) and wanted(node) and (best is None or node.lineno >= best.lineno):
+                    best = node
+            if best is not None:
+                return self.node_location(filename, best)
+        return None
+
     def in_same_loop(self, a: Location, b: Location) -> bool:
         """Whether ``a`` and ``b`` are inside one ``for``/``while`` loop of the same cell (so
         what ``a`` creates is made anew in every iteration of ``b``'s loop)."""
         if a.cell is None or a.cell != b.cell or a.path != b.path:
             return False
-        for filename, code in self.cell_sources():
-            cell = self._cell_for(filename)
-            if cell is None or cell.execution_count != a.cell:
-                continue
-            tree = _parse(code)
-            for node in ast.walk(tree) if tree is not None else ():
-                if isinstance(node, (ast.For, ast.While, ast.AsyncFor)):
-                    first, last = node.body[0].lineno, node.end_lineno or node.lineno
-                    if first <= a.line <= last and first <= b.line <= last:
-                        return True
-            return False
+        found = self._cell_tree(a)
+        for node in ast.walk(found[1]) if found is not None else ():
+            if isinstance(node, (ast.For, ast.While, ast.AsyncFor)):
+                first, last = node.body[0].lineno, node.end_lineno or node.lineno
+                if first <= a.line <= last and first <= b.line <= last:
+                    return True
         return False
 
     def enclosing_with(self, location: Location, names: Iterable[str]) -> Location | None:
         """The ``with torch.no_grad():`` (or similar) header around ``location``, if any."""
         names = tuple(names)
-        for filename, code in self.cell_sources():
-            cell = self._cells.get(filename) or self._cell_for(filename)
-            if cell is None or cell.execution_count != location.cell:
-                continue
-            tree = _parse(code)
-            if tree is None:
-                return None
-            found = None
-            for node in ast.walk(tree):
-                if isinstance(node, (ast.With, ast.AsyncWith)) and \
-                        node.lineno <= location.line <= (node.end_lineno or node.lineno):
-                    for item in node.items:
-                        if any(n in ast.unparse(item.context_expr) for n in names):
-                            if found is None or node.lineno > found.lineno:
-                                found = item.context_expr
-            return self.node_location(filename, found) if found is not None else None
-        return None
-
+        found = self._cell_tree(location)
+        if found is None:
+            return None
+        filename, tree = found
+        best = None
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.With, ast.AsyncWith)) and \
+                    node.lineno <= location.line <= (node.end_lineno or node.lineno):
+                for item in node.items:
+                    if any(n in ast.unparse(item.context_expr) for n in names):
+                        if best is None or node.lineno > best[0].lineno:
+                            best = (node, item.context_expr)
+        return self.node_location(filename, best[1]) if best is not None else None
 
     def find_call(self, names: Iterable[str]) -> Location | None:
         """The newest call of a function or class named one of ``names`` (``nn.Sigmoid()``)."""
         wanted = set(names)
-        for filename, code in self.cell_sources():
-            tree = _parse(code)
-            best = None
-            for node in ast.walk(tree) if tree is not None else ():
-                if isinstance(node, ast.Call) and _call_name(node) in wanted and \
-                        (best is None or node.lineno >= best.lineno):
-                        best = node
-            if best is not None:
-                return self.node_location(filename, best)
-        return None
+        return self._newest_call(lambda call: _call_name(call) in wanted)
 
     def find_summed_loss(self) -> Location | None:
         """The newest loss constructed with ``reduction='sum'``: its scale grows with the batch."""
-        for filename, code in self.cell_sources():
-            tree = _parse(code)
-            best = None
-            for node in ast.walk(tree) if tree is not None else ():
-                if isinstance(node, ast.Call) and any(
-                        kw.arg == "reduction" and isinstance(kw.value, ast.Constant) and kw.value.value == "sum"
-                        for kw in node.keywords) and (best is None or node.lineno >= best.lineno):
-                    best = node
-            if best is not None:
-                return self.node_location(filename, best)
-        return None
+        return self._newest_call(lambda call: any(
+            kw.arg == "reduction" and isinstance(kw.value, ast.Constant) and kw.value.value == "sum"
+            for kw in call.keywords))
 
     def find_unreduced_loss(self) -> Location | None:
         """The newest loss constructed to return per-element values: ``nn.CrossEntropyLoss(
-        reduction='none')``, ``reduction=<a variable>``, ``reduce=False``, ``size_average=False``
-        with ``reduce=False``; also the functional form (``F.mse_loss(a, b, reduction='none')``)."""
-        for filename, code in self.cell_sources():
-            tree = _parse(code)
-            best = None
-            for node in ast.walk(tree) if tree is not None else ():
-                if isinstance(node, ast.Call) and _unreduced(node) and (best is None or node.lineno >= best.lineno):
-                    best = node
-            if best is not None:
-                return self.node_location(filename, best)
-        return None
+        reduction='none')``, ``reduction=<a variable>``, ``reduce=False``; also the functional
+        form (``F.mse_loss(a, b, reduction='none')``) and a config's ``reduction="none"``."""
+        return self._newest_call(_unreduced)
+
+    def _function_around(self, location: Location) -> tuple[str, ast.FunctionDef | ast.AsyncFunctionDef] | None:
+        found = self._cell_tree(location)
+        if found is None:
+            return None
+        filename, tree = found
+        best = None
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and \
+                    node.body[0].lineno <= location.line <= (node.end_lineno or node.lineno) and \
+                    (best is None or node.lineno > best.lineno):
+                best = node
+        return (filename, best) if best is not None else None
 
     def function_start(self, location: Location) -> Location | None:
         """The first statement of the innermost function around ``location``."""
-        for filename, code in self.cell_sources():
-            cell = self._cells.get(filename) or self._cell_for(filename)
-            if cell is None or cell.execution_count != location.cell:
-                continue
-            tree = _parse(code)
-            found = None
-            for node in ast.walk(tree) if tree is not None else ():
-                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and \
-                        node.body[0].lineno <= location.line <= (node.end_lineno or node.lineno) and \
-                        (found is None or node.lineno > found.lineno):
-                    found = node
-            if found is None:
-                return None
-            first = found.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and len(found.body) > 1:
-                first = found.body[1]  # after the docstring
-            return self.node_location(filename, first)
-        return None
+        found = self._function_around(location)
+        if found is None:
+            return None
+        filename, function = found
+        first = function.body[0]
+        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and len(function.body) > 1:
+            first = function.body[1]  # after the docstring
+        return self.node_location(filename, first)
 
     def enclosing_decorator(self, location: Location, names: Iterable[str]) -> Location | None:
         """The ``@torch.no_grad()`` (or similar) decorator of the function around ``location``."""
         names = tuple(names)
-        for filename, code in self.cell_sources():
-            cell = self._cells.get(filename) or self._cell_for(filename)
-            if cell is None or cell.execution_count != location.cell:
-                continue
-            tree = _parse(code)
-            found = None
-            for node in ast.walk(tree) if tree is not None else ():
-                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and \
-                        node.body[0].lineno <= location.line <= (node.end_lineno or node.lineno) and \
-                        (found is None or node.lineno > found[0].lineno):
-                    hits = [d for d in node.decorator_list if any(n in ast.unparse(d) for n in names)]
-                    found = (node, hits[0] if hits else None)
-            return self.node_location(filename, found[1]) if found and found[1] is not None else None
-        return None
+        found = self._function_around(location)
+        if found is None:
+            return None
+        filename, function = found
+        hits = [d for d in function.decorator_list if any(n in ast.unparse(d) for n in names)]
+        return self.node_location(filename, hits[0]) if hits else None
 
 
 def _call_name(call: ast.Call) -> str:

@@ -67,7 +67,11 @@ class RequiresGradMissing(Rule):
                        f"reach it and {owner} never updates it; create it with "
                        f"`requires_grad=True`")
             rel = []
-            for owner_name, owner_loc in zip(fact.owners, fact.owner_locations, strict=False):
+            locs = list(fact.owner_locations)
+            if len(locs) != len(fact.owners):  # owner_locations leaves out optimizers without one
+                where = {o.key: o.location for o in ctx.events.optimizers}
+                locs = [where.get(key) for key in fact.owner_keys]
+            for owner_name, owner_loc in zip(fact.owners, locs, strict=True):
                 rel += related(owner_loc, f"`{name}` is given to `{owner_name}` here")
             rel += related(backward_at, f"`{loss_name or 'the loss'}.backward()` needs its gradient here")
             yield self.diagnostic(message, loc, related=rel, fix=_fix(loc), explains=[name], tensor=name,
