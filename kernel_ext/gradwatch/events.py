@@ -165,4 +165,5 @@ class Events:
     cell_error: str | None = None  # the exception type the cell ended with, if it raised
     cell_failure: GradNoneEvent | InplaceLeafEvent | None = None  # that exception, explained
     inputs: list[InputScale] = field(default_factory=list)  # measured only when the loss misbehaved
+    optimizer_locations: dict[int, Location] = field(default_factory=dict)  # key -> where it was built
     internal_errors: list[str] = field(default_factory=list)

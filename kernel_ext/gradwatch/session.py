@@ -288,9 +288,15 @@ class Watch:
         return self._opt_serial
 
     def _find_optimizer_assignment(self, opt) -> Location | None:
+        """Where an optimizer made in an earlier cell was built: ``opt = SGD(...)``, or, when
+        that assignment calls a helper (``opt = build_opt(model)``), the newest ``SGD(...)`` call."""
+        cls = type(opt).__name__
         for var, value in list(self.namespace().items()):
             if value is opt and not var.startswith("_"):
-                return self.source_map.find_assignment(var)
+                found = self.source_map.find_assignment(var)
+                if found is not None and f"{cls}(" not in found.text:
+                    return self.source_map.find_call({cls}) or found
+                return found
         return None
 
     def _wrap_optimizer_init(self, original):
@@ -678,6 +684,7 @@ class Watch:
         from .rules import registry
 
         self.events.cell_error = type(exc).__name__ if exc is not None else None
+        self.events.optimizer_locations = dict(self._opt_locations)
         if exc is not None:
             self._guard(self._explain_failure, exc)
         self._guard(self._measure_inputs)

@@ -22,16 +22,11 @@ KNOWN_MISSES: dict[str, str] = {
     "backward_errors/twice_preprocess_conv_outside_loop":
         "the carried tensor was made in an unwatched cell: no provenance for it",
     "loss_and_dynamics/ld_focal_loss_log_zero": "the NaN appears late; the traced iteration sees spoiled weights",
-    "loss_and_dynamics/ld_l1_pose_head_unflattened": "GW111 points at the loss call, not the producer of the shape",
     "loss_and_dynamics/ld_mse_column_vs_vector_dataloader": "the target's shape comes from a dataset built earlier",
     "loss_and_dynamics/ld_pfedme_personal_lr_nan": "the learning rate in a config dict is not linked to the NaN",
     "loss_and_dynamics/ld_sigmoid_mlp_vanishing": "a 4-layer sigmoid stack is below GW107's 10^4 threshold",
     "optimizer_wiring/frozen_wrong_module_decoder_flag": "which module was meant to be frozen is intent, not data",
     "optimizer_wiring/unused_branch_argparse_bool": "the cause is an argparse type=bool, far from any tensor",
-    "optimizer_wiring/stale_optimizer_group_missing_down":
-        "the optimizer is built in a helper from an earlier cell; GW007 points at the left-out module",
-    "optimizer_wiring/zg_missing_discriminator_encoder_gan":
-        "GW101 names the first backward that accumulates, not the one the fix guarded",
     "optimizer_wiring/zg_missing_kws_executor": "accumulation under gradient clipping and Adam is not seen",
     "silent_cuts/sc_adv_feature_loss_float_scalar": "a Python float added to the loss is invisible to tensors",
     "silent_cuts/sc_unused_pose_heads_grad_scaling":

@@ -98,7 +98,10 @@ def _before(a, b) -> bool:
 
 
 def _any_optimizer_location(ctx: Context):
-    return next((o.location for o in ctx.events.optimizers if o.location is not None), None)
+    """Where the (one) optimizer was built, also when an earlier cell built it."""
+    places = list(ctx.events.optimizer_locations.values())
+    return places[0] if len(places) == 1 else next(
+        (o.location for o in ctx.events.optimizers if o.location is not None), None)
 
 
 def _one_model(orphans: list[str]) -> bool:

@@ -21,7 +21,7 @@ loss = F.mse_loss(pred.squeeze(1), y)
 
 from __future__ import annotations
 
-from .base import Context, Rule, Severity, display_fix
+from .base import Context, Rule, Severity, display_fix, related
 
 
 class LossBroadcast(Rule):
@@ -42,5 +42,13 @@ class LossBroadcast(Rule):
                        f"shape {shape(f['target_shape'])}, which broadcast to {shape(f['broadcast_shape'])}, "
                        f"so every prediction is compared with every target; make the shapes equal "
                        f"(e.g. `.squeeze(1)` or `.view_as(...)`)")
-            yield self.diagnostic(message, loc, fix=display_fix("Reshape input or target to the same shape"),
+            where, rel = loc, []
+            inp, target, src = f["input_shape"], f["target_shape"], f.get("producer_location")
+            extra = inp[len(target):] if inp[:len(target)] == target else []
+            if src is not None and len(extra) >= 2 and all(d == 1 for d in extra):
+                # `[B, C, 1, 1]` against `[B, C]`: a feature map the model never flattened
+                where, rel = src, related(loc, "the loss compares the shapes here")
+                message += f"; the prediction keeps {len(extra)} trailing size-1 dimensions from here"
+            yield self.diagnostic(message, where, related=rel,
+                                  fix=display_fix("Reshape input or target to the same shape"),
                                   op=f["op"], input_shape=f["input_shape"], target_shape=f["target_shape"])

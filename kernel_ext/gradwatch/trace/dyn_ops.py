@@ -66,7 +66,8 @@ class OpChecks:
             except RuntimeError:
                 return  # not broadcastable: torch raises its own error
             self._find("GW111", op, position_fn(), input_shape=list(inp.shape),
-                       target_shape=list(target.shape), broadcast_shape=list(shape))
+                       target_shape=list(target.shape), broadcast_shape=list(shape), producer=producer,
+                       producer_pos=producer_pos)
 
     def _find(self, code: str, op: str, pos: Any, **data: Any) -> None:
         key = (code, pos)

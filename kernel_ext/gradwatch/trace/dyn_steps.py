@@ -118,8 +118,9 @@ class StepOrder:
             if p is not None and g is not None and p.grad is g and g._version != st.probe[2]:
                 # added to the gradient the last step() used; a bug if the next step sees it
                 st.probe = (st.probe[0], st.probe[1], g._version)
-                if st.acc_pos is None:
-                    st.acc_pos = self.m.position()
+                # the latest such backward(): the one that feeds this optimizer's step (a GAN's
+                # G loss may add to D's gradients first; D's own backward is where zero_grad goes)
+                st.acc_pos = self.m.position()
 
     def on_step(self, opt: Any, key: int) -> None:
         st = self._state(opt, key)
