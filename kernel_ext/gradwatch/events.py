@@ -127,7 +127,8 @@ class GradNoneEvent:
 
     ``reason``: ``before_backward`` (no backward() had run), ``no_requires_grad`` (created
     without it), ``rebound`` (the name now holds a new tensor made under ``no_grad``/by
-    ``.detach()``), ``non_leaf``, ``cut`` (the loss reaches it only through a cut) or ``unused``
+    ``.detach()``), ``non_leaf``, ``cut`` (the loss reaches it only through a cut), ``dropped`` (the forward used
+    it but the loss leaves that output out) or ``unused``
     (the loss does not use it).
     """
 

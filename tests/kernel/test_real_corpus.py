@@ -19,8 +19,6 @@ PROGRAMS = [harness.parse_real(p) for p in harness.real_paths()]
 # still missed; see the closing notes of the real-bugs issue).
 KNOWN_MISSES: dict[str, str] = {
     "backward_errors/nonscalar_rank_loss_vector": "a custom loss returning a vector is not traced to its return",
-    "backward_errors/twice_preprocess_conv_outside_loop":
-        "the carried tensor was made in an unwatched cell: no provenance for it",
     "loss_and_dynamics/ld_focal_loss_log_zero": "the NaN appears late; the traced iteration sees spoiled weights",
     "loss_and_dynamics/ld_mse_column_vs_vector_dataloader": "the target's shape comes from a dataset built earlier",
     "loss_and_dynamics/ld_pfedme_personal_lr_nan": "the learning rate in a config dict is not linked to the NaN",
@@ -29,8 +27,6 @@ KNOWN_MISSES: dict[str, str] = {
     "optimizer_wiring/unused_branch_argparse_bool": "the cause is an argparse type=bool, far from any tensor",
     "optimizer_wiring/zg_missing_kws_executor": "accumulation under gradient clipping and Adam is not seen",
     "silent_cuts/sc_adv_feature_loss_float_scalar": "a Python float added to the loss is invisible to tensors",
-    "silent_cuts/sc_unused_pose_heads_grad_scaling":
-        "the fix is the loss that leaves heads out; gradwatch points at the unused heads",
 }
 
 

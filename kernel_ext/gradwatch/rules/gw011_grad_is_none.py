@@ -10,7 +10,8 @@ The reasons, in the order they are checked:
 - it is not a leaf (autograd fills `.grad` of leaves only);
 - no `backward()` had run yet (`w.grad.zero_()` at the top of the first iteration);
 - the loss reaches it only through a cut (`.detach()`, `argmax`, a `no_grad` block);
-- the loss does not use it at all.
+- the forward pass uses it, but the loss leaves that output out (it points at the loss);
+- the loss does not use it at all (it points at where it is defined).
 
 ## Why is this bad?
 The exception names the line that *reads* the gradient, which is rarely the line to change;
@@ -51,6 +52,9 @@ _WHY = {
            "keep the path from `{t}` to the loss differentiable",
     "unused": "the loss does not use `{t}`, so backward() never reaches it and `{t}.grad` stays `None`; "
               "use it in the forward pass, or skip parameters whose `.grad` is `None`",
+    "dropped": "the forward pass uses `{t}`, but `{expr}` leaves that output out of the loss, so backward() "
+               "never reaches `{t}` and its `.grad` stays `None`; include it in the loss, or skip parameters "
+               "whose `.grad` is `None`",
 }
 
 

@@ -127,6 +127,28 @@ def _carried(session: Any, loss: torch.Tensor | None, namer: Any, info: dict) ->
                     info["carried_location"] = carried
             return
         todo.extend(n.parents)
+    # nothing traced links the two graphs: a tensor with history that the traced cell did not
+    # make (`dataset = encoder(raw)` in an earlier, unwatched cell) is the one carried
+    for n in seen_nodes(node):
+        t = n.tensor
+        if n.op == "<external>" and t is not None and t.requires_grad and not t.is_leaf:
+            name = namer.name(t)
+            if name and name.isidentifier():
+                info["carried_name"] = name
+                info["carried_location"] = session.source_map.find_assignment(name)
+                return
+
+
+def seen_nodes(node: Any, limit: int = 100_000) -> list:
+    """``node`` and its provenance ancestors, nearest first."""
+    out, seen, todo = [], set(), [node]
+    while todo and len(seen) < limit:
+        n = todo.pop(0)
+        if id(n) not in seen:
+            seen.add(id(n))
+            out.append(n)
+            todo.extend(n.parents)
+    return out
 
 
 def _ancestors(roots: list) -> list:
