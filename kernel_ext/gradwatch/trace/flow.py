@@ -198,6 +198,18 @@ class FlowAnalyzer:
         trains something (so no trainable is unreached): ``loss = task + 0.1 * reg(w.detach())``,
         ``torch.tensor(balance_losses).mean()``, a NumPy round trip re-wrapped as a fresh leaf."""
         cuts: list[Cut] = []
+        additive: list[Node] = []
+        for node, esc in self.prov.number_operands:  # a number from `.item()` added to the loss
+            if esc.step != self.prov.step:
+                continue
+            if not additive:
+                _terms(loss_node, additive)
+            if any(node is a for a in additive):
+                _, upstream = _ancestry([esc.node])
+                names = [self.name(t) or "<tensor>" for n in upstream
+                         for t in [n.tensor] if t is not None and by_id.get(id(t)) is t]
+                if names:
+                    cuts.append(replace(self._cut(esc, names), context=None, dead_term=self.location(esc.pos)))
         for term in _terms(loss_node):
             # connected: some trainable is in the term's data ancestry with no cut on the way
             # (the term's own tensor is usually gone by now; its records are not)
@@ -287,8 +299,9 @@ class FlowAnalyzer:
         return None, None
 
 
-def _terms(root: Node) -> list[Node]:
-    """The additive terms of a loss: what ``+``/``-``/scaling/``mean`` combine."""
+def _terms(root: Node, additive: list[Node] | None = None) -> list[Node]:
+    """The additive terms of a loss: what ``+``/``-``/scaling/``mean`` combine (and, into
+    ``additive``, the nodes that combine them)."""
     terms: list[Node] = []
     todo, seen = [root], set()
     while todo and len(terms) < _MAX_TERMS and len(seen) < 4 * _MAX_TERMS:
@@ -299,6 +312,8 @@ def _terms(root: Node) -> list[Node]:
         if node.parents and node.cut is None and (
                 node.op in _ADDITIVE or (node.op in _SCALING and len(node.parents) == 1)):
             todo.extend(node.parents)
+            if additive is not None:
+                additive.append(node)
         elif node is not root:
             terms.append(node)
     return terms

@@ -30,6 +30,8 @@ _ESCAPE_OPS = {"numpy", "item", "tolist", "__float__", "__int__", "__index__"}
 CONVERSIONS = {"__float__", "__int__", "__index__"}
 _REWRAP_OPS = {"tensor", "as_tensor", "from_numpy", "Tensor", "FloatTensor", "DoubleTensor",
                "asarray"}
+# Ops through which a Python number can be a term of the loss.
+_NUMBER_OPERAND_OPS = {"add", "__add__", "__radd__", "__iadd__", "sub", "__sub__", "__rsub__", "__isub__"}
 # Ops that are differentiable but whose gradient is zero almost everywhere.
 ZERO_GRAD_OPS = {"round", "floor", "ceil", "sign", "trunc", "frac_", "round_", "floor_",
                  "ceil_", "sign_", "trunc_", "heaviside"}
@@ -118,6 +120,9 @@ class Provenance:
         self._callers = callers
         self.escapes: list[Escape] = []
         self.rewraps: list[tuple[Node, frozenset[int]]] = []
+        # an escaped Python number added back as an operand (`loss = l1 + adv.detach().item()`):
+        # (the op's output node, the escape)
+        self.number_operands: list[tuple[Node, Escape]] = []
         self.grad_reads: list[tuple[Position | None, weakref.ref]] = []
         self.inplace: list[Inplace] = []
         self.uses: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
@@ -213,6 +218,13 @@ class Provenance:
         elif any_grad_in and op in ZERO_GRAD_OPS:
             cut = "zero_grad"
         node = Node(op, pos, parents, t, cut, self.step)
+        if op in _NUMBER_OPERAND_OPS and self.escapes:
+            numbers = {id(a) for a in args if isinstance(a, float)}
+            for esc in reversed(self.escapes):
+                if numbers & esc.value_ids:
+                    self.number_operands.append((node, esc))
+                    del self.number_operands[:-64]
+                    break
         if cut in ("no_grad", "inference_mode") and not any(p.cut == cut for p in parents):
             node.callers = self._callers()
         self.nodes[t] = node
