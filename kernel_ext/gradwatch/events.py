@@ -49,6 +49,8 @@ class Cut:
     # set when the cut makes a whole additive term of the loss a constant (`loss = task +
     # 0.1 * reg(w.detach())`): where that term is computed
     dead_term: Location | None = None
+    # for a term that trains other tensors too: the keys of the optimizers those belong to
+    term_trains: frozenset[int] | None = None
 
 
 @dataclass

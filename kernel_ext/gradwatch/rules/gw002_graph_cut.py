@@ -54,6 +54,8 @@ class GraphCut(Rule):
             for cut in _merged(flow.cuts):
                 if cut.kind not in _WHY:
                     continue
+                if cut.term_trains is not None and (not event.consumers or cut.term_trains & set(event.consumers)):
+                    continue  # the term trains this step's parameters: a stop-gradient on purpose
                 cut_off = [n for n in ctx.trained_by_this_step(event, flow, cut.cut_off)
                            if n not in reached or cut.dead_term is not None]
                 if not cut_off:

@@ -211,27 +211,31 @@ class FlowAnalyzer:
                 if names:
                     cuts.append(replace(self._cut(esc, names), context=None, dead_term=self.location(esc.pos)))
         for term in _terms(loss_node):
-            # connected: some trainable is in the term's data ancestry with no cut on the way
+            # the trainables the term reaches with no cut on the way, and those only behind one
             # (the term's own tensor is usually gone by now; its records are not)
             state, order = _ancestry([term])
-            behind: dict[int, tuple[Any, list[str]]] = {}
-            connected = False
+            clean: dict[int, torch.Tensor] = {}
+            behind: dict[int, tuple[Any, list[torch.Tensor]]] = {}
             for node in order:
                 tt = node.tensor
                 if tt is None or by_id.get(id(tt)) is not tt:
                     continue
                 cut = state[id(node)]
                 if cut is None:
-                    connected = True
-                    break
-                behind.setdefault(id(cut), (cut, []))[1].append(self.name(tt) or "<tensor>")
-            if connected:
-                continue
-            for t_id, esc in self._escapes_into(order, by_id).items():
-                behind.setdefault(id(esc), (esc, []))[1].append(self.name(by_id[t_id]) or "<tensor>")
+                    clean[id(tt)] = tt
+                else:
+                    behind.setdefault(id(cut), (cut, []))[1].append(tt)
             where = self.location(term.pos)
-            for cut_node, names in behind.values():
-                cuts.append(replace(self._cut(cut_node, names), dead_term=where))
+            if not clean:  # the whole term is a constant
+                for t_id, esc in self._escapes_into(order, by_id).items():
+                    behind.setdefault(id(esc), (esc, []))[1].append(by_id[t_id])
+            # a term that trains some tensors and cuts others off: which optimizers the trained
+            # ones belong to decides whether the cut is a stop-gradient (see GW002)
+            owners = frozenset(k for t in clean.values() for k in self.fact(t).owner_keys) if clean else None
+            for cut_node, tensors in behind.values():
+                names = [self.name(t) or "<tensor>" for t in tensors if id(t) not in clean]
+                if names:
+                    cuts.append(replace(self._cut(cut_node, names), dead_term=where, term_trains=owners))
         return cuts
 
     def _escapes_into(self, order: list[Node], by_id: dict[int, torch.Tensor]) -> dict[int, Any]:
