@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from ..events import BackwardEvent
+from .provenance import LOSS_FUNCTIONS, PAIRWISE_LOSSES
 
 _INPLACE = re.compile(
     r"modified by an inplace operation: \[(?P<type>[\w.]+) \[(?P<shape>[\d, ]*)\]\](?:, which is "
@@ -77,9 +78,6 @@ def _constant_source(node: Any) -> Any:
     return node
 
 
-_LOSS_FUNCTIONS = {"cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
-                   "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "poisson_nll_loss",
-                   "margin_ranking_loss", "hinge_embedding_loss", "soft_margin_loss", "cosine_embedding_loss"}
 
 
 def _from_loss_function(node: Any, hops: int = 6) -> bool:
@@ -87,7 +85,7 @@ def _from_loss_function(node: Any, hops: int = 6) -> bool:
     todo = [(node, 0)] if node is not None else []
     while todo:
         n, depth = todo.pop()
-        if n.op in _LOSS_FUNCTIONS:
+        if n.op in LOSS_FUNCTIONS or n.op in PAIRWISE_LOSSES:
             return True
         if depth < hops:
             todo.extend((p, depth + 1) for p in n.parents)

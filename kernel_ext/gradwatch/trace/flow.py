@@ -17,7 +17,7 @@ import torch
 
 from ..diagnostics import Location
 from ..events import Cut, Flow, TensorFact
-from .provenance import CONVERSIONS, Node, Provenance
+from .provenance import CONVERSIONS, LOSS_FUNCTIONS, Node, Provenance
 
 _MAX_NODES = 200_000
 # ops through which the loss is a sum of terms (averaged, stacked) ...
@@ -76,8 +76,6 @@ def _ancestry(start: Iterable[Node]) -> tuple[dict[int, Node | None], list[Node]
     return state, order
 
 
-_LOSS_OPS = {"mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "cross_entropy", "nll_loss",
-             "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div"}
 
 
 def data_leaves(roots: list[torch.Tensor], prov: Provenance,
@@ -87,7 +85,7 @@ def data_leaves(roots: list[torch.Tensor], prov: Provenance,
     _, order = _ancestry(n for n in (prov.nodes.get(r) for r in roots) if n is not None)
     targets: set[int] = set()
     for node in order:
-        if node.op in _LOSS_OPS:
+        if node.op in LOSS_FUNCTIONS:
             for target in node.parents[1:]:
                 while len(target.parents) == 1:  # `y.view(-1, 1)`, `y.float()`
                     target = target.parents[0]
@@ -199,18 +197,17 @@ class FlowAnalyzer:
         ``torch.tensor(balance_losses).mean()``, a NumPy round trip re-wrapped as a fresh leaf."""
         cuts: list[Cut] = []
         additive: list[Node] = []
+        terms = _terms(loss_node, additive)
         for node, esc in self.prov.number_operands:  # a number from `.item()` added to the loss
             if esc.step != self.prov.step:
                 continue
-            if not additive:
-                _terms(loss_node, additive)
             if any(node is a for a in additive):
                 _, upstream = _ancestry([esc.node])
                 names = [self.name(t) or "<tensor>" for n in upstream
                          for t in [n.tensor] if t is not None and by_id.get(id(t)) is t]
                 if names:
                     cuts.append(replace(self._cut(esc, names), context=None, dead_term=self.location(esc.pos)))
-        for term in _terms(loss_node):
+        for term in terms:
             # the trainables the term reaches with no cut on the way, and those only behind one
             # (the term's own tensor is usually gone by now; its records are not)
             state, order = _ancestry([term])

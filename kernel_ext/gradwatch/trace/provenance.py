@@ -30,6 +30,11 @@ _ESCAPE_OPS = {"numpy", "item", "tolist", "__float__", "__int__", "__index__"}
 CONVERSIONS = {"__float__", "__int__", "__index__"}
 _REWRAP_OPS = {"tensor", "as_tensor", "from_numpy", "Tensor", "FloatTensor", "DoubleTensor",
                "asarray"}
+# Loss functions whose second input is the target, and those that compare two inputs.
+LOSS_FUNCTIONS = {"mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "cross_entropy", "nll_loss",
+                  "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div"}
+PAIRWISE_LOSSES = {"poisson_nll_loss", "margin_ranking_loss", "hinge_embedding_loss", "soft_margin_loss",
+                   "cosine_embedding_loss"}
 # Ops through which a Python number can be a term of the loss.
 _NUMBER_OPERAND_OPS = {"add", "__add__", "__radd__", "__iadd__", "sub", "__sub__", "__rsub__", "__isub__"}
 # Ops that are differentiable but whose gradient is zero almost everywhere.
