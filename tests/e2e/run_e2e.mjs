@@ -32,7 +32,7 @@ const EXPECTED_PROBLEMS = [
   { code: 'GW002', line: 29, col: 23 },
 ];
 
-const EXPECTED_RENDERED = ['error GW001 cell [2], line 10:5', 'error GW001 cell [2], line 9:5', 'error GW002 cell [4], line 29:23'];
+const EXPECTED_RENDERED = ['error GW001 cell [2], line 10, col 5', 'error GW001 cell [2], line 9, col 5', 'error GW002 cell [4], line 29, col 23'];
 
 const log = (...a) => console.log('[e2e]', ...a);
 let serverGroup; // code-server's process group, killed on every way out
@@ -221,7 +221,7 @@ async function rendererScreenshot(page) {
       for (let tries = 0; tries < 10; tries++) {
         await page.waitForTimeout(300);
         for (const frame of page.frames()) {
-          const table = frame.locator('.gradwatch table', { hasText: 'line 9:5' });
+          const table = frame.locator('.gradwatch table', { hasText: 'line 9, col 5' });
           if (!(await table.count().catch(() => 0))) continue;
           const box = await table.first().boundingBox().catch(() => null);
           if (box && box.height > 0 && box.y >= 0 && box.y + box.height <= height) {
@@ -245,8 +245,8 @@ async function rendererScreenshot(page) {
 async function hostilePage(page) {
   const failures = [];
   const EXPECTED = [
-    'gradwatch found 2 problems',
-    'gradwatch found 1 problem',
+    'gradwatch: 2 problem(s)',
+    'gradwatch: 1 problem(s)',
     'gradwatch: output not shown (unsupported payload version 2)',
     'gradwatch: output not shown (payload is not an object)',
   ];

@@ -77,6 +77,8 @@ export interface PayloadDiagnostic {
   name: string;
   severity: Severity;
   message: string;
+  /** Why it matters and what to do (optional since payload version 1 allows it; null when absent). */
+  help: string | null;
   location: Location | null;
   related: Related[];
   fix: Fix | null;
@@ -201,6 +203,7 @@ function validateDiagnostic(raw: unknown, warnings: string[], index: number): Pa
     name,
     severity,
     message: str(raw.message, 'message', LIMITS.maxMessage),
+    help: raw.help === undefined || raw.help === null ? null : str(raw.help, 'help', LIMITS.maxMessage),
     location: raw.location === null ? null : validateLocation(raw.location),
     related,
     fix: validateFix(raw.fix ?? null),

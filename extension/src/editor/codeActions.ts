@@ -4,6 +4,7 @@
 import * as vscode from 'vscode';
 import { MappedEdit } from '../core/mapping';
 import { safeHttpUrl } from '../core/payload';
+import { quickFixTitle } from '../core/wording';
 import { SOURCE, targetUri, toRange } from './convert';
 import { DiagnosticsManager, Entry } from './manager';
 
@@ -55,13 +56,13 @@ export class GradwatchCodeActions implements vscode.CodeActionProvider {
   private actionsFor(entry: Entry, diagnostic: vscode.Diagnostic, ignoredOffered: Set<string>): vscode.CodeAction[] {
     const { mapped, notebook } = entry;
     const actions: vscode.CodeAction[] = [];
-    if (mapped.fix && mapped.fix.edits.length) {
-      const edit = workspaceEdit(notebook, mapped.fix.edits);
+    const fix = mapped.fix;
+    if (fix && fix.edits.length) {
+      const edit = workspaceEdit(notebook, fix.edits);
       if (edit) {
-        const title = mapped.fix.applicability === 'unsafe' ? `${mapped.fix.title} (unsafe)` : mapped.fix.title;
-        const action = new vscode.CodeAction(title, vscode.CodeActionKind.QuickFix);
+        const action = new vscode.CodeAction(quickFixTitle(fix.applicability, fix.title), vscode.CodeActionKind.QuickFix);
         action.diagnostics = [diagnostic];
-        action.isPreferred = mapped.fix.preferred;
+        action.isPreferred = fix.preferred; // safe fixes only
         action.edit = edit;
         actions.push(action);
       }

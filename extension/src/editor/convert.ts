@@ -2,6 +2,7 @@
 import * as vscode from 'vscode';
 import { MappedDiagnostic, MappedLocation, Range } from '../core/mapping';
 import { Severity } from '../core/payload';
+import { fixLine } from '../core/wording';
 
 export const SOURCE = 'gradwatch';
 
@@ -45,7 +46,7 @@ export function toDiagnostic(notebook: vscode.NotebookDocument, m: MappedDiagnos
   const here = targetUri(notebook, m.location);
   if (m.fix && m.fix.applicability === 'display-only' && here) {
     // Advice without an edit: shown next to the diagnostic rather than as a code action.
-    related.push(new vscode.DiagnosticRelatedInformation(new vscode.Location(here, d.range), `Suggested fix: ${m.fix.title}`));
+    related.push(new vscode.DiagnosticRelatedInformation(new vscode.Location(here, d.range), fixLine('display-only', m.fix.title)));
   }
   if (related.length) d.relatedInformation = related;
   return d;

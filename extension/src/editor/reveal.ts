@@ -27,7 +27,7 @@ export async function reveal(
   const payload: Payload = {
     toolVersion: '',
     executionCount: count,
-    diagnostics: [{ code: 'GW000', name: 'reveal', severity: 'error', message: '', location, related: [], fix: null, url: null }],
+    diagnostics: [{ code: 'GW000', name: 'reveal', severity: 'error', message: '', help: null, location, related: [], fix: null, url: null }],
   };
   const cells: CellModel[] = notebook.getCells().map((c) => ({
     index: c.index,

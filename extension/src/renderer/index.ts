@@ -1,8 +1,9 @@
 // Notebook renderer for application/vnd.gradwatch.diagnostics+json: a compact table of
-// severity, code, message and location. Payload text only ever reaches the DOM through
+// severity, code, message (with its help line and fix) and location. Payload text only ever reaches the DOM through
 // textContent (never innerHTML), and only http(s) documentation links become hrefs.
 import type { ActivationFunction, OutputItem, RendererContext } from 'vscode-notebook-renderer';
 import { LIMITS, Location, Payload, PayloadDiagnostic, validatePayload } from '../core/payload';
+import { describeLocation, fixLine, summaryLine } from '../core/wording';
 
 /** Rows drawn per output; the rest are counted (all of them are in the Problems panel). */
 export const MAX_ROWS = 200;
@@ -19,7 +20,7 @@ const STYLE = `
 .gradwatch .sev-warning { color: var(--vscode-editorWarning-foreground); }
 .gradwatch .sev-info { color: var(--vscode-editorInfo-foreground); }
 .gradwatch a { color: var(--vscode-textLink-foreground); cursor: pointer; }
-.gradwatch .fix, .gradwatch .summary { color: var(--vscode-descriptionForeground); }
+.gradwatch .help, .gradwatch .fix, .gradwatch .summary { color: var(--vscode-descriptionForeground); }
 `;
 
 function el<K extends keyof HTMLElementTagNameMap>(tag: K, text?: string, className?: string): HTMLElementTagNameMap[K] {
@@ -27,11 +28,6 @@ function el<K extends keyof HTMLElementTagNameMap>(tag: K, text?: string, classN
   if (text !== undefined) node.textContent = text;
   if (className) node.className = className;
   return node;
-}
-
-function where(loc: Location): string {
-  const place = loc.path !== null && loc.cell === null ? loc.path : loc.cell !== null ? `cell [${loc.cell}]` : 'this cell';
-  return `${place}, line ${loc.line}:${loc.column}`;
 }
 
 function row(d: PayloadDiagnostic, payload: Payload, ctx: RendererContext<unknown>): HTMLTableRowElement {
@@ -48,20 +44,21 @@ function row(d: PayloadDiagnostic, payload: Payload, ctx: RendererContext<unknow
   }
   tr.append(code);
   const message = el('td', d.message, 'message');
-  if (d.fix) message.append(el('div', `Fix (${d.fix.applicability}): ${d.fix.title}`, 'fix'));
+  if (d.help) message.append(el('div', d.help, 'help'));
+  if (d.fix) message.append(el('div', fixLine(d.fix.applicability, d.fix.title), 'fix'));
   tr.append(message);
   const loc = el('td', undefined, 'nowrap');
   if (d.location) {
     const location = d.location;
     if (ctx.postMessage) {
-      const link = el('a', where(location), 'reveal');
+      const link = el('a', describeLocation(location), 'reveal');
       link.addEventListener('click', (event) => {
         event.preventDefault();
         ctx.postMessage!({ type: 'reveal', location: toWire(location), executionCount: payload.executionCount });
       });
       loc.append(link);
     } else {
-      loc.textContent = where(location);
+      loc.textContent = describeLocation(location);
     }
   }
   tr.append(loc);
@@ -83,7 +80,7 @@ function render(raw: unknown, ctx: RendererContext<unknown>): HTMLElement {
   }
   const { payload } = result;
   const n = payload.diagnostics.length;
-  root.append(el('div', n ? `gradwatch found ${n} problem${n === 1 ? '' : 's'}` : 'gradwatch: no gradient-flow problems found', 'summary'));
+  root.append(el('div', summaryLine(n), 'summary'));
   if (!n) return root;
   const table = el('table');
   const head = el('tr');

@@ -260,7 +260,7 @@ test('300 cells x 500 diagnostics x 20 related map quickly, under the per-notebo
   const cells: CellModel[] = [];
   for (let i = 0; i < 300; i++) {
     const diagnostics = Array.from({ length: 500 }, (_, j) => ({
-      code: 'GW001', name: 'requires-grad-missing', severity: 'error' as const, message: `m${j}`, url: null, fix: null,
+      code: 'GW001', name: 'requires-grad-missing', severity: 'error' as const, message: `m${j}`, help: null, url: null, fix: null,
       location: { cell: i + 1, path: null, line: 2 + (j % 20), column: 1, endLine: 2 + (j % 20), endColumn: 3, source: body[j % 20] },
       related: Array.from({ length: 20 }, (_, r) => ({
         location: { cell: 1 + ((i + r) % 300), path: null, line: 2 + r, column: 1, endLine: 2 + r, endColumn: 3, source: body[r] },

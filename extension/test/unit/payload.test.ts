@@ -122,3 +122,9 @@ test('string limits count characters (code points), as the schema and the kernel
   const cut = 'd'.repeat(LIMITS.maxSource - 1) + '\u2026';
   assert.equal(ok(payload(1, [diag({ location: loc(1, 1, 1, 2, cut) })])).payload.diagnostics.length, 1);
 });
+
+test('the optional help line is kept as text; a malformed one drops its diagnostic', () => {
+  const r = ok(payload(1, [diag({ help: 'why, and what to do' }), diag({}), diag({ help: 42 }), diag({ help: 'h'.repeat(2001) })]));
+  assert.deepEqual(r.payload.diagnostics.map((d) => d.help), ['why, and what to do', null]);
+  assert.deepEqual(r.warnings, ['diagnostics[2] dropped: help is not a string', 'diagnostics[3] dropped: help is longer than 2000 characters']);
+});

@@ -54,12 +54,12 @@ test('renders one row per diagnostic with text-only cells', () => {
   const [docLink, reveal] = rows[1].all('a');
   assert.equal(docLink.href, 'https://gradwatch.example/rules/GW001');
   assert.equal(docLink.textContent, 'GW001');
-  assert.equal(reveal.textContent, 'cell [2], line 9:5');
+  assert.equal(reveal.textContent, 'cell [2], line 9, col 5');
   assert.equal(reveal.href, undefined);
   // The javascript: URL gives plain text, no link.
   assert.equal(rows[2].all('a').length, 0);
   assert.equal(rows[2].all('td')[1].textContent, 'GW002');
-  assert.equal(root.all('div')[1].textContent, 'gradwatch found 2 problems');
+  assert.equal(root.all('div')[1].textContent, 'gradwatch: 2 problem(s)');
 });
 
 test('the reveal link posts the location back in wire shape', () => {
@@ -77,7 +77,7 @@ test('malformed payloads render a one-line notice, no table', () => {
   assert.equal(root.all('table').length, 0);
   assert.equal(root.all('div')[1].textContent, 'gradwatch: output not shown (unsupported payload version 99)');
   const empty = renderRaw(payload(3, []));
-  assert.equal(empty.all('div')[1].textContent, 'gradwatch: no gradient-flow problems found');
+  assert.equal(empty.all('div')[1].textContent, 'gradwatch: no problems found');
 });
 
 // issue 11, item 16: the renderer has caps of its own
@@ -99,4 +99,25 @@ test('at most MAX_ROWS rows are drawn; the rest are counted', () => {
   assert.equal(root.all('tr').length, MAX_ROWS + 1);
   const notes = root.all('div').map((d) => d.textContent);
   assert.ok(notes.includes(`${450 - MAX_ROWS} more not shown here`), notes.join('|'));
+});
+
+// issue 13 section 2: the kernel's words, no payload jargon, the help line under the message
+test('fixes and help read as the kernel report words them', () => {
+  const fix = (applicability: string) => ({ title: 'Use `y_pred` instead', applicability, edits: [] });
+  const root = renderRaw(
+    payload(4, [
+      diag({ message: 'short', help: 'why, and what to do', fix: { ...fix('safe'), title: 'Add `requires_grad=True`' } }),
+      diag({ fix: fix('unsafe') }),
+      diag({ fix: fix('display-only') }),
+    ]),
+  );
+  const notes = root.all('div').filter((d) => d.className === 'help' || d.className === 'fix').map((d) => d.textContent);
+  assert.deepEqual(notes, [
+    'why, and what to do',
+    'Safe fix: Add `requires_grad=True`',
+    'Fix that changes behaviour: Use `y_pred` instead',
+    'Suggestion: Use `y_pred` instead',
+  ]);
+  const everything = JSON.stringify(root);
+  assert.doesNotMatch(everything, /display-only|unsafe/);
 });

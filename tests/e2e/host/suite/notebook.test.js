@@ -159,7 +159,7 @@ suite('gradwatch in VS Code', function () {
   });
 
   test('the renderer reveal link selects the flagged range in its cell', async function () {
-    await askDriver('click-reveal:cell [4], line 29:23');
+    await askDriver('click-reveal:cell [4], line 29, col 23');
     await eventually(() => {
       const active = vscode.window.activeTextEditor;
       assert.ok(active, 'an editor is active');
@@ -192,7 +192,7 @@ suite('gradwatch in VS Code', function () {
     const doc = cells[3].document;
     const ours = await codeActions(cells[3], new vscode.Range(28, 22, 28, 37));
     assert.deepStrictEqual(ours.map((a) => [a.title, !!a.isPreferred]), [
-      ['Use `y_pred` instead (unsafe)', false],
+      ['Use `y_pred` instead (fix that changes behaviour)', false],
       ['Ignore GW002 for this cell', false],
       ['Show documentation for GW002', false],
     ]);
