@@ -1,19 +1,19 @@
 """`Report`: the diagnostics of one watched cell, and their outputs.
 
 One display output carries three views of the same data: the JSON payload for editors
-(``application/vnd.gradwatch.diagnostics+json``), a compact HTML table and plain text. Every
-user-derived string in the HTML is escaped.
+(``application/vnd.gradwatch.diagnostics+json``), HTML (``report_html``: escapes every
+user-derived string) and plain text.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 from .diagnostics import MAX_DIAGNOSTICS, Diagnostic, clip
+from .report_html import render as render_html
 
 MIME_TYPE = "application/vnd.gradwatch.diagnostics+json"
 PAYLOAD_VERSION = 1
@@ -109,22 +109,7 @@ class Report:
         return "\n".join(lines)
 
     def to_html(self) -> str:
-        e = html.escape
-        if not self.diagnostics:
-            return f"<div class='gradwatch'>{e(self.summary())}</div>"
-        rows = []
-        for d in self.diagnostics:
-            where = e(d.location.describe()) if d.location else "-"
-            fix = f"<br><small>fix: {e(d.fix.title)}</small>" if d.fix else ""
-            rows.append(
-                f"<tr><td>{e(d.severity.value)}</td>"
-                f"<td><a href='{e(d.url, quote=True)}' target='_blank' rel='noopener'>{e(d.code)}</a></td>"
-                f"<td>{where}</td><td>{e(d.message)}{fix}</td></tr>")
-        note = f"<div class='gradwatch-suppressed'>{e(self._suppressed_note().strip())}</div>" \
-            if self.suppressed else ""
-        return ("<table class='gradwatch'><thead><tr><th>severity</th><th>code</th>"
-                "<th>where</th><th>message</th></tr></thead><tbody>"
-                + "".join(rows) + "</tbody></table>" + note)
+        return render_html(self)
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, Any]:
         return {MIME_TYPE: self.to_payload(), "text/html": self.to_html(),
