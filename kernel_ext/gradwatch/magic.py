@@ -18,6 +18,7 @@ from IPython.core.magic_arguments import MagicHelpFormatter, argument, kwds, mag
 from IPython.display import display
 
 from . import _set_last_report
+from .cell_traceback import TracebackHandler
 from .locate import SourceMap, history_cell
 from .report import MIME_TYPE, Report
 
@@ -84,6 +85,7 @@ class GradwatchMagics(Magics):
         self._auto: dict[str, Any] | None = None  # options of `%gradwatch on`
         self._auto_session: Any = None
         self._auto_info: Any = None  # the ExecutionInfo of the cell `_auto_session` watches
+        self._tracebacks = TracebackHandler(shell)  # a failing watched cell's exception shown plain
 
     @magic_arguments("gradwatch")
     @kwds(usage=_CELL_USAGE, epilog=_CELL_EPILOG, formatter_class=_Help)
@@ -211,14 +213,18 @@ class GradwatchMagics(Magics):
             await self._execute(nodes, filename)
         except BaseException as exc:
             session.__exit__(type(exc), exc, exc.__traceback__)
+            # IPython shows it from the cell's frame on, as without the magic
+            self._tracebacks.arm(exception=exc, runner=_EXECUTE)
             raise
         else:
             session.__exit__(None, None, None)
         finally:
             self._show(report, args.quiet)
         if args.strict and any(d.severity.value in ("error", "warning") for d in report):
-            raise StrictModeError(
+            strict = StrictModeError(
                 f"gradwatch --strict: {len(report)} problem(s): " + ", ".join(report.codes))
+            self._tracebacks.arm(exception=strict, runner=_EXECUTE)  # its one line
+            raise strict
 
     def _session(self, args, source_map: SourceMap, code: str, number: int | None):
         try:
@@ -339,20 +345,36 @@ class GradwatchMagics(Magics):
             self._auto_session, self._auto_info = session, info
         except Exception as exc:
             warnings.warn(f"gradwatch could not watch this cell: {exc}", RuntimeWarning, stacklevel=1)
+            return
+        # A failing cell is concluded before IPython shows its exception, as %%gradwatch does:
+        # the report first, then the traceback with the "gradwatch GWxxx" note.
+        self._tracebacks.arm(before_show=self._end_auto_session)
 
     def post_run_cell(self, result: Any) -> None:
+        if self._auto_session is not None and result is not None \
+                and getattr(result, "info", None) is not self._auto_info:
+            return  # the end of a cell that the watched cell ran: not the watched cell's end
+        self._tracebacks.disarm()
+        self._end_auto_session(getattr(result, "error_in_exec", None), result)
+
+    def _end_auto_session(self, error: BaseException | None, result: Any = None) -> None:
+        """Concludes the session of ``%gradwatch on``: at the cell's end, or when IPython is
+        about to show the cell's exception (``result`` None: the running cell's)."""
         session = self._auto_session
         if session is None:
             return
-        if result is not None and getattr(result, "info", None) is not self._auto_info:
-            return  # the end of a cell that the watched cell ran: not the watched cell's end
         self._auto_session = self._auto_info = None
-        error = getattr(result, "error_in_exec", None)
-        session.__exit__(type(error) if error else None, error, None)
+        if result is None:
+            result = getattr(self.shell.displayhook, "exec_result", None)
+        session.__exit__(type(error) if error else None, error, error.__traceback__ if error else None)
         report = session.report
         report.execution_count = getattr(result, "execution_count", None)
         if report.diagnostics or session.events.n_backward:
             self._show(report, bool(self._auto and self._auto["quiet"]))
+
+
+# The function whose frame runs a %%gradwatch cell's body: a traceback shows the body from there on.
+_EXECUTE = GradwatchMagics._execute.__code__
 
 
 def _run_now(coro: Any) -> Any:
@@ -511,8 +533,7 @@ def unload(shell: Any) -> None:
     magics, _magics = _magics, None
     if magics is None:
         return
-    if magics._auto_session is not None:
-        magics.post_run_cell(None)
+    magics.post_run_cell(None)  # ends a session of `%gradwatch on` and the traceback handler
     if magics._auto is not None:
         _carried = (id(shell), getattr(shell, "execution_count", None), magics._auto)
     magics._auto = None

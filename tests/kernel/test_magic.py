@@ -428,6 +428,95 @@ def test_results_output_and_exceptions_same_with_and_without_gradwatch(kernel):
     assert "gradwatch GW001: `w` is created without `requires_grad=True`" in watched.traceback_text()
 
 
+# --- tracebacks as plain as without gradwatch (issue 13, section 5) ------------------------------
+RAISES_IN_A_FUNCTION = """\
+import math
+values = [4.0, 1.0, 0.25, 0.0, -1.0]
+
+
+def checked_root(value):
+    if value < 0:
+        raise ValueError(f"no real root of {value}")
+    return math.sqrt(value)
+
+
+roots = []
+for value in values:
+    roots.append(checked_root(value))
+"""
+
+
+def _plain_lines(cell) -> list[str]:
+    """The traceback's lines (ANSI stripped), cell numbers normalised, gradwatch's note left out."""
+    text = re.sub(r"Cell In\[\d+\]", "Cell In[N]", cell.traceback_text())
+    return [line for line in text.splitlines() if not line.startswith("gradwatch GW")]
+
+
+def _notes(cell) -> list[str]:
+    return [line for line in cell.traceback_text().splitlines() if line.startswith("gradwatch GW")]
+
+
+@pytest.mark.parametrize("body", [PROGRAM1, RAISES_IN_A_FUNCTION], ids=["backward", "function"])
+def test_failing_cell_traceback_reads_as_without_the_magic(kernel, body):
+    body = body.replace("import torch\n", "import torch\ntorch.manual_seed(0)\n", 1)
+    # a first line in the plain cell too, so that both cells have the same line numbers
+    plain = kernel.run("# the same line numbers as below\n" + body)
+    watched = kernel.run("%%gradwatch\n" + body)
+    assert (watched.error["ename"], watched.error["evalue"]) == (plain.error["ename"], plain.error["evalue"])
+    assert _plain_lines(watched) == _plain_lines(plain), watched.traceback_text()
+    text = watched.traceback_text()
+    assert "skipping hidden" not in text and "run_cell_magic" not in text and "gradwatch/" not in text
+    assert _notes(plain) == []
+    if body.startswith("import torch"):
+        assert _notes(watched) == [
+            "gradwatch GW001: `w` is created without `requires_grad=True`, so no gradient can reach it and "
+            f"`optimizer` never updates it; create it with `requires_grad=True` (cell [{watched.execution_count}], "
+            "line 10)"]
+    else:
+        assert _notes(watched) == []
+
+
+def test_strict_mode_error_is_one_line_without_gradwatch_frames(kernel):
+    cell = kernel.run("%%gradwatch --strict\n" + UNUSED_LAYER)
+    lines = _plain_lines(cell)
+    assert lines[1].split() == ["StrictModeError", "Traceback", "(most", "recent", "call", "last)"]
+    assert lines[2:] == ["StrictModeError: gradwatch --strict: 1 problem(s): GW006"]
+
+
+def test_traceback_of_a_cell_run_by_the_watched_cell_is_its_own(kernel):
+    # a cell that the watched cell runs shows its own exception as IPython does; the watched
+    # cell's own exception afterwards is still shown plainly
+    cell = kernel.run("%%gradwatch\nget_ipython().run_cell('1/0')\nraise KeyError('after')")
+    [inner, outer] = cell.errors
+    assert inner["ename"] == "ZeroDivisionError" and outer["ename"] == "KeyError"
+    assert "skipping hidden" not in harness._strip_ansi("\n".join(outer["traceback"]))
+
+
+# --- %gradwatch on behaves like %%gradwatch (issue 13, section 4) ---------------------------------
+def test_gradwatch_on_shows_what_the_cell_magic_shows(kernel):
+    failing = PROGRAM1.replace("import torch\n", "import torch\ntorch.manual_seed(0)\n", 1)
+    plain = kernel.run(failing)
+    magic = kernel.run("%%gradwatch\n" + failing)
+    kernel.run("%gradwatch on")
+    try:
+        on = kernel.run(failing)
+        syntax = kernel.run("x = (\n")
+    finally:
+        kernel.run("%gradwatch off")
+    kinds = [o["output_type"] for o in on.outputs]
+    assert kinds == [o["output_type"] for o in magic.outputs] == ["display_data", "error"]
+    assert _codes(on) == _codes(magic) == ["GW001", "GW001"]
+    # the same note (its cell and line are the cell's own) and a traceback as without gradwatch
+    n = on.execution_count
+    assert _notes(on) == [
+        "gradwatch GW001: `w` is created without `requires_grad=True`, so no gradient can reach it and "
+        f"`optimizer` never updates it; create it with `requires_grad=True` (cell [{n}], line 9)"]
+    assert _notes(magic) == [_notes(on)[0].replace(f"cell [{n}], line 9", f"cell [{magic.execution_count}], line 10")]
+    assert _plain_lines(on) == _plain_lines(plain)
+    # an error before the cell runs is IPython's own
+    assert syntax.error["ename"] == "SyntaxError" and "gradwatch" not in syntax.traceback_text()
+
+
 def test_last_report_is_the_last_cells(kernel):
     kernel.run("%%gradwatch --select GW001\n" + PROGRAM1)
     assert kernel.value("__import__('gradwatch').last_report().codes") == ["GW001", "GW001"]
