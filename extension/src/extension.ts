@@ -1,10 +1,11 @@
 // Wires the pieces to VS Code's notebook life cycle. Everything here is plumbing:
 // which events refresh which notebook, and what to register.
 import * as vscode from 'vscode';
-import { GradwatchCodeActions, OPEN_DOCS_COMMAND, openDocumentation } from './editor/codeActions';
+import { GradwatchCodeActions } from './editor/codeActions';
 import { log } from './editor/log';
 import { DiagnosticsManager, readSettings } from './editor/manager';
 import { registerRendererMessaging } from './editor/reveal';
+import { registerRuleDocs } from './editor/ruleDocs';
 import { createStatusBar } from './editor/statusBar';
 
 export function activate(context: vscode.ExtensionContext): void {
@@ -31,7 +32,7 @@ export function activate(context: vscode.ExtensionContext): void {
       new GradwatchCodeActions(manager),
       GradwatchCodeActions.metadata,
     ),
-    vscode.commands.registerCommand(OPEN_DOCS_COMMAND, openDocumentation),
+    registerRuleDocs(context.extensionUri),
     registerRendererMessaging((nb) => manager.fileLinesFor(nb)),
     createStatusBar(manager, () => manager.enabled),
   );

@@ -284,6 +284,23 @@ async function hostilePage(page) {
   return { failures, details: seen };
 }
 
+/** The Markdown preview (a webview, nested iframes) shows a rule page with this heading. */
+async function rulePage(page, heading) {
+  let headings = [];
+  for (let tries = 0; tries < 60; tries++) {
+    headings = [];
+    for (const frame of page.frames()) {
+      headings.push(...(await frame.evaluate(() => [...document.querySelectorAll('.markdown-body h1, body h1')].map((h) => h.textContent.trim())).catch(() => [])));
+    }
+    if (headings.includes(heading)) {
+      await page.screenshot({ path: path.join(ARTIFACTS, 'e2e-rule-page.png') });
+      return { failures: [], details: { headings } };
+    }
+    await page.waitForTimeout(250);
+  }
+  return { failures: [`no rule page headed "${heading}" shown (saw ${JSON.stringify(headings)})`], details: {} };
+}
+
 /** Clicks the renderer's reveal link for the given location text. */
 async function clickReveal(page, text) {
   for (let tries = 0; tries < 40; tries++) {
@@ -363,6 +380,8 @@ async function main() {
           answer = { failures: [], details: { rows } };
         } else if (request.what === 'renderer-screenshot') {
           answer = await rendererScreenshot(page).catch((e) => ({ failures: [String(e)], details: {} }));
+        } else if (request.what.startsWith('rule-page:')) {
+          answer = await rulePage(page, request.what.slice('rule-page:'.length)).catch((e) => ({ failures: [String(e)], details: {} }));
         } else if (request.what.startsWith('click-reveal:')) {
           answer = await clickReveal(page, request.what.slice('click-reveal:'.length)).catch((e) => ({ failures: [String(e)], details: {} }));
         } else {

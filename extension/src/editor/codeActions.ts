@@ -1,14 +1,12 @@
 // Quick fixes for gradwatch diagnostics: the payload's own fix, "Ignore GWxxx for this
-// cell" and "Show documentation for GWxxx". The provider gets copies of our diagnostics
+// cell" and "Show documentation for GWxxx" (the bundled page, see ruleDocs). The provider gets copies of our diagnostics
 // back from VS Code, so it finds the mapped entry by code, range and message.
 import * as vscode from 'vscode';
 import { MappedEdit } from '../core/mapping';
-import { safeHttpUrl } from '../core/payload';
 import { quickFixTitle } from '../core/wording';
 import { SOURCE, targetUri, toRange } from './convert';
 import { DiagnosticsManager, Entry } from './manager';
-
-export const OPEN_DOCS_COMMAND = 'gradwatch.openDocumentation';
+import { OPEN_DOCS_COMMAND } from './ruleDocs';
 
 function codeOf(d: vscode.Diagnostic): string | undefined {
   const code = d.code;
@@ -79,19 +77,11 @@ export class GradwatchCodeActions implements vscode.CodeActionProvider {
         actions.push(action);
       }
     }
-    if (mapped.url) {
-      const action = new vscode.CodeAction(`Show documentation for ${mapped.code}`, vscode.CodeActionKind.QuickFix);
-      action.diagnostics = [diagnostic];
-      action.command = { title: action.title, command: OPEN_DOCS_COMMAND, arguments: [mapped.url] };
-      actions.push(action);
-    }
+    // The bundled page (every rule code has one), or the payload's url for a rule this version lacks.
+    const action = new vscode.CodeAction(`Show documentation for ${mapped.code}`, vscode.CodeActionKind.QuickFix);
+    action.diagnostics = [diagnostic];
+    action.command = { title: action.title, command: OPEN_DOCS_COMMAND, arguments: [mapped.code, mapped.url] };
+    actions.push(action);
     return actions;
   }
-}
-
-/** Opens a documentation page in the browser: http(s) only, checked again here. */
-export async function openDocumentation(url: unknown): Promise<boolean> {
-  const safe = safeHttpUrl(url);
-  if (!safe) return false;
-  return vscode.env.openExternal(vscode.Uri.parse(safe, true));
 }

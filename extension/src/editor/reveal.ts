@@ -1,11 +1,13 @@
 // The renderer's "reveal" links post {type: "reveal", location} here; the location is
-// payload data again, so it is validated before we resolve it to a cell and range.
+// payload data again, so it is validated before we resolve it to a cell and range. Its
+// code links post {type: "docs", code, url}: the bundled rule page opens.
 import * as vscode from 'vscode';
 import { CellModel, mapNotebook } from '../core/mapping';
 import { splitLines } from '../core/positions';
 import { Payload, validateLocation } from '../core/payload';
 import { toRange, targetUri } from './convert';
 import { log } from './log';
+import { OPEN_DOCS_COMMAND } from './ruleDocs';
 
 export const RENDERER_ID = 'gradwatch.diagnostics-renderer';
 
@@ -61,8 +63,10 @@ export async function reveal(
 export function registerRendererMessaging(fileLinesFor: (notebook: vscode.NotebookDocument) => (path: string) => string[] | undefined): vscode.Disposable {
   const messaging = vscode.notebooks.createRendererMessaging(RENDERER_ID);
   return messaging.onDidReceiveMessage(({ editor, message }) => {
-    if (typeof message !== 'object' || message === null || (message as { type?: unknown }).type !== 'reveal') return;
-    const m = message as { location?: unknown; executionCount?: unknown };
-    void reveal(editor.notebook, m.location, m.executionCount, fileLinesFor(editor.notebook));
+    if (typeof message !== 'object' || message === null) return;
+    const m = message as { type?: unknown; location?: unknown; executionCount?: unknown; code?: unknown; url?: unknown };
+    // Both are payload data again: the command checks the code and the url itself.
+    if (m.type === 'docs') void vscode.commands.executeCommand(OPEN_DOCS_COMMAND, m.code, m.url);
+    if (m.type === 'reveal') void reveal(editor.notebook, m.location, m.executionCount, fileLinesFor(editor.notebook));
   });
 }

@@ -34,10 +34,17 @@ function row(d: PayloadDiagnostic, payload: Payload, ctx: RendererContext<unknow
   const tr = el('tr');
   tr.append(el('td', d.severity, `nowrap sev-${d.severity}`));
   const code = el('td', undefined, 'nowrap');
-  if (d.url) {
-    const link = el('a', d.code);
-    link.href = d.url; // validated http(s)
+  if (d.url || ctx.postMessage) {
+    const link = el('a', d.code, 'docs');
+    if (d.url) link.href = d.url; // validated http(s)
     link.title = d.name;
+    if (ctx.postMessage) {
+      // The extension opens the page bundled with it (offline); the url is its fallback.
+      link.addEventListener('click', (event) => {
+        event.preventDefault();
+        ctx.postMessage!({ type: 'docs', code: d.code, url: d.url });
+      });
+    }
     code.append(link);
   } else {
     code.textContent = d.code;

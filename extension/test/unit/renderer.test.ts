@@ -35,8 +35,8 @@ const { activate, MAX_ROWS } = require('../../src/renderer/index') as typeof imp
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { LIMITS } = require('../../src/core/payload') as typeof import('../../src/core/payload');
 
-function renderRaw(raw: unknown, messages: unknown[] = [], bytes?: number) {
-  const ctx = { postMessage: (m: unknown) => messages.push(m) } as never;
+function renderRaw(raw: unknown, messages: unknown[] = [], bytes?: number, messaging = true) {
+  const ctx = (messaging ? { postMessage: (m: unknown) => messages.push(m) } : {}) as never;
   const renderer = (activate as (c: unknown) => { renderOutputItem(i: unknown, e: unknown): void })(ctx);
   const root = new FakeElement('div');
   const data = () => new Uint8Array(bytes ?? JSON.stringify(raw ?? null).length);
@@ -56,9 +56,10 @@ test('renders one row per diagnostic with text-only cells', () => {
   assert.equal(docLink.textContent, 'GW001');
   assert.equal(reveal.textContent, 'cell [2], line 9, col 5');
   assert.equal(reveal.href, undefined);
-  // The javascript: URL gives plain text, no link.
-  assert.equal(rows[2].all('a').length, 0);
-  assert.equal(rows[2].all('td')[1].textContent, 'GW002');
+  // The javascript: URL gives no href: the code still opens the bundled page through the extension.
+  const [bundledOnly] = rows[2].all('a');
+  assert.equal(bundledOnly.href, undefined);
+  assert.equal(bundledOnly.textContent, 'GW002');
   assert.equal(root.all('div')[1].textContent, 'gradwatch: 2 problem(s)');
 });
 
@@ -120,4 +121,22 @@ test('fixes and help read as the kernel report words them', () => {
   ]);
   const everything = JSON.stringify(root);
   assert.doesNotMatch(everything, /display-only|unsafe/);
+});
+
+// issue 13 section 6: the code link opens the rule page bundled with the extension (offline)
+test('a code link asks the extension for the bundled page; without messaging it is a plain link', () => {
+  const messages: unknown[] = [];
+  const root = renderRaw(payload(2, [diag(), diag({ code: 'GW002', name: 'graph-cut', url: 'javascript:alert(1)' })]), messages);
+  const [gw001, gw002] = root.all('a').filter((a) => a.className === 'docs');
+  let prevented = 0;
+  gw001.listeners.click({ preventDefault: () => prevented++ });
+  gw002.listeners.click({ preventDefault: () => prevented++ });
+  assert.equal(prevented, 2);
+  assert.deepEqual(messages, [
+    { type: 'docs', code: 'GW001', url: 'https://gradwatch.example/rules/GW001' },
+    { type: 'docs', code: 'GW002', url: null },
+  ]);
+  const plain = renderRaw(payload(2, [diag(), diag({ code: 'GW002', name: 'graph-cut', url: 'javascript:alert(1)' })]), [], undefined, false);
+  const links = plain.all('a');
+  assert.deepEqual(links.map((a) => [a.textContent, a.href, Object.keys(a.listeners).length]), [['GW001', 'https://gradwatch.example/rules/GW001', 0]]);
 });

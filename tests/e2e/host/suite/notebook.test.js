@@ -180,12 +180,34 @@ suite('gradwatch in VS Code', function () {
       ],
     );
     assert.strictEqual(ours[2].command.command, 'gradwatch.openDocumentation');
-    assert.match(ours[2].command.arguments[0], /^https:\/\/.*GW001/);
+    assert.strictEqual(ours[2].command.arguments[0], 'GW001');
+    assert.match(ours[2].command.arguments[1], /^https:\/\/.*GW001/, 'the online page stays the fallback');
     assert.ok(await vscode.workspace.applyEdit(ours[0].edit));
     assert.strictEqual(doc.lineAt(8).text, 'w = torch.randn(1, 1, requires_grad=True)');
     assert.strictEqual(doc.lineAt(9).text, 'b = torch.randn(1, 1)');
     // The fixed line no longer reads as diagnosed: its squiggle goes, b's stays.
     await eventually(() => assert.deepStrictEqual(described(cells[1], SEED_CODES), ['GW001 error 10:5-10:22 "torch.randn(1, 1)"']));
+  });
+
+  test('"Show documentation" opens the rule page bundled in the .vsix, offline, in the Markdown preview', async function () {
+    const [, , docs] = await codeActions(cells[1], new vscode.Range(9, 4, 9, 21));
+    assert.strictEqual(docs.title, 'Show documentation for GW001');
+    assert.strictEqual(await vscode.commands.executeCommand(docs.command.command, ...docs.command.arguments), true);
+    const isPreview = (t) => t.input instanceof vscode.TabInputWebview && /markdown\.preview/.test(t.input.viewType);
+    const tab = await eventually(() => {
+      const found = vscode.window.tabGroups.all.flatMap((g) => g.tabs).find(isPreview);
+      assert.ok(found, 'a Markdown preview tab');
+      return found;
+    });
+    assert.match(tab.label, /GW001\.md/);
+    // The page is the bundled file, read-only (a content provider's document), from the installed extension.
+    const page = await vscode.workspace.openTextDocument(vscode.Uri.parse('gradwatch-rule:/GW001.md'));
+    const installed = path.join(vscode.extensions.getExtension('gradwatch.gradwatch').extensionPath, 'extension', 'out', 'docs', 'rules', 'GW001.md');
+    assert.strictEqual(page.getText(), fs.readFileSync(installed, 'utf8'));
+    assert.match(page.getText(), /^# GW001 requires-grad-missing\n/);
+    await askDriver('rule-page:GW001 requires-grad-missing');
+    await vscode.window.tabGroups.close(tab);
+    await vscode.window.showNotebookDocument(notebook);
   });
 
   test('program 3: the unsafe fix is offered but not preferred; ignoring GW002 edits the magic line', async function () {
