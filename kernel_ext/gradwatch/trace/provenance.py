@@ -148,8 +148,9 @@ class Provenance:
 
     def record(self, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
         op = _op_name(func)
-        for observe in self.observers:
-            observe(op, args, kwargs, out, self._position)
+        if not isinstance(out, torch.Tensor) or has_values(out):  # (a meta model: no values to check)
+            for observe in self.observers:
+                observe(op, args, kwargs, out, self._position)
         inputs: list[torch.Tensor] = []
         _tensors(args, inputs)
         if kwargs:
@@ -275,13 +276,60 @@ class ProvenanceMode(TorchFunctionMode):
         kwargs = kwargs or {}
         call = _call_as_from(sys._getframe(1))
         out = call(func, args, kwargs) if call is not None else func(*args, **kwargs)
-        if not self.paused:
+        if not self.paused and inspectable():
             try:
-                self.provenance.record(func, args, kwargs, out)
+                with own_work():
+                    self.provenance.record(func, args, kwargs, out)
             except Exception as exc:  # gradwatch's fault: stop tracing, keep the user's result
                 self.paused = True
                 self._on_error(exc)
         return out
+
+
+# --- what gradwatch may look at, and how it stays unseen -----------------------------------------
+_FAKE = torch._C._TorchDispatchModeKey.FAKE
+_functorch_level = torch._C._functorch.peek_interpreter_stack  # pyright: ignore[reportAttributeAccessIssue]
+
+
+def inspectable() -> bool:
+    """Whether the tensors of the current op are real values gradwatch may look at: not while
+    ``torch.jit.trace`` records (gradwatch's own ops would enter the trace, and reading a value
+    warns), under a ``torch.func`` transform (``vmap``/``grad`` wrap tensors in levels that
+    gradwatch's own ops must not mix) or under a ``FakeTensorMode``. Those ops are skipped."""
+    return torch._C._get_tracing_state() is None and _functorch_level() is None \
+        and torch._C._get_dispatch_mode(_FAKE) is None
+
+
+def has_values(t: torch.Tensor) -> bool:
+    """Whether ``t`` holds values (not a meta tensor or a FakeTensor: shape and dtype only)."""
+    if t.device.type == "meta":
+        return False
+    fake = sys.modules.get("torch._subclasses.fake_tensor")
+    return fake is None or not isinstance(t, fake.FakeTensor)
+
+
+class own_work:  # noqa: N801  (used like torch.no_grad)
+    """gradwatch's own tensor work: no torch function mode, tensor subclass or dispatch mode of
+    the user's sees it (their counts, traces and logs stay as without gradwatch)."""
+
+    __slots__ = ("_function", "_dispatch")
+
+    def __enter__(self) -> None:
+        self._function = torch._C.DisableTorchFunction()
+        self._function.__enter__()
+        self._dispatch = None
+        if torch._C._len_torch_dispatch_stack():
+            from torch.utils._python_dispatch import _disable_current_modes
+
+            self._dispatch = _disable_current_modes()
+            self._dispatch.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            if self._dispatch is not None:
+                self._dispatch.__exit__(*exc)
+        finally:
+            self._function.__exit__(*exc)
 
 
 # --- warnings keep their place ------------------------------------------------------------------
