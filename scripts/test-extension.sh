@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The editor side's one entry point: install, compile, unit tests, .vsix, then the
-# end-to-end test in a real VS Code (code-server 4.100.3 + Debian's Chromium) on a
-# notebook the real kernel side executes during this run. Exits non-zero on any failure.
+# end-to-end test in a real VS Code (code-server 4.100.3 + Debian's Chromium): on a notebook
+# the real kernel side executes during this run, and on cells it runs live in a real ipykernel
+# (a test-only notebook controller). Exits non-zero on any failure.
 #
 #   bash scripts/test-extension.sh            everything
 #   bash scripts/test-extension.sh --no-e2e   install, compile, unit tests, package
 #   bash scripts/test-extension.sh --unit     compile and unit tests (npm ci only when node_modules
 #                                             is older than the lockfile): scripts/test --fast
 #
-# Env: GRADWATCH_PYTHON (default .venv/bin/python) runs tests/e2e/make_seed_notebook.py.
+# Env: GRADWATCH_PYTHON (default .venv/bin/python) runs tests/e2e/make_seed_notebook.py and the
+# live cells' kernel.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -76,6 +78,7 @@ node tests/e2e/run_e2e.mjs \
   --vsix gradwatch.vsix \
   --notebook artifacts/e2e-seed.ipynb \
   --code-server "$CODE_SERVER" \
+  --python "$PYTHON" \
   --artifacts artifacts
 test -s artifacts/e2e-notebook.png
 

@@ -4,8 +4,13 @@
 // asks this driver, through files, for the checks only the page can do: the Problems
 // panel's rows, the status bar, the renderer's table, and the screenshot.
 //
+// The live suite (tests/e2e/host/suite/live.test.js) runs cells in a real ipykernel through a
+// test-only notebook controller and tests/e2e/kernel_bridge.py, on --python.
+//
 // Usage: node tests/e2e/run_e2e.mjs --vsix gradwatch.vsix --notebook seed.ipynb
-//          --code-server PATH --artifacts DIR
+//          --code-server PATH --artifacts DIR [--python .venv/bin/python]
+// Env: GRADWATCH_E2E_GREP=regex runs a subset of the tests; GRADWATCH_E2E_VERBOSE=1 prints the
+// workbench's whole log, not only its errors.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -22,8 +27,9 @@ for (const required of ['vsix', 'notebook', 'code-server', 'artifacts']) {
   if (!args[required]) throw new Error(`missing --${required}`);
 }
 const ARTIFACTS = path.resolve(args.artifacts);
+const PYTHON = path.resolve(args.python ?? path.join(REPO, '.venv', 'bin', 'python'));
 const RUN = path.join(ARTIFACTS, 'e2e-run');
-const TOTAL_TIMEOUT_MS = 6 * 60 * 1000;
+const TOTAL_TIMEOUT_MS = 10 * 60 * 1000;
 
 /** What the page must show (cell-relative, 1-based, as VS Code's Problems panel prints). */
 const EXPECTED_PROBLEMS = [
@@ -117,6 +123,8 @@ function codeServerEnv(dirs) {
     // No extension gallery: the test needs no marketplace and must not look one up.
     EXTENSIONS_GALLERY: '{}',
     GRADWATCH_E2E_SYNC: dirs.sync,
+    // The live suite's kernel bridge runs on this interpreter (the project's, with gradwatch and torch).
+    GRADWATCH_E2E_PYTHON: PYTHON,
     GRADWATCH_E2E_EXTENSIONS_DIR: dirs.extensions,
   };
 }
@@ -301,6 +309,20 @@ async function rulePage(page, heading) {
   return { failures: [`no rule page headed "${heading}" shown (saw ${JSON.stringify(headings)})`], details: {} };
 }
 
+/** Some renderer output in the notebook shows this summary line (outputs render asynchronously). */
+async function rendererSummary(page, text) {
+  let summaries = [];
+  for (let tries = 0; tries < 80; tries++) {
+    summaries = [];
+    for (const frame of page.frames()) {
+      summaries.push(...(await frame.evaluate(() => [...document.querySelectorAll('.gradwatch .summary')].map((e) => e.textContent)).catch(() => [])));
+    }
+    if (summaries.includes(text)) return { failures: [], details: { summaries } };
+    await page.waitForTimeout(250);
+  }
+  return { failures: [`no renderer output says "${text}" (saw ${JSON.stringify(summaries)})`], details: {} };
+}
+
 /** Clicks the renderer's reveal link for the given location text. */
 async function clickReveal(page, text) {
   for (let tries = 0; tries < 40; tries++) {
@@ -351,7 +373,7 @@ async function main() {
     const exited = new Promise((r) => (resolveExit = r));
     await page.exposeFunction('codeAutomationExit', (code) => resolveExit(code));
     await page.exposeFunction('codeAutomationLog', (type, argsList) => {
-      if (type === 'error') console.error('[vscode]', ...(argsList || []));
+      if (type === 'error' || process.env.GRADWATCH_E2E_VERBOSE) console.error('[vscode]', type, ...(argsList || []));
     });
     await page.goto(url);
 
@@ -380,6 +402,12 @@ async function main() {
           answer = { failures: [], details: { rows } };
         } else if (request.what === 'renderer-screenshot') {
           answer = await rendererScreenshot(page).catch((e) => ({ failures: [String(e)], details: {} }));
+        } else if (request.what.startsWith('screenshot:')) {
+          const file = path.join(ARTIFACTS, path.basename(request.what.slice('screenshot:'.length)));
+          await page.screenshot({ path: file });
+          answer = { failures: [], details: { screenshot: file } };
+        } else if (request.what.startsWith('renderer-summary:')) {
+          answer = await rendererSummary(page, request.what.slice('renderer-summary:'.length)).catch((e) => ({ failures: [String(e)], details: {} }));
         } else if (request.what.startsWith('rule-page:')) {
           answer = await rulePage(page, request.what.slice('rule-page:'.length)).catch((e) => ({ failures: [String(e)], details: {} }));
         } else if (request.what.startsWith('click-reveal:')) {

@@ -15,6 +15,7 @@ exports.run = function run() {
   // GRADWATCH_E2E_GREP=regex runs only matching tests (when debugging one of them).
   if (process.env.GRADWATCH_E2E_GREP) mocha.grep(new RegExp(process.env.GRADWATCH_E2E_GREP));
   mocha.addFile(path.join(__dirname, 'notebook.test.js'));
+  mocha.addFile(path.join(__dirname, 'live.test.js'));
   return new Promise((resolve, reject) => {
     mocha.run((failures) => (failures ? reject(new Error(`${failures} e2e test(s) failed`)) : resolve()));
   });

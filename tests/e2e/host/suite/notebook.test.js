@@ -1,5 +1,6 @@
 // Extension-host end-to-end tests: the installed gradwatch .vsix, a notebook whose
-// outputs the real kernel side produced in this run, and VS Code's own APIs. Steps that
+// outputs the real kernel side produced in this run (live.test.js runs cells itself), and
+// VS Code's own APIs. Steps that
 // need the page (Problems panel DOM, status bar, screenshot) are handed to the Playwright
 // driver through files in $GRADWATCH_E2E_SYNC.
 const assert = require('assert');
@@ -7,73 +8,10 @@ const fs = require('fs');
 const path = require('path');
 const vscode = require('vscode');
 
-const SYNC = process.env.GRADWATCH_E2E_SYNC;
+const { MIME, sleep, eventually, askDriver, notebookDiagnostics, cellDiagnostics, described, codeActions, SYNC } = require('./helpers');
+
 const NOTEBOOK = 'seed.ipynb';
-const MIME = 'application/vnd.gradwatch.diagnostics+json';
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls `fn` until it returns without throwing (like ruff-vscode's e2e waits), then returns its value. */
-async function eventually(fn, timeoutMs = 30000) {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (e) {
-      if (Date.now() > until) throw e;
-      await sleep(200);
-    }
-  }
-}
-
-let step = 0;
-/** Asks the Playwright driver to do `what` and waits for its answer. */
-async function askDriver(what, timeoutMs = 60000) {
-  step += 1;
-  fs.writeFileSync(path.join(SYNC, `request-${step}.json`), JSON.stringify({ step, what }));
-  const done = path.join(SYNC, `done-${step}.json`);
-  const answer = await eventually(() => JSON.parse(fs.readFileSync(done, 'utf8')), timeoutMs);
-  assert.deepStrictEqual(answer.failures, [], `driver step "${what}" failed`);
-  return answer;
-}
-
-function summarize(d, doc) {
-  const r = d.range;
-  const code = typeof d.code === 'object' ? d.code.value : d.code;
-  const sev = ['error', 'warning', 'info', 'hint'][d.severity];
-  return `${code} ${sev} ${r.start.line + 1}:${r.start.character + 1}-${r.end.line + 1}:${r.end.character + 1} ${JSON.stringify(doc.getText(r))}`;
-}
-
-/** Every gradwatch diagnostic on any cell of seed.ipynb, open or not. */
-function seedDiagnostics() {
-  return vscode.languages
-    .getDiagnostics()
-    .filter(([uri]) => uri.path.endsWith('/' + NOTEBOOK))
-    .flatMap(([, ds]) => ds.filter((d) => d.source === 'gradwatch'));
-}
-
-function cellDiagnostics(cell) {
-  return vscode.languages.getDiagnostics(cell.document.uri).filter((d) => d.source === 'gradwatch');
-}
-
-/** `cell`'s gradwatch diagnostics as "CODE severity L:C-L:C text", in range order; `codes` narrows them. */
-function described(cell, codes) {
-  return cellDiagnostics(cell)
-    .filter((d) => !codes || codes.includes(typeof d.code === 'object' ? d.code.value : d.code))
-    .sort((a, b) => a.range.start.compareTo(b.range.start) || String(a.code.value ?? a.code).localeCompare(String(b.code.value ?? b.code)))
-    .map((d) => summarize(d, cell.document));
-}
-
-/** All code actions VS Code collects at a range (the result carries no diagnostics: match by title). */
-async function codeActions(cell, range) {
-  // The command needs the cell's text model in the window: scroll to the cell and show it.
-  const editor = await vscode.window.showNotebookDocument(cell.notebook);
-  editor.revealRange(new vscode.NotebookRange(cell.index, cell.index + 1), vscode.NotebookEditorRevealType.AtTop);
-  await eventually(() =>
-    vscode.window.showTextDocument(cell.document, { selection: new vscode.Range(range.start, range.start), viewColumn: editor.viewColumn }),
-  );
-  return vscode.commands.executeCommand('vscode.executeCodeActionProvider', cell.document.uri, range);
-}
+const seedDiagnostics = () => notebookDiagnostics(NOTEBOOK);
 
 const P1 = [
   'GW001 error 9:5-9:22 "torch.randn(1, 1)"',
@@ -233,8 +171,9 @@ suite('gradwatch in VS Code', function () {
   });
 
   test('a cell replaced by a new run (new count, new output) shows only the new diagnostics', async function () {
-    // Without a kernel in the test, a re-run is written as the notebook edit a kernel's
-    // result amounts to: same code, execution count 5, a payload that reports only b.
+    // This saved notebook has no kernel (live.test.js runs cells for real): a re-run is written
+    // as the notebook edit a kernel's result amounts to: same code, execution count 5, a payload
+    // that reports only b.
     const item = cells[1].outputs.flatMap((o) => o.items).find((i) => i.mime === MIME);
     const old = JSON.parse(new TextDecoder().decode(item.data));
     const b = old.diagnostics.find((d) => d.location.line === 10);
