@@ -61,8 +61,14 @@ _STYLE = """
  background:color-mix(in srgb,var(--gradwatch-accent) 28%,transparent)}
 .gradwatch-report .gradwatch-caret{color:var(--gradwatch-accent);font-weight:600}
 .gradwatch-report .gradwatch-related{margin:4px 0 0 14px}
+.gradwatch-report .gradwatch-related mark.gradwatch-span{background:rgba(127,127,127,0.28)}
+.gradwatch-report .gradwatch-related .gradwatch-caret{color:inherit;opacity:0.6}
 .gradwatch-report .gradwatch-fix{margin:4px 0 0}
 .gradwatch-report .gradwatch-applicability{font-weight:600}
+.gradwatch-report del.gradwatch-removed{color:inherit;text-decoration:line-through;background:rgba(127,127,127,0.25);
+ background:color-mix(in srgb,var(--jp-error-color1,#d32f2f) 25%,transparent)}
+.gradwatch-report ins.gradwatch-inserted{color:inherit;text-decoration:none;background:rgba(127,127,127,0.25);
+ background:color-mix(in srgb,var(--jp-success-color1,#388e3c) 30%,transparent)}
 """
 
 
@@ -112,8 +118,38 @@ def _related(related: Related) -> str:
 def _fix(fix: Fix) -> str:
     # the payload's applicability: a fix the payload cannot carry whole is only a suggestion there
     applicability = Applicability(fix.to_json()["applicability"])
+    preview = fix_preview(fix) if applicability is not Applicability.DISPLAY_ONLY else ""
     return (f"<div class='gradwatch-fix'><span class='gradwatch-applicability'>"
-            f"{APPLICABILITY_WORDS[applicability]}</span>: {inline(fix.title)}</div>")
+            f"{APPLICABILITY_WORDS[applicability]}</span>: {inline(fix.title)}{preview}</div>")
+
+
+def fix_preview(fix: Fix) -> str:
+    """The line as the fix leaves it, removed text struck through and new text marked, when all
+    its edits are on one line (else nothing: the title says what to do)."""
+    edits = sorted(fix.edits, key=lambda edit: edit.location.column)
+    if not edits or len(edits) > 20:
+        return ""
+    first = edits[0].location
+    source = first.source.rstrip("\r\n").replace("\t", " ")
+    if len(source) > 4 * SOURCE_WIDTH:
+        return ""
+    parts: list[str] = []
+    position = 0
+    for edit in edits:
+        where, new_text = edit.location, edit.new_text
+        start, end = where.column - 1, where.end_column - 1
+        if (where.line != first.line or where.end_line != first.line or where.source != first.source
+                or not position <= start <= end <= len(source) or len(new_text) > SOURCE_WIDTH or "\n" in new_text):
+            return ""  # on other lines, overlapping, stale or long: the title says what to do
+        parts.append(html.escape(source[position:start]))
+        if end > start:
+            parts.append(f"<del class='gradwatch-removed'>{html.escape(source[start:end])}</del>")
+        if new_text:
+            parts.append(f"<ins class='gradwatch-inserted'>{html.escape(new_text)}</ins>")
+        position = end
+    parts.append(html.escape(source[position:]))
+    gutter = f"<span class='gradwatch-gutter'>{first.line} | </span>"
+    return f"<pre class='gradwatch-source gradwatch-preview'>{gutter}{''.join(parts)}</pre>"
 
 
 def source_block(location: Location) -> str:

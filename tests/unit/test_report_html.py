@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 
 from gradwatch.diagnostics import Applicability, Diagnostic, Edit, Fix, Location, Related, Severity
 from gradwatch.report import Report
-from gradwatch.report_html import SOURCE_WIDTH, source_block
+from gradwatch.report_html import SOURCE_WIDTH, fix_preview, source_block
 
 W_LINE = "w = torch.randn(1, 1)"
 BACKWARD = "    loss.backward()"
@@ -134,20 +134,50 @@ def test_fix_applicability_in_plain_words():
     assert "display-only" not in Report(2, [_gw001(fix=Fix("t", Applicability.DISPLAY_ONLY))]).to_html()
 
 
+def test_the_fix_shows_the_line_it_leaves():
+    d = _gw001()
+    assert fix_preview(d.fix) == ("<pre class='gradwatch-source gradwatch-preview'><span class='gradwatch-gutter'>9 | "
+                                  "</span>w = torch.randn(1, 1<ins class='gradwatch-inserted'>, requires_grad=True</ins>)"
+                                  "</pre>")
+    assert _texts(Report(2, [d]).to_html(), "gradwatch-fix") == (
+        "safe fix: Add requires_grad=True9 | w = torch.randn(1, 1, requires_grad=True)")
+    detach = "    detached_y_pred = y_pred.detach()"
+    replace = Fix("Use `y_pred` instead", Applicability.UNSAFE, (Edit(_loc(29, 23, 38, detach), "y_pred"),))
+    assert "= <del class='gradwatch-removed'>y_pred.detach()</del><ins class='gradwatch-inserted'>y_pred</ins></pre>" \
+        in fix_preview(replace)
+    two = Fix("t", Applicability.SAFE, (Edit(_loc(1, 6, 7, "f(a, b)"), "<c>"), Edit(_loc(1, 3, 4, "f(a, b)"), "")))
+    assert fix_preview(two).endswith("f(<del class='gradwatch-removed'>a</del>, <del class='gradwatch-removed'>b</del>"
+                                     "<ins class='gradwatch-inserted'>&lt;c&gt;</ins>)</pre>")
+
+
+def test_no_fix_preview_where_one_line_cannot_show_it():
+    on_two_lines = (Edit(_loc(9, 21, 21), "x"), Edit(_loc(10, 1, 1, "b = 1"), "y"))
+    overlapping = (Edit(_loc(9, 5, 10), "x"), Edit(_loc(9, 8, 12), "y"))
+    stale = (Edit(_loc(9, 30, 31), "x"),)  # past the end of the line it names
+    multi_line = (Edit(_loc(9, 5, 22), "a\nb"),)
+    for edits in ((), on_two_lines, overlapping, stale, multi_line):
+        assert fix_preview(Fix("t", Applicability.SAFE, edits)) == ""
+    # a suggestion has no edits to show
+    advice = Fix("t", Applicability.DISPLAY_ONLY, (Edit(_loc(9, 21, 21), "x"),))
+    assert "gradwatch-preview" not in Report(2, [_gw001(fix=advice)]).to_html()
+
+
 def test_hostile_text_stays_inert():
     hostile = "<script>alert(1)</script><img src=x onerror=alert(2)>'\"&"
     d = _gw001(
         name=hostile, message=f"`{hostile}` {hostile}",
         location=_loc(1, 1, 8, hostile, path=hostile, cell=None),
         related=[Related(_loc(2, 1, 3, hostile, path=hostile, cell=None), hostile)],
-        fix=Fix(hostile, Applicability.UNSAFE),
+        fix=Fix(hostile, Applicability.UNSAFE, (Edit(_loc(1, 1, 8, hostile, path=hostile, cell=None), hostile),)),
     )
     markup = Report(2, [d]).to_html()
     parsed = _parse(markup)
-    assert {tag for tag, _ in parsed.tags} <= {"div", "style", "span", "a", "code", "pre", "mark"}
+    assert {tag for tag, _ in parsed.tags} <= {"div", "style", "span", "a", "code", "pre", "mark", "del", "ins"}
     assert all(not name.startswith("on") for _, attrs in parsed.tags for name in attrs)
     assert "<script" not in markup and "<img" not in markup
-    assert markup.count("&lt;script&gt;alert(1)&lt;/script&gt;") == 7  # name, message x2, path x2, related, fix
+    # whole: name, message x2, path x2, related message, fix title, the fix's new text (the
+    # source lines are there too, cut by the <mark> and <del> of their spans)
+    assert markup.count("&lt;script&gt;alert(1)&lt;/script&gt;") == 8
     assert "<code>&lt;script&gt;" in markup  # backticks around escaped text
 
 

@@ -50,6 +50,8 @@ function readReport(cell) {
       summary: report.querySelector('.gradwatch-summary').textContent,
       diagnostics: [...report.querySelectorAll('.gradwatch-diagnostic')].map((d) => {
         const badge = d.querySelector('.gradwatch-badge');
+        const fix = d.querySelector('.gradwatch-fix');
+        const preview = fix.querySelector('.gradwatch-preview');
         return {
           badge: badge.textContent,
           badgeBackground: getComputedStyle(badge).backgroundColor,
@@ -61,7 +63,10 @@ function readReport(cell) {
           marked: d.querySelector(':scope > pre.gradwatch-source mark.gradwatch-span').textContent,
           source: d.querySelector(':scope > pre.gradwatch-source').textContent,
           related: [...d.querySelectorAll('.gradwatch-related')].map((r) => r.textContent),
-          fix: d.querySelector('.gradwatch-fix').textContent,
+          fix: fix.textContent.slice(0, fix.textContent.length - (preview ? preview.textContent.length : 0)),
+          preview: preview ? preview.textContent : null,
+          removed: [...fix.querySelectorAll('del')].map((x) => x.textContent),
+          inserted: [...fix.querySelectorAll('ins')].map((x) => x.textContent),
         };
       }),
       textAlign: style.textAlign,
@@ -113,6 +118,8 @@ function checkReports(light, clean, detach) {
   assert.ok(!w.message.includes('`'), 'backticks render as code');
   assert.ok(w.related.some((r) => r.startsWith('cell [2], line 14, col 13: w is given to optimizer here')), w.related);
   assert.equal(w.fix, 'safe fix: Add requires_grad=True');
+  assert.equal(w.preview, '9 | w = torch.randn(1, 1, requires_grad=True)');
+  assert.deepEqual([w.removed, w.inserted], [[], [', requires_grad=True']]);
   assert.equal(b.where, 'cell [2], line 10, col 5');
   assert.equal(clean.quiet, 'gradwatch: no problems found');
   const [cut] = detach.diagnostics;
@@ -120,6 +127,7 @@ function checkReports(light, clean, detach) {
     { code: cut.code, where: cut.where, marked: cut.marked, fix: cut.fix },
     { code: 'GW002', where: 'cell [4], line 29, col 23', marked: 'y_pred.detach()', fix: 'fix that changes behaviour: Use y_pred instead' },
   );
+  assert.deepEqual([cut.removed, cut.inserted], [['y_pred.detach()'], ['y_pred']]);
 }
 
 async function setTheme(page, name) {
