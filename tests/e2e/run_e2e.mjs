@@ -260,14 +260,16 @@ async function hostilePage(page) {
   ];
   let seen = {};
   for (let tries = 0; tries < 40; tries++) {
-    seen = { summaries: [], cells: [], imgs: 0, hrefs: [] };
+    seen = { summaries: [], cells: [], helps: [], imgs: 0, hrefs: [] };
     for (const frame of page.frames()) {
       const found = await frame
         .evaluate(() => {
           const roots = [...document.querySelectorAll('.gradwatch')];
           return {
             summaries: roots.map((r) => r.querySelector('.summary')?.textContent ?? ''),
-            cells: roots.flatMap((r) => [...r.querySelectorAll('td')].map((td) => td.textContent)),
+            cells: roots.flatMap((r) => [...r.querySelectorAll('td')].map((td) => td.firstChild?.textContent ?? '')),
+            helps: roots.flatMap((r) => [...r.querySelectorAll('.help')].map((e) => e.textContent)),
+            bolds: roots.reduce((n, r) => n + r.querySelectorAll('b').length, 0),
             imgs: roots.reduce((n, r) => n + r.querySelectorAll('img, script, iframe').length, 0),
             hrefs: roots.flatMap((r) => [...r.querySelectorAll('a[href]')].map((a) => a.getAttribute('href')).filter((h) => !/^https?:\/\//.test(h))),
           };
@@ -276,6 +278,8 @@ async function hostilePage(page) {
       if (!found) continue;
       seen.summaries.push(...found.summaries);
       seen.cells.push(...found.cells);
+      seen.helps.push(...found.helps);
+      seen.imgs += found.bolds;
       seen.imgs += found.imgs;
       seen.hrefs.push(...found.hrefs);
     }
@@ -285,6 +289,7 @@ async function hostilePage(page) {
   for (const e of EXPECTED) if (!seen.summaries.includes(e)) failures.push(`renderer summary "${e}" not shown (saw ${JSON.stringify(seen.summaries)})`);
   const html = '<img src=x onerror=alert(1)> **bold** [run](command:workbench.action.terminal.new)';
   if (!seen.cells.includes(html)) failures.push('the HTML message is not shown verbatim as text');
+  if (!seen.helps.includes('<b>no gradient</b> reaches ŵ: use it without `.detach()`')) failures.push(`the help line is not shown as text (saw ${JSON.stringify(seen.helps)})`);
   if (seen.imgs) failures.push(`${seen.imgs} element(s) created from payload HTML`);
   if (seen.hrefs.length) failures.push(`links rendered from non-http(s) URLs: ${JSON.stringify(seen.hrefs)}`);
   const toasts = await page.locator('.notifications-toasts .notification-toast').count();

@@ -72,6 +72,8 @@ export interface MappedDiagnostic {
   name: string;
   severity: Severity;
   message: string;
+  /** The payload's help line (why, what to do), or null. */
+  help: string | null;
   url: string | null;
   location: MappedLocation;
   related: { location: MappedLocation; message: string }[];
@@ -260,6 +262,7 @@ export function mapNotebook(cells: CellModel[], options: MapOptions): MappedDiag
           name: d.name,
           severity: d.severity,
           message: d.message,
+          help: d.help,
           url: d.url,
           location,
           related,

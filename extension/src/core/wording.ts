@@ -10,6 +10,21 @@ export function describeLocation(loc: Location): string {
   return `${place}, line ${loc.line}, col ${loc.column}`;
 }
 
+/**
+ * A diagnostic's text: the short message, then the help line (as ruff shows them). The
+ * Problems panel shows the first line; the hover shows both.
+ */
+export function diagnosticText(message: string, help: string | null): string {
+  return help ? `${message}\n${help}` : message;
+}
+
+/** The status bar's tooltip: the count in the report's words, then by severity. */
+export function statusTooltip(errors: number, warnings: number, infos: number): string {
+  const total = errors + warnings + infos;
+  if (!total) return 'gradwatch in this notebook: no problems found';
+  return `gradwatch in this notebook: ${total} problem(s): ${errors} error(s), ${warnings} warning(s), ${infos} info`;
+}
+
 /** The report's first line, as the kernel's text report words it. */
 export function summaryLine(problems: number): string {
   return problems ? `gradwatch: ${problems} problem(s)` : 'gradwatch: no problems found';

@@ -44,7 +44,7 @@ export class GradwatchCodeActions implements vscode.CodeActionProvider {
     for (const diagnostic of context.diagnostics) {
       if (diagnostic.source !== SOURCE) continue;
       const entry = entries.find(
-        (e) => e.mapped.code === codeOf(diagnostic) && e.diagnostic.range.isEqual(diagnostic.range) && e.mapped.message === diagnostic.message,
+        (e) => e.mapped.code === codeOf(diagnostic) && e.diagnostic.range.isEqual(diagnostic.range) && e.diagnostic.message === diagnostic.message,
       );
       if (entry) actions.push(...this.actionsFor(entry, diagnostic, ignoredOffered));
     }

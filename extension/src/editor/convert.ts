@@ -2,7 +2,7 @@
 import * as vscode from 'vscode';
 import { MappedDiagnostic, MappedLocation, Range } from '../core/mapping';
 import { Severity } from '../core/payload';
-import { fixLine } from '../core/wording';
+import { diagnosticText, fixLine } from '../core/wording';
 
 export const SOURCE = 'gradwatch';
 
@@ -34,7 +34,7 @@ export function targetUri(notebook: vscode.NotebookDocument, loc: MappedLocation
 }
 
 export function toDiagnostic(notebook: vscode.NotebookDocument, m: MappedDiagnostic): vscode.Diagnostic {
-  const d = new vscode.Diagnostic(toRange(m.location.range), m.message, SEVERITY[m.severity]);
+  const d = new vscode.Diagnostic(toRange(m.location.range), diagnosticText(m.message, m.help), SEVERITY[m.severity]);
   d.source = SOURCE;
   // The url passed payload validation as http(s); it becomes a link, never a command.
   d.code = m.url ? { value: m.code, target: vscode.Uri.parse(m.url, true) } : m.code;

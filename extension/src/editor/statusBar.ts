@@ -1,5 +1,6 @@
 // Status bar count of gradwatch diagnostics in the active notebook.
 import * as vscode from 'vscode';
+import { statusTooltip } from '../core/wording';
 import { DiagnosticsManager } from './manager';
 
 export function createStatusBar(manager: DiagnosticsManager, enabled: () => boolean): vscode.Disposable {
@@ -17,7 +18,7 @@ export function createStatusBar(manager: DiagnosticsManager, enabled: () => bool
     const warnings = entries.filter((e) => e.mapped.severity === 'warning').length;
     const infos = entries.length - errors - warnings;
     item.text = entries.length ? `$(pulse) gradwatch: ${entries.length}` : '$(pulse) gradwatch: 0';
-    item.tooltip = `gradwatch in this notebook: ${errors} error(s), ${warnings} warning(s), ${infos} info`;
+    item.tooltip = statusTooltip(errors, warnings, infos);
     item.show();
   };
   update();

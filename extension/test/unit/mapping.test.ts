@@ -302,3 +302,13 @@ test('a diagnostic without location sits on the origin cell magic line', () => {
   const cells = [cell(0, 1, '%%gradwatch\nx = 1', [payload(1, [diag()])])];
   assert.deepEqual(summary(mapNotebook(cells, { minimumSeverity: 'info' })), ['GW001 cell0 0:0-0:11']);
 });
+
+test('the help line travels with its diagnostic (issue 13, section 2)', () => {
+  const text = '%%gradwatch\nw = torch.randn(1, 1)';
+  const [withHelp, without] = mapNotebook(
+    [cell(0, 1, text, [payload(1, [diag({ location: loc(1, 2, 5, 22, 'w = torch.randn(1, 1)'), help: 'Create it with `requires_grad=True`.' }), diag({ message: 'other', location: loc(1, 2, 5, 22, 'w = torch.randn(1, 1)') })])])],
+    { minimumSeverity: 'info' },
+  );
+  assert.equal(withHelp.help, 'Create it with `requires_grad=True`.');
+  assert.equal(without.help, null);
+});

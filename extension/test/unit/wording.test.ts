@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { validateLocation } from '../../src/core/payload';
-import { describeLocation, fixKind, fixLine, quickFixTitle, summaryLine } from '../../src/core/wording';
+import { describeLocation, diagnosticText, fixKind, fixLine, quickFixTitle, statusTooltip, summaryLine } from '../../src/core/wording';
 import { loc } from './fixtures';
 
 test('locations read "cell [2], line 9, col 5", a file by its path', () => {
@@ -33,4 +33,14 @@ test('quick fix titles: a safe fix is its title, an unsafe one says it changes b
 test('no payload jargon in any of it', () => {
   const words = [fixKind('safe'), fixKind('unsafe'), fixKind('display-only'), quickFixTitle('unsafe', 't'), fixLine('display-only', 't'), summaryLine(0), summaryLine(2)];
   for (const w of words) assert.doesNotMatch(w, /display-only|unsafe|applicability/, w);
+});
+
+test('a diagnostic reads as the short message, then its help line', () => {
+  assert.equal(diagnosticText('`w` never receives a gradient', 'Create it with `requires_grad=True`.'), '`w` never receives a gradient\nCreate it with `requires_grad=True`.');
+  assert.equal(diagnosticText('`w` never receives a gradient', null), '`w` never receives a gradient');
+});
+
+test('the status bar tooltip counts in the same words', () => {
+  assert.equal(statusTooltip(0, 0, 0), 'gradwatch in this notebook: no problems found');
+  assert.equal(statusTooltip(2, 1, 0), 'gradwatch in this notebook: 3 problem(s): 2 error(s), 1 warning(s), 0 info');
 });

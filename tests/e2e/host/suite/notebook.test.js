@@ -251,6 +251,8 @@ suite('untrusted outputs (tests/e2e/fixtures/hostile.ipynb)', function () {
     assert.strictEqual(html.message, '<img src=x onerror=alert(1)> **bold** [run](command:workbench.action.terminal.new)');
     assert.strictEqual(html.code, 'GW001', 'a javascript: URL gives no code link');
     assert.strictEqual(cut.code, 'GW002', 'a command: URL gives no code link');
+    // The help line follows the short message, as text (the Problems panel shows the first line).
+    assert.strictEqual(cut.message, 'ŵ.detach() cuts the graph\n<b>no gradient</b> reaches ŵ: use it without `.detach()`');
   });
 
   test('wrong-version and non-object payloads are ignored', function () {
