@@ -328,6 +328,14 @@ async function rendererSummary(page, text) {
   return { failures: [`no renderer output says "${text}" (saw ${JSON.stringify(summaries)})`], details: {} };
 }
 
+/** Clicks a diagnostic's code link (e.g. "GW001") in the Problems panel. */
+async function clickProblemsCode(page, code) {
+  const link = page.locator('.markers-panel .monaco-list-row a', { hasText: code }).first();
+  await link.waitFor({ timeout: 20000 });
+  await link.click();
+  return { failures: [], details: { clicked: code } };
+}
+
 /** Clicks the renderer's reveal link for the given location text. */
 async function clickReveal(page, text) {
   for (let tries = 0; tries < 40; tries++) {
@@ -413,6 +421,8 @@ async function main() {
           answer = { failures: [], details: { screenshot: file } };
         } else if (request.what.startsWith('renderer-summary:')) {
           answer = await rendererSummary(page, request.what.slice('renderer-summary:'.length)).catch((e) => ({ failures: [String(e)], details: {} }));
+        } else if (request.what.startsWith('click-problems-code:')) {
+          answer = await clickProblemsCode(page, request.what.slice('click-problems-code:'.length)).catch((e) => ({ failures: [String(e)], details: {} }));
         } else if (request.what.startsWith('rule-page:')) {
           answer = await rulePage(page, request.what.slice('rule-page:'.length)).catch((e) => ({ failures: [String(e)], details: {} }));
         } else if (request.what.startsWith('click-reveal:')) {

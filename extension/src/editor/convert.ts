@@ -2,6 +2,7 @@
 import * as vscode from 'vscode';
 import { MappedDiagnostic, MappedLocation, Range } from '../core/mapping';
 import { Severity } from '../core/payload';
+import { docsCommandLink } from '../core/ruleDocs';
 import { diagnosticText, fixLine } from '../core/wording';
 
 export const SOURCE = 'gradwatch';
@@ -36,8 +37,9 @@ export function targetUri(notebook: vscode.NotebookDocument, loc: MappedLocation
 export function toDiagnostic(notebook: vscode.NotebookDocument, m: MappedDiagnostic): vscode.Diagnostic {
   const d = new vscode.Diagnostic(toRange(m.location.range), diagnosticText(m.message, m.help), SEVERITY[m.severity]);
   d.source = SOURCE;
-  // The url passed payload validation as http(s); it becomes a link, never a command.
-  d.code = m.url ? { value: m.code, target: vscode.Uri.parse(m.url, true) } : m.code;
+  // The code opens the rule's bundled page (offline); the command checks the code and falls
+  // back to the url, which passed payload validation as http(s).
+  d.code = { value: m.code, target: vscode.Uri.parse(docsCommandLink(m.code, m.url), true) };
   const related: vscode.DiagnosticRelatedInformation[] = [];
   for (const r of m.related) {
     const uri = targetUri(notebook, r.location);

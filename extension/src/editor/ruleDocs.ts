@@ -2,11 +2,11 @@
 // VS Code's Markdown preview beside the notebook (offline). The payload's http(s) `url` is
 // the fallback for a code this version does not bundle (a newer kernel's rule).
 import * as vscode from 'vscode';
-import { RULE_DOCS_DIR, RULE_DOC_SCHEME, pageNameFromPath, rulePageName } from '../core/ruleDocs';
+import { OPEN_DOCS_COMMAND, RULE_DOCS_DIR, RULE_DOC_SCHEME, pageNameFromPath, rulePageName } from '../core/ruleDocs';
 import { safeHttpUrl } from '../core/payload';
 import { log } from './log';
 
-export const OPEN_DOCS_COMMAND = 'gradwatch.openDocumentation';
+export { OPEN_DOCS_COMMAND };
 
 /** The bundled rule pages as read-only documents at "gradwatch-rule:/GW001.md", and the command. */
 export function registerRuleDocs(extensionUri: vscode.Uri): vscode.Disposable {

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { RULE_DOCS_DIR, pageNameFromPath, rulePageName } from '../../src/core/ruleDocs';
+import { RULE_DOCS_DIR, docsCommandLink, pageNameFromPath, rulePageName } from '../../src/core/ruleDocs';
 import { REPO } from './fixtures';
 
 test('only a rule code names a page', () => {
@@ -28,4 +28,13 @@ test('the build bundles every rule page of docs/rules, unchanged', () => {
 test('the .vsix keeps the bundled pages (.vscodeignore)', () => {
   const ignore = fs.readFileSync(path.join(REPO, '.vscodeignore'), 'utf8').split('\n');
   assert.ok(ignore.includes('!extension/out/docs/rules/GW*.md'), ignore.join('|'));
+});
+
+test('a code links to the command that opens its bundled page, with the url as fallback', () => {
+  const link = docsCommandLink('GW001', 'https://x.example/GW001?a=1&b="2"');
+  assert.match(link, /^command:gradwatch\.openDocumentation\?/);
+  const query = link.slice(link.indexOf('?') + 1);
+  assert.doesNotMatch(query, /[\s"&?#]/, 'the arguments are one encoded query');
+  assert.deepEqual(JSON.parse(decodeURIComponent(query)), ['GW001', 'https://x.example/GW001?a=1&b="2"']);
+  assert.deepEqual(JSON.parse(decodeURIComponent(docsCommandLink('GW002', null).split('?')[1])), ['GW002', null]);
 });

@@ -72,8 +72,12 @@ suite('gradwatch in VS Code', function () {
     const [w] = cellDiagnostics(cells[1]).sort((a, b) => a.range.start.line - b.range.start.line);
     assert.strictEqual(w.source, 'gradwatch');
     assert.strictEqual(w.code.value, 'GW001');
-    assert.strictEqual(w.code.target.scheme, 'https');
-    assert.match(w.code.target.toString(true), /GW001/);
+    // The code opens the bundled page (offline) through the extension's command; the url is its fallback.
+    assert.strictEqual(w.code.target.scheme, 'command');
+    assert.strictEqual(w.code.target.path, 'gradwatch.openDocumentation');
+    const [code, url] = JSON.parse(w.code.target.query);
+    assert.strictEqual(code, 'GW001');
+    assert.match(url, /^https:\/\/.*GW001/);
     assert.match(w.message, /`w`/);
     const related = w.relatedInformation.map((r) => [r.location.uri.toString(), r.location.range.start.line + 1, cells[1].document.lineAt(r.location.range.start.line).text.trim()]);
     assert.ok(related.length >= 1);
@@ -145,6 +149,16 @@ suite('gradwatch in VS Code', function () {
     assert.match(page.getText(), /^# GW001 requires-grad-missing\n/);
     await askDriver('rule-page:GW001 requires-grad-missing');
     await vscode.window.tabGroups.close(tab);
+    // The code in the Problems panel opens the same page (a command link, no network).
+    await vscode.commands.executeCommand('workbench.actions.view.problems');
+    await askDriver('click-problems-code:GW001');
+    const again = await eventually(() => {
+      const found = vscode.window.tabGroups.all.flatMap((g) => g.tabs).find(isPreview);
+      assert.ok(found && /GW001\.md/.test(found.label), 'the Problems panel code link opened the page');
+      return found;
+    });
+    await vscode.window.tabGroups.close(again);
+    await vscode.commands.executeCommand('workbench.action.closePanel');
     await vscode.window.showNotebookDocument(notebook);
   });
 
@@ -247,10 +261,11 @@ suite('untrusted outputs (tests/e2e/fixtures/hostile.ipynb)', function () {
   });
 
   test('payload text stays plain text and non-http(s) links are dropped', function () {
-    const [html, cut] = cellDiagnostics(cells[0]).filter((d) => typeof d.code === 'string').sort((a, b) => a.range.start.compareTo(b.range.start));
+    const [html, cut] = cellDiagnostics(cells[0]).filter((d) => d.code.value !== 'GW005').sort((a, b) => a.range.start.compareTo(b.range.start));
     assert.strictEqual(html.message, '<img src=x onerror=alert(1)> **bold** [run](command:workbench.action.terminal.new)');
-    assert.strictEqual(html.code, 'GW001', 'a javascript: URL gives no code link');
-    assert.strictEqual(cut.code, 'GW002', 'a command: URL gives no code link');
+    // The codes open the bundled pages only: the javascript: and command: URLs are gone.
+    assert.deepStrictEqual([html.code.value, JSON.parse(html.code.target.query)], ['GW001', ['GW001', null]]);
+    assert.deepStrictEqual([cut.code.value, JSON.parse(cut.code.target.query)], ['GW002', ['GW002', null]]);
     // The help line follows the short message, as text (the Problems panel shows the first line).
     assert.strictEqual(cut.message, 'ŵ.detach() cuts the graph\n<b>no gradient</b> reaches ŵ: use it without `.detach()`');
   });
