@@ -87,7 +87,8 @@ def main(argv: list[str]) -> int:
     # Killed with its process group (the e2e stops code-server so): still shut the kernel down.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     manager = KernelManager(kernel_name=NATIVE_KERNEL_NAME, kernel_spec_manager=ThisInterpreterKernels())
-    manager.start_kernel(cwd=argv[1])
+    # The kernel's own stdout (fd-level writes) goes to stderr: stdout carries only our JSON lines.
+    manager.start_kernel(cwd=argv[1], stdout=sys.stderr)
     client = manager.client()
     client.start_channels()
     try:
