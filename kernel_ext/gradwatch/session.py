@@ -1,8 +1,10 @@
-"""``watch()``: the one place that installs and removes every hook, mode and patch.
+"""``watch()``: a watch session: what it observes, and the report made from it.
 
-Everything is entered on an ``ExitStack`` so that it comes off in reverse order on any exit,
-exceptions and KeyboardInterrupt included. Sessions do not nest. After the cell, the rules
-turn the recorded events into a `Report`; the session keeps no user object alive.
+Everything is installed through one `Installer` (``trace/installer.py``): on the session's own
+thread only, taken off on any exit (exceptions and KeyboardInterrupt included, also one that
+lands during the teardown), and refused while a session runs in another thread. Sessions do not
+nest. After the cell, the rules turn the recorded events into a `Report`; the session keeps no
+user object alive.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from .locate import Namer, SourceMap
 from .report import Report
 from .trace import explain
 from .trace.flow import FlowAnalyzer, data_leaves, related_tensor_ids
-from .trace.patch import Patcher
+from .trace.installer import InstallConflict, Installer
 from .trace.provenance import Provenance, ProvenanceMode, forget_callers
 
 _active = threading.local()
@@ -68,7 +70,7 @@ class Watch:
         self.optimizers: WeakIdKeyDictionary = WeakIdKeyDictionary()
         self._opt_serial = 0
         self._opt_locations: dict[int, Location] = {}
-        self._stack: contextlib.ExitStack | None = None
+        self.installer = Installer(self._internal_error)  # replaced by the one `__enter__` claims with
         self._depth = 0
         self._bwd_at: dict[int, int] = {}  # optimizer key -> backward calls at its last step/zero_grad
         self._trained_names = intent.trained_names(code) if code else set()
@@ -89,27 +91,32 @@ class Watch:
     def __enter__(self) -> Report:
         if getattr(_active, "session", None) is not None:
             raise WatchError("gradwatch.watch() sessions do not nest")
-        stack = contextlib.ExitStack()
+        installer = Installer(self._internal_error)
         try:
+            installer.claim()
+        except InstallConflict as exc:
+            raise WatchError(str(exc)) from None
+        try:
+            installer.defer_interrupts_in(Watch.__exit__.__code__)
             _active.session = self
-            stack.callback(_clear_active)
-            self._install(stack)
+            installer.add_undo(_clear_active)
+            self.installer = installer
+            self._install(installer)
         except BaseException:
-            stack.close()
+            installer.close()
             raise
-        self._stack = stack
         return self.report
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        __tracebackhide__ = True
+        installer = self.installer
         try:
-            self._finish_monitors()
+            installer.close()  # first: nothing stays installed, whatever happens below
         finally:
-            stack, self._stack = self._stack, None
-            if stack is not None:
-                try:
-                    stack.close()
-                except Exception as err:  # never replace the user's exception with ours
-                    self._internal_error(err)
+            installer.close()  # (idempotent) again, in case an interrupt cut the first call short
+            self._finish_monitors()
+            for monitor in self._monitors:
+                self._guard(monitor.close)
         try:
             self._conclude(exc)
         except Exception as err:
@@ -122,23 +129,19 @@ class Watch:
                     self.report.warn()
         return None
 
-    def _install(self, stack: contextlib.ExitStack) -> None:
-        patcher = Patcher()
-        stack.callback(patcher.restore)
+    def _install(self, installer: Installer) -> None:
         wrap = self._wrap_backward
-        patcher.patch(torch.Tensor, "backward", wrap(torch.Tensor.backward, "Tensor.backward"))
-        patcher.patch(torch.autograd, "backward", wrap(torch.autograd.backward, "torch.autograd.backward"))
-        patcher.patch(torch.autograd, "grad", wrap(torch.autograd.grad, "torch.autograd.grad"))
-        patcher.patch(torch.optim.Optimizer, "__init__", self._wrap_optimizer_init(torch.optim.Optimizer.__init__))
-        patcher.patch(torch.optim.Optimizer, "zero_grad", self._wrap_zero_grad(torch.optim.Optimizer.zero_grad))
+        installer.patch(torch.Tensor, "backward", lambda original: wrap(original, "Tensor.backward"))
+        installer.patch(torch.autograd, "backward", lambda original: wrap(original, "torch.autograd.backward"))
+        installer.patch(torch.autograd, "grad", lambda original: wrap(original, "torch.autograd.grad"))
+        installer.patch(torch.optim.Optimizer, "__init__", self._wrap_optimizer_init)
+        installer.patch(torch.optim.Optimizer, "zero_grad", self._wrap_zero_grad)
         from torch.optim.optimizer import register_optimizer_step_pre_hook
-        handle = register_optimizer_step_pre_hook(self._step_hook())
-        stack.callback(handle.remove)
+        installer.hook(register_optimizer_step_pre_hook, self._step_hook())
         from .trace import dynamics
         for monitor in dynamics.monitors(self):
             self._monitors.append(monitor)
-            stack.callback(monitor.close)
-        stack.callback(self._stop_tracing)
+        installer.add_undo(self._stop_tracing)
         if self.trace_steps > 0:
             self._start_tracing(self.trace_steps)
 
@@ -150,8 +153,9 @@ class Watch:
     def _start_tracing(self, backward_calls: int) -> None:
         self._trace_until = self.events.n_backward + backward_calls
         if self.mode is None:
-            self.mode = ProvenanceMode(self.provenance, self._internal_error)
-            self.mode.__enter__()
+            mode = ProvenanceMode(self.provenance, self._internal_error)
+            if self.installer.push_mode(mode):
+                self.mode = mode
 
     def request_trace(self, backward_calls: int = 1) -> None:
         """Trace the next ``backward_calls`` iterations in full (e.g. after a NaN appeared).
@@ -165,14 +169,7 @@ class Watch:
         if mode is None:
             return
         mode.paused = True
-        above = []
-        while torch._C._len_torch_function_stack() > 0:
-            top = torch._C._pop_torch_function_stack()
-            if top is mode:
-                break
-            above.append(top)
-        for other in reversed(above):  # a mode the user pushed inside the cell stays
-            torch._C._push_on_torch_function_stack(other)
+        self.installer.remove_mode(mode)  # a mode the user pushed inside the cell stays
         forget_callers()
 
     # --- positions and names -------------------------------------------------------------------
@@ -461,7 +458,9 @@ class Watch:
                     if session.mode is None:  # the common case once tracing is over
                         result = original(*args, **kwargs)
                     else:
-                        with session._tracing_off():
+                        # off the stack while autograd runs: backward() then takes the same
+                        # path (and gives the same traceback) as without gradwatch
+                        with session.installer.lifted(session.mode):
                             result = original(*args, **kwargs)
                 except BaseException as exc:
                     session._depth = 0
@@ -473,22 +472,6 @@ class Watch:
             finally:
                 session._depth = 0
         return backward
-
-    @contextlib.contextmanager
-    def _tracing_off(self):
-        """Take the tracing mode off the stack while autograd runs: backward() then takes the
-        same path (and gives the same traceback) as without gradwatch."""
-        mode = self.mode
-        if mode is None or torch._C._len_torch_function_stack() == 0 or \
-                torch._C._get_function_stack_at(torch._C._len_torch_function_stack() - 1) is not mode:
-            yield
-            return
-        torch._C._pop_torch_function_stack()
-        try:
-            yield
-        finally:
-            if self.mode is mode:
-                torch._C._push_on_torch_function_stack(mode)
 
     @staticmethod
     def _roots(api: str, args, kwargs) -> list[torch.Tensor]:
@@ -593,7 +576,7 @@ class Watch:
         for monitor in self._monitors:
             monitor.after_backward()
         requested, self._trace_requested = self._trace_requested, 0
-        if requested and self.mode is None and self._stack is not None:
+        if requested and self.mode is None and not self.installer.closed:
             self._start_tracing(requested)
 
     # --- monitors (per-step checks) and internal errors -------------------------------------------

@@ -149,6 +149,29 @@ def test_mode_left_on_by_the_user_stays_on(kernel):
     _assert_untouched(kernel)
 
 
+def test_after_training_in_worker_threads(kernel):
+    """Modes are per thread: nothing stays on any thread's stack, and four threads with their
+    own optimizers give no false step-order findings."""
+    body = """\
+import threading, torch
+def train(w):
+    opt = torch.optim.SGD([w], lr=0.05)
+    x = torch.linspace(-1, 1, 16)
+    for _ in range(30):
+        opt.zero_grad()
+        ((w * x - 2 * x) ** 2).mean().backward()
+        opt.step()
+weights = [torch.zeros(1, requires_grad=True) for _ in range(4)]
+threads = [threading.Thread(target=train, args=(w,)) for w in weights]
+for t in threads: t.start()
+for t in threads: t.join()
+"""
+    cell = kernel.run("%%gradwatch\n" + body)
+    assert cell.errors == [], cell.traceback_text()
+    assert cell.payloads[0]["diagnostics"] == []
+    _assert_untouched(kernel)
+
+
 WEAKREF_SETUP = """\
 import gc, weakref
 refs = {name: weakref.ref(obj) for name, obj in
@@ -215,3 +238,56 @@ def test_unload_ext_removes_every_trace():
         assert kernel.run("%load_ext gradwatch").errors == []
         again = kernel.run("%%gradwatch\nprint('y')")
         assert again.stream() == "y\n" and len(again.payloads) == 1
+
+
+STRESS_CELL = """\
+%%gradwatch
+import os, signal, threading, time, torch
+_stop = time.monotonic() + {duration}
+_timer = threading.Timer({delay}, os.kill, (os.getpid(), signal.SIGINT))
+_timer.start()
+w = torch.zeros(8, requires_grad=True)
+opt = torch.optim.SGD([w], lr=0.01)
+x = torch.randn(64, 8)
+while time.monotonic() < _stop:
+    opt.zero_grad()
+    loss = ((x @ w - 1.0) ** 2).mean()
+    loss.backward()
+    opt.step()
+"""
+
+
+WAIT_FOR_THE_SIGNAL = """\
+def _gw_wait_for_the_signal(result):
+    # the signal must land while the cell executes: outside, it interrupts the kernel itself
+    timer = globals().get("_timer")
+    if timer is not None:
+        timer.join()
+get_ipython().events.register("post_run_cell", _gw_wait_for_the_signal)
+_gw_stress_before = _gw_snapshot()
+"""
+
+
+def test_random_interrupts_during_watched_cells_never_leave_anything_installed(kernel):
+    """Real SIGINTs at random moments of watched training cells: in the user's loop, in
+    gradwatch's hooks, in the session's teardown, in the rules, in the report's display. After
+    each, torch is exactly as before and the next watched cell runs watched."""
+    import random
+    import time
+
+    assert kernel.run(WAIT_FOR_THE_SIGNAL).errors == []
+    rng = random.Random(11)
+    started, outcomes = time.monotonic(), []
+    try:
+        for _ in range(25):
+            duration = rng.uniform(0.02, 0.25)
+            cell = kernel.run(STRESS_CELL.format(duration=duration, delay=rng.uniform(0.3, 1.3) * duration))
+            outcomes.append(cell.error["ename"] if cell.error else None)
+            assert outcomes[-1] in (None, "KeyboardInterrupt"), cell.traceback_text()
+            assert "could not watch" not in cell.stream("stderr")
+            assert kernel.value("_gw_diff(_gw_stress_before)") == {}
+            assert kernel.value("__import__('gradwatch.session').session.current() is None") is True
+    finally:
+        kernel.run('get_ipython().events.unregister("post_run_cell", _gw_wait_for_the_signal)')
+    assert outcomes.count("KeyboardInterrupt") >= 8  # most signals landed inside the cell
+    assert time.monotonic() - started < 60

@@ -72,7 +72,6 @@ class TrainingMonitor(Monitor):
         from .dyn_ops import OpChecks
         from .dyn_stats import GradStats
         from .dyn_steps import StepOrder
-        from .patch import Patcher
 
         self.n_backward = 0
         self.in_scaler = 0  # >0 while GradScaler's own ops run (their infs are by design)
@@ -85,8 +84,7 @@ class TrainingMonitor(Monitor):
         self.local_names: dict[int, str] = {}  # names in the function that runs the loop
         self._named: set[int] = set()
         self._keys: dict[int, tuple[weakref.ref, int]] = {}  # id(optimizer) -> (ref, key)
-        self._patcher = Patcher()
-        self._install()
+        self._install(session.installer)
 
     # --- helpers for the parts ----------------------------------------------------------------
     def position(self):
@@ -116,11 +114,11 @@ class TrainingMonitor(Monitor):
         return call
 
     # --- patches --------------------------------------------------------------------------------
-    def _install(self) -> None:
+    def _install(self, installer: Any) -> None:
         from torch.optim.optimizer import register_optimizer_step_post_hook
 
         guard = self.guarded
-        self._register_post = lambda: register_optimizer_step_post_hook(guard(self._after_step))
+        self._register_post = lambda: installer.hook(register_optimizer_step_post_hook, guard(self._after_step))
         self._post = None  # registered only while it has work (see on_step)
         self.closure_seen = False
         self.session.provenance.observers.append(self._observe)
@@ -150,8 +148,8 @@ class TrainingMonitor(Monitor):
                 finally:
                     monitor.in_scaler -= 1
 
-            self._patcher.patch(GradScaler, "scale", scaled)
-            self._patcher.patch(GradScaler, "step", scaler_step)
+            installer.patch(GradScaler, "scale", lambda _original: scaled)
+            installer.patch(GradScaler, "step", lambda _original: scaler_step)
         train = torch.nn.Module.train
 
         def module_train(module, mode=True):
@@ -164,7 +162,7 @@ class TrainingMonitor(Monitor):
             finally:
                 order._train_depth -= 1
 
-        self._patcher.patch(torch.nn.Module, "train", module_train)
+        installer.patch(torch.nn.Module, "train", lambda _original: module_train)
         # autograd.grad() (gradient penalties) fills no .grad and is no training loss: flag its
         # calls here instead of inspecting the session's frame on every backward
         grad = torch.autograd.grad
@@ -176,7 +174,7 @@ class TrainingMonitor(Monitor):
             finally:
                 monitor.in_grad -= 1
 
-        self._patcher.patch(torch.autograd, "grad", autograd_grad)
+        installer.patch(torch.autograd, "grad", lambda _original: autograd_grad)
 
     # --- session hooks ------------------------------------------------------------------------
     def on_backward(self, roots: list) -> None:
@@ -270,7 +268,6 @@ class TrainingMonitor(Monitor):
         if self._post is not None:
             self._post.remove()
             self._post = None
-        self._patcher.restore()
         try:
             self.session.provenance.observers.remove(self._observe)
         except ValueError:

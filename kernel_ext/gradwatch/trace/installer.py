@@ -1,0 +1,253 @@
+"""The installer: the one owner of every patch, hook and mode a watch session puts into torch.
+
+* **One session at a time, in the whole process.** The patches are process-wide, so a session
+  in a second thread is refused (`InstallConflict`) instead of stacking its patches on ours.
+* **The owner thread only.** Every patch and hook observes the thread that started the session
+  and passes every other thread straight through to the original; the tracing mode is pushed
+  on that thread's mode stack only (modes are per thread), and comes off on it.
+* **Wrappers that escape stay harmless.** A replaced function is a thin wrapper that calls the
+  session's handler through a slot; ``close`` empties the slot, so a reference the user took
+  during the session (``from torch.autograd import grad``) becomes a pass-through to the
+  original that holds nothing of the session. An attribute is put back only while it is still
+  our wrapper: a patch someone made on top of ours during the session stays.
+* **Teardown cannot be cut in half.** Every undo step is idempotent; ``close`` runs them all,
+  retrying a step that a ``KeyboardInterrupt`` cut short, defers SIGINT while it runs (and in
+  the frames registered with `defer_interrupts_in`), and raises the interrupt after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import signal
+import threading
+from types import CodeType, FrameType
+from typing import Any, Callable, Iterator
+
+from . import modes
+
+_MISSING = object()
+_RETRIES = 3  # runs of one undo step that interrupts may cut short before it is given up
+_claim_lock = threading.Lock()
+_claimed_by: "Installer | None" = None
+
+
+class InstallConflict(RuntimeError):
+    """A session is active in another thread: the process-wide patches are taken."""
+
+
+class _Slot:
+    """What a wrapper calls while its session lives; emptied when the session ends."""
+
+    __slots__ = ("handler", "thread")
+
+    def __init__(self, handler: Callable[..., Any], thread: int) -> None:
+        self.handler: Callable[..., Any] | None = handler
+        self.thread = thread
+
+
+def _wrapper(original: Callable[..., Any], slot: _Slot) -> Callable[..., Any]:
+    get_ident = threading.get_ident
+
+    @functools.wraps(original)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True  # noqa: F841  (IPython hides this frame in tracebacks)
+        handler = slot.handler
+        if handler is None or get_ident() != slot.thread:
+            return original(*args, **kwargs)
+        return handler(*args, **kwargs)
+    return wrapper
+
+
+class Hook:
+    """A hook registered with torch through the installer: removable any number of times."""
+
+    def __init__(self, handle: Any, installer: "Installer") -> None:
+        self._handle, self._installer = handle, installer
+
+    def remove(self) -> None:
+        self._handle.remove()
+        self._installer._hooks.pop(id(self), None)
+
+
+class Installer:
+    """Installs for one session; `close` takes everything off (idempotent, interrupt-proof)."""
+
+    def __init__(self, on_error: Callable[[BaseException], None]) -> None:
+        self.thread = threading.get_ident()
+        self._on_error = on_error
+        self._undo: list[Callable[[], None]] = []  # in install order; undone last first
+        self._hooks: dict[int, Hook] = {}
+        self._modes: list[Any] = []  # modes pushed on the owner thread's stack
+        self._defer_codes: set[CodeType] = set()
+        self._closing = False
+        self._interrupted: FrameType | None = None  # a SIGINT deferred while closing
+        self._previous_sigint: Any = None
+
+    # --- the session's claim on the process ---------------------------------------------------
+    def claim(self) -> None:
+        """Take the process-wide patches for this session, or raise `InstallConflict`."""
+        global _claimed_by
+        with _claim_lock:
+            holder = _claimed_by
+            if holder is not None and holder is not self:
+                raise InstallConflict("a gradwatch session is active in another thread; sessions "
+                                      "in two threads cannot overlap (torch's functions are patched "
+                                      "process-wide)")
+            _claimed_by = self
+        self._undo.append(self._release)
+        self._defer_sigint()
+
+    def _release(self) -> None:
+        global _claimed_by
+        with _claim_lock:
+            if _claimed_by is self:
+                _claimed_by = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closing
+
+    def owner_thread(self) -> bool:
+        return threading.get_ident() == self.thread
+
+    # --- patches, hooks, modes ------------------------------------------------------------------
+    def patch(self, owner: Any, name: str, build: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
+        """Replace ``owner.name`` by ``build(original)`` on the owner thread, for the session."""
+        saved = owner.__dict__.get(name, _MISSING) if isinstance(owner, type) else getattr(owner, name, _MISSING)
+        original = getattr(owner, name)
+        slot = _Slot(build(original), self.thread)
+        wrapper = _wrapper(original, slot)
+
+        def undo() -> None:
+            slot.handler = None  # a wrapper that escaped passes through from now on
+            current = owner.__dict__.get(name, _MISSING) if isinstance(owner, type) else getattr(owner, name, _MISSING)
+            if current is not wrapper:
+                return  # restored already, or someone patched on top of us: theirs stays
+            if saved is _MISSING:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, saved)
+        self._undo.append(undo)
+        setattr(owner, name, wrapper)
+
+    def hook(self, register: Callable[[Callable[..., Any]], Any], fn: Callable[..., Any]) -> Hook:
+        """``register(fn)`` (a torch global hook), called on the owner thread only."""
+        thread, get_ident = self.thread, threading.get_ident
+
+        def on_owner_thread(*args: Any, **kwargs: Any) -> Any:
+            if get_ident() == thread:
+                return fn(*args, **kwargs)
+            return None
+        hook = Hook(register(on_owner_thread), self)
+        if not self._hooks:
+            self._undo.append(self._remove_hooks)
+        self._hooks[id(hook)] = hook
+        return hook
+
+    def _remove_hooks(self) -> None:
+        for hook in list(self._hooks.values()):
+            hook.remove()
+
+    def push_mode(self, mode: Any) -> bool:
+        """Push ``mode`` on the owner thread's stack (other threads: not at all)."""
+        if not self.owner_thread() or self._closing:
+            return False
+        if not self._modes and self._remove_modes not in self._undo:
+            self._undo.append(self._remove_modes)
+        self._modes.append(mode)
+        modes.push(mode)
+        return True
+
+    def remove_mode(self, mode: Any) -> None:
+        """Take ``mode`` off the owner thread's stack (from another thread it stays, paused by
+        its owner, until the session ends)."""
+        if self.owner_thread() and mode in self._modes:
+            modes.remove(mode)
+            self._modes.remove(mode)
+
+    @contextlib.contextmanager
+    def lifted(self, mode: Any) -> Iterator[None]:
+        """``mode`` off the top of the stack for the block (autograd then runs as without
+        gradwatch); back on after it, unless it was removed meanwhile."""
+        if mode not in self._modes or not self.owner_thread() or not modes.on_top(mode):
+            yield
+            return
+        modes.pop_top()
+        try:
+            yield
+        finally:
+            if mode in self._modes:
+                modes.push(mode)
+
+    def _remove_modes(self) -> None:
+        if not self.owner_thread():
+            if self._modes:
+                self._on_error(RuntimeError("the session ended on another thread than it started "
+                                            "on: its tracing mode stays on that thread, paused"))
+            return
+        while self._modes:
+            modes.remove(self._modes[-1])
+            self._modes.pop()
+
+    def add_undo(self, undo: Callable[[], None]) -> None:
+        """Run ``undo`` (idempotent) when the session ends, in reverse order of installation."""
+        self._undo.append(undo)
+
+    # --- interrupts -----------------------------------------------------------------------------
+    def defer_interrupts_in(self, *codes: CodeType) -> None:
+        """A SIGINT that lands in one of these functions (the session's exit, before `close`
+        runs) is deferred until the teardown is done."""
+        self._defer_codes.update(codes)
+
+    def _defer_sigint(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals are delivered to the main thread only
+        previous = signal.getsignal(signal.SIGINT)
+        if not callable(previous):
+            return  # SIG_IGN / SIG_DFL: nothing raises KeyboardInterrupt in Python code
+        self._previous_sigint = previous
+        signal.signal(signal.SIGINT, self._on_sigint)
+        self._undo.append(self._restore_sigint)
+
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> Any:
+        __tracebackhide__ = True  # noqa: F841
+        if self._closing or (frame is not None and frame.f_code in self._defer_codes):
+            self._interrupted = frame
+            return None
+        return self._previous_sigint(signum, frame)
+
+    def _restore_sigint(self) -> None:
+        if signal.getsignal(signal.SIGINT) == self._on_sigint:  # (not a handler the user set since)
+            signal.signal(signal.SIGINT, self._previous_sigint)
+
+    # --- teardown -------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Undo everything, newest first. Idempotent; an interrupt during it is raised after."""
+        __tracebackhide__ = True  # noqa: F841
+        self._closing = True
+        deferred: BaseException | None = None
+        retries = 0
+        while self._undo:
+            try:
+                self._undo[-1]()
+                self._undo.pop()
+                retries = 0
+            except KeyboardInterrupt as exc:  # cut short: run the step again, raise it after
+                deferred = deferred or exc
+                retries += 1
+                if retries >= _RETRIES:
+                    self._undo.pop()
+                    retries = 0
+            except Exception as exc:
+                self._undo.pop()
+                retries = 0
+                self._on_error(exc)
+        frame, self._interrupted = self._interrupted, None
+        previous, self._previous_sigint = self._previous_sigint, None
+        self._defer_codes.clear()
+        if deferred is not None:
+            raise deferred
+        if frame is not None and previous is not None:
+            previous(signal.SIGINT, frame)  # the deferred Ctrl-C, as the user's handler takes it
+

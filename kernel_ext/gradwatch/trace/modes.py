@@ -1,0 +1,48 @@
+"""The torch function-mode stack: the one module that calls torch's private stack functions.
+
+The stack is per thread: a mode comes off on the thread that pushed it, and a mode the user
+pushed above ours stays where it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def push(mode: Any) -> None:
+    torch._C._push_on_torch_function_stack(mode)
+
+
+def on_stack(mode: Any) -> bool:
+    """Whether ``mode`` is on this thread's stack."""
+    return any(torch._C._get_function_stack_at(i) is mode for i in range(torch._C._len_torch_function_stack()))
+
+
+def remove(mode: Any) -> None:
+    """Take ``mode`` off this thread's stack (no-op when it is not there); modes above stay."""
+    if not on_stack(mode):
+        return
+    above = []
+    while torch._C._len_torch_function_stack() > 0:
+        top = torch._C._pop_torch_function_stack()
+        if top is mode:
+            break
+        above.append(top)
+    for other in reversed(above):
+        torch._C._push_on_torch_function_stack(other)
+
+
+def on_top(mode: Any) -> bool:
+    depth = torch._C._len_torch_function_stack()
+    return depth > 0 and torch._C._get_function_stack_at(depth - 1) is mode
+
+
+def pop_top() -> Any:
+    return torch._C._pop_torch_function_stack()
+
+
+def disabled() -> Any:
+    """No torch function mode sees the ops of the block (gradwatch's own tensor work)."""
+    return torch._C.DisableTorchFunction()
