@@ -18,10 +18,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["GradwatchWarning", "Report", "Diagnostic", "watch", "last_report",
+__all__ = ["GradwatchWarning", "FailFastError", "Report", "Diagnostic", "watch", "last_report",
            "load_ipython_extension", "unload_ipython_extension", "__version__"]
 
 from .diagnostics import Diagnostic  # noqa: E402  (no torch needed)
+from .news import FailFastError  # noqa: E402
 from .report import GradwatchWarning, Report  # noqa: E402
 
 _last_report: Report | None = None

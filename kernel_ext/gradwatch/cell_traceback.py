@@ -133,20 +133,15 @@ def _is_gradwatch(frame: FrameType) -> bool:
     return isinstance(name, str) and (name == _PACKAGE or name.startswith(_PACKAGE + "."))
 
 
-def _run_code():
-    from IPython.core.interactiveshell import InteractiveShell
-
-    return InteractiveShell.run_code.__code__
-
-
 def _called_from_run_code(frame: FrameType | None) -> bool:
-    return frame is not None and frame.f_code is _run_code()
+    # by name: a shell class of a kernel may define its own `run_code`
+    return frame is not None and frame.f_code.co_name == "run_code"
 
 
 def _run_code_depth(frame: FrameType | None) -> int:
     """How many cells run on this stack (a watched cell can run another: ``%rerun``)."""
-    code, depth = _run_code(), 0
+    depth = 0
     while frame is not None:
-        depth += frame.f_code is code
+        depth += _called_from_run_code(frame)
         frame = frame.f_back
     return depth

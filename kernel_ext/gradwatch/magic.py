@@ -20,9 +20,10 @@ from IPython.display import display
 from . import _set_last_report
 from .cell_traceback import TracebackHandler
 from .locate import SourceMap, history_cell
+from .news import NewsPrinter
 from .report import MIME_TYPE, Report
 
-_OPTIONS = "--select CODES, --ignore CODES, --strict, --quiet, --trace-steps N"
+_OPTIONS = "--select CODES, --ignore CODES, --strict, --fail-fast, --quiet, --trace-steps N"
 _TOP_LEVEL_AWAIT = getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0)
 # Statements that `ast_node_interactivity = "last_expr_or_assign"` displays (as IPython).
 _ASSIGN_NODES = (ast.AugAssign, ast.AnnAssign, ast.Assign)
@@ -52,6 +53,10 @@ def _options(func: Any) -> Any:
                  help="Do not report these rule codes (comma-separated; prefixes allowed)."),
         argument("--strict", action="store_true",
                  help="Raise StrictModeError after the cell if any warning or error was found."),
+        argument("--fail-fast", action="store_true",
+                 help="Stop the cell at the first error-level finding seen while it runs (a NaN/Inf "
+                      "loss, a step() without backward()): raise FailFastError there. Without it, "
+                      "such a finding is printed at once (stderr) and the cell goes on."),
         argument("--quiet", action="store_true",
                  help="Attach the diagnostics payload (for the editor) without the visible table."),
         argument("--trace-steps", type=int, default=2, metavar="N",
@@ -98,7 +103,8 @@ class GradwatchMagics(Magics):
         await, AST transformers and a trailing ';' included) while gradwatch watches its
         backward() calls, the forward pass and the optimizers. Then it shows the diagnostics:
         rule code, severity, the line that caused each problem (also in an earlier cell), and
-        a fix. A failing cell's exception gets one note naming the cause.
+        a fix. A failing cell's exception gets one note naming the cause. An error found while
+        a long cell runs (a NaN/Inf loss) is printed at once; --fail-fast stops the cell there.
 
         Examples:
 
@@ -109,7 +115,7 @@ class GradwatchMagics(Magics):
               loss.backward()
               optimizer.step()
 
-          %%gradwatch --ignore GW006 --strict
+          %%gradwatch --ignore GW006 --fail-fast
           train(model, loader, epochs=1)
         """
         # Inside a cell that gradwatch already watches, %%gradwatch and gradwatch.watch() add
@@ -230,10 +236,11 @@ class GradwatchMagics(Magics):
         try:
             from .session import Watch
 
+            news = NewsPrinter(select=args.select_codes, ignore=args.ignore_codes, fail_fast=args.fail_fast)
             session = Watch(select=args.select_codes, ignore=args.ignore_codes,
                             trace_steps=args.trace_steps, shell=self.shell, source_map=source_map,
                             namespace=self.shell.user_ns, code=code, execution_count=number,
-                            warn=False)
+                            warn=False, on_finding=news)
         except Exception as exc:  # gradwatch's fault: never the user's cell's
             warnings.warn(f"gradwatch could not start and ran the cell unwatched: "
                           f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
@@ -299,7 +306,7 @@ class GradwatchMagics(Magics):
             self._auto = None
             return None
         self._auto = {"select": args.select_codes, "ignore": args.ignore_codes,
-                      "trace_steps": args.trace_steps, "quiet": args.quiet}
+                      "trace_steps": args.trace_steps, "quiet": args.quiet, "fail_fast": args.fail_fast}
         return None
 
     def _docs(self, action: str, code: str | None) -> None:
@@ -336,7 +343,7 @@ class GradwatchMagics(Magics):
         from types import SimpleNamespace
 
         args = SimpleNamespace(select_codes=self._auto["select"], ignore_codes=self._auto["ignore"],
-                               trace_steps=self._auto["trace_steps"])
+                               trace_steps=self._auto["trace_steps"], fail_fast=self._auto.get("fail_fast", False))
         session = self._session(args, SourceMap(self.shell), raw, None)
         if session is None:
             return

@@ -24,6 +24,7 @@ from . import intent
 from .diagnostics import Location, Severity
 from .events import BackwardEvent, Events, GradReadEvent, InputScale, OptimizerEvent, StepEvent, TensorFact
 from .locate import Namer, SourceMap
+from .news import OnFinding
 from .report import Report
 from .trace import explain
 from .trace.flow import FlowAnalyzer, data_leaves, related_tensor_ids
@@ -54,7 +55,8 @@ class Watch:
     def __init__(self, *, select: Iterable[str] | None = None, ignore: Iterable[str] | None = None,
                  trace_steps: int = 2, shell: Any = None, source_map: SourceMap | None = None,
                  namespace: dict[str, Any] | None = None, code: str | None = None,
-                 execution_count: int | None = None, warn: bool = True) -> None:
+                 execution_count: int | None = None, warn: bool = True,
+                 on_finding: OnFinding | None = None) -> None:
         from .rules import registry
 
         self.select = registry.expand(select) if select else None
@@ -63,6 +65,8 @@ class Watch:
         self.source_map = source_map or SourceMap(shell)
         self._namespace = namespace if namespace is not None else {}  # the user's globals
         self.warn = warn
+        self._on_finding = on_finding  # news of an error-level finding while the cell runs
+        self._told: set[str] = set()
         self.report = Report(execution_count=execution_count)
         self.events = Events()
         self.provenance = Provenance(self._position, self._callers)
@@ -86,6 +90,13 @@ class Watch:
         self.step_positions: dict[int, Any] = {}  # optimizer key -> position of its last traced step()
         # data of the first traced loss: (tensor, position, whether it is the target)
         self._inputs: list[tuple[weakref.ref, Any, bool]] = []
+
+    def tell(self, code: str, message: str) -> None:
+        """An error-level finding seen while the code runs, at a point where a monitor reads
+        the host anyway: passed on at once, once per code (``--fail-fast`` raises here)."""
+        if self._on_finding is not None and code not in self._told:
+            self._told.add(code)
+            self._on_finding(code, message)
 
     # --- life cycle ------------------------------------------------------------------------
     def __enter__(self) -> Report:

@@ -518,6 +518,9 @@ def unwatched(fixture: Fixture) -> Fixture:
                    known_issue=fixture.known_issue)
 
 
+_NEWS_LINE = re.compile(r"^gradwatch GW\d+: .*; the full report follows when the cell ends\n", re.MULTILINE)
+
+
 def behaviour(cell: CellResult) -> dict[str, Any]:
     """What a user sees of a cell, gradwatch's own output left out: printed text, results,
     other displays, and the exception's type and message."""
@@ -526,7 +529,8 @@ def behaviour(cell: CellResult) -> dict[str, Any]:
     err = cell.error
     # a cell's file name has the kernel's pid and a hash of the cell's text: not behaviour
     cell_file = re.compile(r"/tmp/ipykernel_\d+/\d+\.py")
-    return {"stdout": cell.stream("stdout"), "stderr": cell_file.sub("<cell>", cell.stream("stderr")),
+    stderr = _NEWS_LINE.sub("", cell.stream("stderr"))  # gradwatch's news while the cell runs
+    return {"stdout": cell.stream("stdout"), "stderr": cell_file.sub("<cell>", stderr),
             "shown": shown, "error": (err["ename"], cell_file.sub("<cell>", err["evalue"])) if err else None}
 
 

@@ -17,7 +17,7 @@ MIME = harness.MIME
 SEED = harness.REPO / "examples" / "seed"
 PROGRAM1 = (SEED / "program1_no_requires_grad.py").read_text()
 PROGRAM2 = (SEED / "program2_correct.py").read_text()
-OPTIONS = "Valid options: --select CODES, --ignore CODES, --strict, --quiet, --trace-steps N"
+OPTIONS = "Valid options: --select CODES, --ignore CODES, --strict, --fail-fast, --quiet, --trace-steps N"
 
 UNUSED_LAYER = """\
 import torch
@@ -240,7 +240,7 @@ def test_cell_magic_help(kernel):
     assert "%gradwatch [" not in text.replace("%%gradwatch", "")
     for word in ("on", "off", "status"):
         assert f"{{{word}" not in text and f"{word},off" not in text and f"({word})" not in text
-    for option in ("--select CODES", "--ignore CODES", "--strict", "--quiet", "--trace-steps N"):
+    for option in ("--select CODES", "--ignore CODES", "--strict", "--fail-fast", "--quiet", "--trace-steps N"):
         assert option in text
     examples = text.split("Examples:")[1].split("options:")[0]
     assert examples.count("%%gradwatch") == 2
@@ -515,6 +515,90 @@ def test_gradwatch_on_shows_what_the_cell_magic_shows(kernel):
     assert _plain_lines(on) == _plain_lines(plain)
     # an error before the cell runs is IPython's own
     assert syntax.error["ename"] == "SyntaxError" and "gradwatch" not in syntax.traceback_text()
+
+
+# --- news while a long cell runs, --fail-fast (issue 13, section 3) -------------------------------
+NAN_AT_STEP_1500 = """\
+%%gradwatch{options}
+import torch
+from torch import nn
+torch.manual_seed(0)
+model = nn.Linear(8, 1)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+for step in range(2000):
+    x, y = torch.randn(16, 8), torch.randn(16, 1)
+    if step == 1500:
+        x[3, 2] = float("nan")
+    optimizer.zero_grad()
+    loss = nn.functional.mse_loss(model(x), y)
+    loss.backward()
+    optimizer.step()
+    if step in (1000, 1700):
+        print("step", step, flush=True)
+"""
+
+STEP_WITHOUT_BACKWARD = """\
+%%gradwatch{options}
+import torch
+w = torch.zeros(3, requires_grad=True)
+opt = torch.optim.SGD([w], lr=0.1)
+for i in range(5):
+    loss = (w - 1).pow(2).sum()
+    if i != 2:
+        loss.backward()
+    opt.step()
+print("done", flush=True)
+"""
+NEWS_GW105 = r"gradwatch GW105: the loss became NaN/Inf by step 1,5(\d\d) \(cell \[{n}\], line 13\)"
+
+
+def test_an_error_in_a_long_cell_is_printed_at_once(kernel):
+    cell = kernel.run(NAN_AT_STEP_1500.format(options=""))
+    streams = [(o["output_type"], o.get("name")) for o in cell.outputs]
+    assert streams == [("stream", "stdout"), ("stream", "stderr"), ("stream", "stdout"), ("display_data", None)]
+    assert cell.outputs[0]["text"] == "step 1000\n" and cell.outputs[2]["text"] == "step 1700\n"
+    news = re.fullmatch(NEWS_GW105.format(n=cell.execution_count) + "; the full report follows when the cell "
+                        "ends\n", cell.outputs[1]["text"])
+    assert news is not None, cell.outputs[1]["text"]
+    assert 1 <= int(news.group(1)) <= 32  # the NaN is at step 1,501; losses are checked every 32
+    assert _codes(cell) == ["GW105"] and cell.errors == []
+
+
+def test_fail_fast_raises_at_the_first_error(kernel):
+    cell = kernel.run(NAN_AT_STEP_1500.format(options=" --fail-fast"))
+    assert cell.error["ename"] == "FailFastError"
+    assert re.fullmatch(NEWS_GW105.format(n=cell.execution_count) + "; --fail-fast stopped the cell here",
+                        cell.error["evalue"]), cell.error["evalue"]
+    assert 1501 <= kernel.value("step") <= 1532
+    assert cell.stream() == "step 1000\n" and cell.stream("stderr") == ""  # stopped before step 1700
+    assert _codes(cell) == ["GW105"]
+    assert kernel.value("issubclass(__import__('gradwatch').FailFastError, BaseException)") is True
+    assert _plain_lines(cell)[2] == "Cell In[N], line 14"  # at the user's optimizer.step()
+
+
+def test_a_step_without_backward_is_news_too_unless_ignored(kernel):
+    cell = kernel.run(STEP_WITHOUT_BACKWARD.format(options=""))
+    assert [o.get("name") for o in cell.outputs] == ["stderr", "stdout", None]
+    assert cell.outputs[0]["text"] == (f"gradwatch GW103: `step()` ran without a `backward()` since the previous step "
+                                       f"(cell [{cell.execution_count}], line 9); the full report follows when the "
+                                       "cell ends\n")
+    assert "GW103" in _codes(cell)
+    for options in (" --ignore GW103", " --select GW101"):
+        quiet = kernel.run(STEP_WITHOUT_BACKWARD.format(options=options))
+        assert quiet.stream("stderr") == "" and quiet.stream() == "done\n" and "GW103" not in _codes(quiet)
+    failed = kernel.run(STEP_WITHOUT_BACKWARD.format(options=" --fail-fast"))
+    assert failed.error["ename"] == "FailFastError" and failed.stream() == ""
+    assert kernel.value("i") == 2
+
+
+def test_gradwatch_on_fail_fast(kernel):
+    kernel.run("%gradwatch on --fail-fast")
+    try:
+        cell = kernel.run(STEP_WITHOUT_BACKWARD.format(options="").split("\n", 1)[1])
+    finally:
+        kernel.run("%gradwatch off")
+    assert [o["output_type"] for o in cell.outputs] == ["display_data", "error"]
+    assert cell.error["ename"] == "FailFastError" and kernel.value("i") == 2
 
 
 def test_last_report_is_the_last_cells(kernel):

@@ -180,6 +180,10 @@ class StepOrder:
                 self._find("GW102", key, zero_grad=zg_pos, step=st.step_pos,
                            backward=self.bwd_pos[-1] if self.bwd_pos else None)
             else:
+                if ("GW103", key) not in self.findings:  # its news while the cell runs (see `news`)
+                    where = self.m.location(st.step_pos)
+                    self.m.session.tell("GW103", "`step()` ran without a `backward()` since the previous step"
+                                        + (f" ({where.describe()})" if where is not None else ""))
                 self._find("GW103", key, step=st.step_pos, no_grad=not self._any_grad(opt),
                            backward=self.bwd_pos[-1] if self.bwd_pos else None)
         if st.bwd_at_step != self.m.n_backward:  # backward() inside step(): a closure
