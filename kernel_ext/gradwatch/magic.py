@@ -207,14 +207,14 @@ class GradwatchMagics(Magics):
         source_map.register_cell(filename, number, raw, code_text)
         session = self._session(args, source_map, transformed, number)
         if session is None:  # gradwatch could not start: run the cell plainly
-            return await self._execute(nodes, filename)
+            return await self._execute_unwatched(nodes, filename)
         report = session.report
         try:
             session.__enter__()
         except Exception as exc:  # gradwatch's fault: run the cell unwatched
             warnings.warn(f"gradwatch could not watch this cell and ran it unwatched: "
                           f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
-            return await self._execute(nodes, filename)
+            return await self._execute_unwatched(nodes, filename)
         try:
             await self._execute(nodes, filename)
         except BaseException as exc:
@@ -262,6 +262,15 @@ class GradwatchMagics(Magics):
         except Exception:  # tokenize errors on code that parsed: leave it to IPython
             pass
         return shell.ast_node_interactivity
+
+    async def _execute_unwatched(self, nodes: list[tuple[ast.stmt, str]], filename: str) -> None:
+        """The body run plainly (gradwatch could not start), its traceback plain too."""
+        __tracebackhide__ = True
+        try:
+            await self._execute(nodes, filename)
+        except BaseException as exc:
+            self._tracebacks.arm(exception=exc, runner=_EXECUTE)
+            raise
 
     async def _execute(self, nodes: list[tuple[ast.stmt, str]], filename: str) -> None:
         """IPython's ``run_ast_nodes``: each statement compiled by the shell's compiler (so

@@ -476,6 +476,21 @@ def test_failing_cell_traceback_reads_as_without_the_magic(kernel, body):
         assert _notes(watched) == []
 
 
+def test_a_cell_gradwatch_could_not_watch_fails_plainly_too(kernel):
+    kernel.run("import gradwatch.session as gw_session\ngw_init = gw_session.Watch.__init__\n"
+               "def broken(self, **options):\n    raise RuntimeError('broken on purpose')\n"
+               "gw_session.Watch.__init__ = broken")
+    try:
+        plain = kernel.run("# the same line numbers as below\n" + RAISES_IN_A_FUNCTION)
+        watched = kernel.run("%%gradwatch\n" + RAISES_IN_A_FUNCTION)
+    finally:
+        kernel.run("gw_session.Watch.__init__ = gw_init")
+    assert "gradwatch could not start and ran the cell unwatched: RuntimeError: broken on purpose" \
+        in watched.stream("stderr")
+    assert watched.payloads == [] and watched.error["ename"] == "ValueError"
+    assert _plain_lines(watched) == _plain_lines(plain), watched.traceback_text()
+
+
 def test_strict_mode_error_is_one_line_without_gradwatch_frames(kernel):
     cell = kernel.run("%%gradwatch --strict\n" + UNUSED_LAYER)
     lines = _plain_lines(cell)
