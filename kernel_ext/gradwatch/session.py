@@ -28,8 +28,9 @@ from .news import OnFinding
 from .report import Report
 from .trace import explain
 from .trace.flow import FlowAnalyzer, data_leaves, related_tensor_ids
+from .trace.compiled import CompiledRegions
 from .trace.installer import InstallConflict, Installer
-from .trace.provenance import Provenance, ProvenanceMode, forget_callers
+from .trace.provenance import Provenance, ProvenanceMode, forget_callers, own_work
 
 _active = threading.local()
 _MAX_STEP_EVENTS = 32
@@ -153,6 +154,8 @@ class Watch:
         for monitor in dynamics.monitors(self):
             self._monitors.append(monitor)
         installer.add_undo(self._stop_tracing)
+        # torch.compile: the tracing mode steps aside in compiled code, seen from outside instead
+        CompiledRegions(installer, lambda: self.mode, self.provenance, self._internal_error).install()
         if self.trace_steps > 0:
             self._start_tracing(self.trace_steps)
 
@@ -354,7 +357,8 @@ class Watch:
         def zero_grad(opt, *args, **kwargs):
             __tracebackhide__ = True
             try:
-                session._on_zero_grad(opt)
+                with own_work():
+                    session._on_zero_grad(opt)
             except Exception as exc:
                 session._internal_error(exc)
             return original(opt, *args, **kwargs)
@@ -403,7 +407,8 @@ class Watch:
 
         def step_pre_hook(opt, args, kwargs):
             try:
-                session._on_step(opt, args, kwargs)
+                with own_work():
+                    session._on_step(opt, args, kwargs)
             except Exception as exc:
                 session._internal_error(exc)
         return step_pre_hook
@@ -461,7 +466,8 @@ class Watch:
             session._depth = 1
             try:
                 try:
-                    call = session._before_backward(api, args, kwargs)
+                    with own_work():
+                        call = session._before_backward(api, args, kwargs)
                 except Exception as err:
                     session._internal_error(err)
                     call = None
@@ -599,9 +605,11 @@ class Watch:
                 self._internal_error(exc)
 
     def _guard(self, fn, *args, **kwargs):
-        """Run gradwatch's own code so that its faults never reach the user's program."""
+        """Run gradwatch's own code so that its faults never reach the user's program (and its
+        tensor ops never reach the user's torch function / dispatch modes)."""
         try:
-            return fn(*args, **kwargs)
+            with own_work():
+                return fn(*args, **kwargs)
         except Exception as exc:
             self._internal_error(exc)
             return None

@@ -76,6 +76,15 @@ def _train(modes_inside: bool) -> tuple[int, int, list[float]]:
     return functions.n, dispatch.n, losses
 
 
+@pytest.mark.parametrize("modes_inside", [True, False], ids=["modes-in-the-loop", "modes-around-the-loop"])
+def test_users_modes_count_the_same_ops_with_and_without_gradwatch(modes_inside: bool) -> None:
+    functions, dispatch, losses = _train(modes_inside)
+    assert functions > 100 and dispatch > 100  # the modes do see the training
+    watched, caught, codes = _watched(lambda: _train(modes_inside))
+    assert watched == (functions, dispatch, losses)
+    assert caught == [] and codes == []
+
+
 def test_jit_trace_inside_a_watched_cell_records_the_same_graph_and_no_warning() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
@@ -136,7 +145,8 @@ def _meta_model_training() -> tuple[tuple[int, ...], str]:
     return tuple(model[0].weight.grad.shape), str(loss.device)
 
 
-@pytest.mark.parametrize("program", [_per_sample_gradients], ids=["vmap-per-sample-grad"])
+@pytest.mark.parametrize("program", [_fake_tensor_training, _per_sample_gradients, _meta_model_training],
+                         ids=["FakeTensorMode", "vmap-per-sample-grad", "meta-device"])
 def test_what_cannot_be_inspected_is_skipped_quietly(program: Callable[[], Any]) -> None:
     plain = program()
     watched, caught, codes = _watched(program)

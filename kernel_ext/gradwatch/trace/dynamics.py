@@ -29,6 +29,8 @@ from typing import Any
 
 import torch
 
+from .provenance import has_values, own_work
+
 
 class Monitor:
     """Base class: every hook is optional."""
@@ -107,7 +109,8 @@ class TrainingMonitor(Monitor):
 
         def call(*args, **kwargs):
             try:
-                return fn(*args, **kwargs)
+                with own_work():  # its tensor ops stay unseen by the user's modes
+                    return fn(*args, **kwargs)
             except Exception as exc:
                 session._internal_error(exc)
                 return None
@@ -188,7 +191,9 @@ class TrainingMonitor(Monitor):
             root = roots[0]
             if self.scaled is not None and self.scaled[0]() is root:
                 root = self.scaled[1]  # the loss before `scaler.scale(loss)`: its scale is no trend
-            if self.session.mode is None:
+            if not has_values(root):
+                pass  # a meta model or a FakeTensor: no values to follow
+            elif self.session.mode is None:
                 self.stats.on_loss(root)
             else:
                 with torch._C.DisableTorchFunction():
@@ -213,7 +218,10 @@ class TrainingMonitor(Monitor):
             self._remember_local_names()
         order = self.order
         order.on_step(optimizer, key)
-        if self.session.mode is None:
+        first = next((p for g in optimizer.param_groups for p in g["params"]), None)
+        if first is not None and not has_values(first):
+            pass  # a meta model or FakeTensors: no gradient values to follow
+        elif self.session.mode is None:
             self.stats.on_step(optimizer, key)
         else:
             with torch._C.DisableTorchFunction():

@@ -1,0 +1,111 @@
+"""torch.compile under gradwatch: dynamo sees the program exactly as without gradwatch (same
+frames and graphs, no graph breaks, no recompiles, no warnings), and a cut inside a compiled
+forward is still found."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# One process, so that the first watched run is also the one that imports dynamo (gradwatch
+# then hooks it from inside the cell's torch.compile()). backend="eager": dynamo's part (frames,
+# graphs, guards) is what gradwatch could disturb, and it is quick.
+_SCENARIO = textwrap.dedent("""
+    import json, sys, warnings
+    import torch, torch.nn as nn
+    import gradwatch
+
+    class Net(nn.Module):
+        def __init__(self, cut):
+            super().__init__()
+            self.a, self.b, self.cut = nn.Linear(8, 16), nn.Linear(16, 3), cut
+
+        def forward(self, x):
+            h = torch.relu(self.a(x))
+            return self.b(h.detach() if self.cut else h)
+
+    def run(watched, cut=False):
+        imported = "torch._dynamo" in sys.modules
+        if imported:
+            torch._dynamo.reset()
+            torch._dynamo.utils.counters.clear()
+        torch.manual_seed(0)
+        model = Net(cut)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        x, y = torch.randn(32, 8), torch.randint(0, 3, (32,))
+        codes = []
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            session = gradwatch.watch(warn=False, namespace=dict(model=model, opt=opt)) if watched else None
+            report = session.__enter__() if session else None
+            try:
+                compiled = torch.compile(model, backend="eager")
+                losses = []
+                for _ in range(4):
+                    opt.zero_grad()
+                    loss = nn.functional.cross_entropy(compiled(x), y)
+                    loss.backward()
+                    opt.step()
+                    losses.append(loss.item())
+            finally:
+                if session:
+                    session.__exit__(None, None, None)
+                    codes = [(d.code, d.message, d.location and d.location.source) for d in report.diagnostics]
+        counters = {k: dict(v) for k, v in torch._dynamo.utils.counters.items() if v}
+        return dict(imported=imported, losses=losses, counters=counters, codes=codes,
+                    warnings=sorted(f"{w.category.__name__}: {w.message} @{w.filename}" for w in caught),
+                    weights=[p.detach().flatten().tolist() for p in model.parameters()])
+
+    print(json.dumps(dict(first=run(True), plain=run(False), watched=run(True),
+                          cut=run(True, cut=True), plain_cut=run(False, cut=True))))
+""")
+
+
+@pytest.fixture(scope="module")
+def compiled_runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    script = tmp_path_factory.mktemp("compiled") / "compiled_loop.py"  # a file: its lines can be shown
+    script.write_text(_SCENARIO)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_dynamo_sees_the_same_program_with_and_without_gradwatch(compiled_runs: dict) -> None:
+    plain = compiled_runs["plain"]
+    assert plain["counters"]["stats"] == {"calls_captured": 3, "unique_graphs": 1}
+    assert plain["counters"]["frames"] == {"total": 1, "ok": 1}
+    for run in ("first", "watched"):
+        watched = compiled_runs[run]
+        assert watched["counters"] == plain["counters"], run  # no graph break, no recompile
+        assert watched["warnings"] == plain["warnings"] == [], run
+        assert watched["losses"] == plain["losses"], run
+        assert watched["weights"] == plain["weights"], run
+        assert watched["codes"] == [], run  # a clean compiled loop: nothing to report
+
+
+def test_dynamo_imported_inside_the_cell_is_hooked_too(compiled_runs: dict) -> None:
+    assert compiled_runs["first"]["imported"] is False  # torch.compile() in the cell imported it
+    assert compiled_runs["watched"]["imported"] is True
+
+
+def test_a_cut_inside_a_compiled_forward_is_still_found(compiled_runs: dict) -> None:
+    cut = compiled_runs["cut"]
+    assert cut["counters"] == compiled_runs["plain_cut"]["counters"]
+    assert "graph_break" not in cut["counters"]
+    assert cut["warnings"] == []
+    assert cut["losses"] == compiled_runs["plain_cut"]["losses"]
+    # as found without torch.compile: the .detach() in the forward, naming what it cuts off
+    assert [code for code, _, _ in cut["codes"]] == ["GW002"], cut["codes"]
+    _, message, source = cut["codes"][0]
+    assert source.strip() == "return self.b(h.detach() if self.cut else h)"
+    assert "`h.detach()`" in message and "`model.a.weight`, `model.a.bias`" in message, message
