@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .diagnostics import Location
+from .measurements import Measurement
 
 
 @dataclass
@@ -164,7 +165,7 @@ class Events:
     n_steps: int = 0
     # optimizer -> [steps, steps checked for missing gradients, checked steps that missed some]
     step_counts: dict[int, list[int]] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)  # per-rule monitors' summaries
+    measurements: list[Measurement] = field(default_factory=list)  # the per-step monitors'
     cell_error: str | None = None  # the exception type the cell ended with, if it raised
     cell_failure: GradNoneEvent | InplaceLeafEvent | None = None  # that exception, explained
     inputs: list[InputScale] = field(default_factory=list)  # measured only when the loss misbehaved

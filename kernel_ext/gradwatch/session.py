@@ -35,7 +35,6 @@ from .trace.provenance import Provenance, ProvenanceMode, forget_callers, own_wo
 _active = threading.local()
 _MAX_STEP_EVENTS = 32
 _NO_GRAD_NAMES = ("no_grad", "inference_mode", "set_grad_enabled")
-_SCALE_SENSITIVE = {"GW105", "GW106", "GW112", "GW113"}
 _RETRACE_LIMIT = 16  # backward() calls traced at most to reach one optimizer's next step
 _GRAD_CALLS_FREE = 8  # autograd.grad() calls (inner loops, penalties) that do not use up tracing
 _CHECK_ALL_STEPS = 16  # each optimizer's first steps are all checked for missing gradients ...
@@ -634,8 +633,9 @@ class Watch:
     def _measure_inputs(self) -> None:
         """The data's scale, when the loss diverged, went NaN or stayed flat: unscaled features
         are the usual cause (one host read per input, once per cell)."""
-        if not any(f["code"] in _SCALE_SENSITIVE and f.get("kind") != "singular"
-                   for f in self.events.extra.get("dynamics", ())):
+        from .rules import registry
+
+        if not registry.wants_input_scales(self.events):
             return
         namer = self._namer()
         for ref, pos, target in self._inputs:

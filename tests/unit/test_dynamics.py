@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import importlib.util
+import math
 import warnings
 import weakref
 from pathlib import Path
@@ -16,6 +17,11 @@ from torch import nn
 import gradwatch
 from gradwatch import session as session_mod
 from gradwatch.events import Events
+from gradwatch.measurements import (ClearedUnusedGradients, GradientStatistics, LearningRateZero, LossStatistics,
+                                    NonFiniteOrigin, OptimizerRef)
+from gradwatch.rules import gw106_exploding_gradient as gw106
+from gradwatch.rules import gw108_dead_parameter as gw108
+from gradwatch.rules import gw113_diverging_loss as gw113
 from gradwatch.rules import registry
 from gradwatch.trace import dyn_stats
 
@@ -143,27 +149,54 @@ def test_user_results_are_unchanged():
     assert all(torch.equal(a, b) for a, b in zip(plain, out[0], strict=True))
 
 
-# --- rules on recorded findings ----------------------------------------------------------------
-def run_rules(findings):
+# --- rules on recorded measurements -----------------------------------------------------------
+OPT = OptimizerRef(key=1, name="opt", location=None, steps=100)
+
+
+def run_rules(measurements):
     events = Events()
-    events.extra["dynamics"] = findings
+    events.measurements = list(measurements)
     return registry.run(events)
 
 
+def gradient_statistics(**changes) -> GradientStatistics:
+    """One optimizer's gradient statistics: three 8x8 weight matrices that learn normally over
+    64 sampled steps, with ``changes`` applied."""
+    n = len(changes.get("params", ["w1", "w2", "w3"]))
+    values = dict(optimizer=OPT, loss=None, params=["w1", "w2", "w3"], numels=[64] * n, ndims=[2] * n,
+                  sampled_steps=64, last_sampled_step=64, first_nonfinite_step=[math.inf] * n,
+                  zero_run=[0.0] * n, last_nonzero_step=[64.0] * n, ever_nonzero=[True] * n,
+                  sum_log10=[-64.0] * n, n_log10=[64.0] * n, n_present=[64.0] * n, all_zero_rows=0.0,
+                  first_mean=[1.0] * n, first_global=1.0, last_mean=[1.0] * n, last_global=1.0)
+    values.update(changes)
+    return GradientStatistics(**values)
+
+
+def loss_statistics(**changes) -> LossStatistics:
+    values = dict(optimizer=OPT, loss=None, count=100, first_nonfinite=None, first_mean=1.0, tail=[0.5] * 16,
+                  finite_count=100.0, finite_sum=60.0, finite_min=0.4, finite_max=1.2)
+    values.update(changes)
+    return LossStatistics(**values)
+
+
 def test_flat_loss_is_not_reported_when_the_learning_rate_is_zero():
-    base = dict(optimizer_key=1, optimizer="opt", optimizer_location=None, loss=None, steps=100)
-    diags = run_rules([dict(base, code="GW114", kind="lr", step=None, params=["w"]),
-                       dict(base, code="GW112", mean=1.0, spread=0.0, n=100)])
+    flat = loss_statistics(tail=[1.0] * 16, finite_sum=100.0, finite_min=1.0, finite_max=1.0)
+    assert [d.code for d in run_rules([gradient_statistics(), flat])] == ["GW112"]
+    diags = run_rules([LearningRateZero(OPT, step=None, at_last_check=True, params=["w"]),
+                       gradient_statistics(), flat])
     assert [d.code for d in diags] == ["GW114"]
     assert diags[0].message == ("`opt` has learning rate 0, so `opt.step()` changes no parameter; "
                                 "set a positive `lr`")
+    # a warm-up schedule that starts at 0 and rises is fine
+    assert run_rules([LearningRateZero(OPT, step=None, at_last_check=False, params=["w"])]) == []
 
 
 def test_zero_gradients_left_by_zero_grad_before_step_are_gw102s():
-    base = dict(optimizer_key=1, optimizer="opt", optimizer_location=None, loss=None, steps=10)
-    diags = run_rules([dict(base, code="GW102", zero_grad=None, step=None, backward=None),
-                       dict(base, code="GW114", kind="zero_grads", params=["w"])])
-    assert [d.code for d in diags] == ["GW102"]
+    zeros = gradient_statistics(all_zero_rows=64.0, ever_nonzero=[False] * 3, zero_run=[64.0] * 3)
+    assert [d.code for d in run_rules([zeros])] == ["GW114"]
+    cleared = ClearedUnusedGradients(OPT, then="step", zero_grad=None, backward=None, step=None,
+                                     backwards_cleared=1, times=0)
+    assert [d.code for d in run_rules([cleared, zeros])] == ["GW102"]
 
 
 def test_non_finite_message_names_step_parameters_and_origin():
@@ -171,14 +204,47 @@ def test_non_finite_message_names_step_parameters_and_origin():
 
     op = Location(3, 16, 3, 30, "    features = torch.log(raw)", cell=5)
     bwd = Location(5, 5, 5, 20, "    loss.backward()", cell=5)
-    diags = run_rules([
-        dict(code="GW105", kind="values", optimizer_key=1, optimizer="optimizer", optimizer_location=None,
-             loss=bwd, steps=10, grad_step=1, loss_step=1, params=["model.weight"], n_params=1),
-        dict(code="GW105", kind="origin", op="log", location=op, inputs=[], iteration=1)])
+    grads = gradient_statistics(loss=bwd, params=["model.weight"], first_nonfinite_step=[1.0])
+    losses = loss_statistics(loss=bwd, first_nonfinite=0.0)
+    diags = run_rules([grads, losses, NonFiniteOrigin(op="log", location=op, inputs=[], iteration=1)])
     [d] = diags
     assert d.location == op and d.evidence["step"] == 1
     assert d.message.startswith("`loss` first became NaN/Inf at step 1; the first non-finite value "
                                 "came from `torch.log(raw)`")
+
+
+@pytest.mark.parametrize(("growth", "reported"), [(gw106.MIN_GROWTH * 0.99, False), (gw106.MIN_GROWTH, True)])
+def test_exploding_gradient_threshold_is_the_rule_modules(growth, reported):
+    grads = gradient_statistics(last_global=growth, last_mean=[growth, 1.0, 1.0])
+    diags = run_rules([grads])
+    assert [d.code for d in diags] == (["GW106"] if reported else [])
+    if reported:
+        assert diags[0].evidence["parameters"] == ["w1"]  # grew 100x; the others did not
+
+
+@pytest.mark.parametrize(("last", "reported"), [(9.9, False), (10.0, True)])
+def test_diverging_loss_threshold_is_the_rule_modules(last, reported):
+    assert gw113.MIN_GROWTH == 10
+    diags = run_rules([loss_statistics(tail=[last] * 16, finite_max=last)])
+    assert [d.code for d in diags] == (["GW113"] if reported else [])
+
+
+def test_vanishing_gradient_is_measured_against_the_upper_quartile_layer():
+    # log10 RMS per element: w1 -1, w2 -1 - 4 (4 orders below), w3 -1, w4 -3; upper quartile: -1
+    params = ["w1", "w2", "w3", "w4"]
+    log_rms = [-1.0, -5.0, -1.0, -3.0]
+    grads = gradient_statistics(params=params, numels=[64] * 4, ndims=[2] * 4, n_log10=[10.0] * 4,
+                                sum_log10=[10 * (v + 0.5 * math.log10(64)) for v in log_rms])
+    [d] = run_rules([grads])
+    assert d.code == "GW107" and d.evidence["parameters"] == ["w2"] and d.evidence["orders"] == 4.0
+
+
+def test_dead_parameters_need_the_rule_modules_run_of_zero_steps():
+    def dead_for(run: float):
+        return gradient_statistics(zero_run=[run, 0.0, 0.0], last_nonzero_step=[64 - run, 64.0, 64.0])
+
+    assert run_rules([dead_for(gw108.MIN_ZERO_STEPS - 1)]) == []
+    assert [d.code for d in run_rules([dead_for(gw108.MIN_ZERO_STEPS + 12)])] == ["GW108"]
 
 
 def check_no_sync(*args, **kwargs) -> str:

@@ -100,3 +100,36 @@ def test_deference_cycles_are_refused(monkeypatch):
     monkeypatch.setattr(table["GW002"], "defers_to", frozenset({"GW001"}))
     with pytest.raises(ValueError, match="cycle"):
         registry.precedence_order({"GW001", "GW002"})
+
+
+# --- thresholds: a rule module owns them, and its page states them -------------------------------
+def _stated(number: float) -> str:
+    """How a page writes a threshold: `100`, `4`, `1e-5`."""
+    if float(number).is_integer():
+        return str(int(number))
+    mantissa, exponent = f"{number:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+@pytest.mark.parametrize("rule", registry.rules(), ids=lambda r: r.code)
+def test_a_rule_page_states_its_modules_thresholds(rule):
+    """Every public numeric constant of a rule module (its thresholds) is on its page in bold,
+    in "What it does", and every bold number there is one of them: the page cannot drift."""
+    import sys
+
+    module = sys.modules[rule.__module__]
+    constants = {name: value for name, value in vars(module).items()
+                 if re.fullmatch(r"[A-Z][A-Z0-9_]*", name) and isinstance(value, (int, float))
+                 and not isinstance(value, bool)}
+    what = rule.doc().split("## What it does", 1)[1].split("\n## ", 1)[0]
+    bold = set(re.findall(r"\*\*([0-9.e-]+)\*\*", what))
+    assert bold == {_stated(v) for v in constants.values()}, (rule.code, constants, bold)
+
+
+def test_thresholds_are_stated_as_the_code_uses_them():
+    from gradwatch.rules import gw106_exploding_gradient as gw106
+    from gradwatch.rules import gw112_flat_loss as gw112
+
+    assert _stated(gw106.MIN_GROWTH) == "100" and "**100**" in gw106.ExplodingGradient.doc()
+    assert "thousandfold" not in gw106.ExplodingGradient.doc()
+    assert _stated(gw112.MAX_SPREAD) == "1e-5"

@@ -8,11 +8,14 @@ this bad?*, *Example*, *Use instead*) is its documentation page.
 from __future__ import annotations
 
 import sys
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, TypeVar
 
 from ..diagnostics import Applicability, Diagnostic, Edit, Fix, Location, Related, Severity
 from ..events import Events
 from ..locate import SourceMap
+from ..measurements import Measurement
+
+M = TypeVar("M", bound=Measurement)
 
 
 class Context:
@@ -33,9 +36,9 @@ class Context:
             if event.flow is not None:
                 yield event, event.flow
 
-    def findings(self, code: str) -> Iterator[dict]:
-        """The per-step monitor's findings for one rule (``Events.extra["dynamics"]``)."""
-        return (f for f in self.events.extra.get("dynamics", ()) if f["code"] == code)
+    def measured(self, kind: type[M]) -> list[M]:
+        """The per-step monitors' measurements of one kind (``Events.measurements``)."""
+        return [m for m in self.events.measurements if isinstance(m, kind)]
 
     @staticmethod
     def trained_by_this_step(event: Any, flow: Any, names: Iterable[str]) -> list[str]:
@@ -76,6 +79,9 @@ class Rule:
     defers_to: frozenset[str] = frozenset()
     # findings at one place are one finding (a loss that diverges for several optimizers)
     one_per_place: bool = False
+    # its message blames unscaled data when the data is far from unit scale: the session
+    # measures the data (``Events.inputs``) only when such a rule reports
+    blames_unscaled_data: bool = False
 
     @classmethod
     def doc(cls) -> str:

@@ -31,6 +31,7 @@ for x, y in loader:
 
 from __future__ import annotations
 
+from ..measurements import AccumulatedIntoUsedGradient
 from .base import Applicability, Context, Edit, Fix, Rule, Severity, related
 
 
@@ -41,18 +42,18 @@ class MissingZeroGrad(Rule):
     summary = "Gradients accumulate across optimizer steps: nothing calls `zero_grad()`."
 
     def check(self, ctx: Context):
-        for f in ctx.findings(self.code):
-            opt, bwd = f["optimizer"], f["backward"]
+        for m in ctx.measured(AccumulatedIntoUsedGradient):
+            opt, bwd = m.optimizer.name, m.backward
             call = f"`{bwd.text}`" if bwd is not None and bwd.text else "`backward()`"
             message = (f"{call} adds to the gradients that `{opt}.step()` already used, because "
                        f"nothing clears them between steps; call `{opt}.zero_grad()` before "
                        f"`backward()`")
-            rel = related(f["step"], f"`{opt}.step()` uses the accumulated gradients here")
-            if f.get("zero_grad") is not None:
-                rel += related(f["zero_grad"], f"`{opt}.zero_grad()` is called only here, not "
-                                               "between the steps")
+            rel = related(m.step, f"`{opt}.step()` uses the accumulated gradients here")
+            if m.zero_grad is not None:
+                rel += related(m.zero_grad, f"`{opt}.zero_grad()` is called only here, not "
+                                            "between the steps")
             yield self.diagnostic(message, bwd, related=rel, fix=_fix(bwd, opt),
-                                  optimizer=opt, step=f.get("step_index"))
+                                  optimizer=opt, step=m.step_index)
 
 
 def _fix(loc, opt: str):

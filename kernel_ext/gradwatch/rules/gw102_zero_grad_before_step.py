@@ -25,6 +25,7 @@ optimizer.step()
 
 from __future__ import annotations
 
+from ..measurements import ClearedUnusedGradients
 from .base import Context, Rule, Severity, display_fix, related
 
 
@@ -35,13 +36,15 @@ class ZeroGradBeforeStep(Rule):
     summary = "`zero_grad()` between `backward()` and `step()` throws the gradients away."
 
     def check(self, ctx: Context):
-        for f in ctx.findings(self.code):
-            opt = f["optimizer"]
+        for m in ctx.measured(ClearedUnusedGradients):
+            if m.then != "step":
+                continue
+            opt = m.optimizer.name
             message = (f"`{opt}.zero_grad()` runs between `backward()` and `{opt}.step()`, so the "
                        f"step finds no gradient and the model does not learn; call "
                        f"`{opt}.zero_grad()` before `backward()` or after `step()`")
-            rel = related(f.get("backward"), "the gradients computed here are cleared") + \
-                related(f.get("step"), f"`{opt}.step()` finds no gradient here")
-            yield self.diagnostic(message, f.get("zero_grad") or f.get("step"), related=rel,
+            rel = related(m.backward, "the gradients computed here are cleared") + \
+                related(m.step, f"`{opt}.step()` finds no gradient here")
+            yield self.diagnostic(message, m.zero_grad or m.step, related=rel,
                                   fix=display_fix("Move `zero_grad()` before `backward()`"),
                                   optimizer=opt)

@@ -28,6 +28,7 @@ for x, y in loader:
 
 from __future__ import annotations
 
+from ..measurements import StepWithoutBackward
 from .base import Context, Rule, Severity, display_fix, related
 
 
@@ -38,13 +39,13 @@ class StepWithoutGradient(Rule):
     summary = "`optimizer.step()` runs with no `backward()` since the previous step."
 
     def check(self, ctx: Context):
-        for f in ctx.findings(self.code):
-            opt = f["optimizer"]
-            what = ("finds no gradient and changes nothing" if f.get("no_grad")
+        for m in ctx.measured(StepWithoutBackward):
+            opt = m.optimizer.name
+            what = ("finds no gradient and changes nothing" if m.no_gradient
                     else "applies the previous step's stale gradients again")
             message = (f"`{opt}.step()` runs without a `backward()` since the previous step, so it "
                        f"{what}; call `loss.backward()` before `{opt}.step()`")
-            yield self.diagnostic(message, f.get("step"),
-                                  related=related(f.get("optimizer_location"), f"`{opt}` is created here"),
+            yield self.diagnostic(message, m.step,
+                                  related=related(m.optimizer.location, f"`{opt}` is created here"),
                                   fix=display_fix("Call `loss.backward()` before `step()`"),
-                                  explains=f.get("params", ()), optimizer=opt)
+                                  explains=m.params, optimizer=opt)

@@ -29,7 +29,9 @@ for x, y in loader:
 
 from __future__ import annotations
 
+from ..measurements import ClearedUnusedGradients, NeverStepped
 from .base import Context, Rule, Severity, display_fix, related
+from .gw105_non_finite import became_non_finite
 
 
 class UnusedBackward(Rule):
@@ -39,37 +41,38 @@ class UnusedBackward(Rule):
     summary = "`backward()` computes gradients that no `optimizer.step()` uses."
 
     def check(self, ctx: Context):
-        found = ctx.events.extra.get("dynamics", ())
-        nonfinite = any(f["code"] == "GW105" and f.get("kind") != "singular" for f in found)
-        for f in found:
-            if f["code"] != self.code:
-                continue
-            if f.get("kind") == "discarded" and (nonfinite or f.get("steps", 0) > f.get("discards", 0)):
-                # steps skipped on purpose (a NaN guard) in a loop that mostly steps
-                continue
-            opt, bwd = f["optimizer"], f.get("backward")
+        nonfinite = became_non_finite(ctx)
+        for m in ctx.measured(ClearedUnusedGradients):
+            if m.then != "backward" or nonfinite or m.optimizer.steps > m.times:
+                continue  # steps skipped on purpose (a NaN guard) in a loop that mostly steps
+            opt, bwd = m.optimizer.name, m.backward
             call = f"`{bwd.text}`" if bwd is not None and bwd.text else "`backward()`"
-            if f.get("kind") != "discarded" and ctx.events.cell_error is not None:
-                continue  # the cell raised before it could reach `step()`: nothing to judge
-            where = bwd or f.get("zero_grad")
-            if f.get("kind") == "discarded" and f.get("steps", 0) >= 2 and f.get("zero_grad") is not None:
+            where = bwd or m.zero_grad
+            if m.optimizer.steps >= 2 and m.zero_grad is not None:
                 # the loop does step, every few backward() calls (gradient accumulation), but a
                 # zero_grad() between them throws the earlier micro-batches away: that is the line
-                zg = f["zero_grad"]
+                zg = m.zero_grad
                 message = (f"`{zg.text or opt + '.zero_grad()'}` clears the gradients of {call} before "
-                           f"`{opt}.step()` uses them ({f.get('discards', 0):,} times), so only the last "
+                           f"`{opt}.step()` uses them ({m.times:,} times), so only the last "
                            f"micro-batch before each step counts; call `{opt}.zero_grad()` right after "
                            f"`{opt}.step()` instead")
                 rel = related(bwd, "these gradients are thrown away")
                 where = zg
-            elif f.get("kind") == "discarded":
+            else:
                 message = (f"the gradients of {call} are cleared by `{opt}.zero_grad()` before any "
                            f"`{opt}.step()` uses them; call `{opt}.step()` after every `backward()`")
-                rel = related(f.get("zero_grad"), "the gradients are cleared here, unused")
-            else:
-                message = (f"the gradients of {call} are never used because `{opt}.step()` is never "
-                           f"called; call `{opt}.step()` after `backward()`")
-                rel = related(f.get("optimizer_location"), f"`{opt}` is created here")
+                rel = related(m.zero_grad, "the gradients are cleared here, unused")
             yield self.diagnostic(message, where, related=rel,
                                   fix=display_fix(f"Call `{opt}.step()` after `backward()`"),
-                                  optimizer=opt, kind=f.get("kind"))
+                                  optimizer=opt, kind="discarded")
+        if ctx.events.cell_error is not None:
+            return  # the cell raised before it could reach `step()`: nothing to judge
+        for never in ctx.measured(NeverStepped):
+            opt, bwd = never.optimizer.name, never.backward
+            call = f"`{bwd.text}`" if bwd is not None and bwd.text else "`backward()`"
+            message = (f"the gradients of {call} are never used because `{opt}.step()` is never "
+                       f"called; call `{opt}.step()` after `backward()`")
+            yield self.diagnostic(message, bwd or never.zero_grad,
+                                  related=related(never.optimizer.location, f"`{opt}` is created here"),
+                                  fix=display_fix(f"Call `{opt}.step()` after `backward()`"),
+                                  optimizer=opt, kind="never_stepped")

@@ -27,6 +27,10 @@ Or clamp the input (`torch.log(p.clamp_min(1e-12))`), clean the data, or lower t
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
+from ..measurements import GradientStatistics, LossStatistics, NonFiniteOrigin, ZeroIntoSingularOp
 from .base import Context, Rule, Severity, display_fix, names, related
 
 
@@ -36,12 +40,15 @@ class NonFinite(Rule):
     severity = Severity.ERROR
     summary = "The loss or a gradient became NaN or Inf."
     one_per_place = True
+    blames_unscaled_data = True
 
     def check(self, ctx: Context):
-        found = [f for f in ctx.events.extra.get("dynamics", ()) if f["code"] == self.code]
-        origin = next((f for f in found if f.get("kind") == "origin"), None)
-        singular = next((f for f in found if f.get("kind") == "singular"), None)
-        values = [f for f in found if f.get("kind") == "values"]
+        origin: dict[str, Any] | None = next(
+            (dict(op=o.op, location=o.location, inputs=o.inputs, iteration=o.iteration)
+             for o in ctx.measured(NonFiniteOrigin)), None)
+        singular: dict[str, Any] | None = next(
+            (dict(op=s.op, location=s.location) for s in ctx.measured(ZeroIntoSingularOp)), None)
+        values = nonfinite_values(ctx)
         if not values and origin is None:
             return
         v = min(values, key=lambda f: min(x for x in (f.get("grad_step"), f.get("loss_step"), 1 << 30)
@@ -92,6 +99,35 @@ class NonFinite(Rule):
                               fix=display_fix("Clamp the op's input or add an epsilon; lower the learning rate"),
                               step=step, grad_step=grad_step, loss_step=loss_step,
                               parameters=v.get("params", []), op=(origin or {}).get("op"))
+
+
+def nonfinite_values(ctx: Context) -> list[dict[str, Any]]:
+    """Per optimizer: the first step whose loss or gradients were not finite, and the
+    parameters whose gradients went non-finite at that step."""
+    grads = {m.optimizer.key: m for m in ctx.measured(GradientStatistics)}
+    losses = {m.optimizer.key: m for m in ctx.measured(LossStatistics)}
+    out = []
+    for key in dict.fromkeys([*grads, *losses]):
+        g, loss = grads.get(key), losses.get(key)
+        first = min(g.first_nonfinite_step, default=math.inf) if g is not None else math.inf
+        grad_step = int(first) if math.isfinite(first) else None
+        loss_bad = loss.first_nonfinite if loss is not None else None
+        if grad_step is None and loss_bad is None:
+            continue
+        bad = [n for n, v in zip(g.params, g.first_nonfinite_step, strict=False) if v == first] \
+            if g is not None and grad_step else []
+        some = g or loss
+        assert some is not None
+        out.append(dict(optimizer=some.optimizer.name, optimizer_location=some.optimizer.location,
+                        loss=some.loss, grad_step=grad_step,
+                        loss_step=int(loss_bad + 1) if loss_bad is not None else None,
+                        params=bad[:16], n_params=len(bad)))
+    return out
+
+
+def became_non_finite(ctx: Context) -> bool:
+    """A loss or gradient became NaN/Inf, or a traced forward op made one (what GW105 reports)."""
+    return bool(ctx.measured(NonFiniteOrigin)) or bool(nonfinite_values(ctx))
 
 
 def _loss_name(loc) -> str:

@@ -1,7 +1,8 @@
 """## What it does
 Tracks the global and per-parameter gradient norms over the steps of a cell and flags
-gradients that grow by orders of magnitude (a thousandfold or more from the first steps to the
-last), naming the parameters that grew fastest.
+gradients that grow by orders of magnitude: a mean global norm over the latest steps **100**
+times or more that of the first steps, once at least **32** steps were measured. It names the
+parameters whose own norm grew at least **10** times, fastest first.
 
 ## Why is this bad?
 Exploding gradients make each update larger than the last; the loss oscillates, then overflows
@@ -30,7 +31,14 @@ for x, y in loader:
 
 from __future__ import annotations
 
+import math
+
+from ..measurements import GradientStatistics
 from .base import Context, Rule, Severity, display_fix, names, related
+
+MIN_GROWTH = 100  # latest / first mean global gradient norm
+MIN_SAMPLED_STEPS = 32
+MIN_PARAMETER_GROWTH = 10  # a parameter named as growing fast
 
 
 class ExplodingGradient(Rule):
@@ -41,14 +49,23 @@ class ExplodingGradient(Rule):
     one_per_place = True
 
     def check(self, ctx: Context):
-        for f in ctx.findings(self.code):
-            opt = f["optimizer"]
-            fastest = f" (fastest in {names(f['params'], 3)})" if f.get("params") else ""
-            message = (f"the gradient norm of `{opt}`'s parameters grew {f['growth']:.0e}-fold over "
-                       f"{f['steps']} steps, from {f['first']:.3g} to {f['last']:.3g}{fastest}; lower "
-                       f"the learning rate or clip with `torch.nn.utils.clip_grad_norm_`")
+        for g in ctx.measured(GradientStatistics):
+            if g.sampled_steps < MIN_SAMPLED_STEPS or not g.first_global > 0 \
+                    or not math.isfinite(g.last_global):
+                continue
+            growth = g.last_global / g.first_global
+            if growth < MIN_GROWTH:
+                continue
+            grown = sorted(((last / first, name) for first, last, name in
+                            zip(g.first_mean, g.last_mean, g.params, strict=False) if first > 0), reverse=True)
+            params = [name for ratio, name in grown if ratio >= MIN_PARAMETER_GROWTH][:16]
+            opt = g.optimizer.name
+            fastest = f" (fastest in {names(params, 3)})" if params else ""
+            message = (f"the gradient norm of `{opt}`'s parameters grew {growth:.0e}-fold over "
+                       f"{g.optimizer.steps} steps, from {g.first_global:.3g} to {g.last_global:.3g}{fastest}; "
+                       f"lower the learning rate or clip with `torch.nn.utils.clip_grad_norm_`")
             yield self.diagnostic(
-                message, f.get("loss") or f.get("optimizer_location"),
-                related=related(f.get("optimizer_location"), f"`{opt}` and its learning rate are set here"),
+                message, g.loss or g.optimizer.location,
+                related=related(g.optimizer.location, f"`{opt}` and its learning rate are set here"),
                 fix=display_fix("Lower the learning rate or clip the gradient norm"),
-                growth=f["growth"], parameters=f.get("params", []), optimizer=opt)
+                growth=growth, parameters=params, optimizer=opt)

@@ -1,7 +1,9 @@
 """## What it does
-Compares, over the steps of a cell, the typical gradient size per element of every parameter
-and names the weight matrices whose gradients are at least four orders of magnitude smaller than those
-of the upper-quartile layer.
+Compares, over the steps of a cell, the typical gradient size per element (the RMS, averaged
+in log scale over the steps) of every weight matrix, and names those whose gradients are at
+least **4** orders of magnitude smaller than those of the upper-quartile layer. It needs at
+least **3** weight matrices with a non-zero gradient at **4** or more of at least **8** measured
+steps.
 
 ## Why is this bad?
 Layers whose gradients are ten thousand times smaller than the others barely move: the network
@@ -27,7 +29,15 @@ model = nn.Sequential(*layers, nn.Linear(64, 1))
 
 from __future__ import annotations
 
+import math
+
+from ..measurements import GradientStatistics
 from .base import Context, Rule, Severity, display_fix, names, related
+
+MIN_ORDERS = 4  # log10 of how much smaller than the upper-quartile layer's
+MIN_LAYERS = 3
+MIN_NONZERO_STEPS = 4  # per weight matrix
+MIN_SAMPLED_STEPS = 8
 
 
 _SATURATING = {"Sigmoid", "Tanh", "sigmoid", "tanh", "Softsign", "softsign", "Hardtanh", "hardtanh"}
@@ -41,18 +51,22 @@ class VanishingGradient(Rule):
     defers_to = frozenset({"GW001", "GW002", "GW003", "GW004", "GW007", "GW008", "GW103"})
 
     def check(self, ctx: Context):
-        for f in ctx.findings(self.code):
-            params = [p for p in f["params"] if p not in ctx.explained]
+        for g in ctx.measured(GradientStatistics):
+            found = _vanishing(g)
+            if found is None:
+                continue
+            orders, small = found
+            params = [p for p in small if p not in ctx.explained]
             if not params:
                 continue
             one = len(params) == 1
             message = (f"the gradient{'' if one else 's'} of {names(params, 3)} {'is' if one else 'are'} "
-                       f"about 10^{f['orders']:.0f} times smaller than the other layers' (vanishing gradients), "
+                       f"about 10^{orders:.0f} times smaller than the other layers' (vanishing gradients), "
                        f"so {'it barely learns' if one else 'they barely learn'}; "
                        f"use ReLU-like activations, normalization or residual connections")
-            where = f.get("loss") or f.get("optimizer_location")
+            where = g.loss or g.optimizer.location
             activation = ctx.source_map.find_call(_SATURATING) if ctx.source_map else None
-            rel = related(f.get("optimizer_location"), f"`{f['optimizer']}` trains them")
+            rel = related(g.optimizer.location, f"`{g.optimizer.name}` trains them")
             if activation is not None:  # the line to edit: the saturating activation of the stack
                 message += f" (`{activation.text}` saturates, so each layer shrinks the gradient)"
                 rel = related(where, "the gradients are measured from this loss") + rel
@@ -60,4 +74,21 @@ class VanishingGradient(Rule):
             yield self.diagnostic(
                 message, where, related=rel,
                 fix=display_fix("Use ReLU/GELU, BatchNorm/LayerNorm or residual connections"),
-                parameters=params, orders=f["orders"])
+                parameters=params, orders=orders)
+
+
+def _vanishing(g: GradientStatistics) -> tuple[float, list[str]] | None:
+    """(orders below the upper-quartile layer, the weight matrices that far below), or None."""
+    if g.sampled_steps < MIN_SAMPLED_STEPS:
+        return None
+    # mean log10 of the per-element RMS gradient; weight matrices only: a bias right before a
+    # batch norm gets ~0 by design
+    rms = {i: g.sum_log10[i] / g.n_log10[i] - 0.5 * math.log10(max(g.numels[i], 1))
+           for i in range(len(g.params)) if g.n_log10[i] >= MIN_NONZERO_STEPS and g.ndims[i] >= 2}
+    if len(rms) < MIN_LAYERS:
+        return None
+    upper_quartile = sorted(rms.values())[(3 * len(rms)) // 4]
+    small = sorted((v - upper_quartile, g.params[i]) for i, v in rms.items() if v - upper_quartile <= -MIN_ORDERS)
+    if not small:
+        return None
+    return round(-small[0][0], 1), [name for _, name in small][:16]

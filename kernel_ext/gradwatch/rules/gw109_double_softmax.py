@@ -23,7 +23,11 @@ loss = nn.CrossEntropyLoss()(model(x), y)   # logits in; softmax only for predic
 
 from __future__ import annotations
 
+from ..measurements import LossCall
 from .base import Context, Rule, Severity, display_fix, related
+
+_LOGITS_LOSSES = {"cross_entropy", "nll_loss"}
+_SOFTMAX = {"softmax", "log_softmax"}
 
 
 class DoubleSoftmax(Rule):
@@ -33,11 +37,14 @@ class DoubleSoftmax(Rule):
     summary = "`softmax`/`log_softmax` output fed into `cross_entropy` (or `softmax` into `nll_loss`)."
 
     def check(self, ctx: Context):
-        for f in ctx.findings(self.code):
-            loc, src = f["location"], f.get("producer_location")
-            call = f"`{loc.text}`" if loc is not None and loc.text else f"`{f['op']}`"
-            made = f"`{src.text}`" if src is not None and src.text else f"`{f['producer']}`"
-            if f["op"] == "cross_entropy":
+        for f in ctx.measured(LossCall):
+            if f.op not in _LOGITS_LOSSES or f.producer not in _SOFTMAX \
+                    or (f.op == "nll_loss" and f.producer == "log_softmax"):
+                continue  # log-probabilities are what nll_loss expects
+            loc, src = f.location, f.producer_location
+            call = f"`{loc.text}`" if loc is not None and loc.text else f"`{f.op}`"
+            made = f"`{src.text}`" if src is not None and src.text else f"`{f.producer}`"
+            if f.op == "cross_entropy":
                 message = (f"{call} applies `cross_entropy`, which does its own `log_softmax`, to the "
                            f"output of {made}, so the gradients shrink and training stalls; pass the "
                            f"raw logits instead")
@@ -46,7 +53,7 @@ class DoubleSoftmax(Rule):
                            f"`softmax` probabilities of {made}; use `log_softmax` instead")
             # the line to edit is the softmax (often in `forward`); the loss only shows it
             yield self.diagnostic(message, src or loc,
-                                  related=related(loc, f"`{f['op']}` receives the probabilities here")
+                                  related=related(loc, f"`{f.op}` receives the probabilities here")
                                   if src is not None else [],
-                                  fix=display_fix(f"Remove the `{f['producer']}` before the loss"),
-                                  op=f["op"], producer=f["producer"])
+                                  fix=display_fix(f"Remove the `{f.producer}` before the loss"),
+                                  op=f.op, producer=f.producer)

@@ -24,6 +24,7 @@ loss = nn.BCEWithLogitsLoss()(logits, y)
 
 from __future__ import annotations
 
+from ..measurements import LossCall
 from .base import Context, Rule, Severity, display_fix, related
 
 
@@ -34,9 +35,11 @@ class SigmoidBeforeBCE(Rule):
     summary = "`sigmoid` fed into `BCELoss` where `BCEWithLogitsLoss` is meant."
 
     def check(self, ctx: Context):
-        for f in ctx.findings(self.code):
-            loc, src = f["location"], f.get("producer_location")
-            if f.get("logits"):
+        for f in ctx.measured(LossCall):
+            if f.producer != "sigmoid" or f.op not in ("binary_cross_entropy", "binary_cross_entropy_with_logits"):
+                continue
+            loc, src = f.location, f.producer_location
+            if f.op == "binary_cross_entropy_with_logits":  # a second sigmoid inside the loss
                 yield self._twice(loc, src)
                 continue
             call = f"`{loc.text}`" if loc is not None and loc.text else "`binary_cross_entropy`"

@@ -21,7 +21,10 @@ loss = F.mse_loss(pred.squeeze(1), y)
 
 from __future__ import annotations
 
+from ..measurements import LossCall
 from .base import Context, Rule, Severity, display_fix, related
+
+_REGRESSION = {"mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss"}
 
 
 class LossBroadcast(Rule):
@@ -31,19 +34,21 @@ class LossBroadcast(Rule):
     summary = "A regression loss compares input and target shapes that broadcast silently."
 
     def check(self, ctx: Context):
-        for f in ctx.findings(self.code):
-            loc = f["location"]
-            call = f"`{loc.text}`" if loc is not None and loc.text else f"`{f['op']}`"
+        for f in ctx.measured(LossCall):
+            if f.op not in _REGRESSION or f.broadcast_shape is None or f.target_shape is None:
+                continue
+            loc = f.location
+            call = f"`{loc.text}`" if loc is not None and loc.text else f"`{f.op}`"
 
             def shape(s):
                 return "(" + ", ".join(map(str, s)) + ("," if len(s) == 1 else "") + ")"
 
-            message = (f"{call} compares an input of shape {shape(f['input_shape'])} with a target of "
-                       f"shape {shape(f['target_shape'])}, which broadcast to {shape(f['broadcast_shape'])}, "
+            message = (f"{call} compares an input of shape {shape(f.input_shape)} with a target of "
+                       f"shape {shape(f.target_shape)}, which broadcast to {shape(f.broadcast_shape)}, "
                        f"so every prediction is compared with every target; make the shapes equal "
                        f"(e.g. `.squeeze(1)` or `.view_as(...)`)")
             where, rel = loc, []
-            inp, target, src = f["input_shape"], f["target_shape"], f.get("producer_location")
+            inp, target, src = f.input_shape, f.target_shape, f.producer_location
             extra = inp[len(target):] if inp[:len(target)] == target else []
             if src is not None and len(extra) >= 2 and all(d == 1 for d in extra):
                 # `[B, C, 1, 1]` against `[B, C]`: a feature map the model never flattened
@@ -51,4 +56,4 @@ class LossBroadcast(Rule):
                 message += f"; the prediction keeps {len(extra)} trailing size-1 dimensions from here"
             yield self.diagnostic(message, where, related=rel,
                                   fix=display_fix("Reshape input or target to the same shape"),
-                                  op=f["op"], input_shape=f["input_shape"], target_shape=f["target_shape"])
+                                  op=f.op, input_shape=f.input_shape, target_shape=f.target_shape)

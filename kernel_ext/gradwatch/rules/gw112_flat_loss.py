@@ -1,6 +1,8 @@
 """## What it does
-Flags a loss that did not move over a cell of at least 50 steps — all values within a
-hundred-thousandth of their mean — although the gradients are not zero.
+Flags a loss that did not move over a cell of at least **50** steps — all values within
+**1e-5** (a hundred-thousandth) of their mean, a mean of at least **1e-6** in size, never
+NaN/Inf — although the gradients are not zero (and the learning rate is not 0, which GW114
+reports).
 
 ## Why is this bad?
 If the gradients are there but the loss stays put, the updates are too small to matter: the
@@ -20,7 +22,13 @@ optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)
 
 from __future__ import annotations
 
+from ..measurements import GradientStatistics, LossStatistics
 from .base import Context, Rule, Severity, display_fix, related
+from .gw114_step_changes_nothing import all_gradients_zero, lr_zero_at_end
+
+MIN_STEPS = 50  # losses seen
+MAX_SPREAD = 1e-5  # (largest - smallest loss) / |mean loss|
+MIN_MEAN = 1e-6  # |mean loss|: a loss that is ~0 has converged
 
 
 class FlatLoss(Rule):
@@ -29,29 +37,48 @@ class FlatLoss(Rule):
     severity = Severity.WARNING
     summary = "The loss does not move over many steps although gradients are non-zero."
     one_per_place = True
+    blames_unscaled_data = True
 
     def check(self, ctx: Context):
-        found = ctx.events.extra.get("dynamics", ())
-        nothing = {f["optimizer_key"] for f in found if f["code"] == "GW114"}
-        for f in found:
-            if f["code"] != self.code or f["optimizer_key"] in nothing:
+        grads = {g.optimizer.key: g for g in ctx.measured(GradientStatistics)}
+        lr_zero = lr_zero_at_end(ctx)
+        for losses in ctx.measured(LossStatistics):
+            key, g = losses.optimizer.key, grads.get(losses.optimizer.key)
+            if key in lr_zero or (g is not None and all_gradients_zero(g)):
+                continue  # steps that change nothing: GW114
+            flat = _flat(losses, g)
+            if flat is None:
                 continue
-            loss = _loss_name(f.get("loss"))
-            opt = f.get("optimizer")
+            mean, spread = flat
+            loss = _loss_name(losses.loss)
+            opt = losses.optimizer.name
             fix = f"increase the learning rate of `{opt}`" if opt else "increase the learning rate"
-            where = f"at {f['mean']:.6g}" if f["spread"] == 0 else f"within {f['spread']:.2g} of {f['mean']:.6g}"
-            message = (f"`{loss}` stayed {where} over {f['n']} steps "
+            where = f"at {mean:.6g}" if spread == 0 else f"within {spread:.2g} of {mean:.6g}"
+            n = losses.count
+            message = (f"`{loss}` stayed {where} over {n} steps "
                        f"although the gradients are not zero, so the model is not learning; {fix}")
-            where_, rel = f.get("loss"), related(f.get("optimizer_location"), "the learning rate is set here")
+            where_, rel = losses.loss, related(losses.optimizer.location, "the learning rate is set here")
             data = ctx.unscaled_input(threshold=1e3, targets_first=True)
             if data is not None:  # targets or features far from unit scale: the steps are far too small
-                message = (f"`{loss}` stayed {where} over {f['n']} steps: `{data.name}` holds values up to "
+                message = (f"`{loss}` stayed {where} over {n} steps: `{data.name}` holds values up to "
                            f"{data.max_abs:,.3g}, far from the unit scale the model's outputs and steps have; "
                            f"standardize it (and undo that for predictions)")
-                rel = related(f.get("loss"), f"`{loss}` stays flat here") + rel
+                rel = related(losses.loss, f"`{loss}` stays flat here") + rel
                 where_ = data.created
             yield self.diagnostic(message, where_, related=rel,
-                                  fix=display_fix("Increase the learning rate"), mean=f["mean"], n=f["n"])
+                                  fix=display_fix("Increase the learning rate"), mean=mean, n=n)
+
+
+def _flat(losses: LossStatistics, g: GradientStatistics | None) -> tuple[float, float] | None:
+    """(mean, spread) of a loss that stayed put although gradients flowed, else None."""
+    if losses.count < MIN_STEPS or losses.first_nonfinite is not None or losses.finite_count <= 0:
+        return None
+    mean = losses.finite_sum / losses.finite_count
+    spread = losses.finite_max - losses.finite_min
+    moving = g is None or any(g.ever_nonzero)
+    if abs(mean) > MIN_MEAN and spread <= MAX_SPREAD * abs(mean) and moving:
+        return mean, spread
+    return None
 
 
 def _loss_name(loc) -> str:

@@ -1,6 +1,7 @@
 """## What it does
-Flags a loss that grows tenfold or more from the first steps of a cell to the last (or to its
-largest value before it became NaN/Inf).
+Flags a loss that grows **10** times or more from the first steps of a cell (the mean of its
+first 16 values) to the last (the mean of its latest finite values), or to its largest value
+before it became NaN/Inf, once at least **20** losses were seen.
 
 ## Why is this bad?
 Training should make the loss smaller. A loss that climbs means the updates overshoot: the
@@ -20,7 +21,13 @@ optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
 
 from __future__ import annotations
 
+import math
+
+from ..measurements import LossStatistics
 from .base import Context, Rule, Severity, display_fix, related
+
+MIN_GROWTH = 10  # latest (or peak) loss / first losses
+MIN_STEPS = 20  # losses seen
 
 
 class DivergingLoss(Rule):
@@ -29,32 +36,51 @@ class DivergingLoss(Rule):
     severity = Severity.WARNING
     summary = "The loss grows by an order of magnitude or more over the steps."
     one_per_place = True
+    blames_unscaled_data = True
 
     def check(self, ctx: Context):
-        for f in ctx.findings(self.code):
-            loss = _loss_name(f.get("loss"))
-            end = f"{f['peak']:.3g} before it became NaN/Inf" if f.get("nonfinite") else f"{f['last']:.3g}"
-            opt = f.get("optimizer")
+        for losses in ctx.measured(LossStatistics):
+            diverged = _diverged(losses)
+            if diverged is None:
+                continue
+            first, last = diverged
+            nonfinite = losses.first_nonfinite is not None
+            loss = _loss_name(losses.loss)
+            end = f"{losses.finite_max:.3g} before it became NaN/Inf" if nonfinite else f"{last:.3g}"
+            opt = losses.optimizer.name
             fix = f"lower the learning rate of `{opt}`" if opt else "lower the learning rate"
-            message = f"`{loss}` grew from {f['first']:.3g} to {end} instead of decreasing; {fix}"
-            where, rel = f.get("loss"), related(f.get("optimizer_location"), "the learning rate is set here")
+            message = f"`{loss}` grew from {first:.3g} to {end} instead of decreasing; {fix}"
+            where, rel = losses.loss, related(losses.optimizer.location, "the learning rate is set here")
             data = ctx.unscaled_input()
             if data is not None:  # unscaled features make any usual learning rate too large
-                message = (f"`{loss}` grew from {f['first']:.3g} to {end}: `{data.name}` holds values up to "
+                message = (f"`{loss}` grew from {first:.3g} to {end}: `{data.name}` holds values up to "
                            f"{data.max_abs:,.3g}, so the gradient steps overshoot; standardize it "
                            f"(subtract the mean, divide by the std) or {fix}")
-                rel = related(f.get("loss"), f"`{loss}` diverges here") + rel
+                rel = related(losses.loss, f"`{loss}` diverges here") + rel
                 where = data.created
             elif ctx.source_map is not None and (summed := ctx.source_map.find_summed_loss()) is not None:
                 # a summed loss grows with the batch: the step size the learning rate was tuned for
                 # is multiplied by the batch size
-                message = (f"`{loss}` grew from {f['first']:.3g} to {end}: `{summed.text}` sums over the "
+                message = (f"`{loss}` grew from {first:.3g} to {end}: `{summed.text}` sums over the "
                            f"batch, so the gradient (and every step) is batch-size times larger; use "
                            f"`reduction='mean'` or {fix}")
-                rel = related(f.get("loss"), f"`{loss}` diverges here") + rel
+                rel = related(losses.loss, f"`{loss}` diverges here") + rel
                 where = summed
             yield self.diagnostic(message, where, related=rel,
-                                  fix=display_fix("Lower the learning rate"), first=f["first"], last=f["last"])
+                                  fix=display_fix("Lower the learning rate"), first=first, last=last)
+
+
+def _diverged(losses: LossStatistics) -> tuple[float, float | None] | None:
+    """(first, latest) mean loss of a loss that grew ``MIN_GROWTH``-fold, else None."""
+    if losses.count < MIN_STEPS:
+        return None
+    first = losses.first_mean
+    finite_tail = [v for v in losses.tail if math.isfinite(v)]
+    last = sum(finite_tail) / len(finite_tail) if finite_tail else None
+    if first > 0 and ((last is not None and last >= MIN_GROWTH * first)
+                      or (losses.first_nonfinite is not None and losses.finite_max >= MIN_GROWTH * first)):
+        return first, last
+    return None
 
 
 def _loss_name(loc) -> str:

@@ -33,6 +33,7 @@ for epoch in range(10):
 
 from __future__ import annotations
 
+from ..measurements import EvalModeAtStep
 from .base import Context, Rule, Severity, display_fix, names, related
 
 
@@ -43,26 +44,26 @@ class EvalModeTraining(Rule):
     summary = "A module in eval mode (with dropout/batch norm) is being trained."
 
     def check(self, ctx: Context):
-        for f in ctx.findings(self.code):
-            opt, module = f["optimizer"], f["module"]
-            message = (f"`{module}` is in eval mode ({names(f['submodules'], 2)} disabled) while "
+        for m in ctx.measured(EvalModeAtStep):
+            opt, module = m.optimizer.name, m.module
+            message = (f"`{module}` is in eval mode ({names(m.submodules, 2)} disabled) while "
                        f"`{opt}.step()` trains its parameters; call `{module}.train()` before the "
                        f"training steps")
-            loc = f.get("eval") or f.get("step")
-            start = ctx.source_map.function_start(f["step"]) if ctx.source_map and f.get("step") else None
-            if not f.get("train_called") and start is not None:
+            loc = m.eval_call or m.step
+            start = ctx.source_map.function_start(m.step) if ctx.source_map and m.step else None
+            if not m.train_called and start is not None:
                 # nothing ever puts it back in training mode: the training function needs `.train()`
-                message = (f"`{module}` is in eval mode ({names(f['submodules'], 2)} disabled) while "
+                message = (f"`{module}` is in eval mode ({names(m.submodules, 2)} disabled) while "
                            f"`{opt}.step()` trains its parameters, and nothing calls `{module}.train()`; "
                            f"call it at the start of the training function")
-                rel = related(f.get("eval"), f"`{module}` is put in eval mode here")
-                rel += related(f.get("step"), f"`{opt}.step()` trains `{module}` in eval mode here")
+                rel = related(m.eval_call, f"`{module}` is put in eval mode here")
+                rel += related(m.step, f"`{opt}.step()` trains `{module}` in eval mode here")
                 yield self.diagnostic(message, start, related=rel,
                                       fix=display_fix(f"Call `{module}.train()` at the start of training"),
-                                      module=module, submodules=f["submodules"], optimizer=opt)
+                                      module=module, submodules=m.submodules, optimizer=opt)
                 continue
-            rel = related(f.get("step"), f"`{opt}.step()` trains `{module}` in eval mode here") \
-                if loc is not f.get("step") else []
+            rel = related(m.step, f"`{opt}.step()` trains `{module}` in eval mode here") \
+                if loc is not m.step else []
             yield self.diagnostic(message, loc, related=rel,
                                   fix=display_fix(f"Call `{module}.train()` before training"),
-                                  module=module, submodules=f["submodules"], optimizer=opt)
+                                  module=module, submodules=m.submodules, optimizer=opt)

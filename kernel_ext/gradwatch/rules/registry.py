@@ -124,6 +124,14 @@ def run(events: Events, source_map: SourceMap | None = None, *, select: set[str]
     return out
 
 
+def wants_input_scales(events: Events) -> bool:
+    """Whether a rule that may blame unscaled data reports on these events: only then is the
+    data's scale worth measuring (one host read per input, once per cell)."""
+    ctx = Context(events)
+    return any(next(iter(rule().check(ctx) or ()), None) is not None
+               for rule in rules() if rule.blames_unscaled_data)
+
+
 def _where(d: Diagnostic) -> tuple:
     loc = d.location
     if loc is None:

@@ -1,6 +1,7 @@
-"""Per-op checks that run only while provenance tracing is on (``Provenance.observers``):
-GW109 (softmax into cross-entropy), GW110 (sigmoid into BCELoss), GW111 (loss shapes that
-broadcast) and, for GW105, the first forward op whose output is not finite.
+"""Per-op measurements taken only while provenance tracing is on (``Provenance.observers``):
+the loss calls and the ops that made their inputs (judged by GW109 softmax into cross-entropy,
+GW110 sigmoid into BCELoss, GW111 loss shapes that broadcast) and, for GW105, the first forward
+op whose output is not finite.
 
 The non-finite check keeps one device flag (``isfinite(out).all()``) per traced op instead of
 reading it, so even traced iterations add no host-device sync; the flags are read at the end of
@@ -15,6 +16,8 @@ from typing import Any
 
 import torch
 
+from ..measurements import LossCall, Measurement, NonFiniteOrigin, ZeroIntoSingularOp
+
 _CE = {"cross_entropy", "nll_loss"}
 _BCE = {"binary_cross_entropy"}
 _BCE_LOGITS = {"binary_cross_entropy_with_logits"}
@@ -28,12 +31,14 @@ _MAX_OPS = 4096  # per traced iteration
 _SINGULAR_AT_ZERO = {"sqrt", "rsqrt", "log", "log2", "log10", "norm", "cdist", "acos", "asin"}
 _MAX_SINGULAR = 256
 _KEEP_ITERATIONS = 4
+_MAX_LOSS_CALLS = 32
 
 
 class OpChecks:
     def __init__(self, monitor: Any) -> None:
-        self.m = monitor
-        self.findings: dict[tuple, dict] = {}
+        self.monitor = monitor
+        # (op, position, producer, broadcasts) -> the call's op, position, producer and shapes
+        self.loss_calls: dict[tuple, tuple] = {}
         # traced iteration (provenance.step) -> [(finite flag, op, position, input refs)]
         self.records: dict[int, list] = {}
         self.singular: list = []  # (device flag: input has an exact 0, op, position), traced ops only
@@ -45,38 +50,31 @@ class OpChecks:
                 and op not in _UNINITIALIZED and not op.startswith("."):  # .grad/.data: a read
             self._finite(op, args, out, position_fn)
 
-    # --- GW109-GW111 ------------------------------------------------------------------------------
+    # --- loss calls (GW109-GW111 judge them) ---------------------------------------------------------
     def _loss(self, op: str, args: tuple, kwargs: dict, position_fn: Any) -> None:
         inp = args[0] if args else kwargs.get("input")
         target = args[1] if len(args) > 1 else kwargs.get("target")
         if not isinstance(inp, torch.Tensor):
             return
-        node = self.m.session.provenance.nodes.get(inp)
-        producer, producer_pos = (node.op, node.pos) if node is not None else (None, None)
-        if op in _CE and producer in ("softmax", "log_softmax") \
-                and not (op == "nll_loss" and producer == "log_softmax"):
-            self._find("GW109", op, position_fn(), producer=producer, producer_pos=producer_pos)
-        elif op in _BCE and producer == "sigmoid":
-            self._find("GW110", op, position_fn(), producer=producer, producer_pos=producer_pos)
-        elif op in _BCE_LOGITS and producer == "sigmoid":  # a second sigmoid inside the loss
-            self._find("GW110", op, position_fn(), producer=producer, producer_pos=producer_pos, logits=True)
-        elif op in _REGRESSION and isinstance(target, torch.Tensor) and inp.shape != target.shape:
+        node = self.monitor.session.provenance.nodes.get(inp)
+        producer, producer_position = (node.op, node.pos) if node is not None else (None, None)
+        target_shape = list(target.shape) if isinstance(target, torch.Tensor) else None
+        broadcast = None
+        if target_shape is not None and list(inp.shape) != target_shape:
             try:
-                shape = torch.broadcast_shapes(inp.shape, target.shape)
+                broadcast = list(torch.broadcast_shapes(inp.shape, torch.Size(target_shape)))
             except RuntimeError:
-                return  # not broadcastable: torch raises its own error
-            self._find("GW111", op, position_fn(), input_shape=list(inp.shape),
-                       target_shape=list(target.shape), broadcast_shape=list(shape), producer=producer,
-                       producer_pos=producer_pos)
-
-    def _find(self, code: str, op: str, pos: Any, **data: Any) -> None:
-        key = (code, pos)
-        if key not in self.findings and len(self.findings) < 32:
-            self.findings[key] = dict(code=code, op=op, location=pos, **data)
+                pass  # not broadcastable: torch raises its own error
+        position = position_fn()
+        # one record per call site and kind of input: a loop calls the same loss every iteration
+        key = (op, position, producer, broadcast is not None)
+        if key not in self.loss_calls and len(self.loss_calls) < _MAX_LOSS_CALLS:
+            self.loss_calls[key] = (op, position, producer, producer_position, list(inp.shape),
+                                    target_shape, broadcast)
 
     # --- GW105: the first op that made a non-finite value -----------------------------------------
     def _finite(self, op: str, args: tuple, out: torch.Tensor, position_fn: Any) -> None:
-        step = self.m.n_backward  # this forward belongs to iteration step + 1
+        step = self.monitor.n_backward  # this forward belongs to iteration step + 1
         records = self.records.get(step)
         if records is None:
             if len(self.records) >= _KEEP_ITERATIONS:
@@ -95,13 +93,13 @@ class OpChecks:
                 and isinstance(args[0], torch.Tensor) and args[0].requires_grad:
             self.singular.append(((args[0].detach() == 0).any(), op, position_fn()))
 
-    def _origin(self, namer: Any) -> dict | None:
+    def _origin(self, namer: Any) -> NonFiniteOrigin | None:
         for step in sorted(self.records):
             records = self.records[step]
             if not records:
                 continue
             flags = torch.stack([r[0] for r in records]).tolist()  # the one host read
-            for ok, (_, op, pos, inputs) in zip(flags, records, strict=True):
+            for ok, (_, op, position, inputs) in zip(flags, records, strict=True):
                 if ok:
                     continue
                 bad_inputs = []
@@ -110,30 +108,29 @@ class OpChecks:
                         t = ref()
                         bad_inputs.append((namer.name(t) if t is not None else None)
                                           or f"a tensor of shape {shape}")
-                return dict(code="GW105", kind="origin", op=op, location=pos, inputs=bad_inputs,
-                            iteration=step + 1)
+                return NonFiniteOrigin(op=op, location=self.monitor.location(position), inputs=bad_inputs,
+                                       iteration=step + 1)
         return None
 
-    def finish(self, namer: Any) -> list[dict]:
-        out = []
-        loc = self.m.location
+    def finish(self, namer: Any) -> list[Measurement]:
+        out: list[Measurement] = []
+        loc = self.monitor.location
         origin = self._origin(namer)
         if origin is not None:
-            origin["location"] = loc(origin["location"])
             out.append(origin)
         if self.singular:
             flags = torch.stack([s[0] for s in self.singular]).tolist()  # one host read, at the end
             hit = next((s for ok, s in zip(flags, self.singular, strict=True) if ok), None)
             if hit is not None:
-                out.append(dict(code="GW105", kind="singular", op=hit[1], location=loc(hit[2])))
-        for f in self.findings.values():
-            f["location"] = loc(f["location"])
-            if "producer_pos" in f:
-                f["producer"] = f["producer"]
-                f["producer_location"] = loc(f.pop("producer_pos"))
-            out.append(f)
+                out.append(ZeroIntoSingularOp(op=hit[1], location=loc(hit[2])))
+        for op, position, producer, producer_position, input_shape, target_shape, broadcast in \
+                self.loss_calls.values():
+            out.append(LossCall(op=op, location=loc(position), producer=producer,
+                                producer_location=loc(producer_position), input_shape=input_shape,
+                                target_shape=target_shape, broadcast_shape=broadcast))
         return out
 
     def close(self) -> None:
         self.records.clear()
         self.singular.clear()
+        self.loss_calls.clear()

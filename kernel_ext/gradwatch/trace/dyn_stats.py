@@ -1,4 +1,4 @@
-"""Gradient norms and losses over many steps: GW105-GW108, GW112-GW114.
+"""Gradient norms and losses over many steps, measured for GW105-GW108 and GW112-GW114.
 
 Per sampled step the only work is ``torch._foreach_norm`` over the optimizer's gradients and a
 ``torch.stack`` (what ``clip_grad_norm_`` does); per loss a ``detach()``, stacked every 32. Rows are
@@ -28,6 +28,8 @@ from typing import Any
 
 import torch
 
+from ..measurements import GradientStatistics, LossStatistics, Measurement, OptimizerRef
+
 _BLOCK = 64  # rows per device reduction
 _FIRST_BLOCK = 16  # the first block is the baseline that later growth is measured against
 _TAIL = 8  # ... and the last rows of each block are the latest state
@@ -45,29 +47,28 @@ class _DeviceFlag:
     """A device bool read on the host without a sync (pinned copy + event on CUDA)."""
 
     def __init__(self) -> None:
-        self._pending: list[tuple[Any, Any, str]] = []
+        self._pending: list[tuple[Any, Any]] = []
 
-    def post(self, flag: torch.Tensor, what: str) -> None:
+    def post(self, flag: torch.Tensor) -> None:
         if flag.device.type == "cuda":
             host = torch.empty((), dtype=torch.bool, pin_memory=True)
             host.copy_(flag, non_blocking=True)
             event = torch.cuda.Event()
             event.record()
-            self._pending.append((host, event, what))
+            self._pending.append((host, event))
             del self._pending[:-4]
         else:
-            self._pending.append((flag, None, what))
+            self._pending.append((flag, None))
 
-    def poll(self) -> str | None:
-        """What the first posted flag that has landed and was set is about, if any."""
-        hit = None
+    def poll(self) -> bool:
+        """True if a posted flag that has landed was set."""
+        hit = False
         while self._pending:
-            host, event, what = self._pending[0]
+            host, event = self._pending[0]
             if event is not None and not event.query():
                 break
             self._pending.pop(0)
-            if hit is None and bool(host):
-                hit = what
+            hit = hit or bool(host)
         return hit
 
 
@@ -103,19 +104,19 @@ class _Series:
 
 class GradStats:
     def __init__(self, monitor: Any) -> None:
-        self.m = monitor
+        self.monitor = monitor
         self.series: dict[int, _Series] = {}
         self.pending: list[torch.Tensor] = []  # losses since the last step
         self.last: _Series | None = None  # the series of the last step
         self.flag = _DeviceFlag()
         self.traced_after_nonfinite = False
-        self.loss_pos = None
+        self.loss_position = None
 
     # --- hooks ----------------------------------------------------------------------------------
     def on_loss(self, root: torch.Tensor) -> None:
         if root.dim() == 0 and root.is_floating_point():
-            if self.loss_pos is None:
-                self.loss_pos = self.m.position()
+            if self.loss_position is None:
+                self.loss_position = self.monitor.position()
             self.pending.append(root.detach())
             if len(self.pending) >= _CHUNK:  # backward() without step(): the last series
                 self._take_losses(self.last or self._series(None, 0))
@@ -135,7 +136,7 @@ class GradStats:
         s.chunks.append(chunk)
         s.n_chunked += chunk.shape[0]
         if not self.traced_after_nonfinite:
-            self._nonfinite(~torch.isfinite(chunk).all(), "the loss")
+            self._nonfinite(~torch.isfinite(chunk).all())
         if s.n_chunked >= _LOSS_BLOCK:
             self._flush_losses(s)
 
@@ -249,7 +250,7 @@ class GradStats:
             a["first_mean"], a["first_global"] = _means(clean, ok)
         a["last_mean"], a["last_global"] = _means(clean[-_TAIL:], ok[-_TAIL:])  # the latest rows
         s.n_rows += k
-        self._nonfinite(bad.any(), "a gradient")
+        self._nonfinite(bad.any())
 
     def _flush_losses(self, s: _Series) -> None:
         if s.losses:
@@ -285,47 +286,51 @@ class GradStats:
         a["max"] = torch.maximum(a["max"], torch.where(fin, v, -_BIG).amax())
         a["tail"] = torch.cat([a["tail"], v])[-_FIRST_LOSSES:]
         s.n_losses += k
-        self._nonfinite(~fin.all(), "the loss")
+        self._nonfinite(~fin.all())
 
-    def _nonfinite(self, flag: torch.Tensor, what: str) -> None:
+    def _nonfinite(self, flag: torch.Tensor) -> None:
         if self.traced_after_nonfinite:
             return
-        self.flag.post(flag, what)
-        seen = self.flag.poll()
-        if seen is not None:
+        self.flag.post(flag)
+        if self.flag.poll():
             # trace the next iterations so that dyn_ops finds the op that makes NaN/Inf
             self.traced_after_nonfinite = True
-            self.m.session.request_trace(2)
-            self._tell(seen)
-
-    def _tell(self, what: str) -> None:
-        """GW105's news while the cell runs (see `news`), with where the loss's backward() is."""
-        step = self.last.n_steps if self.last is not None else 0
-        where = self.m.location(self.loss_pos) if what == "the loss" else None
-        self.m.session.tell("GW105", f"{what} became NaN/Inf by step {step:,}"
-                         + (f" ({where.describe()})" if where is not None else ""))
+            self.monitor.session.request_trace(2)
 
     # --- results ---------------------------------------------------------------------------------
-    def finish(self, namer: Any) -> list[dict]:
+    def finish(self, namer: Any) -> list[Measurement]:
         if self.pending:
             s = self.series[max(self.series)] if self.series else self._series(None, 0)
             s.losses += self.pending
             self.pending = []
-        out: list[dict] = []
-        session = self.m.session
-        loss_loc = self.m.location(self.loss_pos)
+        out: list[Measurement] = []
+        session = self.monitor.session
+        loss = self.monitor.location(self.loss_position)
         for key, s in self.series.items():
             self._flush(s)
             self._flush_losses(s)
             opt = s.ref() if s.ref is not None else None
-            base = dict(optimizer_key=key, optimizer=(namer.name(opt) if opt is not None else None)
-                        or (f"optimizer#{key}" if key else None),
-                        optimizer_location=session._opt_locations.get(key), loss=loss_loc,
-                        steps=s.n_steps)
-            grads = {k: v.tolist() for k, v in s.acc.items()}  # the one host read
-            losses = {k: v.tolist() for k, v in s.lacc.items()}
-            names = [namer.name(p) or f"param {i}" for i, p in enumerate(s.params or [])]
-            out += _judge(base, grads, losses, names, s)
+            optimizer = OptimizerRef(key=key, name=(namer.name(opt) if opt is not None else None)
+                                     or (f"optimizer#{key}" if key else ""),
+                                     location=session._opt_locations.get(key), steps=s.n_steps)
+            if s.acc:
+                grads: dict[str, Any] = {k: v.tolist() for k, v in s.acc.items()}  # the one host read
+                out.append(GradientStatistics(
+                    optimizer, loss, params=[namer.name(p) or f"param {i}" for i, p in enumerate(s.params or [])],
+                    numels=s.numels, ndims=s.ndims, sampled_steps=s.n_rows, last_sampled_step=s.last_row_step,
+                    first_nonfinite_step=grads["first_bad"], zero_run=grads["zero_run"],
+                    last_nonzero_step=grads["nz_step"], ever_nonzero=grads["ever_nz"],
+                    sum_log10=grads["sum_log"], n_log10=grads["n_log"], n_present=grads["n_present"],
+                    all_zero_rows=grads["all_zero"], first_mean=grads["first_mean"],
+                    first_global=grads["first_global"], last_mean=grads["last_mean"],
+                    last_global=grads["last_global"]))
+            if s.lacc:
+                losses: dict[str, Any] = {k: v.tolist() for k, v in s.lacc.items()}
+                out.append(LossStatistics(
+                    optimizer, loss, count=s.n_losses,
+                    first_nonfinite=losses["first_bad"] if losses["first_bad"] != _BIG else None,
+                    first_mean=losses["first"], tail=losses["tail"], finite_count=losses["n"],
+                    finite_sum=losses["sum"], finite_min=losses["min"], finite_max=losses["max"]))
         return out
 
     def close(self) -> None:
@@ -336,80 +341,6 @@ class GradStats:
         self.series.clear()
         self.pending = []
         self.last = None
-
-
-def _judge(base: dict, g: dict, l: dict, names: list[str], s: _Series) -> list[dict]:  # noqa: E741 (renamed with issue 8 section 5)
-    """Host-side verdicts on the statistics of one optimizer (plain numbers in, findings out)."""
-    out = []
-    first_grad_bad = None
-    if g:
-        fb = g["first_bad"]
-        first_grad_bad = min(fb) if fb and min(fb) != _BIG else None
-    first_loss_bad = l.get("first_bad") if l and l.get("first_bad") != _BIG else None
-    if first_grad_bad is not None or first_loss_bad is not None:
-        bad = ([n for n, v in zip(names, g.get("first_bad", []), strict=False) if v == first_grad_bad]
-               if first_grad_bad else [])
-        out.append(dict(base, code="GW105", kind="values", grad_step=_int(first_grad_bad),
-                        loss_step=_int(first_loss_bad + 1) if first_loss_bad is not None else None,
-                        params=bad[:16], n_params=len(bad)))
-    n_rows = s.n_rows
-    if g and n_rows >= 8:
-        n = len(names)
-        all_zero = g["all_zero"] >= n_rows and not any(g["ever_nz"])
-        if all_zero:
-            out.append(dict(base, code="GW114", kind="zero_grads", params=names[:16]))
-        else:
-            dead = [i for i in range(n) if g["zero_run"][i] >= _dead_rows(n_rows)
-                    and g["n_present"][i] > 0]
-            if dead and len(dead) < n:
-                out.append(dict(base, code="GW108", params=[names[i] for i in dead][:16],
-                                n_params=len(dead),
-                                zero_steps=int(s.last_row_step - min(g["nz_step"][i] for i in dead)),
-                                never_nonzero=[names[i] for i in range(n) if not g["ever_nz"][i]][:16]))
-            # vanishing: mean log10 of the per-element RMS gradient, against the median layer
-            rms = {}
-            for i in range(n):
-                # weight matrices only: a bias right before a batch norm gets ~0 by design
-                if g["n_log"][i] >= 4 and s.ndims[i] >= 2:
-                    rms[i] = g["sum_log"][i] / g["n_log"][i] - 0.5 * math.log10(max(s.numels[i], 1))
-            if len(rms) >= 3:
-                med = sorted(rms.values())[(3 * len(rms)) // 4]  # the upper quartile layer
-                small = sorted((v - med, names[i]) for i, v in rms.items() if v - med <= -_VANISH_ORDERS)
-                if small:
-                    out.append(dict(base, code="GW107", params=[nm for _, nm in small][:16],
-                                    orders=round(-small[0][0], 1), n_params=len(small)))
-            # exploding: the global norm grew by orders of magnitude from the first block
-            if n_rows >= 2 * _BLOCK // 4 and g["first_global"] > 0 and math.isfinite(g["last_global"]):
-                growth = g["last_global"] / g["first_global"]
-                if growth >= _EXPLODE_GROWTH:
-                    grown = sorted(((g["last_mean"][i] / g["first_mean"][i], names[i]) for i in range(n)
-                                    if g["first_mean"][i] > 0), reverse=True)
-                    grown = [nm for r, nm in grown if r >= _EXPLODE_GROWTH ** 0.5][:16]
-                    out.append(dict(base, code="GW106", params=grown, growth=growth,
-                                    first=g["first_global"], last=g["last_global"]))
-    if l and s.n_losses >= 20:
-        first, tail = l["first"], l["tail"]
-        fin_tail = [v for v in tail if math.isfinite(v)]
-        last = sum(fin_tail) / len(fin_tail) if fin_tail else None
-        peak = l["max"]
-        if first > 0 and ((last is not None and last >= _DIVERGE * first)
-                          or (first_loss_bad is not None and peak >= _DIVERGE * first)):
-            out.append(dict(base, code="GW113", first=first, last=last, peak=peak,
-                            nonfinite=first_loss_bad is not None))
-        elif s.n_losses >= _FLAT_STEPS and first_loss_bad is None and l["n"] > 0:
-            mean = l["sum"] / l["n"]
-            spread = l["max"] - l["min"]
-            moving = not g or any(g["ever_nz"])
-            if abs(mean) > 1e-6 and spread <= _FLAT_REL * abs(mean) and moving:
-                out.append(dict(base, code="GW112", mean=mean, spread=spread, n=s.n_losses))
-    return out
-
-
-_VANISH_ORDERS = 4.0
-_EXPLODE_GROWTH = 1e2
-_DIVERGE = 10.0
-_FLAT_STEPS = 50
-_FLAT_REL = 1e-5
 
 
 def _steps_tensor(steps: list[int], device: torch.device) -> torch.Tensor:
@@ -430,11 +361,3 @@ def _means(clean: torch.Tensor, ok: torch.Tensor) -> tuple[torch.Tensor, torch.T
     mean = clean.sum(0) / ok.sum(0).clamp(min=1)
     gnorm = clean.double().square().sum(1).sqrt()  # float64: exploding norms overflow squares
     return mean, gnorm.mean().float()
-
-
-def _dead_rows(n_rows: int) -> int:
-    return max(20, min(n_rows // 2, 200))
-
-
-def _int(v: Any) -> int | None:
-    return int(v) if v is not None else None

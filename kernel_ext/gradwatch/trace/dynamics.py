@@ -2,7 +2,8 @@
 
 A monitor is told about backward calls, optimizer steps and ``zero_grad()`` calls, keeps
 bounded state (on the device where it can, so that it never forces a host-device sync per
-step), and writes a summary into ``Events.extra`` when the cell ends. Rules read the summary.
+step), and adds typed measurements (``measurements.py``) to ``Events.measurements`` when the
+cell ends. It decides nothing: the rule modules judge the measurements with their thresholds.
 
 `TrainingMonitor` is the one monitor of the training-dynamics rules (GW101-GW115). It owns the
 few patches these rules need (GradScaler, ``Module.train``, a step post-hook) and hands the
@@ -15,9 +16,6 @@ hooks to three parts, each in its own module:
   pinned memory and an event, never a sync);
 * ``dyn_ops.OpChecks``: per-op checks that run only while provenance tracing is on (the first
   iterations, and again after a non-finite value was seen).
-
-Every finding is a plain dict in ``events.extra["dynamics"]`` (``code`` plus names, numbers and
-`Location`s); the rule modules turn them into messages.
 """
 
 from __future__ import annotations
@@ -262,15 +260,13 @@ class TrainingMonitor(Monitor):
             self.ops.observe(op, args, kwargs, out, position_fn)
 
     def finish(self, events: Any) -> None:
-        findings: list[dict] = []
         namer = _Names(self.session._namer(), self.local_names)
         for part in (self.order, self.stats, self.ops):
             try:
                 with self.own_ops():
-                    findings += part.finish(namer)
-            except Exception as exc:  # one part's fault must not hide the others' findings
+                    events.measurements += part.finish(namer)
+            except Exception as exc:  # one part's fault must not hide the others' measurements
                 self.session._internal_error(exc)
-        events.extra["dynamics"] = findings
 
     def close(self) -> None:
         if self._post is not None:

@@ -1,0 +1,182 @@
+"""What the per-step monitors measured in a watched cell (``Events.measurements``).
+
+Monitors (``trace/dyn_*``) only measure and name: the order of ``backward()``/``step()``/
+``zero_grad()`` calls they saw, the statistics of gradients and losses, the loss calls of the
+traced iterations. Whether a measurement is a problem, and from which threshold on, is decided
+by the rule modules (``rules/gw1*.py``), each of which owns its thresholds. Plain data: names,
+numbers and `Location`s, no tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .diagnostics import Location
+
+
+@dataclass
+class OptimizerRef:
+    """The optimizer a measurement is about."""
+
+    key: int
+    name: str  # the user's variable, else ``optimizer#<key>``; "" for losses no optimizer steps after (key 0)
+    location: Location | None = None  # where it was built
+    steps: int = 0  # its step() calls in the cell
+
+
+@dataclass
+class Measurement:
+    """Base class: something one monitor measured about one optimizer (or the cell)."""
+
+
+# --- the order of backward(), step() and zero_grad() (dyn_steps) -----------------------------------
+@dataclass
+class AccumulatedIntoUsedGradient(Measurement):
+    """A ``backward()`` added to the gradient that the previous ``step()`` already used, and
+    the next ``step()`` used that sum: nothing cleared the gradients between the steps."""
+
+    optimizer: OptimizerRef
+    backward: Location | None
+    step: Location | None
+    zero_grad: Location | None  # a zero_grad() of this optimizer seen elsewhere in the cell
+    step_index: int
+
+
+@dataclass
+class ClearedUnusedGradients(Measurement):
+    """``zero_grad()`` cleared gradients of ``backward()`` calls that no ``step()`` had used.
+
+    ``then`` is what came next: ``"step"`` (the step found the cleared gradients, with no
+    ``backward()`` in between) or ``"backward"`` (a new backward started; the optimizer may
+    step later, after the last of several such micro-batches)."""
+
+    optimizer: OptimizerRef
+    then: str  # "step" | "backward"
+    zero_grad: Location | None
+    backward: Location | None  # the backward() whose gradients were cleared (its latest call)
+    step: Location | None  # the optimizer's step() (its latest position seen)
+    backwards_cleared: int  # backward() calls whose gradients the first such zero_grad() cleared
+    times: int  # zero_grad() calls that cleared unused gradients, followed by a backward()
+
+
+@dataclass
+class StepWithoutBackward(Measurement):
+    """``step()`` with no ``backward()`` since the optimizer's previous step (none inside the
+    step either: a closure's backward counts)."""
+
+    optimizer: OptimizerRef
+    step: Location | None
+    backward: Location | None  # the latest backward() seen before it
+    no_gradient: bool  # none of its parameters had a gradient at all
+    params: list[str] = field(default_factory=list)
+
+
+@dataclass
+class NeverStepped(Measurement):
+    """An optimizer built in the cell, ``backward()`` called, and ``step()`` never."""
+
+    optimizer: OptimizerRef
+    backward: Location | None
+    zero_grad: Location | None
+    backward_calls: int
+
+
+@dataclass
+class LearningRateZero(Measurement):
+    """Every parameter group had learning rate 0 at a step; ``at_last_check`` tells whether it
+    still had at the last step checked (a warm-up schedule raises it)."""
+
+    optimizer: OptimizerRef
+    step: Location | None
+    at_last_check: bool
+    params: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EvalModeAtStep(Measurement):
+    """A module whose parameters the optimizer trains had dropout (or a batch norm whose own
+    parameters train) in eval mode at a step."""
+
+    optimizer: OptimizerRef
+    module: str
+    submodules: list[str]
+    eval_call: Location | None  # the module's (or a submodule's) `.eval()` that was watched
+    step: Location | None
+    step_index: int
+    train_called: bool  # some `module.train()` ran in the cell
+
+
+# --- gradient norms and losses (dyn_stats) -------------------------------------------------------
+@dataclass
+class GradientStatistics(Measurement):
+    """Per-parameter statistics of the gradient norms at the sampled steps of one optimizer.
+
+    Lists are indexed like ``params``. A missing gradient (None) counts as present=False."""
+
+    optimizer: OptimizerRef
+    loss: Location | None  # the first `loss.backward()` of the cell
+    params: list[str]
+    numels: list[int]
+    ndims: list[int]
+    sampled_steps: int  # rows: steps whose norms were measured
+    last_sampled_step: int  # the step number of the last row
+    first_nonfinite_step: list[float]  # per parameter; inf when always finite
+    zero_run: list[float]  # sampled steps with an exactly zero (or no) gradient, up to the end
+    last_nonzero_step: list[float]
+    ever_nonzero: list[bool]
+    sum_log10: list[float]  # sum of log10 of the finite positive norms
+    n_log10: list[float]  # how many norms that sum holds
+    n_present: list[float]  # rows with a gradient
+    all_zero_rows: float  # rows in which every present gradient was exactly 0
+    first_mean: list[float] = field(default_factory=list)  # mean norm over the first block
+    first_global: float = 0.0  # mean global norm over the first block
+    last_mean: list[float] = field(default_factory=list)  # ... over the latest rows
+    last_global: float = 0.0
+
+
+@dataclass
+class LossStatistics(Measurement):
+    """Statistics of the scalar losses that one optimizer's steps follow."""
+
+    optimizer: OptimizerRef
+    loss: Location | None
+    count: int
+    first_nonfinite: float | None  # 0-based index of the first non-finite loss
+    first_mean: float  # mean of the first (finite) losses
+    tail: list[float]  # the latest losses
+    finite_count: float
+    finite_sum: float
+    finite_min: float
+    finite_max: float
+
+
+# --- traced iterations (dyn_ops) -----------------------------------------------------------------
+@dataclass
+class LossCall(Measurement):
+    """A loss function called in a traced iteration, and the op that made its input."""
+
+    op: str  # aten-level name: cross_entropy, nll_loss, binary_cross_entropy, mse_loss, ...
+    location: Location | None
+    producer: str | None  # the op that made the input (softmax, sigmoid, ...)
+    producer_location: Location | None
+    input_shape: list[int]
+    target_shape: list[int] | None
+    broadcast_shape: list[int] | None  # when input and target differ but broadcast
+
+
+@dataclass
+class NonFiniteOrigin(Measurement):
+    """The first traced forward op whose output was not finite."""
+
+    op: str
+    location: Location | None
+    inputs: list[str]  # its inputs that already held NaN/Inf
+    iteration: int
+
+
+@dataclass
+class ZeroIntoSingularOp(Measurement):
+    """A traced op whose derivative is infinite at 0 (sqrt, log, norm ...) got an exact 0."""
+
+    op: str
+    location: Location | None
