@@ -47,28 +47,29 @@ class _DeviceFlag:
     """A device bool read on the host without a sync (pinned copy + event on CUDA)."""
 
     def __init__(self) -> None:
-        self._pending: list[tuple[Any, Any]] = []
+        self._pending: list[tuple[Any, Any, str]] = []
 
-    def post(self, flag: torch.Tensor) -> None:
+    def post(self, flag: torch.Tensor, what: str) -> None:
         if flag.device.type == "cuda":
             host = torch.empty((), dtype=torch.bool, pin_memory=True)
             host.copy_(flag, non_blocking=True)
             event = torch.cuda.Event()
             event.record()
-            self._pending.append((host, event))
+            self._pending.append((host, event, what))
             del self._pending[:-4]
         else:
-            self._pending.append((flag, None))
+            self._pending.append((flag, None, what))
 
-    def poll(self) -> bool:
-        """True if a posted flag that has landed was set."""
-        hit = False
+    def poll(self) -> str | None:
+        """What the first posted flag that has landed and was set is about, if any."""
+        hit = None
         while self._pending:
-            host, event = self._pending[0]
+            host, event, what = self._pending[0]
             if event is not None and not event.query():
                 break
             self._pending.pop(0)
-            hit = hit or bool(host)
+            if hit is None and bool(host):
+                hit = what
         return hit
 
 
@@ -136,7 +137,7 @@ class GradStats:
         s.chunks.append(chunk)
         s.n_chunked += chunk.shape[0]
         if not self.traced_after_nonfinite:
-            self._nonfinite(~torch.isfinite(chunk).all())
+            self._nonfinite(~torch.isfinite(chunk).all(), "the loss")
         if s.n_chunked >= _LOSS_BLOCK:
             self._flush_losses(s)
 
@@ -250,7 +251,7 @@ class GradStats:
             a["first_mean"], a["first_global"] = _means(clean, ok)
         a["last_mean"], a["last_global"] = _means(clean[-_TAIL:], ok[-_TAIL:])  # the latest rows
         s.n_rows += k
-        self._nonfinite(bad.any())
+        self._nonfinite(bad.any(), "a gradient")
 
     def _flush_losses(self, s: _Series) -> None:
         if s.losses:
@@ -286,16 +287,25 @@ class GradStats:
         a["max"] = torch.maximum(a["max"], torch.where(fin, v, -_BIG).amax())
         a["tail"] = torch.cat([a["tail"], v])[-_FIRST_LOSSES:]
         s.n_losses += k
-        self._nonfinite(~fin.all())
+        self._nonfinite(~fin.all(), "the loss")
 
-    def _nonfinite(self, flag: torch.Tensor) -> None:
+    def _nonfinite(self, flag: torch.Tensor, what: str) -> None:
         if self.traced_after_nonfinite:
             return
-        self.flag.post(flag)
-        if self.flag.poll():
+        self.flag.post(flag, what)
+        seen = self.flag.poll()
+        if seen is not None:
             # trace the next iterations so that dyn_ops finds the op that makes NaN/Inf
             self.traced_after_nonfinite = True
             self.monitor.session.request_trace(2)
+            self._tell(seen)
+
+    def _tell(self, what: str) -> None:
+        """GW105's news while the cell runs (see `news`), with where the loss's backward() is."""
+        step = self.last.n_steps if self.last is not None else 0
+        where = self.monitor.location(self.loss_position) if what == "the loss" else None
+        self.monitor.session.tell("GW105", f"{what} became NaN/Inf by step {step:,}"
+                         + (f" ({where.describe()})" if where is not None else ""))
 
     # --- results ---------------------------------------------------------------------------------
     def finish(self, namer: Any) -> list[Measurement]:

@@ -185,6 +185,10 @@ class StepOrder:
             if kind == "cleared_then_step":
                 self._saw(kind, key, zero_grad=zero_grad, step=st.step_position, backward=last_backward)
             else:
+                if (kind, key) not in self.seen:  # GW103's news while the cell runs (see `news`)
+                    where = self.monitor.location(st.step_position)
+                    self.monitor.session.tell("GW103", "`step()` ran without a `backward()` since the previous "
+                                              "step" + (f" ({where.describe()})" if where is not None else ""))
                 self._saw(kind, key, step=st.step_position, no_gradient=not self._any_grad(opt),
                           backward=last_backward)
         if st.backwards_at_step != self.monitor.n_backward:  # backward() inside step(): a closure
