@@ -107,6 +107,16 @@ function prepare() {
         'git.openRepositoryInParentFolders': 'never',
         'chat.disableAIFeatures': true,
         'workbench.colorTheme': 'Default Dark Modern',
+        // The live suite types a whole program at once: the editor must take it verbatim, not
+        // indent each new line again or close brackets the text already closes.
+        'editor.autoIndent': 'none',
+        'editor.autoClosingBrackets': 'never',
+        'editor.autoClosingQuotes': 'never',
+        'editor.autoSurround': 'never',
+        'editor.formatOnType': false,
+        'editor.acceptSuggestionOnEnter': 'off',
+        'editor.quickSuggestions': { other: 'off', comments: 'off', strings: 'off' },
+        'editor.suggestOnTriggerCharacters': false,
       },
       null,
       2,
@@ -415,6 +425,11 @@ async function main() {
           answer = { failures: [], details: { rows } };
         } else if (request.what === 'renderer-screenshot') {
           answer = await rendererScreenshot(page).catch((e) => ({ failures: [String(e)], details: {} }));
+        } else if (request.what === 'type-text') {
+          // Into whatever has the keyboard focus (the suite focuses a cell editor first), as typed
+          // text: one input event, so the editor's auto-closing brackets do not double them.
+          await page.keyboard.insertText(request.text);
+          answer = { failures: [], details: { typed: request.text.length } };
         } else if (request.what.startsWith('screenshot:')) {
           const file = path.join(ARTIFACTS, path.basename(request.what.slice('screenshot:'.length)));
           await page.screenshot({ path: file });

@@ -23,10 +23,13 @@ async function eventually(fn, timeoutMs = 30000) {
 }
 
 let step = 0;
-/** Asks the Playwright driver to do `what` and waits for its answer. */
-async function askDriver(what, timeoutMs = 60000) {
+/** Asks the Playwright driver to do `what` (with `extra` fields, e.g. text to type) and waits for its answer. */
+async function askDriver(what, timeoutMs = 60000, extra = {}) {
   step += 1;
-  fs.writeFileSync(path.join(SYNC, `request-${step}.json`), JSON.stringify({ step, what }));
+  // Written whole, then renamed: the driver never reads half a request.
+  const request = path.join(SYNC, `request-${step}.json`);
+  fs.writeFileSync(`${request}.tmp`, JSON.stringify({ ...extra, step, what }));
+  fs.renameSync(`${request}.tmp`, request);
   const done = path.join(SYNC, `done-${step}.json`);
   const answer = await eventually(() => JSON.parse(fs.readFileSync(done, 'utf8')), timeoutMs);
   assert.deepStrictEqual(answer.failures, [], `driver step "${what}" failed`);

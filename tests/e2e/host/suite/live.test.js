@@ -93,6 +93,14 @@ suite('live cells (a real ipykernel through a test-only controller)', function (
     return cell;
   }
 
+  /** Appends a code cell, focuses its editor and has the page type `text` into it on the keyboard. */
+  async function typeCellOnKeyboard(text) {
+    const cell = await typeCell('');
+    await askDriver('type-text', 60000, { text });
+    await eventually(() => assert.strictEqual(cell.document.getText(), text, 'the typed text is the cell text'));
+    return cell;
+  }
+
   async function applyQuickFix(cell, range, title) {
     const actions = await codeActions(cell, range);
     const fix = actions.find((a) => a.title === title);
@@ -135,7 +143,7 @@ suite('live cells (a real ipykernel through a test-only controller)', function (
 
   test('the seed program typed into a cell and run: GW001 squiggles at line 9 and 10', async function () {
     await typeCell('%load_ext gradwatch');
-    const cell = await typeCell(SEED);
+    const cell = await typeCellOnKeyboard(SEED);
     const [loaded, seed] = await run(0, 1);
     assert.deepStrictEqual([loaded.executionSummary.executionOrder, seed.executionSummary.executionOrder], [1, 2]);
     // The program raises (backward of a loss that needs no grad); gradwatch's report comes with it.
