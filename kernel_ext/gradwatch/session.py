@@ -18,7 +18,6 @@ import weakref
 from typing import Any, Iterable
 
 import torch
-from torch.utils.weak import WeakIdKeyDictionary
 
 from . import intent
 from .diagnostics import Location, Severity
@@ -30,6 +29,7 @@ from .trace import explain
 from .trace.flow import FlowAnalyzer, data_leaves, related_tensor_ids
 from .trace.compiled import CompiledRegions
 from .trace.installer import InstallConflict, Installer
+from .trace.optimizer_table import OptimizerTable
 from .trace.provenance import Provenance, ProvenanceMode, forget_callers, own_work
 
 _active = threading.local()
@@ -71,9 +71,8 @@ class Watch:
         self.events = Events()
         self.provenance = Provenance(self._position, self._callers)
         self.mode: ProvenanceMode | None = None
-        self.optimizers: WeakIdKeyDictionary = WeakIdKeyDictionary()
-        self._opt_serial = 0
-        self._opt_locations: dict[int, Location] = {}
+        self.optimizers = OptimizerTable()
+        self._opt_locations = self.optimizers.locations  # key -> where it was built
         self.installer = Installer(self._internal_error)  # replaced by the one `__enter__` claims with
         self._depth = 0
         self._bwd_at: dict[int, int] = {}  # optimizer key -> backward calls at its last step/zero_grad
@@ -81,7 +80,6 @@ class Watch:
         self._monitors: list[Any] = []
         self._trace_until = 0
         self._trace_requested = 0
-        self._last_key: tuple[weakref.ref, int] | None = None
         self._fed_traced: set[int] = set()  # optimizers stepped with gradients a traced backward() gave them
         self._retraced: list[int] = []  # optimizers traced again because of a missing gradient
         self._missing: dict[int, int] = {}  # optimizer key -> parameters without grad at its last check
@@ -208,13 +206,15 @@ class Watch:
     def namespace(self) -> dict[str, Any]:
         return self._namespace
 
-    def _namer(self, frame=None) -> Namer:
+    def _namer(self, frame=None, optimizers: list[tuple[Any, int]] | None = None) -> Namer:
+        """Names in the notebook, then ``frame``'s, then as parameters of ``optimizers``
+        (default: all of them)."""
         # the notebook's names first: they are the ones assignments in the cells can be found by
         spaces = [self.namespace()]
         if frame is not None:
             spaces += [frame.f_locals, frame.f_globals]
         namer = Namer(*spaces)
-        for opt, key in list(self.optimizers.items()):
+        for opt, key in (self.optimizers.items() if optimizers is None else optimizers):
             name = namer.name(opt) or f"optimizer#{key}"
             namer.add_optimizer_params(opt, name)
         return namer
@@ -249,13 +249,12 @@ class Watch:
             created = (self.source_map.find_assignment(attribute, attribute=True) if attribute else None) \
                 or self._module_assignment(name)
         owners, owner_keys, owner_locs = [], [], []
-        for opt, key in list(self.optimizers.items()):
-            if any(p is t for g in opt.param_groups for p in g["params"]):
-                owners.append(namer.name(opt) or f"optimizer#{key}")
-                owner_keys.append(key)
-                loc = self._opt_locations.get(key)
-                if loc:
-                    owner_locs.append(loc)
+        for opt, key in self.optimizers.owners(t):
+            owners.append(namer.name(opt) or f"optimizer#{key}")
+            owner_keys.append(key)
+            loc = self._opt_locations.get(key)
+            if loc:
+                owner_locs.append(loc)
         frozen_at = self.provenance.frozen_at.get(t)
         unregistered = namer.unregistered_in(t)
         if unregistered is not None:
@@ -289,13 +288,9 @@ class Watch:
                 self._register_optimizer(value, None)
 
     def _register_optimizer(self, opt, location: Location | None) -> int:
-        self._opt_serial += 1
-        self.optimizers[opt] = self._opt_serial
         if location is None:
             location = self._find_optimizer_assignment(opt)
-        if location is not None:
-            self._opt_locations[self._opt_serial] = location
-        return self._opt_serial
+        return self.optimizers.register(opt, location)
 
     def _find_optimizer_assignment(self, opt) -> Location | None:
         """Where an optimizer made in an earlier cell was built: ``opt = SGD(...)``, or, when
@@ -331,7 +326,9 @@ class Watch:
 
     def _on_optimizer(self, opt, position, frame) -> None:
         key = self._register_optimizer(opt, self.location(position))
-        namer = self._namer(frame)
+        # its parameters are named by the optimizers that hold them, not by all optimizers
+        owners = {k: o for p in self._params(opt)[:512] for o, k in self.optimizers.owners(p)}
+        namer = self._namer(frame, [(o, k) for k, o in owners.items()])
         facts = [self._fact(p, namer) for g in opt.param_groups for p in g["params"][:512]]
         self.events.optimizers.append(OptimizerEvent(
             key=key, cls=type(opt).__name__, name=namer.name(opt), location=self.location(position),
@@ -370,14 +367,14 @@ class Watch:
             monitor.on_zero_grad(opt, key)
 
     def _key(self, opt) -> int:
-        last = self._last_key  # the same optimizer every step: skip the weak-dict lookup
-        if last is not None and last[0]() is opt:
-            return last[1]
         key = self.optimizers.get(opt)
         if key is None:
             key = self._register_optimizer(opt, None)
-        self._last_key = (weakref.ref(opt), key)
         return key
+
+    @staticmethod
+    def _params(opt) -> list[torch.Tensor]:
+        return [p for g in opt.param_groups for p in g["params"]]
 
     def _mark_consumers(self, key: int, since: int) -> None:
         """This optimizer steps with the gradients of the backward() calls since its last
@@ -514,6 +511,7 @@ class Watch:
         position = (frame.f_code, frame.f_lasti) if frame is not None else None
         index = self.events.n_backward
         self._adopt_namespace_optimizers(related_tensor_ids(roots, self.provenance))
+        self.optimizers.reindex()  # (parameter groups added since): once per traced backward
         event = BackwardEvent(index=index, api=api, location=self.location(position),
                               steps_before=self.events.n_steps)
         namer = self._namer(frame)

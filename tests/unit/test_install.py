@@ -327,3 +327,34 @@ def test_a_patch_made_on_top_of_ours_during_the_session_stays(untouched):
         assert calls == [1, 1] and w.grad.tolist() == [2.0]
     finally:
         torch.Tensor.backward = untouched["Tensor.backward"]
+
+
+# --- the optimizer table ---------------------------------------------------------------------------
+def test_registering_optimizers_costs_the_same_per_optimizer_with_many(untouched):
+    """Naming a tensor's owners looks up an index, not every optimizer (issue 12: 1,000
+    optimizers of one tensor each were quadratic). Counted in reads of ``param_groups``."""
+    reads = [0]
+
+    class CountingSGD(torch.optim.SGD):
+        def __getattribute__(self, name):
+            if name == "param_groups":
+                reads[0] += 1
+            return super().__getattribute__(name)
+
+    def reads_for(n: int) -> int:
+        tensors = [torch.zeros(1, requires_grad=True) for _ in range(n)]
+        reads[0] = 0
+
+        def cell():
+            opts = [CountingSGD([t], lr=0.1) for t in tensors]
+            for opt in opts:
+                opt.zero_grad()
+            torch.stack(tensors).sum().backward()
+            for opt in opts:
+                opt.step()
+        report = watched(cell)
+        assert report.codes == []
+        return reads[0]
+
+    small, large = reads_for(25), reads_for(200)
+    assert large <= 8 * small * 1.25  # linear: 8 times the optimizers, 8 times the reads
