@@ -576,7 +576,7 @@ class Watch:
             if call not in self.events.backwards and len(self.events.backwards) < _MAX_STEP_EVENTS:
                 self.events.backwards.append(call)
             frame = self.source_map.user_frame(sys._getframe(2))
-            explain.explain_error(self, call, self._roots(api, args, kwargs), exc, frame)
+            explain.explain_error(self._explain_helpers(), call, self._roots(api, args, kwargs), exc, frame)
         if self.tracing:
             roots = self._roots(api, args, kwargs)
             self.provenance.previous_roots = [n for n in map(self.provenance.nodes.get, roots) if n]
@@ -592,6 +592,14 @@ class Watch:
         requested, self._trace_requested = self._trace_requested, 0
         if requested and self.mode is None and not self.installer.closed:
             self._start_tracing(requested)
+
+    def _explain_helpers(self) -> explain.Helpers:
+        def stepped() -> list[tuple[Any, int, Any]]:
+            return [(opt, key, self.step_positions[key]) for opt, key in self.optimizers.items()
+                    if key in self.step_positions]
+        return explain.Helpers(provenance=self.provenance, location=self.location, namer=self._namer,
+                               find_assignment=self.source_map.find_assignment,
+                               find_unreduced_loss=self.source_map.find_unreduced_loss, stepped=stepped)
 
     # --- monitors (per-step checks) and internal errors -------------------------------------------
     def _finish_monitors(self) -> None:

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any, Callable
 
 import torch
 
+from ..diagnostics import Location
 from ..events import BackwardEvent
-from .provenance import LOSS_FUNCTIONS, PAIRWISE_LOSSES
+from ..locate import Namer, Position
+from .provenance import LOSS_FUNCTIONS, PAIRWISE_LOSSES, Provenance
 
 _INPLACE = re.compile(
     r"modified by an inplace operation: \[(?P<type>[\w.]+) \[(?P<shape>[\d, ]*)\]\](?:, which is "
@@ -21,10 +25,22 @@ _INPLACE = re.compile(
     r"(?P<expected>\d+)")
 
 
-def explain_error(session: Any, call: BackwardEvent, roots: list[torch.Tensor],
-                  exc: BaseException, frame: Any) -> None:
+@dataclass
+class Helpers:
+    """What the explanation needs from the session, as plain callables."""
+
+    provenance: Provenance
+    location: Callable[[Position], Location | None]
+    namer: Callable[[FrameType | None], Namer]  # names in the notebook, then in this frame
+    find_assignment: Callable[[str], Location | None]  # `name = ...` in the cell history
+    find_unreduced_loss: Callable[[], Location | None]
+    stepped: Callable[[], list[tuple[Any, int, Position]]]  # (optimizer, key, where its traced step() ran)
+
+
+def explain_error(session: Helpers, call: BackwardEvent, roots: list[torch.Tensor],
+                  exc: BaseException, frame: FrameType | None) -> None:
     message = str(exc)
-    namer = session._namer(frame)
+    namer = session.namer(frame)
     prov = session.provenance
     loss = roots[0] if roots else None
     info: dict[str, Any] = call.explain
@@ -33,13 +49,13 @@ def explain_error(session: Any, call: BackwardEvent, roots: list[torch.Tensor],
         info["loss_name"] = namer.name(loss)
         node = prov.nodes.get(loss)
         info["loss_location"] = session.location(node.pos) if node is not None else (
-            session.source_map.find_assignment(info["loss_name"])
+            session.find_assignment(info["loss_name"])
             if info["loss_name"] and info["loss_name"].isidentifier() else None)
         info["loss_shape"] = list(loss.shape)
     if "implicitly created only for scalar outputs" in message:
         info["kind"] = "non_scalar"
         if _from_loss_function(prov.nodes.get(loss) if loss is not None else None):
-            info["unreduced_location"] = session.source_map.find_unreduced_loss()
+            info["unreduced_location"] = session.find_unreduced_loss()
     elif "backward through the graph a second time" in message:
         info["kind"] = "freed_graph"
         _carried(session, loss, namer, info)
@@ -56,7 +72,7 @@ def explain_error(session: Any, call: BackwardEvent, roots: list[torch.Tensor],
         if leaf is not None and leaf.pos is not None:
             info["constant_location"] = session.location(leaf.pos)
         elif name and name.isidentifier():  # made in an earlier, unwatched cell
-            info["constant_location"] = session.source_map.find_assignment(name)
+            info["constant_location"] = session.find_assignment(name)
         if info.get("constant_location") is not None:
             info["constant_name"] = name or _assigned_name(info["constant_location"])
 
@@ -92,7 +108,7 @@ def _from_loss_function(node: Any, hops: int = 6) -> bool:
     return False
 
 
-def _carried(session: Any, loss: torch.Tensor | None, namer: Any, info: dict) -> None:
+def _carried(session: Helpers, loss: torch.Tensor | None, namer: Any, info: dict) -> None:
     """The tensor whose graph the previous ``backward()`` freed and this loss still uses: the
     nearest ancestor of this loss that the previous traced loss was also computed from."""
     prov = session.provenance
@@ -120,7 +136,7 @@ def _carried(session: Any, loss: torch.Tensor | None, namer: Any, info: dict) ->
             if name and name.isidentifier() and here is not None and (loc is None or loc.cell != here.cell):
                 # made inside a model's forward, carried by the loop that calls backward(): the
                 # loop's assignment (`out, hidden = rnn(x, hidden)`) is the line to edit
-                carried = session.source_map.find_assignment(name)
+                carried = session.find_assignment(name)
                 if carried is not None and carried.cell == here.cell:
                     info["carried_location"] = carried
             return
@@ -133,7 +149,7 @@ def _carried(session: Any, loss: torch.Tensor | None, namer: Any, info: dict) ->
             name = namer.name(t)
             if name and name.isidentifier():
                 info["carried_name"] = name
-                info["carried_location"] = session.source_map.find_assignment(name)
+                info["carried_location"] = session.find_assignment(name)
                 return
 
 
@@ -160,7 +176,7 @@ def _ancestors(roots: list) -> list:
     return list(seen.values())
 
 
-def _inplace(session: Any, match: re.Match, namer: Any, info: dict) -> None:
+def _inplace(session: Helpers, match: re.Match, namer: Any, info: dict) -> None:
     prov = session.provenance
     shape = tuple(int(x) for x in match["shape"].replace(" ", "").split(",") if x)
     now, expected = int(match["now"]), int(match["expected"])
@@ -190,13 +206,13 @@ def _inplace(session: Any, match: re.Match, namer: Any, info: dict) -> None:
         return
 
 
-def _stepped(session: Any, shape: tuple, now: int, namer: Any, info: dict) -> None:
+def _stepped(session: Helpers, shape: tuple, now: int, namer: Any, info: dict) -> None:
     """No recorded op wrote the tensor: an optimizer's step() did (a GAN's D step between the
     forward and the backward of a loss that goes through D)."""
     candidates = []
-    for opt, key in list(session.optimizers.items()):
-        if key not in session.step_positions:
-            continue
+    positions = {}
+    for opt, key, position in session.stepped():
+        positions[key] = position
         for group in opt.param_groups:
             for p in group["params"]:
                 # the saved tensor may be a view of the parameter (`weight.t()`): same elements
@@ -205,7 +221,7 @@ def _stepped(session: Any, shape: tuple, now: int, namer: Any, info: dict) -> No
                     candidates.append((fit, key, opt, p))
     if candidates:
         _, key, opt, p = min(candidates, key=lambda c: c[0])
-        loc = info["inplace_location"] = session.location(session.step_positions[key])
+        loc = info["inplace_location"] = session.location(positions[key])
         info["tensor_name"] = namer.name(p)
         info["inplace_op"] = "step"
         info["stepped_by"] = namer.name(opt) or (loc.text if loc is not None else None)
