@@ -57,6 +57,9 @@ class Watch:
                  namespace: dict[str, Any] | None = None, code: str | None = None,
                  execution_count: int | None = None, warn: bool = True,
                  on_finding: OnFinding | None = None) -> None:
+        # what a second `with` of this object starts afresh from (its own events and report)
+        self._options = {name: value for name, value in locals().items() if name != "self"}
+        self._used = False
         from .rules import registry
 
         self.select = registry.expand(select) if select else None
@@ -100,6 +103,9 @@ class Watch:
     def __enter__(self) -> Report:
         if getattr(_active, "session", None) is not None:
             raise WatchError("gradwatch.watch() sessions do not nest")
+        if self._used:  # a Watch used again: nothing of the earlier use is reported twice
+            self.__init__(**self._options)
+        self._used = True
         installer = Installer(self._internal_error)
         try:
             installer.claim()

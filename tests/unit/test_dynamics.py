@@ -324,3 +324,68 @@ def test_long_loops_are_checked_for_missing_gradients_on_a_sample_of_steps():
 def test_step_numbers_of_a_block_are_rebuilt_on_the_device_from_runs_of_one_stride():
     for steps in ([7], [1, 2, 3], [1, 2, 3, 5, 7, 9, 25, 41], [32, 48, 64, 96, 128], [1, 3]):
         assert dyn_stats._steps_tensor(steps, torch.device("cpu")).tolist() == steps
+
+
+def test_zero_grad_between_accumulated_micro_batches_is_gw102_at_the_zero_grad():
+    from gradwatch.diagnostics import Location
+
+    zero_grad = Location(6, 5, 6, 20, "    opt.zero_grad()", cell=2)
+    backward = Location(8, 5, 8, 20, "    loss.backward()", cell=2)
+    accumulating = OptimizerRef(key=1, name="opt", location=None, steps=3)  # 12 micro-batches, 4 per step
+    cleared = ClearedUnusedGradients(accumulating, then="backward", zero_grad=zero_grad, backward=backward,
+                                     step=None, backwards_cleared=1, times=9)
+    [d] = run_rules([cleared])
+    assert (d.code, d.location, d.severity.value) == ("GW102", zero_grad, "warning")
+    assert d.message.startswith("`opt.zero_grad()` clears the gradients of `loss.backward()` before "
+                                "`opt.step()` uses them (9 times)")
+    # an optimizer that never steps between the backward() calls: step() is what is missing
+    never = OptimizerRef(key=1, name="opt", location=None, steps=1)
+    [d] = run_rules([ClearedUnusedGradients(never, then="backward", zero_grad=zero_grad, backward=backward,
+                                            step=None, backwards_cleared=1, times=11)])
+    assert (d.code, d.location) == ("GW104", backward)
+
+
+# --- a Watch used again; many optimizers --------------------------------------------------------
+def test_a_watch_used_twice_reports_each_use_once():
+    x, y = torch.randn(8, 3), torch.randn(8, 1)
+    session = gradwatch.watch(warn=False, namespace={})
+    codes = []
+    for never_step in (True, False):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with session as report:
+                model = nn.Linear(3, 1)
+                opt = torch.optim.SGD(model.parameters(), lr=1e-2)
+                for _ in range(5):
+                    opt.zero_grad()
+                    nn.functional.mse_loss(model(x), y).backward()
+                    if not never_step:
+                        opt.step()
+        codes.append([d.code for d in report])
+    # one finding for an optimizer never stepped (not a second one for what zero_grad() cleared),
+    # and nothing of the first use in the second's report
+    assert codes == [["GW104"], []]
+
+
+@pytest.mark.parametrize("per_tensor_loop", [False, True])
+def test_many_optimizers_of_one_tensor_each_are_quiet(per_tensor_loop):
+    torch.manual_seed(0)
+    params = [nn.Parameter(torch.randn(4)) for _ in range(40)]
+
+    def train():
+        opts = [torch.optim.SGD([p], lr=1e-2) for p in params]
+        for _ in range(3):
+            if per_tensor_loop:
+                for p, o in zip(params, opts, strict=True):
+                    o.zero_grad()
+                    p.square().sum().backward()
+                    o.step()
+                continue
+            for o in opts:
+                o.zero_grad()
+            torch.stack(params).square().sum().backward()
+            for o in opts:
+                o.step()
+
+    assert [d.code for d in watched(train)] == []
+

@@ -1,7 +1,9 @@
 """## What it does
 Flags `optimizer.zero_grad()` called between `loss.backward()` and `optimizer.step()`: the
 step then finds no gradient. It points at the `zero_grad()`, with the `backward()` and `step()`
-involved.
+involved. In a gradient-accumulation loop (several `backward()` calls per `step()`) it flags a
+`zero_grad()` between the micro-batches' `backward()` calls, which leaves only the last
+micro-batch's gradients to the step.
 
 ## Why is this bad?
 `zero_grad()` sets every `.grad` to `None` (or to zeros), so it throws away the gradients that
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 from ..measurements import ClearedUnusedGradients
 from .base import Context, Rule, Severity, display_fix, related
+from .gw105_non_finite import became_non_finite
 
 
 class ZeroGradBeforeStep(Rule):
@@ -36,8 +39,11 @@ class ZeroGradBeforeStep(Rule):
     summary = "`zero_grad()` between `backward()` and `step()` throws the gradients away."
 
     def check(self, ctx: Context):
+        nonfinite = became_non_finite(ctx)
         for m in ctx.measured(ClearedUnusedGradients):
-            if m.then != "step":
+            if m.then == "backward":
+                if clears_micro_batches(m) and not nonfinite and m.times >= m.optimizer.steps:
+                    yield self._micro_batches(m)
                 continue
             opt = m.optimizer.name
             message = (f"`{opt}.zero_grad()` runs between `backward()` and `{opt}.step()`, so the "
@@ -48,3 +54,21 @@ class ZeroGradBeforeStep(Rule):
             yield self.diagnostic(message, m.zero_grad or m.step, related=rel,
                                   fix=display_fix("Move `zero_grad()` before `backward()`"),
                                   optimizer=opt)
+
+    def _micro_batches(self, m: ClearedUnusedGradients):
+        opt, bwd, zero_grad = m.optimizer.name, m.backward, m.zero_grad
+        call = f"`{bwd.text}`" if bwd is not None and bwd.text else "`backward()`"
+        message = (f"`{zero_grad.text if zero_grad and zero_grad.text else opt + '.zero_grad()'}` clears the "
+                   f"gradients of {call} before `{opt}.step()` uses them ({m.times:,} times), so only the "
+                   f"last micro-batch before each step counts; call `{opt}.zero_grad()` right after "
+                   f"`{opt}.step()` instead")
+        # a warning: the steps still learn from the last micro-batch
+        return self.diagnostic(message, zero_grad, related=related(bwd, "these gradients are thrown away"),
+                               fix=display_fix("Move `zero_grad()` right after `step()`"),
+                               severity=Severity.WARNING, optimizer=opt, accumulation=True)
+
+
+def clears_micro_batches(m: ClearedUnusedGradients) -> bool:
+    """``zero_grad()`` cleared a backward's gradients in a loop that does step, every few
+    backward() calls: gradient accumulation with the ``zero_grad()`` in the wrong place."""
+    return m.then == "backward" and m.optimizer.steps >= 2 and m.zero_grad is not None

@@ -1,7 +1,9 @@
 """## What it does
 Flags `backward()` calls whose gradients no `optimizer.step()` ever uses: `zero_grad()` clears
 them before any step, or the cell's optimizer is never stepped at all. GradScaler steps that
-skip an update on purpose count as steps.
+skip an update on purpose count as steps. A loop that does step, every few `backward()` calls,
+but clears the micro-batches' gradients in between is GW102's (the `zero_grad()` is misplaced,
+not the `step()`).
 
 ## Why is this bad?
 The backward pass is the most expensive part of a training step; when its gradients are thrown
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 from ..measurements import ClearedUnusedGradients, NeverStepped
 from .base import Context, Rule, Severity, display_fix, related
+from .gw102_zero_grad_before_step import clears_micro_batches
 from .gw105_non_finite import became_non_finite
 
 
@@ -42,27 +45,20 @@ class UnusedBackward(Rule):
 
     def check(self, ctx: Context):
         nonfinite = became_non_finite(ctx)
+        # an optimizer never stepped: that is the one finding, whatever zero_grad() cleared
+        never_stepped = {m.optimizer.key for m in ctx.measured(NeverStepped)} \
+            if ctx.events.cell_error is None else set()
         for m in ctx.measured(ClearedUnusedGradients):
-            if m.then != "backward" or nonfinite or m.optimizer.steps > m.times:
+            if m.then != "backward" or nonfinite or m.optimizer.steps > m.times or m.optimizer.key in never_stepped:
                 continue  # steps skipped on purpose (a NaN guard) in a loop that mostly steps
+            if clears_micro_batches(m):
+                continue  # the loop steps every few backward() calls: GW102's zero_grad()
             opt, bwd = m.optimizer.name, m.backward
             call = f"`{bwd.text}`" if bwd is not None and bwd.text else "`backward()`"
-            where = bwd or m.zero_grad
-            if m.optimizer.steps >= 2 and m.zero_grad is not None:
-                # the loop does step, every few backward() calls (gradient accumulation), but a
-                # zero_grad() between them throws the earlier micro-batches away: that is the line
-                zg = m.zero_grad
-                message = (f"`{zg.text or opt + '.zero_grad()'}` clears the gradients of {call} before "
-                           f"`{opt}.step()` uses them ({m.times:,} times), so only the last "
-                           f"micro-batch before each step counts; call `{opt}.zero_grad()` right after "
-                           f"`{opt}.step()` instead")
-                rel = related(bwd, "these gradients are thrown away")
-                where = zg
-            else:
-                message = (f"the gradients of {call} are cleared by `{opt}.zero_grad()` before any "
-                           f"`{opt}.step()` uses them; call `{opt}.step()` after every `backward()`")
-                rel = related(m.zero_grad, "the gradients are cleared here, unused")
-            yield self.diagnostic(message, where, related=rel,
+            message = (f"the gradients of {call} are cleared by `{opt}.zero_grad()` before any "
+                       f"`{opt}.step()` uses them; call `{opt}.step()` after every `backward()`")
+            yield self.diagnostic(message, bwd or m.zero_grad,
+                                  related=related(m.zero_grad, "the gradients are cleared here, unused"),
                                   fix=display_fix(f"Call `{opt}.step()` after `backward()`"),
                                   optimizer=opt, kind="discarded")
         if ctx.events.cell_error is not None:
