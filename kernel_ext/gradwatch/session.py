@@ -410,12 +410,12 @@ class Watch:
         def step_pre_hook(opt, args, kwargs):
             try:
                 with own_work():
-                    session._on_step(opt, args, kwargs)
+                    return session._on_step(opt, args, kwargs)
             except Exception as exc:
                 session._internal_error(exc)
         return step_pre_hook
 
-    def _on_step(self, opt, args, kwargs) -> None:
+    def _on_step(self, opt, args, kwargs) -> tuple | None:
         key = self._key(opt)
         events = self.events
         events.n_steps += 1
@@ -431,29 +431,62 @@ class Watch:
         self._bwd_at[key] = n
         if events.backwards and events.backwards[-1].index > last:  # only while traced events are new
             self._mark_consumers(key, last)
-        if counts[0] <= _CHECK_ALL_STEPS or counts[0] % _CHECK_EVERY == 0 or since == 0:
-            missing = [p for g in opt.param_groups for p in g["params"] if p.grad is None]
-            counts[1] += 1
-            counts[2] += bool(missing)
-            before, self._missing[key] = self._missing.get(key, 0), len(missing)
-            if missing and since and self._retraced.count(key) < 2 and \
-                    (key not in self._fed_traced or len(missing) > before):
-                # no traced backward fed this optimizer yet (e.g. a GAN's G step comes after
-                # several D steps), or more of its parameters lost their gradient (a layer
-                # replaced mid-cell): trace until its next step to see where gradients stop
-                self._retraced.append(key)
-                self._fed_traced.discard(key)
-                self._trace_for = key
-                if self.mode is None:  # from now on: the next forward may feed this optimizer
-                    self._start_tracing(_RETRACE_LIMIT)
-            if (missing or since == 0) and len(events.steps) < _MAX_STEP_EVENTS:
-                namer = self._namer(self.source_map.user_frame(sys._getframe(1)))
-                events.steps.append(StepEvent(
-                    optimizer=key, name=namer.name(opt), location=self.location(self._position()),
-                    backwards_since_step=since, without_grad=[self._fact(p, namer) for p in missing[:64]],
-                    n_params=sum(len(g["params"]) for g in opt.param_groups)))
+        closure = args[1] if len(args) > 1 else kwargs.get("closure")  # (args[0] is the optimizer)
+        changed = None
+        if callable(closure):
+            # the closure computes this step's gradients inside step() (LBFGS, SAM, Lightning):
+            # `.grad` holds the previous step's (or nothing) now; check them after the closure
+            checked = self._check_after(closure, opt, key, counts, n)
+            changed = ((opt, checked, *args[2:]), kwargs) if len(args) > 1 else (args, {**kwargs, "closure": checked})
+        elif counts[0] <= _CHECK_ALL_STEPS or counts[0] % _CHECK_EVERY == 0 or since == 0:
+            self._check_missing(opt, key, counts, since)
         for monitor in self._monitors:
             monitor.on_step(opt, key, args, kwargs)
+        return changed  # as a step pre-hook's (args, kwargs): step() calls the checking closure
+
+    def _check_after(self, closure, opt, key: int, counts: list[int], n_before: int):
+        """``closure``, checking the gradients it computed the first time it returns (LBFGS calls
+        it several times per step); its results and exceptions are the closure's own."""
+        session = self
+        done: list[bool] = []
+
+        @functools.wraps(closure)
+        def closure_then_check(*args, **kwargs):
+            __tracebackhide__ = True
+            result = closure(*args, **kwargs)
+            if not done:
+                done.append(True)
+                n = session.events.n_backward
+                session._bwd_at[key] = n  # the closure's backward calls are this step's
+                since = n - n_before
+                if counts[0] <= _CHECK_ALL_STEPS or counts[0] % _CHECK_EVERY == 0 or since == 0:
+                    session._guard(session._check_missing, opt, key, counts, since)
+            return result
+        return closure_then_check
+
+    def _check_missing(self, opt, key: int, counts: list[int], since: int) -> None:
+        """The parameters of ``opt`` that its step finds without a gradient (on sampled steps)."""
+        events = self.events
+        missing = [p for g in opt.param_groups for p in g["params"] if p.grad is None]
+        counts[1] += 1
+        counts[2] += bool(missing)
+        before, self._missing[key] = self._missing.get(key, 0), len(missing)
+        if missing and since and self._retraced.count(key) < 2 and \
+                (key not in self._fed_traced or len(missing) > before):
+            # no traced backward fed this optimizer yet (e.g. a GAN's G step comes after
+            # several D steps), or more of its parameters lost their gradient (a layer
+            # replaced mid-cell): trace until its next step to see where gradients stop
+            self._retraced.append(key)
+            self._fed_traced.discard(key)
+            self._trace_for = key
+            if self.mode is None:  # from now on: the next forward may feed this optimizer
+                self._start_tracing(_RETRACE_LIMIT)
+        if (missing or since == 0) and len(events.steps) < _MAX_STEP_EVENTS:
+            namer = self._namer(self.source_map.user_frame(sys._getframe(1)))
+            events.steps.append(StepEvent(
+                optimizer=key, name=namer.name(opt), location=self.location(self._position()),
+                backwards_since_step=since, without_grad=[self._fact(p, namer) for p in missing[:64]],
+                n_params=sum(len(g["params"]) for g in opt.param_groups)))
 
     # --- backward --------------------------------------------------------------------------------
     def _wrap_backward(self, original, api: str):

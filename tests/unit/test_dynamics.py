@@ -389,3 +389,69 @@ def test_many_optimizers_of_one_tensor_each_are_quiet(per_tensor_loop):
 
     assert [d.code for d in watched(train)] == []
 
+
+# --- optimizer.step(closure): the forward and backward run inside step() ------------------------
+def closure_loop(kind: str, softmax_before_loss: bool = False, clear=None):
+    """A training loop whose forward, loss and backward run in ``step(closure)``: LBFGS, or
+    Lightning's manual shape (``step(closure=...)``); ``clear`` empties the gradients between
+    the steps as ``model.zero_grad()`` does (not through the optimizer)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+    x, y = torch.randn(32, 4), torch.randint(0, 3, (32,))
+    opt = torch.optim.LBFGS(model.parameters(), lr=0.1, max_iter=4) if kind == "lbfgs" \
+        else torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def closure():
+        if clear is None:
+            opt.zero_grad()
+        logits = model(x)
+        if softmax_before_loss:
+            logits = logits.softmax(dim=1)
+        loss = nn.functional.cross_entropy(logits, y)
+        loss.backward()
+        return loss
+
+    def train():
+        for _ in range(12):
+            if clear is not None:
+                clear(model)
+            if kind == "lbfgs":
+                opt.step(closure)
+            else:
+                opt.step(closure=closure)
+    return train
+
+
+@pytest.mark.parametrize("kind", ["lbfgs", "manual"])
+@pytest.mark.parametrize("clear", [None, nn.Module.zero_grad], ids=["zero_grad_in_closure", "model_zero_grad"])
+def test_a_clean_closure_loop_is_quiet(kind, clear):
+    # the gradients are checked after the closure computed them, not before step() runs it
+    assert [(d.code, d.message) for d in watched(closure_loop(kind, clear=clear))] == []
+
+
+@pytest.mark.parametrize("kind", ["lbfgs", "manual"])
+def test_ops_inside_a_closure_are_observed(kind):
+    [d] = watched(closure_loop(kind, softmax_before_loss=True))
+    assert d.code == "GW109" and d.location.text == "logits.softmax(dim=1)"
+
+
+def test_a_closure_keeps_its_result_and_its_exception():
+    w = nn.Parameter(torch.ones(2))
+    opt = torch.optim.SGD([w], lr=0.1)
+    results = []
+
+    def train():
+        def closure():
+            opt.zero_grad()
+            loss = (w * 2).sum()
+            loss.backward()
+            return loss
+        results.append(opt.step(closure).item())
+
+        def failing():
+            raise KeyError("from the closure")
+        with pytest.raises(KeyError, match="from the closure"):
+            opt.step(failing)
+
+    watched(train)
+    assert results == [4.0]

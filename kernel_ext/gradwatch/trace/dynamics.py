@@ -76,6 +76,7 @@ class TrainingMonitor(Monitor):
         self.n_backward = 0
         self.in_scaler = 0  # >0 while GradScaler's own ops run (their infs are by design)
         self.in_step = False  # optimizer.step() runs: its ops are no forward ops
+        self.step_call = None  # ... except a closure's, made away from this step() call (its position)
         self.in_grad = 0  # >0 inside torch.autograd.grad()
         self.scaled: tuple[weakref.ref, torch.Tensor] | None = None  # scaler.scale(loss) -> loss
         self.order = StepOrder(self)
@@ -208,8 +209,12 @@ class TrainingMonitor(Monitor):
     def on_step(self, optimizer: Any, key: int, args: tuple = (), kwargs: dict | None = None) -> None:
         # The post-step hook confirms suspicions, sees LBFGS-style closures (backward inside
         # step) and marks the optimizer's own ops while tracing; a plain loop does not pay for it.
-        if args or (kwargs and kwargs.get("closure") is not None):
+        closure = args[1] if len(args) > 1 else (kwargs or {}).get("closure")  # (args[0]: the optimizer)
+        if closure is not None:
             self.closure_seen = True
+        # a closure runs the forward inside step() (LBFGS, SAM, Lightning): while tracing, the
+        # ops whose user frame is not the step() call are the closure's and observed
+        self.step_call = self.position() if closure is not None and self.session.mode is not None else None
         if key not in self._named:
             self._named.add(key)
             self._keys[id(optimizer)] = (weakref.ref(optimizer), key)
@@ -256,8 +261,11 @@ class TrainingMonitor(Monitor):
         self.order.on_zero_grad(optimizer, key)
 
     def _observe(self, op, args, kwargs, out, position_fn) -> None:
-        if not self.in_scaler and not self.in_step:
-            self.ops.observe(op, args, kwargs, out, position_fn)
+        if self.in_scaler:
+            return
+        if self.in_step and (self.step_call is None or position_fn() == self.step_call):
+            return  # the optimizer's own ops are no forward ops
+        self.ops.observe(op, args, kwargs, out, position_fn)
 
     def finish(self, events: Any) -> None:
         namer = _Names(self.session._namer(), self.local_names)
