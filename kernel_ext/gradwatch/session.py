@@ -29,6 +29,7 @@ from .trace import explain
 from .trace.flow import FlowAnalyzer, data_leaves, related_tensor_ids
 from .trace.compiled import CompiledRegions
 from .trace.installer import InstallConflict, Installer
+from .trace.monitor_handle import MonitorHandle
 from .trace.optimizer_table import OptimizerTable
 from .trace.provenance import Provenance, ProvenanceMode, forget_callers, own_work
 
@@ -154,13 +155,21 @@ class Watch:
         from torch.optim.optimizer import register_optimizer_step_pre_hook
         installer.hook(register_optimizer_step_pre_hook, self._step_hook())
         from .trace import dynamics
-        for monitor in dynamics.monitors(self):
+        for monitor in dynamics.monitors(self._monitor_handle()):
             self._monitors.append(monitor)
         installer.add_undo(self._stop_tracing)
         # torch.compile: the tracing mode steps aside in compiled code, seen from outside instead
         CompiledRegions(installer, lambda: self.mode, self.provenance, self._internal_error).install()
         if self.trace_steps > 0:
             self._start_tracing(self.trace_steps)
+
+    def _monitor_handle(self) -> MonitorHandle:
+        return MonitorHandle(
+            installer=self.installer, provenance=self.provenance, optimizers=self.optimizers,
+            events=self.events, tracing_mode_on=lambda: self.mode is not None,
+            user_frame=self.source_map.user_frame, location=self.location, namespace=self.namespace,
+            namer=self._namer, optimizer_key=self._key, internal_error=self._internal_error,
+            request_trace=self.request_trace, tell=self.tell)
 
     # --- tracing on/off -----------------------------------------------------------------------
     @property
@@ -540,8 +549,9 @@ class Watch:
     def _before_backward(self, api: str, args, kwargs) -> BackwardEvent | None:
         self.events.n_backward += 1
         roots = self._roots(api, args, kwargs)
-        for monitor in self._monitors:
-            monitor.on_backward(roots)
+        if api != "torch.autograd.grad":  # gradients of inputs (penalties): no training loss
+            for monitor in self._monitors:
+                monitor.on_backward(roots)
         if self.mode is None or self.mode.paused or not roots or api == "torch.autograd.grad":
             # the per-step fast path; autograd.grad() computes gradients of inputs (penalties,
             # physics losses), not the training step's parameter gradients: not analysed

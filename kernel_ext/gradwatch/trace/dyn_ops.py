@@ -12,11 +12,14 @@ after `dyn_stats` saw a NaN/Inf), so memory stays bounded in long loops.
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..measurements import LossCall, Measurement, NonFiniteOrigin, ZeroIntoSingularOp
+
+if TYPE_CHECKING:
+    from .dynamics import TrainingMonitor
 
 _CE = {"cross_entropy", "nll_loss"}
 _BCE = {"binary_cross_entropy"}
@@ -35,7 +38,7 @@ _MAX_LOSS_CALLS = 32
 
 
 class OpChecks:
-    def __init__(self, monitor: Any) -> None:
+    def __init__(self, monitor: TrainingMonitor) -> None:
         self.monitor = monitor
         # (op, position, producer, broadcasts) -> the call's op, position, producer and shapes
         self.loss_calls: dict[tuple, tuple] = {}

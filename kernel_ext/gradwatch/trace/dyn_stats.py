@@ -24,11 +24,14 @@ from __future__ import annotations
 import math
 import time
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..measurements import GradientStatistics, LossStatistics, Measurement, OptimizerRef
+
+if TYPE_CHECKING:
+    from .dynamics import TrainingMonitor
 
 _BLOCK = 64  # rows per device reduction
 _FIRST_BLOCK = 16  # the first block is the baseline that later growth is measured against
@@ -104,7 +107,7 @@ class _Series:
 
 
 class GradStats:
-    def __init__(self, monitor: Any) -> None:
+    def __init__(self, monitor: TrainingMonitor) -> None:
         self.monitor = monitor
         self.series: dict[int, _Series] = {}
         self.pending: list[torch.Tensor] = []  # losses since the last step
@@ -322,7 +325,7 @@ class GradStats:
             opt = s.ref() if s.ref is not None else None
             optimizer = OptimizerRef(key=key, name=(namer.name(opt) if opt is not None else None)
                                      or (f"optimizer#{key}" if key else ""),
-                                     location=session._opt_locations.get(key), steps=s.n_steps)
+                                     location=session.optimizers.locations.get(key), steps=s.n_steps)
             if s.acc:
                 grads: dict[str, Any] = {k: v.tolist() for k, v in s.acc.items()}  # the one host read
                 out.append(GradientStatistics(

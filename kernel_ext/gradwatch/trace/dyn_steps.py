@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import sys
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..measurements import (AccumulatedIntoUsedGradient, ClearedUnusedGradients, EvalModeAtStep,
                             LearningRateZero, Measurement, NeverStepped, OptimizerRef, StepWithoutBackward)
+
+if TYPE_CHECKING:
+    from .dynamics import TrainingMonitor
 
 _KEEP_POSITIONS = 3  # first calls whose positions are kept, for related locations
 _EVAL_CHECK_EVERY = 64  # steps between eval-mode checks (and the first step)
@@ -44,20 +47,20 @@ class _Opt:
         self.steps = 0
         self.backwards_at_step = 0  # backward calls seen at this optimizer's last step
         self.backwards_at_zero_grad = -1  # backward calls seen at its last zero_grad()
-        self.zero_grad_position = None  # position of a zero_grad() call
+        self.zero_grad_position: tuple | None = None  # position of a zero_grad() call
         # a zero_grad() that cleared gradients no step used: (backward calls cleared, its position)
         self.uncleared: tuple | None = None
-        self.step_position = None
+        self.step_position: tuple | None = None
         self.probe: tuple | None = None  # (param ref, grad ref, grad version)
         self.probe_checked = False
-        self.accumulated_at = None  # a backward() that added to the gradient the last step used
+        self.accumulated_at: tuple | None = None  # a backward() that added to the gradient the last step used
         self.ids: set[int] | None = None
         self.scaler = False
         self.times_cleared = 0  # zero_grad() calls that threw away unused gradients
 
 
 class StepOrder:
-    def __init__(self, monitor: Any) -> None:
+    def __init__(self, monitor: TrainingMonitor) -> None:
         self.monitor = monitor
         self.opts: dict[int, _Opt] = {}
         self.used = 0  # backward calls whose gradients some step() has seen
@@ -199,7 +202,7 @@ class StepOrder:
         # GradScaler may skip optimizer.step() (inf gradients, by design): the backward still
         # counts as used, and the step as taken
         self.used = self.monitor.n_backward
-        key = self.monitor.session._key(opt)
+        key = self.monitor.session.optimizer_key(opt)
         st = self._state(opt, key)
         st.scaler = True
         st.uncleared = None
@@ -239,7 +242,7 @@ class StepOrder:
         if st.ids is None:
             st.ids = {id(p) for g in opt.param_groups for p in g["params"]}
         session = self.monitor.session
-        frame = session.source_map.user_frame(sys._getframe(1))
+        frame = session.user_frame(sys._getframe(1))
         spaces = [session.namespace()]
         if frame is not None:
             spaces[:0] = [frame.f_locals, frame.f_globals]
@@ -290,7 +293,7 @@ class StepOrder:
             if opt is None:
                 opt = next((o for o, k in list(session.optimizers.items()) if k == key), None)
             optimizer = OptimizerRef(key=key, name=_opt_name(namer, opt, key),
-                                     location=session._opt_locations.get(key), steps=st.steps if st else 0)
+                                     location=session.optimizers.locations.get(key), steps=st.steps if st else 0)
             at = {field: loc(data[field]) for field in ("backward", "step", "zero_grad", "eval_call")
                   if field in data}
             if kind == "accumulated":

@@ -27,14 +27,16 @@ from typing import Any
 
 import torch
 
+from .installer import Installer
+from .monitor_handle import MonitorHandle
 from .provenance import has_values, own_work
 
 
 class Monitor:
     """Base class: every hook is optional."""
 
-    def __init__(self, session: Any) -> None:
-        self.session = session
+    def __init__(self, session: MonitorHandle) -> None:
+        self.session = session  # what it may use of the watch session
 
     def on_backward(self, roots: list) -> None: ...
 
@@ -57,7 +59,7 @@ class Monitor:
 MONITORS: list[type[Monitor]] = []
 
 
-def monitors(session: Any) -> list[Monitor]:
+def monitors(session: MonitorHandle) -> list[Monitor]:
     return [cls(session) for cls in MONITORS]
 
 
@@ -67,7 +69,7 @@ _NULL = contextlib.nullcontext()
 class TrainingMonitor(Monitor):
     """GW101-GW115: training dynamics at a cost that is small against a backward pass."""
 
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: MonitorHandle) -> None:
         super().__init__(session)
         from .dyn_ops import OpChecks
         from .dyn_stats import GradStats
@@ -77,7 +79,6 @@ class TrainingMonitor(Monitor):
         self.in_scaler = 0  # >0 while GradScaler's own ops run (their infs are by design)
         self.in_step = False  # optimizer.step() runs: its ops are no forward ops
         self.step_call = None  # ... except a closure's, made away from this step() call (its position)
-        self.in_grad = 0  # >0 inside torch.autograd.grad()
         self.scaled: tuple[weakref.ref, torch.Tensor] | None = None  # scaler.scale(loss) -> loss
         self.order = StepOrder(self)
         self.stats = GradStats(self)
@@ -90,12 +91,12 @@ class TrainingMonitor(Monitor):
     # --- helpers for the parts ----------------------------------------------------------------
     def position(self):
         """The user's code position that led here (a frame walk: only when needed)."""
-        frame = self.session.source_map.user_frame(sys._getframe(1))
+        frame = self.session.user_frame(sys._getframe(1))
         return (frame.f_code, frame.f_lasti) if frame is not None else None
 
     def own_ops(self):
         """gradwatch's own torch ops must not be traced as the user's (nor cost a trace)."""
-        if self.session.mode is None:
+        if not self.session.tracing_mode_on():
             return _NULL
         return torch._C.DisableTorchFunction()
 
@@ -111,12 +112,12 @@ class TrainingMonitor(Monitor):
                 with own_work():  # its tensor ops stay unseen by the user's modes
                     return fn(*args, **kwargs)
             except Exception as exc:
-                session._internal_error(exc)
+                session.internal_error(exc)
                 return None
         return call
 
     # --- patches --------------------------------------------------------------------------------
-    def _install(self, installer: Any) -> None:
+    def _install(self, installer: Installer) -> None:
         from torch.optim.optimizer import register_optimizer_step_post_hook
 
         guard = self.guarded
@@ -165,23 +166,11 @@ class TrainingMonitor(Monitor):
                 order._train_depth -= 1
 
         installer.patch(torch.nn.Module, "train", lambda _original: module_train)
-        # autograd.grad() (gradient penalties) fills no .grad and is no training loss: flag its
-        # calls here instead of inspecting the session's frame on every backward
-        grad = torch.autograd.grad
-
-        def autograd_grad(*args, **kwargs):
-            monitor.in_grad += 1
-            try:
-                return grad(*args, **kwargs)
-            finally:
-                monitor.in_grad -= 1
-
-        installer.patch(torch.autograd, "grad", lambda _original: autograd_grad)
 
     # --- session hooks ------------------------------------------------------------------------
     def on_backward(self, roots: list) -> None:
-        if self.in_grad:
-            return  # gradients of inputs (penalties): no .grad accumulation, no training loss
+        """A backward() that fills ``.grad`` (not ``torch.autograd.grad``, whose gradients of
+        inputs, as in penalties, are no training step's)."""
         self.n_backward += 1
         order = self.order
         if order.watching:
@@ -192,7 +181,7 @@ class TrainingMonitor(Monitor):
                 root = self.scaled[1]  # the loss before `scaler.scale(loss)`: its scale is no trend
             if not has_values(root):
                 pass  # a meta model or a FakeTensor: no values to follow
-            elif self.session.mode is None:
+            elif not self.session.tracing_mode_on():
                 self.stats.on_loss(root)
             else:
                 with torch._C.DisableTorchFunction():
@@ -214,7 +203,7 @@ class TrainingMonitor(Monitor):
             self.closure_seen = True
         # a closure runs the forward inside step() (LBFGS, SAM, Lightning): while tracing, the
         # ops whose user frame is not the step() call are the closure's and observed
-        self.step_call = self.position() if closure is not None and self.session.mode is not None else None
+        self.step_call = self.position() if closure is not None and self.session.tracing_mode_on() else None
         if key not in self._named:
             self._named.add(key)
             self._keys[id(optimizer)] = (weakref.ref(optimizer), key)
@@ -224,13 +213,13 @@ class TrainingMonitor(Monitor):
         first = next((p for g in optimizer.param_groups for p in g["params"]), None)
         if first is not None and not has_values(first):
             pass  # a meta model or FakeTensors: no gradient values to follow
-        elif self.session.mode is None:
+        elif not self.session.tracing_mode_on():
             self.stats.on_step(optimizer, key)
         else:
             with torch._C.DisableTorchFunction():
                 self.stats.on_step(optimizer, key)
         # (a pre-hook: torch is not iterating over the post hooks, adding or removing is safe)
-        need = order._pending is not None or self.closure_seen or self.session.mode is not None
+        need = order._pending is not None or self.closure_seen or self.session.tracing_mode_on()
         if need and self._post is None:
             self._post = self._register_post()
         elif not need and self._post is not None:
@@ -242,7 +231,7 @@ class TrainingMonitor(Monitor):
         """A loop inside a function: its locals are gone at the end of the cell, keep names."""
         from ..locate import Namer
 
-        frame = self.session.source_map.user_frame(sys._getframe(1))
+        frame = self.session.user_frame(sys._getframe(1))
         if frame is not None and frame.f_locals is not frame.f_globals:
             for obj_id, name in Namer(frame.f_locals)._names.items():
                 self.local_names.setdefault(obj_id, name)
@@ -268,13 +257,13 @@ class TrainingMonitor(Monitor):
         self.ops.observe(op, args, kwargs, out, position_fn)
 
     def finish(self, events: Any) -> None:
-        namer = _Names(self.session._namer(), self.local_names)
+        namer = _Names(self.session.namer(), self.local_names)
         for part in (self.order, self.stats, self.ops):
             try:
                 with self.own_ops():
                     events.measurements += part.finish(namer)
             except Exception as exc:  # one part's fault must not hide the others' measurements
-                self.session._internal_error(exc)
+                self.session.internal_error(exc)
 
     def close(self) -> None:
         if self._post is not None:
