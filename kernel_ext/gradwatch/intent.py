@@ -7,11 +7,15 @@ Besides an optimizer's parameters, a tensor is meant to be trained when the code
 from __future__ import annotations
 
 import ast
+import re
 
+_GRAD_WORD = re.compile(r"\bgrad\b")  # not `zero_grad`, `requires_grad`; non-ASCII names are NFKC-folded
 _UPDATE_METHODS = {"sub_", "add_", "copy_", "addcmul_", "addcdiv_", "mul_"}
 
 
 def trained_names(code: str) -> set[str]:
+    if code.isascii() and not _GRAD_WORD.search(code):
+        return set()  # every rule below needs a `.grad`: no need to parse a long cell
     try:
         tree = ast.parse(code)
     except SyntaxError:

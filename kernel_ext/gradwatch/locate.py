@@ -16,8 +16,8 @@ import os
 import sys
 import sysconfig
 from dataclasses import dataclass
-from types import CodeType, FrameType
-from typing import Any, Iterable, Iterator
+from types import BuiltinFunctionType, CodeType, FrameType, FunctionType, MethodType, ModuleType
+from typing import Any, Iterable
 
 from .diagnostics import Location
 
@@ -48,6 +48,15 @@ class SourceMap:
         self._cells: dict[str, _Cell] = {}
         self._user_file: dict[str, bool] = {}
         self._file_lines: dict[str, list[str]] = {}
+        # Cell-history searches run once per cell, not once per tensor: the sorted cells, their
+        # parsed trees and per-tree indexes live as long as this map (one watched cell), and are
+        # dropped when a cell is added (`_history_key`).
+        self._history_key: tuple[int, int] | None = None
+        self._sources: list[tuple[str, str]] = []
+        self._trees: dict[str, ast.Module | None] = {}
+        self._indexes: dict[tuple[str, str], Any] = {}
+        self._found: dict[tuple[str, bool, tuple[str, ...]], Location | None] = {}
+        self._positions: dict[CodeType, list] = {}
 
     # --- registration --------------------------------------------------------------------
     def register_cell(self, filename: str, execution_count: int | None,
@@ -55,6 +64,7 @@ class SourceMap:
         self._cells[filename] = _Cell(execution_count, editor_text.splitlines(),
                                       code_text.splitlines())
         self._user_file[filename] = True
+        self._history_key = None
 
     def _cell_for(self, filename: str) -> _Cell | None:
         cell = self._cells.get(filename)
@@ -100,7 +110,10 @@ class SourceMap:
         if position is None:
             return None
         code, lasti = position
-        span = _instruction_span(code, lasti)
+        positions = self._positions.get(code)
+        if positions is None:  # once per code object: a 5,000-line cell has 30,000 instructions
+            positions = self._positions[code] = list(code.co_positions())
+        span = _span(positions, lasti)
         if span is None:
             return None
         return self.location_of_span(code.co_filename, *span)
@@ -137,37 +150,69 @@ class SourceMap:
                                      node.col_offset, node.end_col_offset or node.col_offset)
 
     # --- the cell history --------------------------------------------------------------------
-    def cell_sources(self) -> Iterator[tuple[str, str]]:
+    def cell_sources(self) -> list[tuple[str, str]]:
         """(file name, code) of the known cells, newest first."""
         fmap = getattr(getattr(self.shell, "compile", None), "_filename_map", {}) or {}
+        key = (len(self._cells), len(fmap))
+        if key == self._history_key:
+            return self._sources
         cells = []
         for filename in dict.fromkeys([*self._cells, *fmap]):
             cell = self._cell_for(filename)
             if cell is not None:
                 number = cell.execution_count
                 cells.append((float("inf") if number is None else number, filename, cell))
-        for _, filename, cell in sorted(cells, key=lambda c: c[0], reverse=True):
-            yield filename, "\n".join(cell.code_lines)
+        self._sources = [(filename, "\n".join(cell.code_lines))
+                         for _, filename, cell in sorted(cells, key=lambda c: c[0], reverse=True)]
+        self._history_key = (len(self._cells), len(fmap))
+        self._trees.clear()
+        self._indexes.clear()
+        self._found.clear()
+        return self._sources
+
+    def _tree(self, filename: str, code: str) -> ast.Module | None:
+        """A cell's parsed code, parsed once."""
+        if filename not in self._trees:
+            self._trees[filename] = _parse(code)
+        return self._trees[filename]
+
+    def _nodes(self, filename: str, code: str, kind: str) -> Any:
+        """A cell's nodes of one kind, in ``ast.walk`` order, all kinds found in one walk:
+        "calls", "loops", "withs", "functions", and "assign" / "assign-attr" (a dict: assigned
+        name -> nodes)."""
+        found = self._indexes.get((filename, kind))
+        if found is None:
+            tree = self._tree(filename, code)
+            for each, nodes in _index(tree).items():
+                self._indexes[(filename, each)] = nodes
+            found = self._indexes[(filename, kind)]
+        return found
 
     def find_assignment(self, name: str, attribute: bool = False, owners: tuple[str, ...] = ()) -> Location | None:
         """The value expression of the newest assignment ``name = <expr>`` in the cells
         (with ``attribute``: ``<anything>.name = <expr>``, e.g. ``self.fc2 = nn.Linear(...)``;
         ``owners`` (``("model",)``) prefers ``<x>.model.name = ...`` over ``self.name = ...``)."""
-        for filename, code in self.cell_sources():
-            tree = _parse(code)
-            if tree is None:
-                continue
+        sources = self.cell_sources()
+        key = (name, attribute, owners)
+        if key in self._found:
+            return self._found[key]
+        result = None
+        for filename, code in sources:
+            if code.isascii() and name not in code:
+                continue  # not in this cell's text: no need to parse it
             best, best_key = None, None
-            for node in ast.walk(tree):
+            for node in self._nodes(filename, code, "assign-attr" if attribute else "assign").get(name, ()):
                 value = _assigned_value(node, name, attribute)
                 if value is None:
                     continue
-                key = (_owner_match(node, owners) if attribute else 0, value.lineno)
-                if best_key is None or key >= best_key:
-                    best, best_key = value, key
+                rank = (_owner_match(node, owners) if attribute else 0, value.lineno)
+                if best_key is None or rank >= best_key:
+                    best, best_key = value, rank
             if best is not None:
-                return self.node_location(filename, best)
-        return None
+                result = self.node_location(filename, best)
+                break
+        self._found[key] = result
+        return result
 
     # --- searches in the cells' syntax trees ------------------------------------------------------
     def _cell_tree(self, location: Location) -> tuple[str, ast.Module] | None:
@@ -175,17 +220,24 @@ class SourceMap:
         for filename, code in self.cell_sources():
             cell = self._cells.get(filename) or self._cell_for(filename)
             if cell is not None and cell.execution_count == location.cell:
-                tree = _parse(code)
+                tree = self._tree(filename, code)
                 return (filename, tree) if tree is not None else None
+        return None
+
+    def _cell_nodes(self, location: Location, kind: str) -> tuple[str, list] | None:
+        """(file name, nodes of ``kind``) of the cell that holds ``location``."""
+        for filename, code in self.cell_sources():
+            cell = self._cells.get(filename) or self._cell_for(filename)
+            if cell is not None and cell.execution_count == location.cell:
+                return filename, self._nodes(filename, code, kind)
         return None
 
     def _newest_call(self, wanted) -> Location | None:
         """The newest call for which ``wanted(call)`` holds, in the newest cell that has one."""
         for filename, code in self.cell_sources():
-            tree = _parse(code)
             best = None
-            for node in ast.walk(tree) if tree is not None else ():
-                if isinstance(node, ast.Call) and wanted(node) and (best is None or node.lineno >= best.lineno):
+            for node in self._nodes(filename, code, "calls"):
+                if wanted(node) and (best is None or node.lineno >= best.lineno):
                     best = node
             if best is not None:
                 return self.node_location(filename, best)
@@ -196,25 +248,23 @@ class SourceMap:
         what ``a`` creates is made anew in every iteration of ``b``'s loop)."""
         if a.cell is None or a.cell != b.cell or a.path != b.path:
             return False
-        found = self._cell_tree(a)
-        for node in ast.walk(found[1]) if found is not None else ():
-            if isinstance(node, (ast.For, ast.While, ast.AsyncFor)):
-                first, last = node.body[0].lineno, node.end_lineno or node.lineno
-                if first <= a.line <= last and first <= b.line <= last:
-                    return True
+        found = self._cell_nodes(a, "loops")
+        for node in found[1] if found is not None else ():
+            first, last = node.body[0].lineno, node.end_lineno or node.lineno
+            if first <= a.line <= last and first <= b.line <= last:
+                return True
         return False
 
     def enclosing_with(self, location: Location, names: Iterable[str]) -> Location | None:
         """The ``with torch.no_grad():`` (or similar) header around ``location``, if any."""
         names = tuple(names)
-        found = self._cell_tree(location)
+        found = self._cell_nodes(location, "withs")
         if found is None:
             return None
-        filename, tree = found
+        filename, withs = found
         best = None
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.With, ast.AsyncWith)) and \
-                    node.lineno <= location.line <= (node.end_lineno or node.lineno):
+        for node in withs:
+            if node.lineno <= location.line <= (node.end_lineno or node.lineno):
                 for item in node.items:
                     if any(n in ast.unparse(item.context_expr) for n in names):
                         if best is None or node.lineno > best[0].lineno:
@@ -239,14 +289,13 @@ class SourceMap:
         return self._newest_call(_unreduced)
 
     def _function_around(self, location: Location) -> tuple[str, ast.FunctionDef | ast.AsyncFunctionDef] | None:
-        found = self._cell_tree(location)
+        found = self._cell_nodes(location, "functions")
         if found is None:
             return None
-        filename, tree = found
+        filename, functions = found
         best = None
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and \
-                    node.body[0].lineno <= location.line <= (node.end_lineno or node.lineno) and \
+        for node in functions:
+            if node.body[0].lineno <= location.line <= (node.end_lineno or node.lineno) and \
                     (best is None or node.lineno > best.lineno):
                 best = node
         return (filename, best) if best is not None else None
@@ -309,23 +358,53 @@ def char_column(line: str, byte_col: int) -> int:
     return len(line.encode("utf-8")[:byte_col].decode("utf-8", errors="ignore"))
 
 
-_SPANS: dict[tuple[CodeType, int], tuple[int, int, int, int] | None] = {}
+def _span(positions: list, lasti: int) -> tuple[int, int, int, int] | None:
+    """The source span of the instruction at byte offset ``lasti`` (``code.co_positions()``)."""
+    i = lasti // 2
+    if not 0 <= i < len(positions):
+        return None
+    line, end_line, col, end_col = positions[i]
+    if line is None or end_line is None or col is None or end_col is None:
+        return None
+    return line, end_line, col, end_col
 
 
-def _instruction_span(code: CodeType, lasti: int) -> tuple[int, int, int, int] | None:
-    key = (code, lasti)
-    if key not in _SPANS:
-        span = None
-        for i, pos in enumerate(code.co_positions()):
-            if i == lasti // 2:
-                line, end_line, col, end_col = pos
-                if line is not None and end_line is not None and col is not None and end_col is not None:
-                    span = (line, end_line, col, end_col)
+_NODE_KINDS: dict[str, tuple[type, ...]] = {
+    "calls": (ast.Call,), "loops": (ast.For, ast.While, ast.AsyncFor), "withs": (ast.With, ast.AsyncWith),
+    "functions": (ast.FunctionDef, ast.AsyncFunctionDef),
+}
+
+
+def _index(tree: ast.Module | None) -> dict[str, Any]:
+    """One walk of ``tree``: its nodes of each kind in walk order, and for "assign" and
+    "assign-attr" a dict from each name an assignment may bind (``_assigned_value`` decides)
+    to those assignments."""
+    index: dict[str, Any] = {kind: [] for kind in _NODE_KINDS}
+    names: dict[str, list[ast.stmt]] = {}
+    attributes: dict[str, list[ast.stmt]] = {}
+    index["assign"], index["assign-attr"] = names, attributes
+    kinds = list(_NODE_KINDS.items())
+    for node in ast.walk(tree) if tree is not None else ():
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            bound: set[str] = set()
+            attrs: set[str] = set()
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                if isinstance(target, ast.Name):
+                    bound.add(target.id)
+                elif isinstance(target, ast.Tuple):
+                    bound.update(t.id for t in target.elts if isinstance(t, ast.Name))
+                elif isinstance(target, ast.Attribute) and isinstance(node, ast.Assign):
+                    attrs.add(target.attr)
+            for name in bound:
+                names.setdefault(name, []).append(node)
+            for name in attrs:
+                attributes.setdefault(name, []).append(node)
+            continue
+        for kind, node_types in kinds:
+            if isinstance(node, node_types):
+                index[kind].append(node)
                 break
-        if len(_SPANS) > 50_000:
-            _SPANS.clear()
-        _SPANS[key] = span
-    return _SPANS[key]
+    return index
 
 
 def _parse(code: str) -> ast.Module | None:
@@ -374,6 +453,12 @@ def _assigned_value(node: ast.AST, name: str, attribute: bool = False) -> ast.ex
 
 
 # --- names -------------------------------------------------------------------------------
+# Values that never name a tensor, module or optimizer: skipped by their exact type, without
+# the checks `Namer._add` makes (a namespace of 100,000 numbers is read in milliseconds).
+_INERT_TYPES = frozenset({int, float, complex, bool, str, bytes, type(None), type, FunctionType,
+                          BuiltinFunctionType, MethodType, ModuleType})
+
+
 class Namer:
     """Finds the user's own name for a tensor, module or optimizer, by identity.
 
@@ -382,24 +467,51 @@ class Namer:
     """
 
     def __init__(self, *namespaces: dict[str, Any]) -> None:
-        self._names: dict[int, str] = {}
+        # A namespace given twice (a cell's frame: its locals are its globals, the notebook's
+        # namespace) is read once. Nothing is read until a name is asked for.
+        unique: dict[int, dict[str, Any]] = {}
+        for ns in namespaces:
+            unique.setdefault(id(ns), ns)
+        self._namespaces: list[dict[str, Any]] | None = list(unique.values())
+        self._pending: list[tuple[Any, str]] = []  # optimizers whose parameters get names
+        self._by_id: dict[int, str] = {}
         self._objects: dict[int, Any] = {}  # keeps ids stable while the Namer lives
         self._unregistered: dict[int, str] = {}  # tensor id -> the plain container attribute
         self._user_attribute: dict[int, str] = {}  # parameter id -> `mask` of `self.mask = ...`
-        import torch
 
-        for ns in namespaces:
-            for var, value in list(ns.items()):
-                if var.startswith("_") or var in ("In", "Out"):
-                    continue
-                self._add(var, value, torch)
+    @property
+    def _names(self) -> dict[int, str]:
+        return self._read()
+
+    def _read(self) -> dict[int, str]:
+        """Object id -> name: the namespaces read in order (the first name wins), then the
+        parameters of the optimizers added so far."""
+        namespaces, self._namespaces = self._namespaces, None
+        if namespaces is not None:
+            import torch
+
+            inert = _INERT_TYPES
+            for ns in namespaces:
+                for var, value in list(ns.items()):
+                    if type(value) in inert or var.startswith("_") or var in ("In", "Out"):
+                        continue
+                    self._add(var, value, torch)
+        while self._pending:
+            opt, fallback = self._pending.pop(0)
+            self._add_params(opt, self._by_id.get(id(opt)) or fallback)
+        return self._by_id
 
     def _put(self, obj: Any, name: str) -> None:
-        if id(obj) not in self._names:
-            self._names[id(obj)] = name
+        if id(obj) not in self._by_id:
+            self._by_id[id(obj)] = name
             self._objects[id(obj)] = obj
 
     def _add(self, var: str, value: Any, torch: Any, depth: int = 0) -> None:
+        cls = type(value)
+        if cls is list or cls is tuple or cls is dict:  # the common containers, without the checks below
+            if len(value) <= 64:
+                self._add_items(var, value, torch)
+            return
         if isinstance(value, torch.Tensor):
             self._put(value, var)
         elif isinstance(value, torch.nn.Module):
@@ -430,14 +542,20 @@ class Namer:
             for attr, item in list(vars(value).items())[:64]:
                 if not attr.startswith("_") and isinstance(item, (torch.nn.Module, torch.optim.Optimizer)):
                     self._add(f"{var}.{attr}", item, torch, depth=1)
-        elif isinstance(value, (list, tuple)) and len(value) <= 64:
-            for i, item in enumerate(value):
-                if isinstance(item, torch.Tensor):
-                    self._put(item, f"{var}[{i}]")
-        elif isinstance(value, dict) and len(value) <= 64:
+        elif isinstance(value, (list, tuple, dict)) and len(value) <= 64:
+            self._add_items(var, value, torch)
+
+    def _add_items(self, var: str, value: Any, torch: Any) -> None:
+        """The tensors in a small list, tuple or dict: ``xs[0]``, ``batch['x']``."""
+        tensor = torch.Tensor
+        if isinstance(value, dict):
             for k, item in value.items():
-                if isinstance(item, torch.Tensor):
+                if isinstance(item, tensor):
                     self._put(item, f"{var}[{k!r}]")
+        else:
+            for i, item in enumerate(value):
+                if isinstance(item, tensor):
+                    self._put(item, f"{var}[{i}]")
 
     def _add_unregistered(self, module: Any, prefix: str, torch: Any) -> None:
         """Modules kept in a plain list/dict attribute (``self.hids = []``) are not registered:
@@ -460,15 +578,26 @@ class Namer:
 
     def user_attribute(self, obj: Any) -> str | None:
         """The attribute a user's own module class assigned this parameter to."""
+        self._read()
         return self._user_attribute.get(id(obj))
 
     def unregistered_in(self, obj: Any) -> str | None:
+        self._read()
         return self._unregistered.get(id(obj))
 
     def name(self, obj: Any) -> str | None:
-        return self._names.get(id(obj))
+        return self._read().get(id(obj))
+
+    def add_optimizer(self, opt: Any, fallback: str) -> None:
+        """Name ``opt``'s parameters after it (``opt.param_groups[0]['params'][3]``), by its
+        name in the namespaces, else ``fallback``; done when a name is first asked for."""
+        self._pending.append((opt, fallback))
 
     def add_optimizer_params(self, opt: Any, opt_name: str) -> None:
+        self._read()  # the namespaces' names come first
+        self._add_params(opt, opt_name)
+
+    def _add_params(self, opt: Any, opt_name: str) -> None:
         for g, group in enumerate(opt.param_groups):
             for i, p in enumerate(group["params"]):
                 self._put(p, f"{opt_name}.param_groups[{g}]['params'][{i}]")

@@ -4,6 +4,7 @@ reports nothing on them). No timing is asserted: speed is the benchmark's busine
 from __future__ import annotations
 
 import importlib.util
+import sys
 import warnings
 from pathlib import Path
 
@@ -43,3 +44,56 @@ def test_benchmark_measures_every_mode_and_gradwatch_state():
     memory = overhead.memory_benchmark(200, 100)
     assert sorted(memory["sizes"]) == [10, 100] and memory["findings"] == []
     assert 0 < max(memory["sizes"].values()) < 2**20  # 200 parameter tensors: well under 1 MB
+
+
+def load_scaling():
+    spec = importlib.util.spec_from_file_location("scaling", ROOT / "benchmarks" / "scaling.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["scaling"] = module  # its dataclass looks its module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow  # two fresh processes (torch + IPython imports)
+def test_scaling_runs_a_scenario_plain_and_watched_in_fresh_processes():
+    scaling = load_scaling()
+    plain = scaling.run_fresh("tensors", 20, "plain")
+    watched = scaling.run_fresh("tensors", 20, "watched")
+    for run in (plain, watched):
+        assert len(run["steps"]) == 5 and all(t > 0 for t in run["steps"])
+        assert run["cell_s"] > 0 and run["peak_mb"] >= run["before_mb"] > 50  # torch alone is more
+    assert plain["codes"] == [] and watched["codes"] == []  # a correct loop: nothing to report
+    row = scaling.Row("tensors", 20, plain, watched)
+    lines, _ = scaling.table([row])
+    assert lines[2].startswith("tensors") and "20" in lines[2]
+
+
+def _run(cell_s: float, steps=(0.1, 0.1, 0.1), peak: float = 1000.0, before: float = 900.0,
+         after: float = 900.0, codes=()) -> dict:
+    return {"cell_s": cell_s, "steps": list(steps), "peak_mb": peak, "before_mb": before, "after_mb": after,
+            "codes": list(codes)}
+
+
+def test_scaling_verdicts_follow_the_issues_wanted_figures():
+    scaling = load_scaling()
+    row = scaling.Row
+    # a traced step at most 2x a plain step
+    assert scaling.verdict(row("tensors", 10_000, _run(1.0), _run(1.2, steps=(0.19, 0.15, 0.1))), None) is None
+    assert "traced step 2.50x" in scaling.verdict(row("tensors", 10_000, _run(1.0), _run(1.2, steps=(0.25, 0.1))), None)
+    # the namespace: +50 ms at most against the small namespace's added cost
+    small = row("namespace", 1_000, _run(0.010), _run(0.030))
+    assert scaling.verdict(row("namespace", 100_000, _run(0.010), _run(0.070)), small) is None
+    assert scaling.verdict(row("namespace", 100_000, _run(0.010), _run(0.090)), small) == "+60 ms > +50 ms"
+    # whole-cell ratios
+    assert scaling.verdict(row("cell-lines", 5_000, _run(1.0), _run(1.19)), None) is None
+    assert scaling.verdict(row("cell-lines", 5_000, _run(1.0), _run(1.3)), None) == "1.30x > 1.2x"
+    assert scaling.verdict(row("optimizers", 1_000, _run(1.0), _run(2.5)), None) == "2.50x > 2x"
+    # memory: peak RSS at most +10%, nothing retained after the cell
+    assert scaling.verdict(row("mlp-memory", 4096, _run(1.0), _run(1.0, peak=1090.0)), None) is None
+    assert scaling.verdict(row("mlp-memory", 4096, _run(1.0), _run(1.0, peak=1200.0)), None) == "peak RSS +20% > +10%"
+    assert "retained" in scaling.verdict(row("mlp-memory", 4096, _run(1.0), _run(1.0, after=1000.0)), None)
+    # a diagnostic on the scenarios' correct code is a failure whatever the timing
+    assert "GW105" in scaling.verdict(row("cell-lines", 5_000, _run(1.0), _run(1.0, codes=["GW105"])), None)
+    lines, failures = scaling.table([small, row("namespace", 100_000, _run(0.010), _run(0.090))])
+    assert failures == ["namespace 100,000: +60 ms > +50 ms"]
+    assert any(line.startswith("namespace") and "3.00x" in line and "9.00x" in line for line in lines)

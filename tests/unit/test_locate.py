@@ -135,3 +135,55 @@ def test_namer_finds_qualified_names():
     assert namer.name(torch.zeros(1)) is None
     first = Namer({"local_w": ws[0]}, {"global_w": ws[0]})
     assert first.name(ws[0]) == "local_w"  # the first namespace (the frame's locals) wins
+
+
+# --- cost: once per cell, not once per tensor (issue 12) ----------------------------------------
+def test_cell_history_is_parsed_once_per_cell_and_searches_answer_as_before(monkeypatch):
+    from gradwatch import locate
+
+    sm = SourceMap(None)
+    sm.register_cell("<cell-1>", 1, "model = Net()\nopt = SGD(model.parameters())",
+                     "model = Net()\nopt = SGD(model.parameters())")
+    body = "\n".join(f"z{i} = {i}" for i in range(200))
+    sm.register_cell("<cell-2>", 2, "%%gradwatch\n" + body + "\nw, b = make()\nself.fc = Linear(2, 2)\n"
+                     "with torch.no_grad():\n    y = w * 2\nfor i in range(3):\n    loss = f(w)",
+                     "\n" + body + "\nw, b = make()\nself.fc = Linear(2, 2)\n"
+                     "with torch.no_grad():\n    y = w * 2\nfor i in range(3):\n    loss = f(w)")
+    parsed = []
+    real_parse = locate._parse
+    monkeypatch.setattr(locate, "_parse", lambda code: parsed.append(code) or real_parse(code))
+    for _ in range(3):
+        assert (sm.find_assignment("opt").cell, sm.find_assignment("opt").text) == (1, "SGD(model.parameters())")
+        assert sm.find_assignment("b").text == "make()" and sm.find_assignment("z150").text == "150"
+        assert sm.find_assignment("fc", attribute=True).text == "Linear(2, 2)"
+        assert sm.find_assignment("nothing") is None
+        assert sm.find_call({"SGD"}).text == "SGD(model.parameters())"
+        inner = sm.find_assignment("y")
+        assert sm.enclosing_with(inner, ["no_grad"]).text == "torch.no_grad()"
+        assert sm.in_same_loop(sm.find_assignment("loss"), sm.find_assignment("loss"))
+    assert len(parsed) == 2  # each cell once, however many searches
+    sm.register_cell("<cell-3>", 3, "opt = Adam(p)", "opt = Adam(p)")  # a new cell: searched too
+    assert sm.find_assignment("opt").text == "Adam(p)"
+
+
+def test_namer_reads_each_namespace_once_and_only_when_a_name_is_asked():
+    import torch
+    from torch import nn
+
+    class Counting(dict):
+        reads = 0
+
+        def items(self):
+            Counting.reads += 1
+            return super().items()
+
+    model = nn.Linear(2, 2)
+    ns = Counting({"n": 3, "s": "text", "f": len, "model": model, "w": torch.zeros(1), "_hidden": torch.ones(1)})
+    namer = Namer(ns, ns, ns)  # a cell's frame: its locals and globals are the notebook's namespace
+    opt = torch.optim.SGD([model.weight, torch.zeros(1, requires_grad=True)], lr=0.1)
+    namer.add_optimizer(opt, "optimizer#1")
+    assert Counting.reads == 0
+    assert namer.name(model.weight) == "model.weight" and namer.name(ns["w"]) == "w"
+    assert namer.name(ns["_hidden"]) is None
+    assert namer.name(opt.param_groups[0]["params"][1]) == "optimizer#1.param_groups[0]['params'][1]"
+    assert Counting.reads == 1
