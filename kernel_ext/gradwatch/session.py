@@ -230,8 +230,7 @@ class Watch:
             spaces += [frame.f_locals, frame.f_globals]
         namer = Namer(*spaces)
         for opt, key in (self.optimizers.items() if optimizers is None else optimizers):
-            name = namer.name(opt) or f"optimizer#{key}"
-            namer.add_optimizer_params(opt, name)
+            namer.add_optimizer(opt, f"optimizer#{key}")  # named when a name is asked for
         return namer
 
     def _fact(self, t: torch.Tensor, namer: Namer) -> TensorFact:
