@@ -606,6 +606,17 @@ def test_a_step_without_backward_is_news_too_unless_ignored(kernel):
     assert kernel.value("i") == 2
 
 
+def test_zero_grad_before_step_is_news(kernel):
+    source = STEP_WITHOUT_BACKWARD.format(options="").replace(
+        "    if i != 2:\n        loss.backward()\n", "    loss.backward()\n    opt.zero_grad()\n")
+    cell = kernel.run(source)
+    assert [o.get("name") for o in cell.outputs] == ["stderr", "stdout", None]
+    assert cell.outputs[0]["text"] == ("gradwatch GW102: `zero_grad()` ran between `backward()` and `step()`, so the "
+                                       f"step found no gradient (cell [{cell.execution_count}], line 8); the full "
+                                       "report follows when the cell ends\n")
+    assert "GW102" in _codes(cell)
+
+
 def test_gradwatch_on_fail_fast(kernel):
     kernel.run("%gradwatch on --fail-fast")
     try:

@@ -186,17 +186,23 @@ class StepOrder:
             # no backward inside step() either (an LBFGS closure would have called one)
             kind, _, zero_grad, _ = pending
             if kind == "cleared_then_step":
+                if (kind, key) not in self.seen:  # GW102's news while the cell runs (see `news`)
+                    self._tell("GW102", "`zero_grad()` ran between `backward()` and `step()`, so the step "
+                               "found no gradient", zero_grad or st.step_position)
                 self._saw(kind, key, zero_grad=zero_grad, step=st.step_position, backward=last_backward)
             else:
                 if (kind, key) not in self.seen:  # GW103's news while the cell runs (see `news`)
-                    where = self.monitor.location(st.step_position)
-                    self.monitor.session.tell("GW103", "`step()` ran without a `backward()` since the previous "
-                                              "step" + (f" ({where.describe()})" if where is not None else ""))
+                    self._tell("GW103", "`step()` ran without a `backward()` since the previous step",
+                               st.step_position)
                 self._saw(kind, key, step=st.step_position, no_gradient=not self._any_grad(opt),
                           backward=last_backward)
         if st.backwards_at_step != self.monitor.n_backward:  # backward() inside step(): a closure
             st.backwards_at_step = self.used = self.n_at_step = self.monitor.n_backward
             st.probe = None
+
+    def _tell(self, code: str, what: str, position: Any) -> None:
+        where = self.monitor.location(position)
+        self.monitor.session.tell(code, what + (f" ({where.describe()})" if where is not None else ""))
 
     def on_scaler_step(self, opt: Any) -> None:
         # GradScaler may skip optimizer.step() (inf gradients, by design): the backward still
