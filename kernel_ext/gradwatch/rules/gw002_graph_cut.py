@@ -1,8 +1,10 @@
 """## What it does
 Flags the place where the path from a trained tensor to the loss is cut: `.detach()`, `.data`,
-a `.numpy()` / `.item()` / `.tolist()` round trip re-wrapped with `torch.tensor(...)`, or a
+a `.numpy()` / `.item()` / `.tolist()` round trip re-wrapped with `torch.tensor(...)`, a
 forward computed under `torch.no_grad()`, `torch.inference_mode()` or
-`torch.set_grad_enabled(False)`. It names the tensors that the cut separates from the loss.
+`torch.set_grad_enabled(False)`, or a reentrant `checkpoint(..., use_reentrant=True)` none of
+whose tensor inputs requires grad (it then records no graph; the finding points at the
+`checkpoint(...)` call). It names the tensors that the cut separates from the loss.
 
 ## Why is this bad?
 Values still flow through such a cut, so the loss looks right, but gradients do not: the
@@ -37,6 +39,8 @@ _WHY = {
     "inference_mode": "runs under `torch.inference_mode()`",
     "escape": "leaves autograd (a Python/NumPy value) and is re-wrapped later",
     "rewrap": "copies the values of tensors into a new tensor without gradient history",
+    "checkpoint": ("runs its function without gradient tracking and, with `use_reentrant=True`, records "
+                   "a graph only when one of its tensor inputs requires grad; none does"),
 }
 
 
@@ -64,7 +68,11 @@ class GraphCut(Rule):
                 loss = f"`{flow.loss_name}`" if flow.loss_name else "the loss"
                 where, why, advice = cut.location, _WHY[cut.kind], _advice(cut)
                 rel = []
-                if cut.scope is not None and cut.scope is cut.context:  # a `with` block, maybe up the stack
+                if cut.kind == "checkpoint":  # the user's `checkpoint(...)` call, not an op inside it
+                    if cut.scope is not None:
+                        where, expr = cut.scope, f"`{cut.scope.text}`"
+                        rel += related(cut.location, "computed here, inside the checkpointed function")
+                elif cut.scope is not None and cut.scope is cut.context:  # a `with` block, maybe up the stack
                     where, why = cut.scope, f"turns gradient tracking off for {expr}"
                     expr = f"`{cut.scope.text}`"
                     rel += related(cut.location, "computed here without gradient tracking")
@@ -86,9 +94,18 @@ class GraphCut(Rule):
                 else:
                     message = (f"{expr} {why}, which cuts {names(cut_off)} off "
                                f"{loss}, so no gradient reaches {them(cut_off)}; {advice}")
-                rel += related(event.location, f"`{flow.loss_name or 'loss'}.backward()` is called here")
+                rel += related(event.location, backward_note(event.location, flow.loss_name))
                 yield self.diagnostic(message, where, related=rel, fix=_fix(cut),
                                       explains=cut_off, cut=cut.kind, op=cut.op, cut_off=cut_off)
+
+
+def backward_note(location, loss_name: str | None) -> str:
+    """What the related location of a backward() says: the user's call that runs it when a
+    framework calls backward() (`trainer.fit(model)`, `trainer.train()`)."""
+    text = location.text.strip() if location is not None else ""
+    if text and "backward" not in text:
+        return f"`{text}` calls `backward()`"
+    return f"`{loss_name or 'loss'}.backward()` is called here"
 
 
 def _merged(cuts: list) -> list:
@@ -112,6 +129,8 @@ def _advice(cut) -> str:
         return "keep the computation in torch tensors"
     if cut.kind == "rewrap":
         return "build the tensor with `torch.stack`/`torch.cat` instead"
+    if cut.kind == "checkpoint":
+        return "pass `use_reentrant=False` (or give the checkpoint an input that requires grad)"
     return "keep the computation differentiable"
 
 
@@ -120,4 +139,6 @@ def _fix(cut):
         return replace_fix(f"Use `{cut.input_text}` instead", cut.location, cut.input_text)
     if cut.kind in ("no_grad", "inference_mode"):
         return display_fix("Move the forward pass and the loss out of the no-grad block")
+    if cut.kind == "checkpoint":
+        return display_fix("Pass `use_reentrant=False` to `torch.utils.checkpoint.checkpoint`")
     return display_fix("Compute the loss from torch tensors without leaving autograd")

@@ -1,7 +1,9 @@
 """## What it does
 Flags an operation on the path from a trained tensor to the loss whose gradient is zero or
-undefined: `argmax`/`argmin`, comparisons, integer casts (no gradient at all) and
-`round`/`floor`/`ceil`/`sign`/`trunc` (gradient zero almost everywhere).
+undefined: `argmax`/`argmin`, comparisons, integer casts (no gradient at all), and ops whose
+gradient autograd defines as zero: `round`/`floor`/`ceil`/`sign`/`trunc`, and sampling such as
+`torch.normal(mu, std)` or `torch.bernoulli(p)`. Which ops pass a zero gradient is asked of
+autograd (the op is probed once on random inputs), not read off a list.
 
 ## Why is this bad?
 The forward pass works and the loss has a value, but the trained tensors behind such an op
@@ -18,12 +20,15 @@ loss = F.mse_loss(pred, y)
 logits = model(x)
 loss = F.cross_entropy(logits, y)  # a differentiable surrogate of the discrete choice
 ```
-Use `argmax` / `round` for metrics and decisions, not inside the loss.
+Use `argmax` / `round` for metrics and decisions, not inside the loss. To sample a latent
+that the encoder learns from, reparameterise: `z = mu + std * torch.randn_like(std)` instead of
+`torch.normal(mu, std)`.
 """
 
 from __future__ import annotations
 
 from .base import Context, Rule, Severity, display_fix, names, related, them
+from .gw002_graph_cut import backward_note
 
 
 class ZeroGradientOp(Rule):
@@ -39,11 +44,22 @@ class ZeroGradientOp(Rule):
                 if cut.kind not in ("nondiff", "zero_grad") or not cut_off:
                     continue
                 expr = f"`{cut.location.text}`" if cut.location and cut.location.text else f"`{cut.op}`"
-                what = "has no gradient" if cut.kind == "nondiff" else "has a zero gradient almost everywhere"
+                loss = f"`{flow.loss_name}`" if flow.loss_name else "the loss"
+                sampling = cut.op in _SAMPLING
+                what = ("has no gradient" if cut.kind == "nondiff" else
+                        "draws a random sample, which passes no gradient to its parameters" if sampling else
+                        "has a zero gradient almost everywhere")
+                advice = ("sample with the reparameterisation `mu + std * torch.randn_like(std)`" if sampling
+                          else "use a differentiable surrogate in the loss")
                 message = (f"{expr} {what}, so {names(cut_off)} {them(cut_off, 'gets', 'get')} "
-                           f"no useful gradient from "
-                           f"`{flow.loss_name or 'the loss'}`; use a differentiable surrogate in the loss")
-                yield self.diagnostic(
-                    message, cut.location, related=related(event.location, "backward() is called here"),
-                    fix=display_fix("Replace the op with a differentiable surrogate (e.g. softmax probabilities)"),
-                    explains=cut_off, op=cut.op, cut_off=cut_off)
+                           f"no useful gradient from {loss}; {advice}")
+                fix = ("Sample as `mu + std * torch.randn_like(std)` (or `dist.rsample()`)" if sampling
+                       else "Replace the op with a differentiable surrogate (e.g. softmax probabilities)")
+                rel = related(event.location, backward_note(event.location, flow.loss_name))
+                yield self.diagnostic(message, cut.location, related=rel, fix=display_fix(fix),
+                                      explains=cut_off, op=cut.op, cut_off=cut_off)
+
+
+# ops that draw random numbers: the advice is to reparameterise (which ops pass no gradient is
+# probed, see trace/grad_probe.py; this only words the advice)
+_SAMPLING = {"normal", "normal_", "bernoulli", "bernoulli_", "poisson", "multinomial", "binomial"}

@@ -1,6 +1,9 @@
 """## What it does
 Flags parameters with `requires_grad=False` (frozen) inside an optimizer: as a warning when
-*all* of the optimizer's parameters are frozen, as information when only some are.
+*all* of the optimizer's parameters are frozen, or when a parameter is *created* frozen
+(`nn.Parameter(..., requires_grad=False)`) beside trainable parameters of the same module (a
+LoRA adapter matrix made frozen by mistake; the warning points at its creation); as information
+when only some are frozen otherwise (a frozen backbone is normal).
 
 ## Why is this bad?
 A frozen parameter never gets a gradient, so the optimizer never changes it. An optimizer whose
@@ -25,6 +28,10 @@ optimizer = torch.optim.SGD(model.head.parameters(), lr=0.1)
 
 from __future__ import annotations
 
+import re
+
+from ..diagnostics import Location
+from ..events import TensorFact
 from .base import Context, Rule, Severity, display_fix, names, related
 
 
@@ -45,8 +52,23 @@ class FrozenParameterInOptimizer(Rule):
             if opt.name in seen:
                 continue
             seen.add(opt.name or "")
-            everything = len(frozen) == len(opt.params)
             who = f"`{opt.name}`" if opt.name else "the optimizer"
+            created_frozen = _created_frozen_beside_trainable(opt.params)
+            for where, (names_here, siblings) in created_frozen.items():
+                message = (f"{names(names_here)} {'is' if len(names_here) == 1 else 'are'} created frozen "
+                           f"(`requires_grad=False`) beside trainable {names(siblings)} of the same module, "
+                           f"so {who} never updates {'it' if len(names_here) == 1 else 'them'}; create "
+                           f"{'it' if len(names_here) == 1 else 'them'} trainable")
+                yield self.diagnostic(
+                    message, where, related=related(opt.location, f"{who} is given the frozen parameters here"),
+                    severity=Severity.WARNING,
+                    fix=display_fix("Create the parameter with `requires_grad=True` (the default)"),
+                    explains=names_here, frozen=names_here, n_params=len(opt.params))
+            reported = {n for names_here, _ in created_frozen.values() for n in names_here}
+            frozen = [n for n in frozen if n not in reported]
+            if not frozen:
+                continue
+            everything = len(frozen) == len(opt.params)
             if everything:
                 message = (f"all {len(frozen)} parameters of {who} are frozen "
                            f"(`requires_grad=False`), so it trains nothing; unfreeze the "
@@ -64,3 +86,30 @@ class FrozenParameterInOptimizer(Rule):
                 severity=Severity.WARNING if everything else Severity.INFO,
                 fix=display_fix("Pass only the parameters that require grad to the optimizer"),
                 explains=frozen, frozen=frozen, n_params=len(opt.params))
+
+
+def _created_frozen_beside_trainable(params: list[TensorFact]) -> dict[Location, tuple[list[str], list[str]]]:
+    """Frozen parameters whose own creation froze them (`nn.Parameter(..., requires_grad=False)`)
+    while a parameter of the same module is trainable, by creation site: (them, the trainable
+    siblings)."""
+    trainable_in: dict[str, list[str]] = {}
+    for f in params:
+        if f.requires_grad:
+            trainable_in.setdefault(_module_of(f.name), []).append(f.name)
+    found: dict[Location, tuple[list[str], list[str]]] = {}
+    for f in params:
+        if f.kind != "parameter" or f.requires_grad or f.created is None or f.frozen is not None:
+            continue
+        siblings = trainable_in.get(_module_of(f.name)) if "." in f.name else None  # a module's, not loose
+        if siblings and _FROZEN_AT_CREATION.search(f.created.source):
+            names_here, sibling_names = found.setdefault(f.created, ([], []))
+            names_here.append(f.name)
+            sibling_names.extend(s for s in siblings if s not in sibling_names)
+    return found
+
+
+_FROZEN_AT_CREATION = re.compile(r"Parameter\(.*requires_grad\s*=\s*False")
+
+
+def _module_of(name: str) -> str:
+    return name.rsplit(".", 1)[0] if "." in name else ""

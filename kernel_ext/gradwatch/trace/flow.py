@@ -17,6 +17,7 @@ import torch
 
 from ..diagnostics import Location
 from ..events import Cut, Flow, TensorFact
+from .checkpointing import checkpointed_parameters
 from .provenance import CONVERSIONS, LOSS_FUNCTIONS, Node, Provenance
 
 _MAX_NODES = 200_000
@@ -44,6 +45,8 @@ def autograd_leaves(roots: Iterable[torch.Tensor]) -> dict[int, torch.Tensor]:
         variable = getattr(fn, "variable", None)
         if isinstance(variable, torch.Tensor):
             leaves[id(variable)] = variable
+        for p in checkpointed_parameters(fn):  # reached when a reentrant checkpoint recomputes
+            leaves[id(p)] = p
         for nxt, _ in fn.next_functions:
             if nxt is not None:
                 todo.append(nxt)
@@ -274,6 +277,8 @@ class FlowAnalyzer:
             context = scope = None
             if node.cut in ("no_grad", "inference_mode") and loc is not None:
                 context, scope = self._no_grad_scope(node, loc)
+            elif node.cut == "checkpoint":  # the line to edit is the user's `checkpoint(...)` call
+                scope = self.location(node.callers[0]) if node.callers else None
             parent = node.parents[0] if node.parents else None
             input_text = None
             if parent is not None and node.op in ("detach", ".data") and loc is not None:

@@ -21,6 +21,8 @@ from torch.overrides import TorchFunctionMode
 from torch.utils.weak import WeakTensorKeyDictionary
 
 from ..locate import Position
+from .checkpointing import checkpoint_call
+from .grad_probe import passes_no_gradient
 
 # Ops whose output carries no gradient even though an input does.
 _DETACH_OPS = {"detach", "detach_"}
@@ -37,9 +39,6 @@ PAIRWISE_LOSSES = {"poisson_nll_loss", "margin_ranking_loss", "hinge_embedding_l
                    "cosine_embedding_loss"}
 # Ops through which a Python number can be a term of the loss.
 _NUMBER_OPERAND_OPS = {"add", "__add__", "__radd__", "__iadd__", "sub", "__sub__", "__rsub__", "__isub__"}
-# Ops that are differentiable but whose gradient is zero almost everywhere.
-ZERO_GRAD_OPS = {"round", "floor", "ceil", "sign", "trunc", "frac_", "round_", "floor_",
-                 "ceil_", "sign_", "trunc_", "heaviside"}
 _GETSET = type(torch.Tensor.data)
 
 
@@ -190,7 +189,8 @@ class Provenance:
         pos = self._position()
         for index, t in enumerate(outputs):
             try:
-                self._record_output(op, t, inputs, parents, any_grad_in, grad_on, pos, args)
+                self._record_output(op, t, inputs, parents, any_grad_in, grad_on, pos, args,
+                                    lambda out: passes_no_gradient(op, func, args, kwargs, out))
                 if index:
                     node = self.nodes.get(t)
                     if node is not None:
@@ -202,12 +202,13 @@ class Provenance:
 
     def _record_output(self, op: str, t: torch.Tensor, inputs: list[torch.Tensor],
                        parents: tuple[Node, ...], any_grad_in: bool, grad_on: bool,
-                       pos: Position | None, args: tuple) -> None:
+                       pos: Position | None, args: tuple, no_gradient: Callable[[torch.Tensor], bool]) -> None:
         if inputs and t is inputs[0] and op.endswith("_"):  # in-place: t keeps its identity
             self._inplace(op, t, inputs[1:])
             if t.is_leaf or not grad_on:
                 return  # an update (optimizer step, init): not part of the forward
         cut = None
+        callers: tuple[Position, ...] | None = None
         if any_grad_in and not t.requires_grad:
             if op in _DETACH_OPS:
                 cut = "detach"
@@ -219,9 +220,13 @@ class Provenance:
                 cut = "inference_mode"
             elif not grad_on:
                 cut = "no_grad"
+                checkpointed = checkpoint_call(self._callers)
+                if checkpointed is not None:  # a reentrant checkpoint's no_grad (see checkpointing.py)
+                    cut = None if checkpointed[0] else "checkpoint"
+                    callers = checkpointed[1]
             else:
                 cut = "nondiff"
-        elif any_grad_in and op in ZERO_GRAD_OPS:
+        elif any_grad_in and grad_on and no_gradient(t):  # sampling, rounding (see grad_probe)
             cut = "zero_grad"
         node = Node(op, pos, parents, t, cut, self.step)
         if op in _NUMBER_OPERAND_OPS and self.escapes:
@@ -231,7 +236,9 @@ class Provenance:
                     self.number_operands.append((node, esc))
                     del self.number_operands[:-64]
                     break
-        if cut in ("no_grad", "inference_mode") and not any(p.cut == cut for p in parents):
+        if callers is not None:
+            node.callers = callers
+        elif cut in ("no_grad", "inference_mode") and not any(p.cut == cut for p in parents):
             node.callers = self._callers()
         self.nodes[t] = node
         if not inputs and pos is not None:

@@ -1,0 +1,189 @@
+"""Mechanisms the framework programs of the real-bug corpus (``tests/real/frameworks``) rely on,
+each on a small program run in-process through IPython's cell machinery: which ops pass no
+gradient (asked of autograd), reentrant activation checkpointing, adapters created frozen,
+warm-up from learning rate 0, a GAN's legitimate ``fake.detach()``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gradwatch.trace.grad_probe import passes_no_gradient
+from test_causes import SETUP, run
+
+
+def _verdict(op, func, *args, **kwargs) -> bool:
+    return passes_no_gradient(op, func, args, kwargs, func(*args, **kwargs))
+
+
+def test_autograd_itself_says_which_ops_pass_no_gradient():
+    mu = torch.zeros(4, requires_grad=True)
+    std = torch.ones(4, requires_grad=True)
+    x = mu * 2
+    assert _verdict("normal", torch.normal, mu, std) is True  # sampling: not a list entry
+    assert _verdict("round", torch.round, x) is True
+    assert _verdict("relu", torch.relu, x) is False  # zero here (x is 0), not by nature
+    assert _verdict("clamp", torch.clamp, x, min=5.0) is False  # a threshold, not the op's nature
+    assert _verdict("mul", torch.mul, x, torch.zeros(4)) is False  # a zero mask in the data
+    assert _verdict("exp", torch.exp, x) is False
+    assert _verdict("mul", torch.mul, x, 0) is False  # `0 * aux_loss`: a zero weight, GW114's case
+    assert _verdict("mul", torch.mul, x, 0.5) is False  # ... and the op itself is not cached as zero
+
+
+def test_the_probe_leaves_the_random_stream_as_it_was():
+    p = torch.sigmoid(torch.zeros(4, requires_grad=True))
+    sample = torch.bernoulli(p)
+    torch.manual_seed(3)
+    expected = torch.rand(5)
+    torch.manual_seed(3)
+    passes_no_gradient("bernoulli_probe", torch.bernoulli, (p,), {}, sample)  # a new key: it probes
+    assert torch.equal(torch.rand(5), expected)
+
+
+VAE = """
+enc, to_mu, to_logvar, dec = nn.Linear(8, 6), nn.Linear(6, 2), nn.Linear(6, 2), nn.Linear(2, 8)
+params = [p for m in (enc, to_mu, to_logvar, dec) for p in m.parameters()]
+opt = torch.optim.Adam(params, lr=1e-2)
+data = torch.randn(64, 8)
+for step in range(3):
+    h = torch.relu(enc(data))
+    mu, logvar = to_mu(h), to_logvar(h)
+    z = {sample}
+    kl = -0.5 * torch.mean(1 + logvar - mu.pow(2) - logvar.exp())
+    loss = F.mse_loss(dec(z), data) + kl
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+"""
+
+
+def test_sampling_with_torch_normal_starves_the_encoder_of_the_reconstruction_loss(shell):
+    found = run(shell, SETUP, VAE.format(sample="torch.normal(mu, torch.exp(0.5 * logvar))"))
+    assert found == [("GW003", 1, 9)]
+    import gradwatch
+
+    message = gradwatch.last_report().diagnostics[0].message
+    assert "`torch.normal(mu, torch.exp(0.5 * logvar))` draws a random sample" in message
+    assert "mu + std * torch.randn_like(std)" in message
+
+
+def test_the_reparameterised_sample_is_quiet(shell):
+    assert run(shell, SETUP, VAE.format(sample="mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)")) == []
+
+
+LORA = """
+from torch.utils.checkpoint import checkpoint
+
+class LoRALinear(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.base = nn.Linear(d, d)
+        self.base.requires_grad_(False)
+        self.lora_A = nn.Parameter(torch.randn(2, d) * 0.1)
+        self.lora_B = nn.Parameter(torch.zeros(d, 2))
+
+    def forward(self, x):
+        return self.base(x) + x @ self.lora_A.t() @ self.lora_B.t()
+
+blocks = nn.ModuleList(LoRALinear(8) for _ in range(2))
+embed = nn.Embedding(20, 8).requires_grad_(False)
+head = nn.Linear(8, 3)
+"""
+
+
+@pytest.mark.parametrize("reentrant, grad_input, expected", [
+    (True, False, [("GW002", 2, 6)]),  # no input requires grad: the checkpoint records no graph
+    (False, False, []),  # the non-reentrant checkpoint records the graph anyway
+    (True, True, []),  # an input that requires grad: the backward recomputes through the block
+])
+def test_a_reentrant_checkpoint_without_an_input_that_requires_grad(shell, reentrant, grad_input, expected):
+    found = run(shell, SETUP, LORA, f"""
+        opt = torch.optim.AdamW([p for m in (*blocks, head) for p in m.parameters() if p.requires_grad])
+        for step in range(2):
+            h = embed(torch.randint(0, 20, (4, 5))).requires_grad_({grad_input})
+            for block in blocks:
+                h = checkpoint(block, h, use_reentrant={reentrant})
+            loss = F.cross_entropy(head(h).reshape(-1, 3), torch.randint(0, 3, (20,)))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        """)
+    assert found == expected
+    if expected:  # one finding for the cause, at the call, with the fix that keeps checkpointing
+        import gradwatch
+
+        diagnostic = gradwatch.last_report().diagnostics[0]
+        assert diagnostic.location.text == f"checkpoint(block, h, use_reentrant={reentrant})"
+        assert "no-grad" not in diagnostic.message and "use_reentrant=False" in diagnostic.message
+        assert [r.location.line for r in diagnostic.related] == [12, 9]  # the op inside, backward()
+
+
+ADAPTER = """
+class LoRALinear(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.base = nn.Linear(d, d)
+        self.base.requires_grad_(False)
+        self.lora_A = nn.Parameter(torch.randn(2, d) * 0.1{frozen})
+        self.lora_B = nn.Parameter(torch.zeros(d, 2))
+
+    def forward(self, x):
+        return self.base(x) + x @ self.lora_A.t() @ self.lora_B.t()
+
+model = nn.Sequential(LoRALinear(8), nn.ReLU(), nn.Linear(8, 3))
+"""
+TRAIN = """
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for step in range(2):
+        loss = F.cross_entropy(model(torch.randn(16, 8)), torch.randint(0, 3, (16,)))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    """
+
+
+def test_an_adapter_matrix_created_frozen_beside_a_trainable_one_is_a_warning_at_its_creation(shell):
+    assert run(shell, SETUP, ADAPTER.format(frozen=", requires_grad=False"), TRAIN) == [("GW008", 1, 6)]
+
+
+def test_a_frozen_base_weight_in_the_optimizer_stays_information(shell):
+    assert run(shell, SETUP, ADAPTER.format(frozen=""), TRAIN) == []
+    import gradwatch
+
+    assert [(d.code, d.severity.value) for d in gradwatch.last_report()] == [("GW008", "info")]
+
+
+def test_a_linear_warmup_from_learning_rate_zero_is_not_a_step_that_changes_nothing(shell):
+    found = run(shell, SETUP, """
+        model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 2))
+        opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
+        warmup = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, step / 3))
+        x, y = torch.randn(64, 6), torch.randint(0, 2, (64,))
+        for step in range(8):
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            warmup.step()
+            opt.zero_grad()
+        """)
+    assert found == []
+
+
+def test_a_gan_whose_generator_step_detaches_is_blamed_there_never_at_the_d_step_detach(shell):
+    found = run(shell, SETUP, """
+        G, D = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 2)), nn.Linear(2, 1)
+        opt_g, opt_d = torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters())
+        bce = nn.BCEWithLogitsLoss()
+        for it in range(3):
+            real, fake = torch.randn(16, 2), G(torch.randn(16, 2))
+            loss_d = bce(D(real), torch.ones(16, 1)) + bce(D(fake.detach()), torch.zeros(16, 1))
+            opt_d.zero_grad()
+            loss_d.backward()
+            opt_d.step()
+            loss_g = bce(D(fake.detach()), torch.ones(16, 1))
+            opt_g.zero_grad()
+            loss_g.backward()
+            opt_g.step()
+        """)
+    assert ("GW002", 1, 11) in found
+    assert all(line != 7 for _, _, line in found)  # the D step's detach is right
