@@ -136,9 +136,10 @@ def test_fix_applicability_in_plain_words():
 
 def test_the_fix_shows_the_line_it_leaves():
     d = _gw001()
-    assert fix_preview(d.fix) == ("<pre class='gradwatch-source gradwatch-preview'><span class='gradwatch-gutter'>9 | "
-                                  "</span>w = torch.randn(1, 1<ins class='gradwatch-inserted'>, requires_grad=True</ins>)"
-                                  "</pre>")
+    assert fix_preview(d.fix) == (
+        "<pre class='gradwatch-source gradwatch-preview'><span class='gradwatch-gutter'>9 | "
+        "</span>w = torch.randn(1, 1<ins class='gradwatch-inserted'>, requires_grad=True</ins>)"
+        "</pre>")
     assert _texts(Report(2, [d]).to_html(), "gradwatch-fix") == (
         "safe fix: Add requires_grad=True9 | w = torch.randn(1, 1, requires_grad=True)")
     detach = "    detached_y_pred = y_pred.detach()"
