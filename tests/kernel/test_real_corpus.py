@@ -26,6 +26,15 @@ KNOWN_MISSES: dict[str, str] = {
     "optimizer_wiring/frozen_wrong_module_decoder_flag": "which module was meant to be frozen is intent, not data",
     "optimizer_wiring/unused_branch_argparse_bool": "the cause is an argparse type=bool, far from any tensor",
     "optimizer_wiring/zg_missing_kws_executor": "accumulation under gradient clipping and Adam is not seen",
+    "frameworks/lightning_softmax_before_cross_entropy": "Lightning runs the forward inside `optimizer.step(closure)`, "
+                                                          "where the per-op monitor looks away (issue 10, item 1)",
+}
+# Clean programs that still get a warning, and why (``xfail(strict=True)`` as above).
+KNOWN_FALSE_ALARMS: dict[str, str] = {
+    "frameworks/clean_hf_manual_loop_linear_warmup": "GW107 takes a freshly initialised attention's small "
+                                                     "query/key gradients for vanishing gradients",
+    "frameworks/clean_hf_trainer_weighted_compute_loss": "GW107 takes a freshly initialised attention's small "
+                                                         "query/key gradients for vanishing gradients",
 }
 
 
@@ -46,7 +55,9 @@ def test_outcome_is_the_same_with_and_without_gradwatch(program, scores):
     assert score.outcome_changed == [], f"cells whose output or exception changed: {score.outcome_changed}"
 
 
-@pytest.mark.parametrize("program", [p for p in PROGRAMS if p.clean], ids=lambda p: p.id)
+@pytest.mark.parametrize("program", [
+    pytest.param(p, id=p.id, marks=[pytest.mark.xfail(strict=True, reason=KNOWN_FALSE_ALARMS[p.id])]
+                 if p.id in KNOWN_FALSE_ALARMS else []) for p in PROGRAMS if p.clean])
 def test_clean_program_gets_no_warning(program, scores):
     score = scores[program.id]
     assert not score.false_alarm, _describe(score)
@@ -77,7 +88,16 @@ def test_buggy_programs_fail_as_reported_and_are_detected(scores):
     undetected = sorted(p.id for p in PROGRAMS if not p.clean and not scores[p.id].detected)
     assert undetected == sorted(pid for pid in KNOWN_MISSES if pid in {
         "loss_and_dynamics/ld_sigmoid_mlp_vanishing", "optimizer_wiring/frozen_wrong_module_decoder_flag",
-        "optimizer_wiring/zg_missing_kws_executor"})
+        "optimizer_wiring/zg_missing_kws_executor", "frameworks/lightning_softmax_before_cross_entropy"})
+
+
+def test_framework_programs_are_located_in_the_users_code(scores):
+    """Where Lightning or `Trainer` calls `backward()`, every finding still points at a cell (the
+    user's `training_step`, `compute_loss`, model), never at a framework's file."""
+    framework = [p for p in PROGRAMS if p.group == "frameworks"]
+    assert len([p for p in framework if not p.clean]) >= 3 and len([p for p in framework if p.clean]) >= 3
+    outside = {p.id: f for p in framework for f in scores[p.id].findings if f[2] is None}
+    assert outside == {}
 
 
 def test_the_corpus_has_the_size_and_spread_it_promises():
