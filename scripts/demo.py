@@ -13,6 +13,8 @@ import sys
 import nbformat
 from nbclient import NotebookClient
 
+from gradwatch.diagnostics import Applicability
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MIME = "application/vnd.gradwatch.diagnostics+json"
 PROGRAMS = ["program1_no_requires_grad.py", "program2_correct.py", "program3_detach.py"]
@@ -52,15 +54,15 @@ def main() -> int:
                 print("  gradwatch: no problems found")
             for d in diagnostics:
                 loc = d["location"]
-                where = (f"cell [{loc['cell']}] line {loc['line']}, columns "
-                         f"{loc['column']}-{loc['end_column']}") if loc else "-"
+                where = f"cell [{loc['cell']}], line {loc['line']}, col {loc['column']}" if loc else "-"
                 print(f"  {d['severity']} {d['code']} ({d['name']}) at {where}")
                 if loc:
                     print(f"      {loc['source']}")
                     print(f"      {' ' * (loc['column'] - 1)}{'^' * max(1, loc['end_column'] - loc['column'])}")
                 print(f"    {d['message']}")
                 if d["fix"]:
-                    print(f"    fix ({d['fix']['applicability']}): {d['fix']['title']}")
+                    words = Applicability(d["fix"]["applicability"]).words
+                    print(f"    {words}: {d['fix']['title']}")
     if args.notebook:
         args.notebook.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, args.notebook)

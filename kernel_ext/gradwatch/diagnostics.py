@@ -53,6 +53,19 @@ class Applicability(str, enum.Enum):
     UNSAFE = "unsafe"
     DISPLAY_ONLY = "display-only"
 
+    @property
+    def words(self) -> str:
+        """What the applicability means to the person reading a report ("display-only" is
+        payload jargon): the same words in the text and HTML reports and in the editor."""
+        return _APPLICABILITY_WORDS[self]
+
+
+_APPLICABILITY_WORDS = {
+    Applicability.SAFE: "safe fix",
+    Applicability.UNSAFE: "fix that changes behaviour",
+    Applicability.DISPLAY_ONLY: "suggestion",
+}
+
 
 @dataclass(frozen=True)
 class Location:
@@ -107,7 +120,7 @@ class Location:
 
     def describe(self) -> str:
         where = f"cell [{self.cell}]" if self.cell is not None else (self.path or "<unknown>")
-        return f"{where}, line {self.line}"
+        return f"{where}, line {self.line}, col {max(1, self.column)}"
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,7 @@ class Report:
             if d.location is not None and d.location.source.strip():
                 lines.append(f"      {d.location.source.strip()}")
             if d.fix is not None:
-                lines.append(f"      fix ({d.fix.applicability.value}): {d.fix.title}")
+                lines.append(f"      {d.fix.applicability.words}: {d.fix.title}")
         return "\n".join(lines)
 
     def to_html(self) -> str:

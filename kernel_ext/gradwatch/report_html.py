@@ -20,12 +20,6 @@ from .diagnostics import Applicability, Diagnostic, Fix, Location, Related
 if TYPE_CHECKING:
     from .report import Report
 
-# What a fix's applicability means to the person reading it ("display-only" is payload jargon).
-APPLICABILITY_WORDS = {
-    Applicability.SAFE: "safe fix",
-    Applicability.UNSAFE: "fix that changes behaviour",
-    Applicability.DISPLAY_ONLY: "suggestion",
-}
 # A source line longer than this is shown as a window around the flagged span.
 SOURCE_WIDTH = 160
 
@@ -88,7 +82,7 @@ def inline(text: str) -> str:
 
 def where(location: Location) -> str:
     """``cell [2], line 9, col 5`` (or ``path.py, line 9, col 5``)."""
-    return f"{location.describe()}, col {max(1, location.column)}"
+    return location.describe()
 
 
 def _diagnostic(d: Diagnostic) -> str:
@@ -120,7 +114,7 @@ def _fix(fix: Fix) -> str:
     applicability = Applicability(fix.to_json()["applicability"])
     preview = fix_preview(fix) if applicability is not Applicability.DISPLAY_ONLY else ""
     return (f"<div class='gradwatch-fix'><span class='gradwatch-applicability'>"
-            f"{APPLICABILITY_WORDS[applicability]}</span>: {inline(fix.title)}{preview}</div>")
+            f"{applicability.words}</span>: {inline(fix.title)}{preview}</div>")
 
 
 def fix_preview(fix: Fix) -> str:

@@ -471,7 +471,7 @@ def test_failing_cell_traceback_reads_as_without_the_magic(kernel, body):
         assert _notes(watched) == [
             "gradwatch GW001: `w` is created without `requires_grad=True`, so no gradient can reach it and "
             f"`optimizer` never updates it; create it with `requires_grad=True` (cell [{watched.execution_count}], "
-            "line 10)"]
+            "line 10, col 5)"]
     else:
         assert _notes(watched) == []
 
@@ -525,7 +525,7 @@ def test_gradwatch_on_shows_what_the_cell_magic_shows(kernel):
     n = on.execution_count
     assert _notes(on) == [
         "gradwatch GW001: `w` is created without `requires_grad=True`, so no gradient can reach it and "
-        f"`optimizer` never updates it; create it with `requires_grad=True` (cell [{n}], line 9)"]
+        f"`optimizer` never updates it; create it with `requires_grad=True` (cell [{n}], line 9, col 5)"]
     assert _notes(magic) == [_notes(on)[0].replace(f"cell [{n}], line 9", f"cell [{magic.execution_count}], line 10")]
     assert _plain_lines(on) == _plain_lines(plain)
     # an error before the cell runs is IPython's own
@@ -595,8 +595,8 @@ def test_a_step_without_backward_is_news_too_unless_ignored(kernel):
     cell = kernel.run(STEP_WITHOUT_BACKWARD.format(options=""))
     assert [o.get("name") for o in cell.outputs] == ["stderr", "stdout", None]
     assert cell.outputs[0]["text"] == (f"gradwatch GW103: `step()` ran without a `backward()` since the previous step "
-                                       f"(cell [{cell.execution_count}], line 9); the full report follows when the "
-                                       "cell ends\n")
+                                       f"(cell [{cell.execution_count}], line 9, col 5); the full report follows "
+                                       "when the cell ends\n")
     assert "GW103" in _codes(cell)
     for options in (" --ignore GW103", " --select GW101"):
         quiet = kernel.run(STEP_WITHOUT_BACKWARD.format(options=options))
@@ -612,8 +612,8 @@ def test_zero_grad_before_step_is_news(kernel):
     cell = kernel.run(source)
     assert [o.get("name") for o in cell.outputs] == ["stderr", "stdout", None]
     assert cell.outputs[0]["text"] == ("gradwatch GW102: `zero_grad()` ran between `backward()` and `step()`, so the "
-                                       f"step found no gradient (cell [{cell.execution_count}], line 8); the full "
-                                       "report follows when the cell ends\n")
+                                       f"step found no gradient (cell [{cell.execution_count}], line 8, col 5); "
+                                       "the full report follows when the cell ends\n")
     assert "GW102" in _codes(cell)
 
 

@@ -89,7 +89,7 @@ def test_program1_keeps_the_original_error_with_a_note(seed_runs):
     tb = cell.traceback_text()
     assert f"RuntimeError: {NO_GRAD_FN}" in tb
     assert "gradwatch GW001: `w` is created without `requires_grad=True`" in tb
-    assert "(cell [2], line 9)" in tb
+    assert "(cell [2], line 9, col 5)" in tb
     assert cell.stream("stdout") == ""  # it fails at the first backward(), before any print
 
 
@@ -159,4 +159,4 @@ def test_earlier_cell_variant_points_into_the_earlier_cell(seed_runs):
     assert [(e["location"]["cell"], e["location"]["line"], e["location"]["column"]) for e in edits] == \
         [(3, 8, 21), (3, 9, 21)]
     assert watched.error["ename"] == "RuntimeError" and watched.error["evalue"] == NO_GRAD_FN
-    assert "(cell [3], line 8)" in watched.traceback_text()
+    assert "(cell [3], line 8, col 5)" in watched.traceback_text()

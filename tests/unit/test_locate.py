@@ -36,7 +36,7 @@ def test_span_to_location_counts_editor_lines_and_characters():
     loc = sm.location_of_span("<cell-7>", 3, 3, len("ŵ = ".encode()), len("ŵ = torch.randn(1, 1)".encode()))
     assert (loc.cell, loc.path, loc.line, loc.column, loc.end_line, loc.end_column) == (7, None, 3, 5, 3, 22)
     assert loc.source == "ŵ = torch.randn(1, 1)" and loc.text == "torch.randn(1, 1)"
-    assert loc.describe() == "cell [7], line 3"
+    assert loc.describe() == "cell [7], line 3, col 5"
 
 
 def test_span_outside_the_cell_is_none():

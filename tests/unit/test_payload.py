@@ -104,7 +104,7 @@ def test_location_helpers():
     assert (at.column, at.end_column, at.line, at.end_line) == (21, 21, 9, 9)
     multi = _loc(end_line=10, end_column=3)
     assert multi.text == "torch.randn(1, 1)"
-    assert _loc(cell=None, path="x.py").describe() == "x.py, line 9"
+    assert _loc(cell=None, path="x.py").describe() == "x.py, line 9, col 5"
 
 
 def test_mime_bundle_views_and_escaping():
@@ -113,8 +113,8 @@ def test_mime_bundle_views_and_escaping():
     assert set(bundle) == {MIME_TYPE, "text/html", "text/plain"}
     assert MIME_TYPE == "application/vnd.gradwatch.diagnostics+json"
     assert "<script>" not in bundle["text/html"] and "&lt;script&gt;" in bundle["text/html"]
-    assert "error   GW001 cell [2], line 9: <script>" in bundle["text/plain"]
-    assert "fix (safe): Add `requires_grad=True`" in bundle["text/plain"]
+    assert "error   GW001 cell [2], line 9, col 5: <script>" in bundle["text/plain"]
+    assert "safe fix: Add `requires_grad=True`" in bundle["text/plain"]
     empty = Report(execution_count=5)._repr_mimebundle_()
     assert empty["text/plain"] == "gradwatch: no problems found"
     assert empty[MIME_TYPE]["diagnostics"] == []
@@ -122,7 +122,7 @@ def test_mime_bundle_views_and_escaping():
 
 def test_note_and_key():
     d = _diag()
-    assert d.note() == "gradwatch GW001: `w` is created without `requires_grad=True` (cell [2], line 9)"
+    assert d.note() == "gradwatch GW001: `w` is created without `requires_grad=True` (cell [2], line 9, col 5)"
     assert d.key() == _diag(evidence={}).key()
     assert d.key() != _diag(location=_loc(line=10)).key()
 
