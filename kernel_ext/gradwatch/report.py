@@ -27,7 +27,6 @@ class GradwatchWarning(UserWarning):
 class Report:
     execution_count: int | None = None
     diagnostics: list[Diagnostic] = field(default_factory=list)
-    events: Any = None
     # findings that --select/--ignore hid: code -> how many (see `count_suppressed`)
     suppressed: dict[str, int] = field(default_factory=dict)
 

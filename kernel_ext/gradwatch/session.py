@@ -757,7 +757,6 @@ class Watch:
         self.report.diagnostics = diagnostics
         # what --select/--ignore hid: "no problems found (2 ignored: GW001)"
         self.report.count_suppressed(self.events, self.source_map, select=self.select, ignore=self.ignore)
-        self.report.events = None
         if exc is not None and diagnostics and hasattr(exc, "add_note"):
             causes = [d for d in diagnostics if d.severity is Severity.ERROR] or diagnostics
             note = causes[0].note()
