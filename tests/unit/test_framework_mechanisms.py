@@ -26,6 +26,7 @@ def test_autograd_itself_says_which_ops_pass_no_gradient():
     assert _verdict("clamp", torch.clamp, x, min=5.0) is False  # a threshold, not the op's nature
     assert _verdict("mul", torch.mul, x, torch.zeros(4)) is False  # a zero mask in the data
     assert _verdict("exp", torch.exp, x) is False
+    assert _verdict("softmax", torch.softmax, x, -1) is False  # its outputs sum to 1, yet it has a gradient
     assert _verdict("mul", torch.mul, x, 0) is False  # `0 * aux_loss`: a zero weight, GW114's case
     assert _verdict("mul", torch.mul, x, 0.5) is False  # ... and the op itself is not cached as zero
 

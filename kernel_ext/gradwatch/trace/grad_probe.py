@@ -14,6 +14,7 @@ the user's sees it) and never touches the user's tensors or graph.
 from __future__ import annotations
 
 import threading
+import warnings
 from typing import Any, Callable
 
 import torch
@@ -62,9 +63,20 @@ def _probe(func: Callable, args: tuple, kwargs: dict) -> bool | None:
     verdict: list[bool] = []
     worker = threading.Thread(target=lambda: verdict.append(_probe_here(func, args, kwargs, floating)),
                               name="gradwatch-probe", daemon=True)
-    worker.start()
-    worker.join()
+    # the op warns as the user's call already did (a broadcast in `mse_loss`): not shown again.
+    # Only the display is swapped, not the filters (changing those resets "once" registries).
+    shown = warnings.showwarning
+    warnings.showwarning = _swallow
+    try:
+        worker.start()
+        worker.join()
+    finally:
+        warnings.showwarning = shown
     return bool(verdict and verdict[0])
+
+
+def _swallow(*_: Any, **__: Any) -> None:
+    pass
 
 
 def _probe_here(func: Callable, args: tuple, kwargs: dict, floating: list[torch.Tensor]) -> bool:
@@ -102,8 +114,10 @@ def _zero_at_scale(func: Callable, args: tuple, kwargs: dict, scale: float) -> b
     outputs = [o for o in outputs if o.requires_grad and o.is_floating_point()]
     if not outputs:
         return False
-    # the engine itself: `torch.autograd.grad` is watched (it would count as the user's backward)
-    grads = _ENGINE.run_backward(tuple(outputs), tuple(torch.ones_like(o) for o in outputs), False, False,
+    # random output gradients: with ones, an op whose outputs sum to a constant (softmax) would
+    # look gradient-free; the engine itself, as `torch.autograd.grad` is watched (it would count
+    # as the user's backward)
+    grads = _ENGINE.run_backward(tuple(outputs), tuple(torch.randn_like(o) for o in outputs), False, False,
                                  tuple(leaves), True, accumulate_grad=False)
     return all(g is None or not bool(g.any()) for g in grads)
 
