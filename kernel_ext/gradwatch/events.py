@@ -73,7 +73,6 @@ class Flow:
 @dataclass
 class OptimizerEvent:
     key: int
-    cls: str
     name: str | None
     location: Location | None
     params: list[TensorFact]
@@ -83,10 +82,7 @@ class OptimizerEvent:
 @dataclass
 class BackwardEvent:
     index: int
-    api: str
     location: Location | None
-    error_type: str | None = None
-    error_message: str | None = None
     flow: Flow | None = None
     explain: dict[str, Any] = field(default_factory=dict)  # facts gathered for an error
     # keys of the optimizers whose next step() used this backward's gradients: a cut matters

@@ -345,7 +345,7 @@ class Watch:
         namer = self._namer(frame, [(o, k) for k, o in owners.items()])
         facts = [self._fact(p, namer) for g in opt.param_groups for p in g["params"][:512]]
         self.events.optimizers.append(OptimizerEvent(
-            key=key, cls=type(opt).__name__, name=namer.name(opt), location=self.location(position),
+            key=key, name=namer.name(opt), location=self.location(position),
             params=facts))
 
     def _on_optimizer_error(self, exc, params, position, frame) -> None:
@@ -357,7 +357,7 @@ class Watch:
         namer = self._namer(frame)
         facts = [self._fact(t, namer) for t in tensors[:512] if isinstance(t, torch.Tensor)]
         self.events.optimizers.append(OptimizerEvent(
-            key=0, cls="", name=None, location=self.location(position), params=facts,
+            key=0, name=None, location=self.location(position), params=facts,
             error=f"{type(exc).__name__}: {exc}"))
 
     def _wrap_zero_grad(self, original):
@@ -560,7 +560,7 @@ class Watch:
         index = self.events.n_backward
         self._adopt_namespace_optimizers(related_tensor_ids(roots, self.provenance))
         self.optimizers.reindex()  # (parameter groups added since): once per traced backward
-        event = BackwardEvent(index=index, api=api, location=self.location(position),
+        event = BackwardEvent(index=index, location=self.location(position),
                               steps_before=self.events.n_steps)
         namer = self._namer(frame)
         trainables, owned = self._trainables(namer, frame)
@@ -617,10 +617,8 @@ class Watch:
     def _after_backward(self, call: BackwardEvent | None, api: str, args, kwargs, exc) -> None:
         if exc is not None:
             if call is None:
-                call = BackwardEvent(index=self.events.n_backward, api=api,
-                                     location=self.location(self._position()), steps_before=self.events.n_steps)
-            call.error_type = type(exc).__name__
-            call.error_message = str(exc).split("\n")[0][:500]
+                call = BackwardEvent(index=self.events.n_backward, location=self.location(self._position()),
+                                     steps_before=self.events.n_steps)
             if call not in self.events.backwards and len(self.events.backwards) < _MAX_STEP_EVENTS:
                 self.events.backwards.append(call)
             frame = self.source_map.user_frame(sys._getframe(2))

@@ -64,8 +64,7 @@ def _detach_loop_events() -> Events:
                 cuts=[Cut(kind="detach", op="detach", location=loc(7, "pred.detach()"), cut_off=["w", "b"],
                           input_text="pred")])
     events = Events()
-    events.backwards.append(BackwardEvent(index=1, api="Tensor.backward", location=loc(9, "loss.backward()"),
-                                          flow=flow))
+    events.backwards.append(BackwardEvent(index=1, location=loc(9, "loss.backward()"), flow=flow))
     events.steps += [StepEvent(optimizer=1, name="opt", location=loc(10, "opt.step()"), backwards_since_step=1,
                                without_grad=facts, n_params=2) for _ in range(3)]
     events.n_backward = events.n_steps = 3
