@@ -59,15 +59,11 @@ class Flow:
     """How a traced backward's roots relate to the trainable tensors."""
 
     loss_name: str | None
-    loss_location: Location | None
-    loss_shape: tuple[int, ...]
-    loss_requires_grad: bool
     reached: list[str] = field(default_factory=list)  # trainables autograd reaches
     unreached: list[TensorFact] = field(default_factory=list)
     direct: list[str] = field(default_factory=list)  # unreached, but data flows without a cut
     cuts: list[Cut] = field(default_factory=list)
     reached_unowned: list[TensorFact] = field(default_factory=list)  # in no optimizer
-    has_optimizer: bool = False
 
 
 @dataclass

@@ -59,8 +59,7 @@ def _detach_loop_events() -> Events:
 
     facts = [TensorFact(name=n, kind="tensor", requires_grad=True, is_leaf=True, owners=["opt"],
                         owner_locations=[loc(4, "opt = torch.optim.SGD([w, b])")]) for n in ("w", "b")]
-    flow = Flow(loss_name="loss", loss_location=None, loss_shape=(), loss_requires_grad=False,
-                unreached=facts,
+    flow = Flow(loss_name="loss", unreached=facts,
                 cuts=[Cut(kind="detach", op="detach", location=loc(7, "pred.detach()"), cut_off=["w", "b"],
                           input_text="pred")])
     events = Events()

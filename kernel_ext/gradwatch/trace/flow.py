@@ -135,12 +135,7 @@ class FlowAnalyzer:
                 has_optimizer: bool, owned: set[int]) -> Flow:
         loss = roots[0]
         loss_node = self.prov.nodes.get(loss)
-        flow = Flow(
-            loss_name=self.name(loss),
-            loss_location=self.location(loss_node.pos) if loss_node else None,
-            loss_shape=tuple(loss.shape), loss_requires_grad=loss.requires_grad,
-            has_optimizer=has_optimizer,
-        )
+        flow = Flow(loss_name=self.name(loss))
         reached = autograd_leaves(roots)
         self.reached_ids = set(reached)
         by_id = {id(t): t for t in trainables}
