@@ -26,8 +26,6 @@ KNOWN_MISSES: dict[str, str] = {
     "optimizer_wiring/frozen_wrong_module_decoder_flag": "which module was meant to be frozen is intent, not data",
     "optimizer_wiring/unused_branch_argparse_bool": "the cause is an argparse type=bool, far from any tensor",
     "optimizer_wiring/zg_missing_kws_executor": "accumulation under gradient clipping and Adam is not seen",
-    "frameworks/lightning_softmax_before_cross_entropy": "Lightning runs the forward inside `optimizer.step(closure)`, "
-                                                          "where the per-op monitor looks away (issue 10, item 1)",
 }
 # Clean programs that still get a warning, and why (``xfail(strict=True)`` as above).
 KNOWN_FALSE_ALARMS: dict[str, str] = {
@@ -88,7 +86,7 @@ def test_buggy_programs_fail_as_reported_and_are_detected(scores):
     undetected = sorted(p.id for p in PROGRAMS if not p.clean and not scores[p.id].detected)
     assert undetected == sorted(pid for pid in KNOWN_MISSES if pid in {
         "loss_and_dynamics/ld_sigmoid_mlp_vanishing", "optimizer_wiring/frozen_wrong_module_decoder_flag",
-        "optimizer_wiring/zg_missing_kws_executor", "frameworks/lightning_softmax_before_cross_entropy"})
+        "optimizer_wiring/zg_missing_kws_executor"})
 
 
 def test_framework_programs_are_located_in_the_users_code(scores):
