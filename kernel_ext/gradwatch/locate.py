@@ -13,7 +13,6 @@ from __future__ import annotations
 import ast
 import linecache
 import os
-import sys
 import sysconfig
 from dataclasses import dataclass
 from types import BuiltinFunctionType, CodeType, FrameType, FunctionType, MethodType, ModuleType
@@ -100,10 +99,6 @@ class SourceMap:
         while frame is not None and not is_user(frame.f_code.co_filename):
             frame = frame.f_back
         return frame
-
-    def user_position(self, depth: int = 1) -> Position | None:
-        frame = self.user_frame(sys._getframe(depth + 1))
-        return (frame.f_code, frame.f_lasti) if frame is not None else None
 
     # --- positions -> locations --------------------------------------------------------------
     def location(self, position: Position | None) -> Location | None:
