@@ -132,6 +132,7 @@ class GradientStatistics(Measurement):
     first_global: float = 0.0  # mean global norm over the first block
     last_mean: list[float] = field(default_factory=list)  # ... over the latest rows
     last_global: float = 0.0
+    last_finite_step: float = 0.0  # the latest sampled step before the first non-finite one
 
 
 @dataclass

@@ -455,3 +455,28 @@ def test_a_closure_keeps_its_result_and_its_exception():
 
     watched(train)
     assert results == [4.0]
+
+
+def _gw105(grad_bad: float, last_finite: float, **loss):
+    stats = [gradient_statistics(sampled_steps=2000, last_sampled_step=2000, first_nonfinite_step=[grad_bad] * 3,
+                                 last_finite_step=last_finite),
+             loss_statistics(count=2000, first_nonfinite=1500.0, **loss)]
+    [d] = [d for d in run_rules(stats) if d.code == "GW105"]
+    return d
+
+
+def test_gw105_a_loss_that_is_nan_before_any_gradient_was_made_in_the_forward():
+    d = _gw105(grad_bad=1501.0, last_finite=1500.0)
+    assert d.message.startswith("the loss was already NaN/Inf in the forward pass of the 1,501st `backward()` "
+                                "call, while every gradient before it was finite: an input of that step")
+    assert d.evidence["loss_step"] == 1501 and d.evidence["step"] == 1501
+    unsure = _gw105(grad_bad=1504.0, last_finite=1472.0)  # the step before was not sampled
+    assert "when last checked, at the 1,472nd `step()`" in unsure.message
+    assert "or the `backward()` of the step before made a NaN/Inf gradient" in unsure.message
+
+
+def test_gw105_a_gradient_nan_first_or_an_overflow_keeps_the_step_wording():
+    assert _gw105(grad_bad=1500.0, last_finite=1499.0).message.startswith(
+        "the gradient of `w1`, `w2`, `w3` first became NaN/Inf at step 1500;")
+    grown = _gw105(grad_bad=1501.0, last_finite=1500.0, finite_max=3e9)  # the values overflowed
+    assert grown.message.startswith("the loss first became NaN/Inf at step 1501") and "forward" not in grown.message

@@ -34,6 +34,9 @@ from ..measurements import GradientStatistics, LossStatistics, NonFiniteOrigin, 
 from .base import Context, Rule, Severity, display_fix, names, related
 
 
+_GROWN = 1e3  # a largest finite loss this many times the first ones: the values overflowed
+
+
 class NonFinite(Rule):
     code = "GW105"
     name = "non-finite"
@@ -57,12 +60,17 @@ class NonFinite(Rule):
         loss_loc = v.get("loss")
         loss = _loss_name(loss_loc)
         if loss_step is not None and (grad_step is None or loss_step <= grad_step):
-            what, step = f"`{loss}`", loss_step
+            what, step = f"`{loss}`" if loss.isidentifier() else loss, loss_step
         elif grad_step is not None:
             what, step = f"the gradient of {names(v.get('params') or ['a parameter'], 3)}", grad_step
         else:
             what, step = "a value in the forward pass", origin.get("iteration") if origin is not None else None
         message = f"{what} first became NaN/Inf at step {step}"
+        if v.get("forward") and loss_step is not None and (origin is None or (
+                origin.get("inputs") and origin.get("iteration", 0) > loss_step)) \
+                and (v.get("checked", -1) < 0 or singular is None):  # (a traced op met 0: backward's story)
+            yield self._made_in_forward(ctx, v, loss, loss_step)
+            return
         if origin is not None and origin.get("inputs") and grad_step is not None \
                 and origin.get("iteration", 0) > grad_step:
             # the traced forward only saw parameters that a NaN gradient had already spoiled
@@ -100,6 +108,44 @@ class NonFinite(Rule):
                               step=step, grad_step=grad_step, loss_step=loss_step,
                               parameters=v.get("params", []), op=(origin or {}).get("op"))
 
+    def _made_in_forward(self, ctx: Context, v: dict[str, Any], loss: str, loss_step: int):
+        """The loss was NaN/Inf while the gradients of the step before were finite, and the loss
+        had not been growing: the forward of that step made it, most likely from a NaN input."""
+        loss_loc = v.get("loss")
+        computed = _loss_assignment(ctx, loss_loc, loss)
+        call = f"the {loss_step:,}{_ordinal_suffix(loss_step)} `backward()` call"
+        checked = v.get("checked", -1)
+        before = "every gradient before it was finite" if checked < 0 else \
+            f"the gradients were finite when last checked, at the {checked:,}{_ordinal_suffix(checked)} `step()`"
+        said = f"`{loss}`" if loss.isidentifier() else loss
+        message = (f"{said} was already NaN/Inf in the forward pass of {call}, while {before}: an input of "
+                   f"that step (a batch) may hold NaN/Inf"
+                   + ("" if checked < 0 else ", or the `backward()` of the step before made a NaN/Inf gradient")
+                   + "; check the inputs with `torch.isfinite(x).all()`, or guard the op that makes it "
+                   "(`log` or a division at 0: clamp its input, add an epsilon)")
+        rel = related(loss_loc, f"`{loss}.backward()` saw a NaN/Inf loss from {call} on") \
+            if computed is not None else []
+        if v.get("optimizer_location") is not None:
+            rel += related(v["optimizer_location"], f"`{v['optimizer']}` applies the NaN/Inf gradients")
+        return self.diagnostic(message, computed or loss_loc, related=rel,
+                               fix=display_fix("Check the inputs for NaN/Inf; guard the op that makes it"),
+                               step=loss_step, grad_step=v.get("grad_step"), loss_step=loss_step,
+                               parameters=v.get("params", []), op=None)
+
+
+def _loss_assignment(ctx: Context, loss_loc, loss: str):
+    """Where the cell computes the loss passed to ``backward()`` (``loss = ...``), if in its cell."""
+    if ctx.source_map is None or loss_loc is None or not loss.isidentifier():
+        return None
+    found = ctx.source_map.find_assignment(loss)
+    if found is None or (found.cell, found.path) != (loss_loc.cell, loss_loc.path) or found.line > loss_loc.line:
+        return None
+    return found
+
+
+def _ordinal_suffix(n: int) -> str:
+    return "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+
 
 def nonfinite_values(ctx: Context) -> list[dict[str, Any]]:
     """Per optimizer: the first step whose loss or gradients were not finite, and the
@@ -118,11 +164,25 @@ def nonfinite_values(ctx: Context) -> list[dict[str, Any]]:
             if g is not None and grad_step else []
         some = g or loss
         assert some is not None
+        loss_step = int(loss_bad + 1) if loss_bad is not None else None
+        # made in the forward: no sampled gradient went bad before that loss, and the finite losses
+        # had not grown (no overflow of the values); sure when the step before it was sampled finite
+        forward = loss is not None and loss_step is not None and (grad_step is None or loss_step <= grad_step) \
+            and loss.finite_count > 0 and not _grew(loss)
+        checked = int(g.last_finite_step) if g is not None else 0
+        if forward and loss_step is not None and (g is None and loss_step == 1 or checked >= loss_step - 1):
+            checked = -1  # the gradients of the step before were seen finite
         out.append(dict(optimizer=some.optimizer.name, optimizer_location=some.optimizer.location,
                         loss=some.loss, grad_step=grad_step,
-                        loss_step=int(loss_bad + 1) if loss_bad is not None else None,
-                        params=bad[:16], n_params=len(bad)))
+                        loss_step=loss_step, forward=forward, checked=checked, params=bad[:16], n_params=len(bad)))
     return out
+
+
+def _grew(loss: LossStatistics) -> bool:
+    """Whether the finite losses spread so far that the values overflowed rather than met a NaN
+    (the first losses may already hold the blow-up, so the smallest one counts too)."""
+    top = abs(loss.finite_max)
+    return top > _GROWN * max(abs(loss.first_mean), 1e-12) or top > _GROWN ** 2 * max(abs(loss.finite_min), 1e-12)
 
 
 def became_non_finite(ctx: Context) -> bool:

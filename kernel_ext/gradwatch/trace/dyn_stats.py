@@ -239,7 +239,12 @@ class GradStats:
             a["n_log"] = torch.zeros(n, device=dev)
             a["n_present"] = torch.zeros(n, device=dev)
             a["all_zero"] = torch.zeros((), device=dev)
+            a["last_ok"] = torch.zeros((), device=dev)
         a["first_bad"] = torch.minimum(a["first_bad"], torch.where(bad, steps[:, None], _BIG).amin(0))
+        # rows come in step order: the last all-finite row before the first bad one tells GW105
+        # whether the step before a first NaN loss still had finite gradients (a NaN made in the forward)
+        before_bad = bad.any(1).logical_not() & (steps < a["first_bad"].amin())
+        a["last_ok"] = torch.maximum(a["last_ok"], torch.where(before_bad, steps, 0.0).amax())
         last_nz = torch.where(nz, torch.arange(k, device=dev)[:, None], -1).amax(0)
         a["zero_run"] = torch.where(last_nz < 0, a["zero_run"] + k, (k - 1 - last_nz).to(torch.float32))
         a["nz_step"] = torch.maximum(a["nz_step"], torch.where(nz, steps[:, None], 0.0).amax(0))
@@ -336,7 +341,7 @@ class GradStats:
                     sum_log10=grads["sum_log"], n_log10=grads["n_log"], n_present=grads["n_present"],
                     all_zero_rows=grads["all_zero"], first_mean=grads["first_mean"],
                     first_global=grads["first_global"], last_mean=grads["last_mean"],
-                    last_global=grads["last_global"]))
+                    last_global=grads["last_global"], last_finite_step=grads["last_ok"]))
             if s.lacc:
                 losses: dict[str, Any] = {k: v.tolist() for k, v in s.lacc.items()}
                 out.append(LossStatistics(
