@@ -564,7 +564,7 @@ for i in range(5):
     opt.step()
 print("done", flush=True)
 """
-NEWS_GW105 = r"gradwatch GW105: the loss became NaN/Inf by step 1,5(\d\d) \(cell \[{n}\], line 13\)"
+NEWS_GW105 = r"gradwatch GW105: the loss became NaN/Inf by step 1,5(\d\d) \(cell \[{n}\], line 13, col 5\)"
 
 
 def test_an_error_in_a_long_cell_is_printed_at_once(kernel):
