@@ -145,6 +145,15 @@ class InplaceLeafEvent:
     target: str | None  # the name written in place, as the line spells it
 
 
+@dataclass(frozen=True)
+class StepCounts:
+    """One optimizer's ``step()`` calls so far, and what the missing-gradient check saw."""
+
+    steps: int = 0
+    checked: int = 0  # steps checked for parameters without a gradient (a long loop: a sample)
+    missing: int = 0  # checked steps that found some
+
+
 @dataclass
 class Events:
     """Everything recorded in one watched cell, in order of kind."""
@@ -155,8 +164,7 @@ class Events:
     grad_reads: list[GradReadEvent] = field(default_factory=list)
     n_backward: int = 0
     n_steps: int = 0
-    # optimizer -> [steps, steps checked for missing gradients, checked steps that missed some]
-    step_counts: dict[int, list[int]] = field(default_factory=dict)
+    step_counts: dict[int, StepCounts] = field(default_factory=dict)  # optimizer key -> its counts
     measurements: list[Measurement] = field(default_factory=list)  # the per-step monitors'
     cell_error: str | None = None  # the exception type the cell ended with, if it raised
     cell_failure: GradNoneEvent | InplaceLeafEvent | None = None  # that exception, explained

@@ -21,7 +21,8 @@ import torch
 
 from . import intent
 from .diagnostics import Location, Severity
-from .events import BackwardEvent, Events, GradReadEvent, InputScale, OptimizerEvent, StepEvent, TensorFact
+from .events import (BackwardEvent, Events, GradReadEvent, InputScale, OptimizerEvent, StepCounts, StepEvent,
+                     TensorFact)
 from .locate import Namer, SourceMap
 from .news import OnFinding
 from .report import Report
@@ -40,6 +41,11 @@ _RETRACE_LIMIT = 16  # backward() calls traced at most to reach one optimizer's 
 _GRAD_CALLS_FREE = 8  # autograd.grad() calls (inner loops, penalties) that do not use up tracing
 _CHECK_ALL_STEPS = 16  # each optimizer's first steps are all checked for missing gradients ...
 _CHECK_EVERY = 16  # ... then every so many (a listing of all parameters costs per step)
+
+
+def _sampled(step_number: int, backwards_since_step: int) -> bool:
+    """Whether this step of an optimizer is checked for parameters without a gradient."""
+    return step_number <= _CHECK_ALL_STEPS or step_number % _CHECK_EVERY == 0 or backwards_since_step == 0
 
 
 class WatchError(RuntimeError):
@@ -427,10 +433,9 @@ class Watch:
         key = self._key(opt)
         events = self.events
         events.n_steps += 1
-        counts = events.step_counts.get(key)  # [steps, steps checked, checked steps missing grads]
-        if counts is None:
-            counts = events.step_counts[key] = [0, 0, 0]
-        counts[0] += 1
+        counts = events.step_counts.get(key) or StepCounts()
+        step_number = counts.steps + 1
+        events.step_counts[key] = StepCounts(step_number, counts.checked, counts.missing)
         if self.mode is not None:  # while tracing: where each optimizer steps (explains version errors)
             self.step_positions[key] = self._position()
         n = events.n_backward
@@ -444,15 +449,15 @@ class Watch:
         if callable(closure):
             # the closure computes this step's gradients inside step() (LBFGS, SAM, Lightning):
             # `.grad` holds the previous step's (or nothing) now; check them after the closure
-            checked = self._check_after(closure, opt, key, counts, n)
+            checked = self._check_after(closure, opt, key, step_number, n)
             changed = ((opt, checked, *args[2:]), kwargs) if len(args) > 1 else (args, {**kwargs, "closure": checked})
-        elif counts[0] <= _CHECK_ALL_STEPS or counts[0] % _CHECK_EVERY == 0 or since == 0:
-            self._check_missing(opt, key, counts, since)
+        elif _sampled(step_number, since):
+            self._check_missing(opt, key, since)
         for monitor in self._monitors:
             monitor.on_step(opt, key, args, kwargs)
         return changed  # as a step pre-hook's (args, kwargs): step() calls the checking closure
 
-    def _check_after(self, closure, opt, key: int, counts: list[int], n_before: int):
+    def _check_after(self, closure, opt, key: int, step_number: int, n_before: int):
         """``closure``, checking the gradients it computed the first time it returns (LBFGS calls
         it several times per step); its results and exceptions are the closure's own."""
         session = self
@@ -467,17 +472,17 @@ class Watch:
                 n = session.events.n_backward
                 session._bwd_at[key] = n  # the closure's backward calls are this step's
                 since = n - n_before
-                if counts[0] <= _CHECK_ALL_STEPS or counts[0] % _CHECK_EVERY == 0 or since == 0:
-                    session._guard(session._check_missing, opt, key, counts, since)
+                if _sampled(step_number, since):
+                    session._guard(session._check_missing, opt, key, since)
             return result
         return closure_then_check
 
-    def _check_missing(self, opt, key: int, counts: list[int], since: int) -> None:
+    def _check_missing(self, opt, key: int, since: int) -> None:
         """The parameters of ``opt`` that its step finds without a gradient (on sampled steps)."""
         events = self.events
         missing = [p for g in opt.param_groups for p in g["params"] if p.grad is None]
-        counts[1] += 1
-        counts[2] += bool(missing)
+        counts = events.step_counts.get(key) or StepCounts()
+        events.step_counts[key] = StepCounts(counts.steps, counts.checked + 1, counts.missing + bool(missing))
         before, self._missing[key] = self._missing.get(key, 0), len(missing)
         if missing and since and self._retraced.count(key) < 2 and \
                 (key not in self._fed_traced or len(missing) > before):

@@ -47,7 +47,7 @@ def test_docs_pages_are_up_to_date():
 
 # --- precedence: declared, resolved among the selected rules only ---------------------------------
 from gradwatch.diagnostics import Location  # noqa: E402
-from gradwatch.events import BackwardEvent, Cut, Events, Flow, StepEvent, TensorFact  # noqa: E402
+from gradwatch.events import BackwardEvent, Cut, Events, Flow, StepCounts, StepEvent, TensorFact  # noqa: E402
 
 
 def _detach_loop_events() -> Events:
@@ -67,7 +67,7 @@ def _detach_loop_events() -> Events:
     events.steps += [StepEvent(optimizer=1, name="opt", location=loc(10, "opt.step()"), backwards_since_step=1,
                                without_grad=facts, n_params=2) for _ in range(3)]
     events.n_backward = events.n_steps = 3
-    events.step_counts[1] = [3, 3, 3]
+    events.step_counts[1] = StepCounts(steps=3, checked=3, missing=3)
     return events
 
 
@@ -81,6 +81,15 @@ def test_a_rule_reports_what_only_unselected_rules_explain(options):
     diagnostics = registry.run(_detach_loop_events(), **options)
     assert [d.code for d in diagnostics] == ["GW006"]
     assert diagnostics[0].evidence["parameters"] == ["w", "b"]
+
+
+def test_gw006_says_how_many_of_the_sampled_steps_missed_gradients():
+    events = _detach_loop_events()
+    events.step_counts[1] = StepCounts(steps=40, checked=18, missing=17)
+    (gw006,) = registry.run(events, select={"GW006"})
+    assert gw006.message.endswith("(in 17 of the 18 steps checked, out of 40)")
+    assert (gw006.evidence["steps"], gw006.evidence["steps_checked"], gw006.evidence["steps_without_gradient"]) \
+        == (40, 18, 17)
 
 
 def test_rules_run_after_the_rules_they_defer_to():

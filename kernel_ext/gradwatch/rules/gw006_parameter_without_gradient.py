@@ -30,6 +30,7 @@ for the cell with `%%gradwatch --ignore GW006`.
 
 from __future__ import annotations
 
+from ..events import StepCounts
 from .base import Context, Location, Rule, Severity, display_fix, names, related
 
 
@@ -66,11 +67,12 @@ class ParameterWithoutGradient(Rule):
                        f"`step()` never updates {'it' if len(missing) == 1 else 'them'}; use "
                        f"{'it' if len(missing) == 1 else 'them'} in the forward pass or leave "
                        f"{'it' if len(missing) == 1 else 'them'} out of the optimizer")
-            steps, checked, without = ctx.events.step_counts.get(key, [0, 0, 0])
-            if checked == steps > 1:
-                message += f" (in {without:,} of {steps:,} steps)"
-            elif checked < steps:  # a long loop is checked on a sample of its steps
-                message += f" (in {without:,} of the {checked:,} steps checked, out of {steps:,})"
+            counts = ctx.events.step_counts.get(key) or StepCounts()
+            if counts.checked == counts.steps > 1:
+                message += f" (in {counts.missing:,} of {counts.steps:,} steps)"
+            elif counts.checked < counts.steps:  # a long loop is checked on a sample of its steps
+                message += (f" (in {counts.missing:,} of the {counts.checked:,} steps checked, "
+                            f"out of {counts.steps:,})")
             rel = related(opt_loc, f"{names(missing, 2)} {'is' if len(missing) == 1 else 'are'} given to {opt} here") \
                 if defined is not None else []
             rel += related(step.location, f"{opt}.step() finds no gradient here")
@@ -78,7 +80,7 @@ class ParameterWithoutGradient(Rule):
                 message, loc, related=rel,
                 fix=display_fix("Use the parameters in forward(), or exclude them from the optimizer"),
                 explains=missing, parameters=missing, optimizer=step.name, n_params=step.n_params,
-                steps=steps, steps_checked=checked, steps_without_gradient=without)
+                steps=counts.steps, steps_checked=counts.checked, steps_without_gradient=counts.missing)
 
 
 def _definition(ctx: Context, missing: list[str], fact) -> Location | None:
