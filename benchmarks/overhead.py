@@ -95,25 +95,11 @@ def cnn(device: str, batch: int = 32, channels: int = 16) -> Workload:
 
 
 # --- timing ---------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _session_only():
-    """gradwatch without its per-step monitors (``--breakdown``): what the session itself costs."""
-    from gradwatch.trace import dynamics
-
-    saved = list(dynamics.MONITORS)
-    dynamics.MONITORS[:] = []
-    try:
-        with gradwatch.watch(warn=False, namespace={}):
-            yield
-    finally:
-        dynamics.MONITORS[:] = saved
-
-
 def mode_context(mode: str):
     if mode == "gradwatch":
         return gradwatch.watch(warn=False, namespace={})
-    if mode == "session-only":
-        return _session_only()
+    if mode == "session-only":  # without its per-step monitors (``--breakdown``): what the session itself costs
+        return gradwatch.watch(warn=False, namespace={}, per_step_monitors=False)
     if mode == "anomaly":
         return torch.autograd.detect_anomaly(check_nan=True)
     return contextlib.nullcontext()

@@ -29,6 +29,7 @@ from .report import Report
 from .trace import explain
 from .trace.flow import FlowAnalyzer, data_leaves, related_tensor_ids
 from .trace.compiled import CompiledRegions
+from .trace.dynamics import TrainingMonitor
 from .trace.installer import InstallConflict, Installer
 from .trace.monitor_handle import MonitorHandle
 from .trace.optimizer_table import OptimizerTable
@@ -56,14 +57,16 @@ class Watch:
     """A watch session. Use through `gradwatch.watch()`.
 
     ``trace_steps`` is how many ``backward()`` calls run with full provenance tracing (the
-    expensive part); after that only cheap per-step checks run.
+    expensive part); after that only cheap per-step checks run. ``per_step_monitors=False``
+    leaves out the training-dynamics monitor (GW101-GW115): the benchmark's measure of what
+    the session alone costs.
     """
 
     def __init__(self, *, select: Iterable[str] | None = None, ignore: Iterable[str] | None = None,
                  trace_steps: int = 2, shell: Any = None, source_map: SourceMap | None = None,
                  namespace: dict[str, Any] | None = None, code: str | None = None,
                  execution_count: int | None = None, warn: bool = True,
-                 on_finding: OnFinding | None = None) -> None:
+                 on_finding: OnFinding | None = None, per_step_monitors: bool = True) -> None:
         # what a second `with` of this object starts afresh from (its own events and report)
         self._options = {name: value for name, value in locals().items() if name != "self"}
         self._used = False
@@ -87,7 +90,8 @@ class Watch:
         self._depth = 0
         self._bwd_at: dict[int, int] = {}  # optimizer key -> backward calls at its last step/zero_grad
         self._trained_names = intent.trained_names(code) if code else set()
-        self._monitors: list[Any] = []
+        self._per_step_monitors = per_step_monitors
+        self._monitors: list[TrainingMonitor] = []  # the training-dynamics monitor, unless left out
         self._trace_until = 0
         self._trace_requested = 0
         self._fed_traced: set[int] = set()  # optimizers stepped with gradients a traced backward() gave them
@@ -160,9 +164,8 @@ class Watch:
         installer.patch(torch.optim.Optimizer, "zero_grad", self._wrap_zero_grad)
         from torch.optim.optimizer import register_optimizer_step_pre_hook
         installer.hook(register_optimizer_step_pre_hook, self._step_hook())
-        from .trace import dynamics
-        for monitor in dynamics.monitors(self._monitor_handle()):
-            self._monitors.append(monitor)
+        if self._per_step_monitors:
+            self._monitors.append(TrainingMonitor(self._monitor_handle()))
         installer.add_undo(self._stop_tracing)
         # torch.compile: the tracing mode steps aside in compiled code, seen from outside instead
         CompiledRegions(installer, lambda: self.mode, self.provenance, self._internal_error).install()

@@ -32,45 +32,14 @@ from .monitor_handle import MonitorHandle
 from .provenance import has_values, own_work
 
 
-class Monitor:
-    """Base class: every hook is optional."""
-
-    def __init__(self, session: MonitorHandle) -> None:
-        self.session = session  # what it may use of the watch session
-
-    def on_backward(self, roots: list) -> None: ...
-
-    @property
-    def wants_after_backward(self) -> bool:
-        """Whether `after_backward` has work after this backward (it is skipped otherwise)."""
-        return False
-
-    def after_backward(self) -> None: ...
-
-    def on_step(self, optimizer: Any, key: int, args: tuple = (), kwargs: dict | None = None) -> None: ...
-
-    def on_zero_grad(self, optimizer: Any, key: int) -> None: ...
-
-    def finish(self, events: Any) -> None: ...
-
-    def close(self) -> None: ...
-
-
-MONITORS: list[type[Monitor]] = []
-
-
-def monitors(session: MonitorHandle) -> list[Monitor]:
-    return [cls(session) for cls in MONITORS]
-
-
 _NULL = contextlib.nullcontext()
 
 
-class TrainingMonitor(Monitor):
+class TrainingMonitor:
     """GW101-GW115: training dynamics at a cost that is small against a backward pass."""
 
     def __init__(self, session: MonitorHandle) -> None:
-        super().__init__(session)
+        self.session = session  # what it may use of the watch session
         from .dyn_ops import OpChecks
         from .dyn_stats import GradStats
         from .dyn_steps import StepOrder
@@ -189,6 +158,7 @@ class TrainingMonitor(Monitor):
 
     @property
     def wants_after_backward(self) -> bool:
+        """Whether `after_backward` has work after this backward (it is skipped otherwise)."""
         return self.order.checking
 
     def after_backward(self) -> None:
@@ -276,9 +246,6 @@ class TrainingMonitor(Monitor):
         self.scaled = None
         for part in (self.order, self.stats, self.ops):
             part.close()
-
-
-MONITORS.append(TrainingMonitor)
 
 
 class _Names:
