@@ -28,12 +28,7 @@ KNOWN_MISSES: dict[str, str] = {
     "optimizer_wiring/zg_missing_kws_executor": "accumulation under gradient clipping and Adam is not seen",
 }
 # Clean programs that still get a warning, and why (``xfail(strict=True)`` as above).
-KNOWN_FALSE_ALARMS: dict[str, str] = {
-    "frameworks/clean_hf_manual_loop_linear_warmup": "GW107 takes a freshly initialised attention's small "
-                                                     "query/key gradients for vanishing gradients",
-    "frameworks/clean_hf_trainer_weighted_compute_loss": "GW107 takes a freshly initialised attention's small "
-                                                         "query/key gradients for vanishing gradients",
-}
+KNOWN_FALSE_ALARMS: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")

@@ -230,13 +230,18 @@ def test_diverging_loss_threshold_is_the_rule_modules(last, reported):
 
 
 def test_vanishing_gradient_is_measured_against_the_upper_quartile_layer():
-    # log10 RMS per element: w1 -1, w2 -1 - 4 (4 orders below), w3 -1, w4 -3; upper quartile: -1
-    params = ["w1", "w2", "w3", "w4"]
-    log_rms = [-1.0, -5.0, -1.0, -3.0]
-    grads = gradient_statistics(params=params, numels=[64] * 4, ndims=[2] * 4, n_log10=[10.0] * 4,
-                                sum_log10=[10 * (v + 0.5 * math.log10(64)) for v in log_rms])
-    [d] = run_rules([grads])
-    assert d.code == "GW107" and d.evidence["parameters"] == ["w2"] and d.evidence["orders"] == 4.0
+    # log10 RMS per element, input side first: w1 -5 (4 orders below), w2 -1, w3 -1, w4 -3; upper
+    # quartile: -1
+    def vanishing(log_rms: list[float]):
+        grads = gradient_statistics(params=["w1", "w2", "w3", "w4"], numels=[64] * 4, ndims=[2] * 4,
+                                    n_log10=[10.0] * 4,
+                                    sum_log10=[10 * (v + 0.5 * math.log10(64)) for v in log_rms])
+        return run_rules([grads])
+
+    [d] = vanishing([-5.0, -1.0, -1.0, -3.0])
+    assert d.code == "GW107" and d.evidence["parameters"] == ["w1"] and d.evidence["orders"] == 4.0
+    # the same small gradient behind a healthy layer is that matrix's own (a fresh attention's query)
+    assert vanishing([-1.0, -5.0, -1.0, -3.0]) == []
 
 
 def test_dead_parameters_need_the_rule_modules_run_of_zero_steps():

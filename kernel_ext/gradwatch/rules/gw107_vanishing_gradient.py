@@ -3,7 +3,10 @@ Compares, over the steps of a cell, the typical gradient size per element (the R
 in log scale over the steps) of every weight matrix, and names those whose gradients are at
 least **4** orders of magnitude smaller than those of the upper-quartile layer. It needs at
 least **3** weight matrices with a non-zero gradient at **4** or more of at least **8** measured
-steps.
+steps. A vanishing signal fades towards the input, so a matrix is named only when no matrix before
+it (in the optimizer's order, which for most models is depth order) has a healthy gradient: a small
+gradient behind a healthy layer, such as a freshly initialised attention's query and key, is that
+matrix's own and not reported.
 
 ## Why is this bad?
 Layers whose gradients are ten thousand times smaller than the others barely move: the network
@@ -88,7 +91,13 @@ def _vanishing(g: GradientStatistics) -> tuple[float, list[str]] | None:
     if len(rms) < MIN_LAYERS:
         return None
     upper_quartile = sorted(rms.values())[(3 * len(rms)) // 4]
-    small = sorted((v - upper_quartile, g.params[i]) for i, v in rms.items() if v - upper_quartile <= -MIN_ORDERS)
+    # A signal that vanishes fades towards the input: a matrix counts only if no matrix before it (the
+    # optimizer's order, which is definition order and for most models depth order) gets a healthy
+    # gradient. A small gradient behind a healthy one is that matrix's own (a fresh attention's
+    # query/key), not a vanishing signal.
+    first_healthy = min((i for i, v in rms.items() if v - upper_quartile > -MIN_ORDERS), default=len(g.params))
+    small = sorted((v - upper_quartile, g.params[i]) for i, v in rms.items()
+                   if v - upper_quartile <= -MIN_ORDERS and i < first_healthy)
     if not small:
         return None
     return round(-small[0][0], 1), [name for _, name in small][:16]
