@@ -43,7 +43,8 @@ def test_a_nan_in_an_input_batch_late_in_a_long_loop_is_said_to_be_in_the_forwar
     # gradients are sampled every few steps in a long loop: the step before the NaN was not checked
     said = re.fullmatch(
         r"`loss` was already NaN/Inf in the forward pass of the 1,501st `backward\(\)` call, while the gradients "
-        r"were finite when last checked, at the 1,(\d{3})(?:st|nd|rd|th) `step\(\)`: an input of that step \(a batch\) may hold NaN/Inf, "
+        r"were finite when last checked, at the 1,(\d{3})(?:st|nd|rd|th) `step\(\)`: an input of that step "
+        r"\(a batch\) may hold NaN/Inf, "
         r"or the `backward\(\)` of the step before made a NaN/Inf gradient; check the inputs with "
         r"`torch.isfinite\(x\).all\(\)`, or guard the op that makes it \(`log` or a division at 0: clamp its "
         r"input, add an epsilon\)", d["message"])

@@ -5,7 +5,8 @@ iterations, and the iterations right after gradwatch sees a NaN) — points at t
 produced a non-finite value, like `torch.autograd.detect_anomaly()` at a fraction of its cost.
 A loss that is already NaN/Inf in the forward pass while the gradients before it were finite
 (a NaN in an input batch late in a long loop) is said as such, at the line that computes it,
-counted in `backward()` calls. Steps that `torch.amp.GradScaler` skips because of Inf gradients are expected and not flagged.
+counted in `backward()` calls. Steps that `torch.amp.GradScaler` skips because of Inf gradients
+are expected and not flagged.
 
 ## Why is this bad?
 One NaN spreads to every parameter through the next `optimizer.step()`, and from then on the
