@@ -87,7 +87,7 @@ class Watch:
         self.optimizers = OptimizerTable()
         self._opt_locations = self.optimizers.locations  # key -> where it was built
         self.installer = Installer(self._internal_error)  # replaced by the one `__enter__` claims with
-        self._depth = 0
+        self._in_backward = False  # inside a watched backward(): calls it makes are not watched again
         self._bwd_at: dict[int, int] = {}  # optimizer key -> backward calls at its last step/zero_grad
         self._trained_names = intent.trained_names(code) if code else set()
         self._per_step_monitors = per_step_monitors
@@ -333,7 +333,7 @@ class Watch:
         @functools.wraps(original)
         def __init__(opt, params, *args, **kwargs):
             __tracebackhide__ = True
-            if session._depth:
+            if session._in_backward:
                 return original(opt, params, *args, **kwargs)
             frame = session.source_map.user_frame(sys._getframe(1))
             position = (frame.f_code, frame.f_lasti) if frame is not None else None
@@ -512,9 +512,9 @@ class Watch:
         @functools.wraps(original)
         def backward(*args, **kwargs):
             __tracebackhide__ = True
-            if session._depth:
+            if session._in_backward:
                 return original(*args, **kwargs)
-            session._depth = 1
+            session._in_backward = True
             try:
                 try:
                     with own_work():
@@ -531,14 +531,14 @@ class Watch:
                         with session.installer.lifted(session.mode):
                             result = original(*args, **kwargs)
                 except BaseException as exc:
-                    session._depth = 0
+                    session._in_backward = False
                     guard(session._after_backward, call, api, args, kwargs, exc)
                     raise
                 if call is not None or guard(session._after_needed):
                     guard(session._after_backward, call, api, args, kwargs, None)
                 return result
             finally:
-                session._depth = 0
+                session._in_backward = False
         return backward
 
     @staticmethod
