@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 import gradwatch
+from watching import watched
 from gradwatch import session as session_mod
 from gradwatch.events import Events
 from gradwatch.measurements import (ClearedUnusedGradients, GradientStatistics, LearningRateZero, LossStatistics,
@@ -26,14 +27,6 @@ from gradwatch.rules import registry
 from gradwatch.trace import dyn_stats
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def watched(fn, **options):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with gradwatch.watch(warn=False, namespace={}, **options) as report:
-            fn()
-    return report
 
 
 def monitor():

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import warnings
 
 import pytest
 import torch
@@ -13,6 +12,7 @@ from torch import nn
 from torch.optim import optimizer as optimizer_module
 
 import gradwatch
+from watching import watched
 from gradwatch import session as session_module
 
 
@@ -40,14 +40,6 @@ def untouched():
     yield before
     assert torch_state() == before
     assert session_module.current() is None
-
-
-def watched(fn, **options):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with gradwatch.watch(warn=False, namespace={}, **options) as report:
-            fn()
-    return report
 
 
 def train(w: torch.Tensor, steps: int = 30) -> float:
