@@ -9,7 +9,7 @@ import inspect
 import sys
 import warnings
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.displayhook import DisplayHook
 from IPython.core.error import UsageError
@@ -22,6 +22,9 @@ from .cell_traceback import TracebackHandler
 from .locate import SourceMap, history_cell
 from .news import NewsPrinter
 from .report import MIME_TYPE, Report
+
+if TYPE_CHECKING:
+    from .session import Watch
 
 _OPTIONS = "--select CODES, --ignore CODES, --strict, --fail-fast, --quiet, --trace-steps N"
 _TOP_LEVEL_AWAIT = getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0)
@@ -88,7 +91,7 @@ class GradwatchMagics(Magics):
     def __init__(self, shell: Any) -> None:
         super().__init__(shell)
         self._auto: dict[str, Any] | None = None  # options of `%gradwatch on`
-        self._auto_session: Any = None
+        self._auto_session: Watch | None = None
         self._auto_info: Any = None  # the ExecutionInfo of the cell `_auto_session` watches
         self._tracebacks = TracebackHandler(shell)  # a failing watched cell's exception shown plain
 
@@ -454,7 +457,7 @@ def _current_session() -> Any:
     return session.current() if session is not None else None
 
 
-def watches_cell(session: Any) -> bool:
+def watches_cell(session: Watch) -> bool:
     """Whether ``session`` is one that ``%%gradwatch`` or ``%gradwatch on`` runs."""
     return session in _cell_sessions
 

@@ -1,6 +1,6 @@
 """What the per-step monitors measured in a watched cell (``Events.measurements``).
 
-Monitors (``trace/dyn_*``) only measure and name: the order of ``backward()``/``step()``/
+Monitors (``monitors/``) only measure and name: the order of ``backward()``/``step()``/
 ``zero_grad()`` calls they saw, the statistics of gradients and losses, the loss calls of the
 traced iterations. Whether a measurement is a problem, and from which threshold on, is decided
 by the rule modules (``rules/gw1*.py``), each of which owns its thresholds. Plain data: names,
@@ -29,7 +29,7 @@ class Measurement:
     """Base class: something one monitor measured about one optimizer (or the cell)."""
 
 
-# --- the order of backward(), step() and zero_grad() (dyn_steps) -----------------------------------
+# --- the order of backward(), step() and zero_grad() (step_order) -----------------------------------
 @dataclass
 class AccumulatedIntoUsedGradient(Measurement):
     """A ``backward()`` added to the gradient that the previous ``step()`` already used, and
@@ -106,7 +106,7 @@ class EvalModeAtStep(Measurement):
     train_called: bool  # some `module.train()` ran in the cell
 
 
-# --- gradient norms and losses (dyn_stats) -------------------------------------------------------
+# --- gradient norms and losses (grad_stats) -------------------------------------------------------
 @dataclass
 class GradientStatistics(Measurement):
     """Per-parameter statistics of the gradient norms at the sampled steps of one optimizer.
@@ -151,7 +151,7 @@ class LossStatistics(Measurement):
     finite_max: float
 
 
-# --- traced iterations (dyn_ops) -----------------------------------------------------------------
+# --- traced iterations (op_checks) -----------------------------------------------------------------
 @dataclass
 class LossCall(Measurement):
     """A loss function called in a traced iteration, and the op that made its input."""

@@ -1,8 +1,8 @@
 """News while a watched cell runs: an error-level finding said at once, not when the cell ends.
 
 A long training loop can run for minutes after its loss became NaN. The monitors call
-``Watch.tell(code, message)`` at the points where they read the host anyway (``dyn_stats``'s
-non-finite flag, ``dyn_steps``'s step order: no device sync of their own); the session passes
+``Watch.tell(code, message)`` at the points where they read the host anyway (``grad_stats``'s
+non-finite flag, ``step_order``'s step order: no device sync of their own); the session passes
 each code once to the `OnFinding` callback that the magic gave it. The magic's `NewsPrinter`
 prints one line to stderr, or, with ``--fail-fast``, raises `FailFastError` there.
 """

@@ -1,6 +1,6 @@
 """``watch()``: a watch session: what it observes, and the report made from it.
 
-Everything is installed through one `Installer` (``trace/installer.py``): on the session's own
+Everything is installed through one `Installer` (``install/installer.py``): on the session's own
 thread only, taken off on any exit (exceptions and KeyboardInterrupt included, also one that
 lands during the teardown), and refused while a session runs in another thread. Sessions do not
 nest. After the cell, the rules turn the recorded events into a `Report`; the session keeps no
@@ -28,11 +28,11 @@ from .news import OnFinding
 from .report import Report
 from .trace import explain
 from .trace.flow import FlowAnalyzer, data_leaves, related_tensor_ids
-from .trace.compiled import CompiledRegions
-from .trace.dynamics import TrainingMonitor
-from .trace.installer import InstallConflict, Installer
-from .trace.monitor_handle import MonitorHandle
-from .trace.optimizer_table import OptimizerTable
+from .install.compiled import CompiledRegions
+from .monitors.training import TrainingMonitor
+from .install.installer import InstallConflict, Installer
+from .install.monitor_handle import MonitorHandle
+from .install.optimizer_table import OptimizerTable
 from .trace.provenance import Provenance, ProvenanceMode, forget_callers, own_work
 
 _active = threading.local()

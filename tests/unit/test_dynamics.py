@@ -24,7 +24,7 @@ from gradwatch.rules import gw106_exploding_gradient as gw106
 from gradwatch.rules import gw108_dead_parameter as gw108
 from gradwatch.rules import gw113_diverging_loss as gw113
 from gradwatch.rules import registry
-from gradwatch.trace import dyn_stats
+from gradwatch.monitors import grad_stats
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,14 +60,14 @@ def test_state_does_not_grow_with_steps():
 
     watched(lambda: loop(model, opt, x, y, 3000, check))
     rows, losses, pending, records, acc, lacc = seen[3000]
-    assert rows < dyn_stats._BLOCK and losses < dyn_stats._CHUNK and pending <= 1
+    assert rows < grad_stats._BLOCK and losses < grad_stats._CHUNK and pending <= 1
     assert records <= 4  # traced iterations only
     assert acc == seen[300][4] and lacc == seen[300][5]  # fixed shapes: 4 parameter tensors
     assert ("first_bad", (4,)) in acc and ("tail", (16,)) in lacc
 
 
 def test_stride_adapts_and_dead_parameters_are_still_found(monkeypatch):
-    monkeypatch.setattr(dyn_stats, "_TARGET", 1e-9)  # statistics "too expensive": widest stride
+    monkeypatch.setattr(grad_stats, "_TARGET", 1e-9)  # statistics "too expensive": widest stride
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
     with torch.no_grad():
@@ -77,7 +77,7 @@ def test_stride_adapts_and_dead_parameters_are_still_found(monkeypatch):
     strides = []
     report = watched(lambda: loop(model, opt, x, y, 1500,
                                   lambda i: i == 1499 and strides.append(monitor().stats.series[1].stride)))
-    assert strides == [dyn_stats._MAX_STRIDE]
+    assert strides == [grad_stats._MAX_STRIDE]
     [dead] = [d for d in report if d.code == "GW108"]
     # fc1.weight, fc1.bias, fc2.weight (named after the optimizer: the model is no global here)
     assert dead.evidence["parameters"] == [f"optimizer#1.param_groups[0]['params'][{i}]" for i in range(3)]
@@ -281,14 +281,14 @@ def test_the_sync_check_fails_when_a_per_step_hook_faults(monkeypatch):
     assert check_no_sync(step, steps=40, **stand_ins) == "ok: 0 syncs in 40 steps"
     assert steps_run.count("error") == 40 and mode == ["default"]
 
-    on_step = dyn_stats.GradStats.on_step
+    on_step = grad_stats.GradStats.on_step
 
     def syncing_on_step(self, *args, **kwargs):
         if mode[0] == "error":
             raise RuntimeError("called a synchronizing CUDA operation")
         return on_step(self, *args, **kwargs)
 
-    monkeypatch.setattr(dyn_stats.GradStats, "on_step", syncing_on_step)
+    monkeypatch.setattr(grad_stats.GradStats, "on_step", syncing_on_step)
     steps_run.clear()
     result = check_no_sync(step, steps=40, **stand_ins)
     assert steps_run.count("error") == 40 and mode == ["default"]  # the loop itself finished
@@ -321,7 +321,7 @@ def test_long_loops_are_checked_for_missing_gradients_on_a_sample_of_steps():
 
 def test_step_numbers_of_a_block_are_rebuilt_on_the_device_from_runs_of_one_stride():
     for steps in ([7], [1, 2, 3], [1, 2, 3, 5, 7, 9, 25, 41], [32, 48, 64, 96, 128], [1, 3]):
-        assert dyn_stats._steps_tensor(steps, torch.device("cpu")).tolist() == steps
+        assert grad_stats._steps_tensor(steps, torch.device("cpu")).tolist() == steps
 
 
 def test_zero_grad_between_accumulated_micro_batches_is_gw102_at_the_zero_grad():

@@ -1,4 +1,4 @@
-"""locate.py: byte columns -> character columns, cell spans -> editor Locations, the cell
+"""locate/: byte columns -> character columns, cell spans -> editor Locations, the cell
 history (newest assignment first), enclosing `with` blocks, user names for tensors."""
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def test_namer_finds_qualified_names():
 
 # --- cost: once per cell, not once per tensor (issue 12) ----------------------------------------
 def test_cell_history_is_parsed_once_per_cell_and_searches_answer_as_before(monkeypatch):
-    from gradwatch import locate
+    from gradwatch.locate import source_map as locate
 
     sm = SourceMap(None)
     sm.register_cell("<cell-1>", 1, "model = Net()\nopt = SGD(model.parameters())",

@@ -1,1 +1,2 @@
-"""What gradwatch observes while a cell runs: it records plain events for the rules."""
+"""Structural tracing on the first iterations: where each tensor came from (provenance), which
+parameters the loss reaches (flow), the facts behind a failing backward() (explain, cell_error)."""

@@ -6,7 +6,7 @@ op whose output is not finite.
 The non-finite check keeps one device flag (``isfinite(out).all()``) per traced op instead of
 reading it, so even traced iterations add no host-device sync; the flags are read at the end of
 the cell. Records are kept for a few traced iterations only (the first ones, and the ones traced
-after `dyn_stats` saw a NaN/Inf), so memory stays bounded in long loops.
+after `grad_stats` saw a NaN/Inf), so memory stays bounded in long loops.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 from ..measurements import LossCall, Measurement, NonFiniteOrigin, ZeroIntoSingularOp
 
 if TYPE_CHECKING:
-    from .dynamics import TrainingMonitor
+    from .training import TrainingMonitor
 
 _CE = {"cross_entropy", "nll_loss"}
 _BCE = {"binary_cross_entropy"}

@@ -9,12 +9,12 @@ cell ends. It decides nothing: the rule modules judge the measurements with thei
 few patches these rules need (GradScaler, ``Module.train``, a step post-hook) and hands the
 hooks to three parts, each in its own module:
 
-* ``dyn_steps.StepOrder``: the order of ``backward()``/``step()``/``zero_grad()`` per optimizer
+* ``step_order.StepOrder``: the order of ``backward()``/``step()``/``zero_grad()`` per optimizer
   (pure Python counters and one "probe" gradient per optimizer), eval-mode modules;
-* ``dyn_stats.GradStats``: gradient norms (``torch._foreach_norm``) and losses kept on the
+* ``grad_stats.GradStats``: gradient norms (``torch._foreach_norm``) and losses kept on the
   device, reduced in blocks, read on the host only at the end of the cell (CUDA: through
   pinned memory and an event, never a sync);
-* ``dyn_ops.OpChecks``: per-op checks that run only while provenance tracing is on (the first
+* ``op_checks.OpChecks``: per-op checks that run only while provenance tracing is on (the first
   iterations, and again after a non-finite value was seen).
 """
 
@@ -27,9 +27,9 @@ from typing import Any
 
 import torch
 
-from .installer import Installer
-from .monitor_handle import MonitorHandle
-from .provenance import has_values, own_work
+from ..install.installer import Installer
+from ..install.monitor_handle import MonitorHandle
+from ..trace.provenance import has_values, own_work
 
 
 _NULL = contextlib.nullcontext()
@@ -40,9 +40,9 @@ class TrainingMonitor:
 
     def __init__(self, session: MonitorHandle) -> None:
         self.session = session  # what it may use of the watch session
-        from .dyn_ops import OpChecks
-        from .dyn_stats import GradStats
-        from .dyn_steps import StepOrder
+        from .op_checks import OpChecks
+        from .grad_stats import GradStats
+        from .step_order import StepOrder
 
         self.n_backward = 0
         self.in_scaler = 0  # >0 while GradScaler's own ops run (their infs are by design)

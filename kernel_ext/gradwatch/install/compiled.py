@@ -34,7 +34,7 @@ import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
 from . import modes
-from .provenance import Node, own_work
+from ..trace.provenance import Node, own_work
 
 _EVAL_FRAME = "torch._dynamo.eval_frame"
 _HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the gradwatch package

@@ -22,9 +22,12 @@ import functools
 import signal
 import threading
 from types import CodeType, FrameType
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from . import modes
+
+if TYPE_CHECKING:
+    from torch.utils.hooks import RemovableHandle
 
 _MISSING = object()
 _RETRIES = 3  # runs of one undo step that interrupts may cut short before it is given up
@@ -62,7 +65,7 @@ def _wrapper(original: Callable[..., Any], slot: _Slot) -> Callable[..., Any]:
 class Hook:
     """A hook registered with torch through the installer: removable any number of times."""
 
-    def __init__(self, handle: Any, installer: "Installer") -> None:
+    def __init__(self, handle: RemovableHandle, installer: Installer) -> None:
         self._handle, self._installer = handle, installer
 
     def remove(self) -> None:

@@ -27,7 +27,7 @@ from ..measurements import (AccumulatedIntoUsedGradient, ClearedUnusedGradients,
                             LearningRateZero, Measurement, NeverStepped, OptimizerRef, StepWithoutBackward)
 
 if TYPE_CHECKING:
-    from .dynamics import TrainingMonitor
+    from .training import TrainingMonitor
 
 _KEEP_POSITIONS = 3  # first calls whose positions are kept, for related locations
 _EVAL_CHECK_EVERY = 64  # steps between eval-mode checks (and the first step)

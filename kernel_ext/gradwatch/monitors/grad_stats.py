@@ -9,7 +9,7 @@ so the state grows with the number of parameter tensors, never with the number o
 Nothing here reads a device value on the host before the end of the cell, with one exception
 that costs no sync: after each block a "something was non-finite" flag is copied to pinned
 host memory with ``non_blocking=True`` and an event (on the CPU it is read directly); once the
-copy has landed it asks the session to trace the next iterations, so that `dyn_ops` can name
+copy has landed it asks the session to trace the next iterations, so that `op_checks` can name
 the first forward op that produced a non-finite value (what anomaly mode is for).
 
 Sampling: every optimizer step is measured for the first `_WARM` steps; after that the stride
@@ -31,7 +31,7 @@ import torch
 from ..measurements import GradientStatistics, LossStatistics, Measurement, OptimizerRef
 
 if TYPE_CHECKING:
-    from .dynamics import TrainingMonitor
+    from .training import TrainingMonitor
 
 _BLOCK = 64  # rows per device reduction
 _FIRST_BLOCK = 16  # the first block is the baseline that later growth is measured against
@@ -303,7 +303,7 @@ class GradStats:
         self.flag.post(flag, what)
         seen = self.flag.poll()
         if seen is not None:
-            # trace the next iterations so that dyn_ops finds the op that makes NaN/Inf
+            # trace the next iterations so that op_checks finds the op that makes NaN/Inf
             self.traced_after_nonfinite = True
             self.monitor.session.request_trace(2)
             self._tell(seen)

@@ -15,7 +15,7 @@ from ..events import Events
 from ..locate import Namer, Position
 from .installer import Installer
 from .optimizer_table import OptimizerTable
-from .provenance import Provenance
+from ..trace.provenance import Provenance
 
 
 @dataclass(eq=False)
