@@ -159,6 +159,8 @@ class Events:
     """Everything recorded in one watched cell, in order of kind."""
 
     optimizers: list[OptimizerEvent] = field(default_factory=list)
+    # optimizers built before this cell, as they were when the cell first used them
+    adopted_optimizers: list[OptimizerEvent] = field(default_factory=list)
     backwards: list[BackwardEvent] = field(default_factory=list)
     steps: list[StepEvent] = field(default_factory=list)
     grad_reads: list[GradReadEvent] = field(default_factory=list)

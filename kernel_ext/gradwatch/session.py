@@ -308,7 +308,15 @@ class Watch:
         for value in list(self.namespace().values()):
             if isinstance(value, torch.optim.Optimizer) and value not in self.optimizers and any(
                     id(p) in related for g in value.param_groups for p in g["params"]):
-                self._register_optimizer(value, None)
+                self._adopt_optimizer(value)
+
+    def _adopt_optimizer(self, opt) -> int:
+        """An optimizer built before this cell, met for the first time: registered, and recorded
+        as it is now (a parameter created frozen in it is GW008's as in one built here)."""
+        key = self._register_optimizer(opt, None)
+        self._guard(lambda: self.events.adopted_optimizers.append(
+            self._optimizer_event(opt, key, self.optimizers.locations.get(key), None)))
+        return key
 
     def _register_optimizer(self, opt, location: Location | None) -> int:
         if location is None:
@@ -349,13 +357,14 @@ class Watch:
 
     def _on_optimizer(self, opt, position, frame) -> None:
         key = self._register_optimizer(opt, self.location(position))
+        self.events.optimizers.append(self._optimizer_event(opt, key, self.location(position), frame))
+
+    def _optimizer_event(self, opt, key: int, location: Location | None, frame) -> OptimizerEvent:
         # its parameters are named by the optimizers that hold them, not by all optimizers
         owners = {k: o for p in self._params(opt)[:512] for o, k in self.optimizers.owners(p)}
         namer = self._namer(frame, [(o, k) for k, o in owners.items()])
         facts = [self._fact(p, namer) for g in opt.param_groups for p in g["params"][:512]]
-        self.events.optimizers.append(OptimizerEvent(
-            key=key, name=namer.name(opt), location=self.location(position),
-            params=facts))
+        return OptimizerEvent(key=key, name=namer.name(opt), location=location, params=facts)
 
     def _on_optimizer_error(self, exc, params, position, frame) -> None:
         tensors = []
@@ -392,7 +401,7 @@ class Watch:
     def _key(self, opt) -> int:
         key = self.optimizers.get(opt)
         if key is None:
-            key = self._register_optimizer(opt, None)
+            key = self._adopt_optimizer(opt)
         return key
 
     @staticmethod

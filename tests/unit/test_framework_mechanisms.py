@@ -147,6 +147,25 @@ def test_an_adapter_matrix_created_frozen_beside_a_trainable_one_is_a_warning_at
     assert run(shell, SETUP, ADAPTER.format(frozen=", requires_grad=False"), TRAIN) == [("GW008", 1, 6)]
 
 
+def test_an_adapter_created_frozen_is_a_warning_also_when_the_optimizer_was_built_in_an_earlier_cell(shell):
+    build, loop = TRAIN.split("\n    for step", 1)
+    found = run(shell, SETUP, ADAPTER.format(frozen=", requires_grad=False"), build, "for step" + loop)
+    assert found == [("GW008", 1, 6)]
+    import gradwatch
+
+    diagnostic = gradwatch.last_report().diagnostics[0]
+    assert [(r.location.cell, r.location.line) for r in diagnostic.related] == \
+        [(diagnostic.location.cell + 1, 1)]  # the optimizer's line in the plain cell
+
+
+def test_an_optimizer_from_an_earlier_cell_with_a_frozen_base_weight_stays_information(shell):
+    build, loop = TRAIN.split("\n    for step", 1)
+    assert run(shell, SETUP, ADAPTER.format(frozen=""), build, "for step" + loop) == []
+    import gradwatch
+
+    assert [(d.code, d.severity.value) for d in gradwatch.last_report()] == [("GW008", "info")]
+
+
 def test_a_frozen_base_weight_in_the_optimizer_stays_information(shell):
     assert run(shell, SETUP, ADAPTER.format(frozen=""), TRAIN) == []
     import gradwatch

@@ -43,7 +43,7 @@ class FrozenParameterInOptimizer(Rule):
 
     def check(self, ctx: Context):
         seen: set[str] = set()
-        for opt in ctx.events.optimizers:
+        for opt in ctx.events.optimizers + ctx.events.adopted_optimizers:
             if opt.error or not opt.params:
                 continue
             frozen = [f.name for f in opt.params if f.kind == "parameter" and not f.requires_grad]
