@@ -206,7 +206,7 @@ def check_no_sync(step, steps: int = 50, *, warm: int = 3, set_sync_debug_mode=N
                     set_mode("default")
         except RuntimeError as exc:
             return f"FAILED: {str(exc).splitlines()[0]}"
-    faults = [d.message for d in report.diagnostics if d.code == "GW900"]
+    faults = [f"{d.message}; {d.help}" for d in report.diagnostics if d.code == "GW900"]
     if faults:
         return f"FAILED: GW900 (a fault inside gradwatch's hooks): {faults[0]}"
     return f"ok: 0 syncs in {steps} steps"

@@ -60,6 +60,8 @@ def main() -> int:
                     print(f"      {loc['source']}")
                     print(f"      {' ' * (loc['column'] - 1)}{'^' * max(1, loc['end_column'] - loc['column'])}")
                 print(f"    {d['message']}")
+                if d.get("help"):
+                    print(f"    help: {d['help']}")
                 if d["fix"]:
                     words = Applicability(d["fix"]["applicability"]).words
                     print(f"    {words}: {d['fix']['title']}")

@@ -20,7 +20,9 @@ DOCS_BASE_URL = "https://github.com/gradwatch/gradwatch/blob/main/docs/rules/"
 
 # The payload schema's limits (schema/diagnostics.schema.json); ``to_json`` never exceeds them,
 # whatever the user's code looks like (a 12,000-character line, a 3,000-character name).
-MAX_TEXT = 2000  # message, related message, fix title
+MAX_TEXT = 2000  # message, help, related message, fix title
+# An exception note is one line: the help joins it only when the whole note stays this short.
+NOTE_WIDTH = 160
 MAX_SOURCE = 10000  # location source, edit new_text
 MAX_PATH = 4096
 MAX_NAME = 100
@@ -173,6 +175,8 @@ class Diagnostic:
     related: list[Related] = field(default_factory=list)
     fix: Fix | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
+    # why it matters and what to do (ruff's ``help:``); the message says only what is wrong
+    help: str | None = None
     # the tensors this finding gives a cause for (not in the payload): rules that defer to this
     # rule's code leave them out (see rules/registry.py)
     explains: frozenset[str] = field(default=frozenset(), compare=False)
@@ -189,6 +193,7 @@ class Diagnostic:
             "name": self.name[:MAX_NAME].rstrip("-"),  # kebab-case: no ellipsis
             "severity": self.severity.value,
             "message": clip(self.message, MAX_TEXT),
+            **({"help": clip(self.help, MAX_TEXT)} if self.help else {}),
             "location": location.to_json() if location else None,
             "related": [r.to_json() for r in related],
             "fix": self.fix.to_json() if self.fix else None,
@@ -197,9 +202,12 @@ class Diagnostic:
         }
 
     def note(self) -> str:
-        """One line for an exception's notes and for plain-text output."""
+        """One line for an exception's notes: the short message and where, and the help when
+        the whole line stays within ``NOTE_WIDTH`` (the report below has it in any case)."""
         where = f" ({self.location.describe()})" if self.location else ""
-        return f"gradwatch {self.code}: {self.message}{where}"
+        note = f"gradwatch {self.code}: {self.message}{where}"
+        with_help = f"{note}; help: {self.help}" if self.help else note
+        return with_help if len(with_help) <= NOTE_WIDTH and "\n" not in with_help else note
 
     def key(self) -> tuple:
         """Identity for de-duplication: the same rule at the same place is one finding."""

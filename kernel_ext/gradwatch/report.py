@@ -103,6 +103,8 @@ class Report:
             lines.append(f"  {d.severity.value:<7} {d.code} {where}: {d.message}")
             if d.location is not None and d.location.source.strip():
                 lines.append(f"      {d.location.source.strip()}")
+            if d.help:
+                lines.append(f"      help: {d.help}")
             if d.fix is not None:
                 lines.append(f"      {d.fix.applicability.words}: {d.fix.title}")
         return "\n".join(lines)

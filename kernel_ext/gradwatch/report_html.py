@@ -2,11 +2,12 @@
 
 Reads like a compiler's or ruff's output: per diagnostic a severity badge and the code (linked to
 its rule page), ``cell [2], line 9, col 5``, the message, the flagged source line with the span
-marked (highlighted, and ``^^^`` under it), the related locations with their lines, and the fix
-with its applicability in plain words. Self-contained (one ``<style>`` with ``gradwatch-``
-classes, no scripts, nothing fetched) and theme-aware: JupyterLab's ``--jp-*`` variables where
-they exist, colours that read on light and dark backgrounds where they do not. Every string that
-comes from the user's program (messages, sources, names, paths) is escaped.
+marked (highlighted, and ``^^^`` under it), the ``help:`` line (why, what to do), the related
+locations with their lines, and the fix with its applicability in plain words. Self-contained
+(one ``<style>`` with ``gradwatch-`` classes, no scripts, nothing fetched) and theme-aware:
+JupyterLab's ``--jp-*`` variables where they exist, colours that read on light and dark
+backgrounds where they do not. Every string that comes from the user's program (messages, help,
+sources, names, paths) is escaped.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ _STYLE = """
 .gradwatch-report .gradwatch-name,.gradwatch-report .gradwatch-where{color:var(--jp-content-font-color2,inherit);
  opacity:0.85}
 .gradwatch-report .gradwatch-message{margin:2px 0;white-space:normal}
+.gradwatch-report .gradwatch-help{margin:2px 0;white-space:normal}
+.gradwatch-report .gradwatch-help-label{font-weight:600;color:var(--gradwatch-accent)}
 .gradwatch-report code{font-family:var(--jp-code-font-family,monospace);font-size:0.95em;padding:0 2px;
  border-radius:2px;background:rgba(127,127,127,0.16);color:inherit}
 .gradwatch-report pre.gradwatch-source{font-family:var(--jp-code-font-family,monospace);
@@ -97,6 +100,9 @@ def _diagnostic(d: Diagnostic) -> str:
              f"<div class='gradwatch-message'>{inline(d.message)}</div>"]
     if d.location is not None:
         parts.append(source_block(d.location))
+    if d.help:
+        parts.append(f"<div class='gradwatch-help'><span class='gradwatch-help-label'>help:</span> "
+                     f"{inline(d.help)}</div>")
     parts.extend(_related(r) for r in d.related)
     if d.fix is not None:
         parts.append(_fix(d.fix))

@@ -41,14 +41,15 @@ def test_a_nan_in_an_input_batch_late_in_a_long_loop_is_said_to_be_in_the_forwar
     (d,) = cell.diagnostics
     assert d["code"] == "GW105" and d["evidence"]["loss_step"] == 1501
     # gradients are sampled every few steps in a long loop: the step before the NaN was not checked
+    assert d["message"] == "`loss` was already NaN/Inf in the forward pass of the 1,501st `backward()` call"
     said = re.fullmatch(
-        r"`loss` was already NaN/Inf in the forward pass of the 1,501st `backward\(\)` call, while the gradients "
+        r"The gradients "
         r"were finite when last checked, at the 1,(\d{3})(?:st|nd|rd|th) `step\(\)`: an input of that step "
         r"\(a batch\) may hold NaN/Inf, "
-        r"or the `backward\(\)` of the step before made a NaN/Inf gradient; check the inputs with "
+        r"or the `backward\(\)` of the step before made a NaN/Inf gradient\. Check the inputs with "
         r"`torch.isfinite\(x\).all\(\)`, or guard the op that makes it \(`log` or a division at 0: clamp its "
-        r"input, add an epsilon\)", d["message"])
-    assert said is not None, d["message"]
+        r"input, add an epsilon\)\.", d["help"])
+    assert said is not None, d["help"]
     assert 1500 - 32 <= 1000 + int(said.group(1)) < 1500 <= d["evidence"]["grad_step"]
     assert (d["location"]["line"], d["location"]["column"]) == (12, 12)  # `nn.functional.mse_loss(...)`
     assert [(r["location"]["line"], r["message"]) for r in d["related"]] == [
@@ -59,9 +60,9 @@ def test_a_nan_in_an_input_batch_late_in_a_long_loop_is_said_to_be_in_the_forwar
 def test_a_nan_input_in_a_loop_whose_gradients_are_all_checked_is_said_plainly(kernel):
     cell = kernel.run(NAN_IN_BATCH.format(steps=30, bad=22, spoil='x[3, 2] = float("nan")', extra=""))
     (d,) = cell.diagnostics
-    assert d["message"].startswith(
-        "`loss` was already NaN/Inf in the forward pass of the 23rd `backward()` call, while every gradient "
-        "before it was finite: an input of that step (a batch) may hold NaN/Inf; check the inputs")
+    assert d["message"] == "`loss` was already NaN/Inf in the forward pass of the 23rd `backward()` call"
+    assert d["help"].startswith(
+        "Every gradient before it was finite: an input of that step (a batch) may hold NaN/Inf. Check the inputs")
     assert d["location"]["line"] == 12
 
 
@@ -73,4 +74,4 @@ def test_a_gradient_that_turns_nan_while_the_loss_is_finite_keeps_the_backward_w
     (d,) = [d for d in cell.diagnostics if d["code"] == "GW105"]
     assert d["evidence"]["grad_step"] == 23 and d["evidence"]["loss_step"] == 24
     assert d["message"].startswith("the gradient of `model.weight` first became NaN/Inf at step 23"), d["message"]
-    assert "forward pass" not in d["message"]
+    assert "forward pass" not in d["message"] + d["help"]

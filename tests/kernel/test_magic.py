@@ -468,9 +468,9 @@ def test_failing_cell_traceback_reads_as_without_the_magic(kernel, body):
     assert "skipping hidden" not in text and "run_cell_magic" not in text and "gradwatch/" not in text
     assert _notes(plain) == []
     if body.startswith("import torch"):
+        # one line: the short message (its help is too long to join it; the report above has it)
         assert _notes(watched) == [
-            "gradwatch GW001: `w` is created without `requires_grad=True`, so no gradient can reach it and "
-            f"`optimizer` never updates it; create it with `requires_grad=True` (cell [{watched.execution_count}], "
+            f"gradwatch GW001: `w` is created without `requires_grad=True` (cell [{watched.execution_count}], "
             "line 10, col 5)"]
     else:
         assert _notes(watched) == []
@@ -523,9 +523,7 @@ def test_gradwatch_on_shows_what_the_cell_magic_shows(kernel):
     assert _codes(on) == _codes(magic) == ["GW001", "GW001"]
     # the same note (its cell and line are the cell's own) and a traceback as without gradwatch
     n = on.execution_count
-    assert _notes(on) == [
-        "gradwatch GW001: `w` is created without `requires_grad=True`, so no gradient can reach it and "
-        f"`optimizer` never updates it; create it with `requires_grad=True` (cell [{n}], line 9, col 5)"]
+    assert _notes(on) == [f"gradwatch GW001: `w` is created without `requires_grad=True` (cell [{n}], line 9, col 5)"]
     assert _notes(magic) == [_notes(on)[0].replace(f"cell [{n}], line 9", f"cell [{magic.execution_count}], line 10")]
     assert _plain_lines(on) == _plain_lines(plain)
     # an error before the cell runs is IPython's own

@@ -178,8 +178,8 @@ def test_flat_loss_is_not_reported_when_the_learning_rate_is_zero():
     diags = run_rules([LearningRateZero(OPT, step=None, at_last_check=True, params=["w"]),
                        gradient_statistics(), flat])
     assert [d.code for d in diags] == ["GW114"]
-    assert diags[0].message == ("`opt` has learning rate 0, so `opt.step()` changes no parameter; "
-                                "set a positive `lr`")
+    assert diags[0].message == "`opt` has learning rate 0, so `opt.step()` changes no parameter"
+    assert diags[0].help == "The model does not learn: set a positive `lr`."
     # a warm-up schedule that starts at 0 and rises is fine
     assert run_rules([LearningRateZero(OPT, step=None, at_last_check=False, params=["w"])]) == []
 
@@ -202,8 +202,8 @@ def test_non_finite_message_names_step_parameters_and_origin():
     diags = run_rules([grads, losses, NonFiniteOrigin(op="log", location=op, inputs=[], iteration=1)])
     [d] = diags
     assert d.location == op and d.evidence["step"] == 1
-    assert d.message.startswith("`loss` first became NaN/Inf at step 1; the first non-finite value "
-                                "came from `torch.log(raw)`")
+    assert d.message == "`loss` first became NaN/Inf at step 1, from `torch.log(raw)`"
+    assert d.help is not None and d.help.startswith("The first non-finite value came from `torch.log(raw)`. Guard")
 
 
 @pytest.mark.parametrize(("growth", "reported"), [(gw106.MIN_GROWTH * 0.99, False), (gw106.MIN_GROWTH, True)])
@@ -334,8 +334,9 @@ def test_zero_grad_between_accumulated_micro_batches_is_gw102_at_the_zero_grad()
                                      step=None, backwards_cleared=1, times=9)
     [d] = run_rules([cleared])
     assert (d.code, d.location, d.severity.value) == ("GW102", zero_grad, "warning")
-    assert d.message.startswith("`opt.zero_grad()` clears the gradients of `loss.backward()` before "
-                                "`opt.step()` uses them (9 times)")
+    assert d.message == ("`opt.zero_grad()` clears the gradients of `loss.backward()` before "
+                         "`opt.step()` uses them (9 times)")
+    assert d.help is not None and d.help.startswith("Only the last micro-batch before each step counts")
     # an optimizer that never steps between the backward() calls: step() is what is missing
     never = OptimizerRef(key=1, name="opt", location=None, steps=1)
     [d] = run_rules([ClearedUnusedGradients(never, then="backward", zero_grad=zero_grad, backward=backward,
@@ -465,16 +466,16 @@ def _gw105(grad_bad: float, last_finite: float, **loss):
 
 def test_gw105_a_loss_that_is_nan_before_any_gradient_was_made_in_the_forward():
     d = _gw105(grad_bad=1501.0, last_finite=1500.0)
-    assert d.message.startswith("the loss was already NaN/Inf in the forward pass of the 1,501st `backward()` "
-                                "call, while every gradient before it was finite: an input of that step")
+    assert d.message == "the loss was already NaN/Inf in the forward pass of the 1,501st `backward()` call"
+    assert d.help is not None and d.help.startswith("Every gradient before it was finite: an input of that step")
     assert d.evidence["loss_step"] == 1501 and d.evidence["step"] == 1501
     unsure = _gw105(grad_bad=1504.0, last_finite=1472.0)  # the step before was not sampled
-    assert "when last checked, at the 1,472nd `step()`" in unsure.message
-    assert "or the `backward()` of the step before made a NaN/Inf gradient" in unsure.message
+    assert "when last checked, at the 1,472nd `step()`" in (unsure.help or "")
+    assert "or the `backward()` of the step before made a NaN/Inf gradient" in (unsure.help or "")
 
 
 def test_gw105_a_gradient_nan_first_or_an_overflow_keeps_the_step_wording():
     assert _gw105(grad_bad=1500.0, last_finite=1499.0).message.startswith(
-        "the gradient of `w1`, `w2`, `w3` first became NaN/Inf at step 1500;")
+        "the gradient of `w1`, `w2`, `w3` first became NaN/Inf at step 1500")
     grown = _gw105(grad_bad=1501.0, last_finite=1500.0, finite_max=3e9)  # the values overflowed
     assert grown.message.startswith("the loss first became NaN/Inf at step 1501") and "forward" not in grown.message

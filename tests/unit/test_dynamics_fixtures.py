@@ -15,6 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "kernel"))
 import harness  # noqa: E402
+from test_messages import assert_worded  # noqa: E402
 
 GROUPS = sorted(p.name for p in harness.PROGRAMS.glob("gw1[0-9][0-9]_*") if p.is_dir())
 FIXTURES = harness.fixture_paths(GROUPS)
@@ -52,6 +53,7 @@ def test_fixture(shell, path):
     expected, actual, diags = run_in_process(shell, path)
     detail = "\n".join(f"  {d.code} line {d.location and d.location.line}: {d.message}" for d in diags)
     assert actual == expected, f"{path.name}\n{detail}"
+    assert_worded(diags, path.name)  # a short message and a help line (issue 13, section 2)
     if path.stem.startswith("clean"):
         assert not expected
     else:

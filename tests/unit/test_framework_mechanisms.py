@@ -63,9 +63,10 @@ def test_sampling_with_torch_normal_starves_the_encoder_of_the_reconstruction_lo
     assert found == [("GW003", 1, 9)]
     import gradwatch
 
-    message = gradwatch.last_report().diagnostics[0].message
-    assert "`torch.normal(mu, torch.exp(0.5 * logvar))` draws a random sample" in message
-    assert "mu + std * torch.randn_like(std)" in message
+    [d] = gradwatch.last_report().diagnostics
+    assert d.message.startswith("`torch.normal(mu, torch.exp(0.5 * logvar))` passes no useful gradient to ")
+    assert d.help is not None and d.help.startswith("It draws a random sample")
+    assert "mu + std * torch.randn_like(std)" in d.help
 
 
 def test_the_reparameterised_sample_is_quiet(shell):
@@ -115,7 +116,8 @@ def test_a_reentrant_checkpoint_without_an_input_that_requires_grad(shell, reent
 
         diagnostic = gradwatch.last_report().diagnostics[0]
         assert diagnostic.location.text == f"checkpoint(block, h, use_reentrant={reentrant})"
-        assert "no-grad" not in diagnostic.message and "use_reentrant=False" in diagnostic.message
+        said = f"{diagnostic.message} {diagnostic.help}"
+        assert "no-grad" not in said and "use_reentrant=False" in said
         assert [r.location.line for r in diagnostic.related] == [12, 9]  # the op inside, backward()
 
 

@@ -120,9 +120,53 @@ def test_mime_bundle_views_and_escaping():
     assert empty[MIME_TYPE]["diagnostics"] == []
 
 
+HELP = "No gradient can reach it, so `opt` never updates it: create it with `requires_grad=True`."
+
+
+def test_help_is_written_only_when_set_and_the_schema_takes_it():
+    assert "help" not in _diag().to_json() and "help" not in _diag(help="").to_json()  # optional
+    payload = _payload(_diag(help=HELP))
+    VALIDATOR.validate(payload)
+    assert list(payload["diagnostics"][0])[:5] == ["code", "name", "severity", "message", "help"]
+    assert payload["diagnostics"][0]["help"] == HELP
+    long_help = _payload(_diag(help="why " * 600))["diagnostics"][0]["help"]
+    assert len(long_help) == 2000 and long_help.endswith("…")  # clipped like the message
+
+
+@pytest.mark.parametrize("bad", [42, "", "h" * 2001, None], ids=["not-a-string", "empty", "too-long", "null"])
+def test_schema_rejects_a_malformed_help(bad):
+    payload = _payload(_diag())
+    payload["diagnostics"][0]["help"] = bad
+    with pytest.raises(jsonschema.ValidationError):
+        VALIDATOR.validate(payload)
+
+
+def test_text_report_prints_the_help_line_under_the_message():
+    text = Report(execution_count=2, diagnostics=[_diag(help=HELP), _diag(code="GW002", name="graph-cut")]).to_text()
+    assert text.splitlines() == [
+        "gradwatch: 2 problem(s)",
+        "  error   GW001 cell [2], line 9, col 5: `w` is created without `requires_grad=True`",
+        "      w = torch.randn(1, 1)",
+        f"      help: {HELP}",
+        "      safe fix: Add `requires_grad=True`",
+        "  error   GW002 cell [2], line 9, col 5: `w` is created without `requires_grad=True`",
+        "      w = torch.randn(1, 1)",
+        "      safe fix: Add `requires_grad=True`",
+    ]
+
+
+def test_note_is_one_line_with_the_help_only_when_it_fits():
+    short = _diag(help="Create it with `requires_grad=True`.")
+    assert short.note() == ("gradwatch GW001: `w` is created without `requires_grad=True` (cell [2], line 9, col 5); "
+                            "help: Create it with `requires_grad=True`.")
+    assert _diag(help=HELP * 2).note() == _diag().note()  # too long for one line: the message alone
+    assert "\n" not in _diag(help="a\nb").note()
+
+
 def test_note_and_key():
     d = _diag()
     assert d.note() == "gradwatch GW001: `w` is created without `requires_grad=True` (cell [2], line 9, col 5)"
+    assert d.key() == _diag(help=HELP).key()
     assert d.key() == _diag(evidence={}).key()
     assert d.key() != _diag(location=_loc(line=10)).key()
 
@@ -178,6 +222,7 @@ EXTREMES = {
     "diagnostic.name": lambda n: Report(1, [_diag(name="-".join(["name"] * (n // 4 + 5)))]),
     "diagnostic.message": lambda n: Report(1, [_diag(message=f"`{LONG_NAME}` is created without `requires_grad=True`"
                                                              + _over(n - 3000))]),
+    "diagnostic.help": lambda n: Report(1, [_diag(help=f"Create `{LONG_NAME}` with `requires_grad=True`." + _over(n))]),
     "diagnostic.related": lambda n: EXTREMES["related"](n),
     "diagnostic.url": lambda n: Report(1, [_diag()]),  # built from the code: cannot grow
 }

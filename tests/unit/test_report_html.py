@@ -20,7 +20,8 @@ def _loc(line=9, column=5, end_column=22, source=W_LINE, cell=2, end_line=None, 
 def _gw001(**kwargs) -> Diagnostic:
     values = dict(
         code="GW001", name="requires-grad-missing", severity=Severity.ERROR,
-        message="`w` is created without `requires_grad=True`, so no gradient can reach it",
+        message="`w` is created without `requires_grad=True`",
+        help="No gradient can reach it, so `opt` never updates it: create it with `requires_grad=True`.",
         location=_loc(),
         related=[Related(_loc(31, 5, 20, BACKWARD), "`loss.backward()` needs its gradient here")],
         fix=Fix("Add `requires_grad=True`", Applicability.SAFE, (Edit(_loc(9, 21, 21), ", requires_grad=True"),)),
@@ -74,8 +75,14 @@ def test_a_diagnostic_reads_like_a_compilers():
     assert _texts(markup, "gradwatch-code") == "GW001"
     assert _texts(markup, "gradwatch-head").endswith("cell [2], line 9, col 5")
     # the message with backticks as <code>
-    assert ("<div class='gradwatch-message'><code>w</code> is created without <code>requires_grad=True</code>, "
-            "so no gradient can reach it</div>") in markup
+    assert ("<div class='gradwatch-message'><code>w</code> is created without <code>requires_grad=True</code>"
+            "</div>") in markup
+    # the help line under the flagged source line, before the related locations
+    assert ("<div class='gradwatch-help'><span class='gradwatch-help-label'>help:</span> No gradient can reach it, "
+            "so <code>opt</code> never updates it: create it with <code>requires_grad=True</code>.</div>") in markup
+    assert markup.index("<div class='gradwatch-message'>") < markup.index("<pre class='gradwatch-source'>") \
+        < markup.index("<div class='gradwatch-help'>") < markup.index("<div class='gradwatch-related'>")
+    assert "<div class='gradwatch-help'>" not in Report(2, [_gw001(help=None)]).to_html()
 
 
 def test_the_flagged_span_is_highlighted_and_underlined():
@@ -166,7 +173,7 @@ def test_no_fix_preview_where_one_line_cannot_show_it():
 def test_hostile_text_stays_inert():
     hostile = "<script>alert(1)</script><img src=x onerror=alert(2)>'\"&"
     d = _gw001(
-        name=hostile, message=f"`{hostile}` {hostile}",
+        name=hostile, message=f"`{hostile}` {hostile}", help=f"`{hostile}` {hostile}",
         location=_loc(1, 1, 8, hostile, path=hostile, cell=None),
         related=[Related(_loc(2, 1, 3, hostile, path=hostile, cell=None), hostile)],
         fix=Fix(hostile, Applicability.UNSAFE, (Edit(_loc(1, 1, 8, hostile, path=hostile, cell=None), hostile),)),
@@ -176,9 +183,9 @@ def test_hostile_text_stays_inert():
     assert {tag for tag, _ in parsed.tags} <= {"div", "style", "span", "a", "code", "pre", "mark", "del", "ins"}
     assert all(not name.startswith("on") for _, attrs in parsed.tags for name in attrs)
     assert "<script" not in markup and "<img" not in markup
-    # whole: name, message x2, path x2, related message, fix title, the fix's new text (the
-    # source lines are there too, cut by the <mark> and <del> of their spans)
-    assert markup.count("&lt;script&gt;alert(1)&lt;/script&gt;") == 8
+    # whole: name, message x2, help x2, path x2, related message, fix title, the fix's new text
+    # (the source lines are there too, cut by the <mark> and <del> of their spans)
+    assert markup.count("&lt;script&gt;alert(1)&lt;/script&gt;") == 10
     assert "<code>&lt;script&gt;" in markup  # backticks around escaped text
 
 

@@ -90,12 +90,14 @@ class Rule:
     def check(self, ctx: Context) -> Iterable[Diagnostic]:
         raise NotImplementedError
 
-    def diagnostic(self, message: str, location: Location | None, *,
+    def diagnostic(self, message: str, location: Location | None, *, help: str | None = None,
                    related: Iterable[Related] = (), fix: Fix | None = None,
                    severity: Severity | None = None, explains: Iterable[str] = (),
                    **evidence: Any) -> Diagnostic:
+        """``message`` says what is wrong, naming the user's variable (about 80 characters);
+        ``help`` why it matters and what to do, as ruff's ``help:`` line."""
         return Diagnostic(code=self.code, name=self.name, severity=severity or self.severity,
-                          message=message, location=location, related=list(related), fix=fix,
+                          message=message, help=help, location=location, related=list(related), fix=fix,
                           evidence=evidence, explains=frozenset(explains))
 
 
@@ -108,6 +110,22 @@ def names(items: Iterable[str], limit: int = 4) -> str:
     items = list(dict.fromkeys(items))
     shown = ", ".join(f"`{n}`" for n in items[:limit])
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def short_names(items: Iterable[str], width: int = 40) -> str:
+    """`w`, `b` and 3 more, with as many names as fit in about ``width`` characters (at least
+    one): for a short message; ``all_names`` says the rest in the help."""
+    items = list(dict.fromkeys(items))
+    shown = 1
+    while shown < min(len(items), 4) and len(names(items[: shown + 1], shown + 1)) <= width:
+        shown += 1
+    return names(items, shown)
+
+
+def all_names(items: Iterable[str], width: int = 40) -> str:
+    """The names ``short_names`` left out, as a sentence for the help (else nothing)."""
+    items = list(dict.fromkeys(items))
+    return "" if short_names(items, width) == names(items) else f" All of them: {names(items)}."
 
 
 def them(items: list, one: str = "it", many: str = "them") -> str:
@@ -133,5 +151,5 @@ def display_fix(title: str) -> Fix:
 
 
 __all__ = ["Applicability", "Context", "Diagnostic", "Edit", "Fix", "Location", "Related",
-           "Rule", "Severity", "display_fix", "insert_fix", "names", "related", "replace_fix",
-           "them"]
+           "Rule", "Severity", "all_names", "display_fix", "insert_fix", "names", "related",
+           "replace_fix", "short_names", "them"]

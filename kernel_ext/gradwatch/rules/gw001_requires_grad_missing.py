@@ -63,9 +63,9 @@ class RequiresGradMissing(Rule):
                 continue
             loc = fact.created
             owner = f"`{fact.owners[0]}`" if fact.owners else "the training loop"
-            message = (f"`{name}` is created without `requires_grad=True`, so no gradient can "
-                       f"reach it and {owner} never updates it; create it with "
-                       f"`requires_grad=True`")
+            message = f"`{name}` is created without `requires_grad=True`"
+            help = (f"No gradient can reach it, so {owner} never updates it: create it with "
+                    f"`requires_grad=True`.")
             rel = []
             locs = list(fact.owner_locations)
             if len(locs) != len(fact.owners):  # owner_locations leaves out optimizers without one
@@ -74,7 +74,7 @@ class RequiresGradMissing(Rule):
             for owner_name, owner_loc in zip(fact.owners, locs, strict=True):
                 rel += related(owner_loc, f"`{name}` is given to `{owner_name}` here")
             rel += related(backward_at, f"`{loss_name or 'the loss'}.backward()` needs its gradient here")
-            yield self.diagnostic(message, loc, related=rel, fix=_fix(loc), explains=[name], tensor=name,
+            yield self.diagnostic(message, loc, help=help, related=rel, fix=_fix(loc), explains=[name], tensor=name,
                                   shape=list(fact.shape), optimizers=fact.owners)
 
 
@@ -87,11 +87,11 @@ class RequiresGradMissing(Rule):
                     (flow is not None and (flow.cuts or flow.unreached)):
                 continue
             loc, name = info["constant_location"], info.get("constant_name") or "the input"
-            message = (f"`{name}` is created without `requires_grad=True`, and the loss is computed only "
-                       f"from tensors without gradient history, so `backward()` has nothing to "
-                       f"differentiate; create `{name}` with `requires_grad=True` (or compute it with a "
-                       f"module whose parameters do)")
-            yield self.diagnostic(message, loc, related=related(event.location, "backward() fails here"),
+            message = f"`{name}` is created without `requires_grad=True`, so the loss has no gradient history"
+            help = (f"The loss is computed only from tensors without gradient history, so `backward()` has "
+                    f"nothing to differentiate: create `{name}` with `requires_grad=True` (or compute it with "
+                    f"a module whose parameters do).")
+            yield self.diagnostic(message, loc, help=help, related=related(event.location, "backward() fails here"),
                                   fix=_fix(loc), explains=[name], tensor=name)
             return
 

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .base import Context, Rule, Severity, display_fix, names, related, replace_fix, them
+from .base import (Context, Rule, Severity, all_names, display_fix, names, related, replace_fix, short_names,
+                   them)
 
 _WHY = {
     "detach": "returns a tensor without gradient history",
@@ -88,14 +89,15 @@ class GraphCut(Rule):
                     rel += related(cut.context, "gradient tracking is disabled by this block")
                 if cut.dead_term is not None:
                     term = f"`{cut.dead_term.text}`" if cut.dead_term.text else "a term"
-                    message = (f"{expr} {why}, so the term {term} of {loss} is a constant for autograd "
-                               f"and trains none of {names(cut_off)}; {advice}")
+                    message = f"{expr} makes the term {term} of {loss} a constant for autograd"
+                    help = f"It {why}, so that term trains none of {names(cut_off)}: {advice}."
                     rel += related(cut.dead_term, "this term of the loss has no gradient path")
                 else:
-                    message = (f"{expr} {why}, which cuts {names(cut_off)} off "
-                               f"{loss}, so no gradient reaches {them(cut_off)}; {advice}")
+                    message = f"{expr} cuts {short_names(cut_off)} off {loss}"
+                    help = (f"It {why}, so no gradient reaches {them(cut_off)}: {advice}."
+                            f"{all_names(cut_off)}")
                 rel += related(event.location, backward_note(event.location, flow.loss_name))
-                yield self.diagnostic(message, where, related=rel, fix=_fix(cut),
+                yield self.diagnostic(message, where, help=help, related=rel, fix=_fix(cut),
                                       explains=cut_off, cut=cut.kind, op=cut.op, cut_off=cut_off)
 
 

@@ -27,7 +27,7 @@ that the encoder learns from, reparameterise: `z = mu + std * torch.randn_like(s
 
 from __future__ import annotations
 
-from .base import Context, Rule, Severity, display_fix, names, related, them
+from .base import Context, Rule, Severity, all_names, display_fix, related, short_names, them
 from .gw002_graph_cut import backward_note
 
 
@@ -51,12 +51,13 @@ class ZeroGradientOp(Rule):
                         "has a zero gradient almost everywhere")
                 advice = ("sample with the reparameterisation `mu + std * torch.randn_like(std)`" if sampling
                           else "use a differentiable surrogate in the loss")
-                message = (f"{expr} {what}, so {names(cut_off)} {them(cut_off, 'gets', 'get')} "
-                           f"no useful gradient from {loss}; {advice}")
+                message = f"{expr} passes no useful gradient to {short_names(cut_off, 36)}"
+                help = (f"It {what}, so {them(cut_off, 'it gets', 'they get')} no useful gradient from {loss}: "
+                        f"{advice}.{all_names(cut_off, 36)}")
                 fix = ("Sample as `mu + std * torch.randn_like(std)` (or `dist.rsample()`)" if sampling
                        else "Replace the op with a differentiable surrogate (e.g. softmax probabilities)")
                 rel = related(event.location, backward_note(event.location, flow.loss_name))
-                yield self.diagnostic(message, cut.location, related=rel, fix=display_fix(fix),
+                yield self.diagnostic(message, cut.location, help=help, related=rel, fix=display_fix(fix),
                                       explains=cut_off, op=cut.op, cut_off=cut_off)
 
 

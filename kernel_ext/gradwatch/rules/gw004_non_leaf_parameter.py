@@ -50,16 +50,17 @@ class NonLeafParameter(Rule):
         for name, (fact, where, how) in facts.items():
             loc = fact.made_non_leaf or fact.created
             op = f"`{loc.text}`" if loc is not None and loc.text else "an operation"
-            consequence = ("the optimizer cannot optimize it" if how == "optimizer"
-                           else "its `.grad` stays `None`")
-            message = (f"`{name}` is not a leaf tensor because {op} was applied after it was created "
-                       f"with `requires_grad=True`, so {consequence}; create it on the final "
-                       f"device/dtype and with the final value first, then set `requires_grad=True`")
+            consequence = ("The optimizer cannot optimize it" if how == "optimizer"
+                           else "Its `.grad` stays `None`")
+            message = f"`{name}` is not a leaf tensor: {op} is applied after `requires_grad=True`"
+            help = (f"{consequence}, since {op} made a new tensor from the one created with "
+                    f"`requires_grad=True`: create it on the final device/dtype and with the final value "
+                    f"first, then set `requires_grad=True`.")
             rel = related(fact.created if fact.created != loc else None, "the leaf tensor is created here")
             rel += related(where, "the optimizer receives the non-leaf tensor here" if how == "optimizer"
                            else "`.grad` of the non-leaf tensor is read here" if how == "grad" else "")
             yield self.diagnostic(
-                message, loc, related=rel,
+                message, loc, help=help, related=rel,
                 fix=display_fix("Create the tensor with `device=`/`dtype=` (or its final value) and "
                                 "`requires_grad=True`, or call `.requires_grad_()` last"),
                 explains=[name], tensor=name)

@@ -44,16 +44,17 @@ class InplaceModification(Rule):
             op = (f"`{loc.text}`" if loc is not None and loc.text and loc is not event.location
                   else "an in-place operation")
             saved = f"`{info['saved_op']}`" if info.get("saved_op") else "an earlier op"
-            message = (f"{op} modifies {tensor} in place after {saved} saved it for the backward "
-                       f"pass, so `backward()` fails; use an out-of-place operation "
-                       f"(e.g. `x = x + 1` instead of `x += 1`)")
+            message = f"{op} modifies {tensor} in place after {saved} saved it for the backward pass"
+            help = ("`backward()` needs the saved value, so it fails: use an out-of-place operation "
+                    "(e.g. `x = x + 1` instead of `x += 1`).")
             if info.get("inplace_op") == "step":
-                message = (f"{op} updates {tensor} in place while a graph built before it still needs the "
-                           f"old value, so the later `backward()` fails; call `backward()` for every loss "
-                           f"that uses those parameters before this `step()` (or recompute the forward)")
+                message = f"{op} updates {tensor} in place while an earlier graph still needs the old value"
+                help = ("A graph built before this `step()` still needs the old value, so the later `backward()` "
+                        "fails: call `backward()` for every loss that uses those parameters before this "
+                        "`step()` (or recompute the forward).")
             rel = related(info.get("saved_location"), f"{saved} saves {tensor} for backward here")
             rel += related(event.location, "backward() fails here")
-            yield self.diagnostic(message, loc, related=rel,
+            yield self.diagnostic(message, loc, help=help, related=rel,
                                   fix=display_fix("Replace the in-place operation by its out-of-place form"),
                                   shape=info.get("shape"), version=info.get("version"),
                                   expected_version=info.get("expected_version"))

@@ -31,7 +31,7 @@ for the cell with `%%gradwatch --ignore GW006`.
 from __future__ import annotations
 
 from ..events import StepCounts
-from .base import Context, Location, Rule, Severity, display_fix, names, related
+from .base import Context, Location, Rule, Severity, all_names, display_fix, names, related, short_names, them
 
 
 class ParameterWithoutGradient(Rule):
@@ -62,11 +62,10 @@ class ParameterWithoutGradient(Rule):
             # the line to edit is where the unused layer (or tensor) is defined, not the optimizer
             defined = _definition(ctx, missing, fact)
             loc = defined or opt_loc
-            message = (f"{names(missing)} {'is' if len(missing) == 1 else 'are'} in {opt} but no "
-                       f"`backward()` reached {'it' if len(missing) == 1 else 'them'}, so "
-                       f"`step()` never updates {'it' if len(missing) == 1 else 'them'}; use "
-                       f"{'it' if len(missing) == 1 else 'them'} in the forward pass or leave "
-                       f"{'it' if len(missing) == 1 else 'them'} out of the optimizer")
+            it = them(missing)
+            message = f"{short_names(missing)} in {opt} got no gradient"
+            help = (f"No `backward()` reached {it}, so `step()` never updates {it}: use {it} in the "
+                    f"forward pass or leave {it} out of the optimizer.{all_names(missing)}")
             counts = ctx.events.step_counts.get(key) or StepCounts()
             if counts.checked == counts.steps > 1:
                 message += f" (in {counts.missing:,} of {counts.steps:,} steps)"
@@ -77,7 +76,7 @@ class ParameterWithoutGradient(Rule):
                 if defined is not None else []
             rel += related(step.location, f"{opt}.step() finds no gradient here")
             yield self.diagnostic(
-                message, loc, related=rel,
+                message, loc, help=help, related=rel,
                 fix=display_fix("Use the parameters in forward(), or exclude them from the optimizer"),
                 explains=missing, parameters=missing, optimizer=step.name, n_params=step.n_params,
                 steps=counts.steps, steps_checked=counts.checked, steps_without_gradient=counts.missing)

@@ -24,7 +24,7 @@ optimizer = torch.optim.Adam(model.parameters())
 
 from __future__ import annotations
 
-from .base import Context, Rule, Severity, display_fix, names, related, them
+from .base import Context, Rule, Severity, all_names, display_fix, names, related, short_names, them
 
 
 class ParameterWithoutOptimizer(Rule):
@@ -49,11 +49,11 @@ class ParameterWithoutOptimizer(Rule):
             unregistered = sorted({f.unregistered_in for f in unowned if f.unregistered_in})
             if unregistered and all(f.unregistered_in for f in unowned):
                 container = unregistered[0]
-                message = (f"`{container}` is a plain Python container, so the layers in it are not "
-                           f"registered: `parameters()` leaves out {names(orphans)}, which receive "
-                           f"gradients that no optimizer applies; use `nn.ModuleList`/`nn.ModuleDict`")
+                message = f"`{container}` is a plain Python container, so the layers in it are not registered"
+                help = (f"`parameters()` leaves out {names(orphans)}, which receive gradients that no "
+                        f"optimizer applies: use `nn.ModuleList`/`nn.ModuleDict`.")
                 done.update(orphans)
-                yield self.diagnostic(message, unowned[0].created or event.location,
+                yield self.diagnostic(message, unowned[0].created or event.location, help=help,
                                       related=related(event.location, "backward() is called here"),
                                       fix=display_fix("Wrap the list in `nn.ModuleList(...)`"),
                                       explains=orphans, stale=False, parameters=orphans)
@@ -62,32 +62,31 @@ class ParameterWithoutOptimizer(Rule):
                 module = orphans[0].split(".")[0]
                 loc = ctx.source_map.find_assignment(module) if ctx.source_map and module.isidentifier() else None
                 opt = stale[0].owners[0]
-                message = (f"`{opt}` was built for an earlier `{module}`: the model was re-created "
-                           f"after the optimizer, so `{opt}.step()` updates parameters the loss no "
-                           f"longer uses; build the optimizer after the model")
+                message = f"`{opt}` was built for an earlier `{module}`"
+                help = (f"The model was re-created after the optimizer, so `{opt}.step()` updates parameters "
+                        f"the loss no longer uses: build the optimizer after the model.")
                 explains = [f.name for f in stale] + orphans
                 done.update(explains)
                 rel = related(stale[0].owner_locations[0] if stale[0].owner_locations else None,
                               f"`{opt}` is built here, from the earlier `{module}`")
                 rel += related(event.location, "backward() computes gradients for the new model here")
-                yield self.diagnostic(message, loc or event.location, related=rel,
+                yield self.diagnostic(message, loc or event.location, help=help, related=rel,
                                       fix=display_fix(f"Create `{opt}` after the last `{module} = ...`"),
                                       explains=explains, stale=True, parameters=orphans)
                 continue
             done.update(orphans)
-            message = (f"{names(orphans)} {them(orphans, 'receives', 'receive')} gradients from "
-                       f"`{flow.loss_name or 'the loss'}` but {them(orphans, 'belongs', 'belong')} to no optimizer, "
-                       f"so nothing "
-                       f"updates {'it' if len(orphans) == 1 else 'them'}; add "
-                       f"{'it' if len(orphans) == 1 else 'them'} to the optimizer or freeze "
-                       f"{'it' if len(orphans) == 1 else 'them'} with `requires_grad_(False)`")
+            it = them(orphans)
+            message = f"{short_names(orphans)} {them(orphans, 'is', 'are')} in no optimizer"
+            help = (f"{them(orphans, 'It receives', 'They receive')} gradients from "
+                    f"`{flow.loss_name or 'the loss'}`, but nothing updates {it}: add {it} to the optimizer "
+                    f"or freeze {it} with `requires_grad_(False)`.{all_names(orphans)}")
             loc = unowned[0].created or event.location
             opt_loc = next((loc_ for f in flow.unreached + flow.reached_unowned for loc_ in f.owner_locations
                             if loc_ is not None), None) or _any_optimizer_location(ctx)
             if unowned[0].created is not None and opt_loc is not None and _before(unowned[0].created, opt_loc):
                 # the layers existed when the optimizer was built: its parameter list left them out
                 loc = opt_loc
-            yield self.diagnostic(message, loc, related=related(event.location, "backward() is called here"),
+            yield self.diagnostic(message, loc, help=help, related=related(event.location, "backward() is called here"),
                                   fix=display_fix("Pass these parameters to the optimizer"),
                                   explains=orphans, stale=False, parameters=orphans)
 

@@ -32,7 +32,7 @@ import re
 
 from ..diagnostics import Location
 from ..events import TensorFact
-from .base import Context, Rule, Severity, display_fix, names, related
+from .base import Context, Rule, Severity, all_names, display_fix, names, related, short_names, them
 
 
 class FrozenParameterInOptimizer(Rule):
@@ -55,12 +55,15 @@ class FrozenParameterInOptimizer(Rule):
             who = f"`{opt.name}`" if opt.name else "the optimizer"
             created_frozen = _created_frozen_beside_trainable(opt.params)
             for where, (names_here, siblings) in created_frozen.items():
-                message = (f"{names(names_here)} {'is' if len(names_here) == 1 else 'are'} created frozen "
-                           f"(`requires_grad=False`) beside trainable {names(siblings)} of the same module, "
-                           f"so {who} never updates {'it' if len(names_here) == 1 else 'them'}; create "
-                           f"{'it' if len(names_here) == 1 else 'them'} trainable")
+                it = them(names_here)
+                message = (f"{short_names(names_here)} {them(names_here, 'is', 'are')} created frozen "
+                           f"(`requires_grad=False`)")
+                help = (f"{them(names_here, 'It sits', 'They sit')} beside trainable {names(siblings)} "
+                        f"of the same module, so {who} never updates {it}: create {it} trainable."
+                        f"{all_names(names_here)}")
                 yield self.diagnostic(
-                    message, where, related=related(opt.location, f"{who} is given the frozen parameters here"),
+                    message, where, help=help,
+                    related=related(opt.location, f"{who} is given the frozen parameters here"),
                     severity=Severity.WARNING,
                     fix=display_fix("Create the parameter with `requires_grad=True` (the default)"),
                     explains=names_here, frozen=names_here, n_params=len(opt.params))
@@ -70,19 +73,19 @@ class FrozenParameterInOptimizer(Rule):
                 continue
             everything = len(frozen) == len(opt.params)
             if everything:
-                message = (f"all {len(frozen)} parameters of {who} are frozen "
-                           f"(`requires_grad=False`), so it trains nothing; unfreeze the "
-                           f"parameters you mean to train")
+                message = f"all {len(frozen)} parameters of {who} are frozen (`requires_grad=False`)"
+                help = f"{who[0].upper()}{who[1:]} trains nothing: unfreeze the parameters you mean to train."
             else:
-                message = (f"{names(frozen)} in {who} {'is' if len(frozen) == 1 else 'are'} frozen "
-                           f"(`requires_grad=False`) and will never be updated; pass only "
-                           f"trainable parameters (`filter(lambda p: p.requires_grad, ...)`)")
+                message = (f"{short_names(frozen)} in {who} {them(frozen, 'is', 'are')} frozen "
+                           f"(`requires_grad=False`)")
+                help = (f"{them(frozen, 'It', 'They')} will never be updated: pass only trainable parameters "
+                        f"(`filter(lambda p: p.requires_grad, ...)`).{all_names(frozen)}")
             # the line to edit is where they were frozen, when that was seen
             frozen_at = [f.frozen for f in opt.params if f.frozen is not None and f.name in frozen]
             where = frozen_at[0] if frozen_at else opt.location
             rel = related(opt.location, f"{who} is given the frozen parameters here") if frozen_at else []
             yield self.diagnostic(
-                message, where, related=rel,
+                message, where, help=help, related=rel,
                 severity=Severity.WARNING if everything else Severity.INFO,
                 fix=display_fix("Pass only the parameters that require grad to the optimizer"),
                 explains=frozen, frozen=frozen, n_params=len(opt.params))

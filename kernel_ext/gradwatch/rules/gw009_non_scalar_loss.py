@@ -41,18 +41,17 @@ class NonScalarLoss(Rule):
             unreduced = info.get("unreduced_location")
             loc = unreduced or info.get("loss_location") or event.location
             shape = tuple(info.get("loss_shape") or ())
-            message = (f"`{name}` has shape {shape}, not a single number, so `backward()` cannot "
-                       f"start from it; reduce it with `.mean()` (or `.sum()`) first")
+            message = f"`{name}` has shape {shape}, not a single number"
+            help = "`backward()` cannot start from it: reduce it with `.mean()` (or `.sum()`) first."
             fix = None
             if loc is not None and loc is not event.location and loc.end_line == loc.line and loc.text:
                 fix = Fix("Reduce the loss with `.mean()`", Applicability.UNSAFE,
                           (Edit(loc.at(loc.column), "("), Edit(loc.at(loc.end_column), ").mean()")))
             if unreduced is not None:
-                message = (f"`{name}` has shape {shape}, not a single number, because `{unreduced.text}` "
-                           f"returns one loss per element, so `backward()` cannot start from it; reduce it "
-                           f"with `.mean()` (or `.sum()`) first, or drop `reduction='none'`")
+                help = (f"`{unreduced.text}` returns one loss per element, so `backward()` cannot start from "
+                        f"it: reduce it with `.mean()` (or `.sum()`) first, or drop `reduction='none'`.")
                 fix = None
             rel = related(info.get("loss_location") if unreduced is not None else None, f"`{name}` is computed here")
             rel += related(event.location, "backward() fails here")
-            yield self.diagnostic(message, loc, related=rel,
+            yield self.diagnostic(message, loc, help=help, related=rel,
                                   fix=fix, shape=list(shape))

@@ -56,20 +56,20 @@ class BackwardThroughFreedGraph(Rule):
                 info.get("carried_location") is None and previous is not None
                 and previous.index == event.index - 1 and previous.steps_before == event.steps_before)
             if same_iteration:
-                message = (f"the previous `backward()` freed the graph of {what}, which "
-                           f"`{loss}` also depends on; pass `retain_graph=True` to the first "
-                           f"`backward()` or call `backward()` once on the sum of the losses")
+                message = f"the previous `backward()` freed the graph of {what}, which `{loss}` also depends on"
+                help = ("Pass `retain_graph=True` to the first `backward()`, or call `backward()` once on the "
+                        "sum of the losses.")
                 # the line to edit is the first backward() (or both, summed into one)
                 if previous is not None and previous.location is not None:
                     if info.get("carried_location") is not None:
                         rel += related(loc, f"{what} is computed here, before both backward() calls")
                     loc = previous.location
             else:
-                message = (f"{what} was computed before the previous `backward()` freed its graph, "
-                           f"and `{loss}` still depends on it; detach it between iterations "
-                           f"(`{name or 'x'} = {name or 'x'}.detach()`) or recompute it inside the loop")
+                message = f"{what} was computed before the previous `backward()` freed its graph"
+                help = (f"`{loss}` still depends on it, so this `backward()` fails: detach it between iterations "
+                        f"(`{name or 'x'} = {name or 'x'}.detach()`) or recompute it inside the loop.")
             rel += related(event.location, "the second backward() fails here")
-            yield self.diagnostic(message, loc, related=rel,
+            yield self.diagnostic(message, loc, help=help, related=rel,
                                   fix=display_fix("Detach the carried tensor each iteration, "
                                                   "or compute it inside the loop"),
                                   tensor=name)

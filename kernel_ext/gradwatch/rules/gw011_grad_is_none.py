@@ -37,24 +37,26 @@ from __future__ import annotations
 from ..events import GradNoneEvent
 from .base import Context, Rule, Severity, display_fix, related
 
-_WHY = {
-    "no_requires_grad": "`{t}` does not require grad: it is created without `requires_grad=True`, so "
-                        "backward() never fills its `.grad`; create it with `requires_grad=True` "
-                        "(or skip it where you read `.grad`)",
-    "rebound": "`{t}` was rebound here to a new tensor computed without gradient tracking, which has no "
-               "`.grad` and is no longer trained; update the tensor in place instead (`{t} -= ...` under "
-               "`torch.no_grad()`)",
-    "non_leaf": "`{t}` is not a leaf tensor (it is the result of this operation), and autograd fills "
-                "`.grad` only for leaves; make the tensor you train a leaf",
-    "before_backward": "`{t}.grad` is `None` until the first `backward()` reaches `{t}`, and none has "
-                       "run yet here; zero the gradients after the update (or use `optimizer.zero_grad()`)",
-    "cut": "`{expr}` cuts `{t}` off the loss, so backward() never reaches it and `{t}.grad` stays `None`; "
-           "keep the path from `{t}` to the loss differentiable",
-    "unused": "the loss does not use `{t}`, so backward() never reaches it and `{t}.grad` stays `None`; "
-              "use it in the forward pass, or skip parameters whose `.grad` is `None`",
-    "dropped": "the forward pass uses `{t}`, but `{expr}` leaves that output out of the loss, so backward() "
-               "never reaches `{t}` and its `.grad` stays `None`; include it in the loss, or skip parameters "
-               "whose `.grad` is `None`",
+_WHY = {  # reason: (message, help)
+    "no_requires_grad": ("`{t}` does not require grad, so backward() never fills its `.grad`",
+                         "It is created without `requires_grad=True`: create it with `requires_grad=True` "
+                         "(or skip it where you read `.grad`)."),
+    "rebound": ("`{t}` was rebound here to a new tensor computed without gradient tracking",
+                "The new tensor has no `.grad` and is no longer trained: update the tensor in place instead "
+                "(`{t} -= ...` under `torch.no_grad()`)."),
+    "non_leaf": ("`{t}` is not a leaf tensor (it is the result of this operation)",
+                 "Autograd fills `.grad` only for leaves: make the tensor you train a leaf."),
+    "before_backward": ("`{t}.grad` is `None` here: no `backward()` has reached `{t}` yet",
+                        "`.grad` is `None` until the first `backward()` reaches `{t}`: zero the gradients "
+                        "after the update (or use `optimizer.zero_grad()`)."),
+    "cut": ("`{expr}` cuts `{t}` off the loss, so `{t}.grad` stays `None`",
+            "backward() never reaches `{t}`: keep the path from `{t}` to the loss differentiable."),
+    "unused": ("the loss does not use `{t}`, so `{t}.grad` stays `None`",
+               "backward() never reaches `{t}`: use it in the forward pass, or skip parameters whose `.grad` "
+               "is `None`."),
+    "dropped": ("`{expr}` leaves the output that uses `{t}` out of the loss",
+                "The forward pass uses `{t}`, but backward() never reaches it and its `.grad` stays `None`: "
+                "include that output in the loss, or skip parameters whose `.grad` is `None`."),
 }
 
 
@@ -75,9 +77,9 @@ class GradIsNone(Rule):
             return
         cause = event.cause or event.read
         expr = cause.text if cause is not None and cause.text else event.cut_op or "an op"
-        message = _WHY[event.reason].format(t=name, expr=expr)
+        message, help = (text.format(t=name, expr=expr) for text in _WHY[event.reason])
         rel = [] if cause is event.read else related(
             event.read, f"`{event.expression}` is `None` here, and the cell fails")
-        yield self.diagnostic(message, cause, related=rel,
+        yield self.diagnostic(message, cause, help=help, related=rel,
                               fix=display_fix("Give the tensor a gradient path, or skip it where `.grad` is `None`"),
                               explains=[name], tensor=name, reason=event.reason)

@@ -41,9 +41,9 @@ class InplaceOnLeaf(Rule):
         what = f"`{event.target}`" if event.target else "a tensor that requires grad"
         view = "a view of " if event.view else ""
         statement = event.location.text or event.location.source.strip()
-        message = (f"`{statement}` modifies {view}{what}, a leaf that requires grad, in place "
-                   f"while gradient tracking is on, which autograd refuses; do the update under "
-                   f"`with torch.no_grad():` (or on a copy, out of place)")
-        yield self.diagnostic(message, event.location,
+        message = f"`{statement}` modifies {view}{what}, a leaf that requires grad, in place"
+        help = ("Autograd refuses that while gradient tracking is on: do the update under "
+                "`with torch.no_grad():` (or on a copy, out of place).")
+        yield self.diagnostic(message, event.location, help=help,
                               fix=display_fix("Wrap the update in `with torch.no_grad():`"),
                               tensor=event.target, view=event.view)

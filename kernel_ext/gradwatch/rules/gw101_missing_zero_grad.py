@@ -45,14 +45,14 @@ class MissingZeroGrad(Rule):
         for m in ctx.measured(AccumulatedIntoUsedGradient):
             opt, bwd = m.optimizer.name, m.backward
             call = f"`{bwd.text}`" if bwd is not None and bwd.text else "`backward()`"
-            message = (f"{call} adds to the gradients that `{opt}.step()` already used, because "
-                       f"nothing clears them between steps; call `{opt}.zero_grad()` before "
-                       f"`backward()`")
+            message = f"{call} adds to the gradients that `{opt}.step()` already used"
+            help = (f"Nothing clears them between steps, so each step applies the sum of all earlier "
+                    f"gradients: call `{opt}.zero_grad()` before `backward()`.")
             rel = related(m.step, f"`{opt}.step()` uses the accumulated gradients here")
             if m.zero_grad is not None:
                 rel += related(m.zero_grad, f"`{opt}.zero_grad()` is called only here, not "
                                             "between the steps")
-            yield self.diagnostic(message, bwd, related=rel, fix=_fix(bwd, opt),
+            yield self.diagnostic(message, bwd, help=help, related=rel, fix=_fix(bwd, opt),
                                   optimizer=opt, step=m.step_index)
 
 

@@ -46,12 +46,12 @@ class ZeroGradBeforeStep(Rule):
                     yield self._micro_batches(m)
                 continue
             opt = m.optimizer.name
-            message = (f"`{opt}.zero_grad()` runs between `backward()` and `{opt}.step()`, so the "
-                       f"step finds no gradient and the model does not learn; call "
-                       f"`{opt}.zero_grad()` before `backward()` or after `step()`")
+            message = f"`{opt}.zero_grad()` runs between `backward()` and `{opt}.step()`"
+            help = (f"The step finds no gradient, so the model does not learn: call `{opt}.zero_grad()` "
+                    f"before `backward()` or after `step()`.")
             rel = related(m.backward, "the gradients computed here are cleared") + \
                 related(m.step, f"`{opt}.step()` finds no gradient here")
-            yield self.diagnostic(message, m.zero_grad or m.step, related=rel,
+            yield self.diagnostic(message, m.zero_grad or m.step, help=help, related=rel,
                                   fix=display_fix("Move `zero_grad()` before `backward()`"),
                                   optimizer=opt)
 
@@ -59,11 +59,11 @@ class ZeroGradBeforeStep(Rule):
         opt, bwd, zero_grad = m.optimizer.name, m.backward, m.zero_grad
         call = f"`{bwd.text}`" if bwd is not None and bwd.text else "`backward()`"
         message = (f"`{zero_grad.text if zero_grad and zero_grad.text else opt + '.zero_grad()'}` clears the "
-                   f"gradients of {call} before `{opt}.step()` uses them ({m.times:,} times), so only the "
-                   f"last micro-batch before each step counts; call `{opt}.zero_grad()` right after "
-                   f"`{opt}.step()` instead")
+                   f"gradients of {call} before `{opt}.step()` uses them ({m.times:,} times)")
+        help = (f"Only the last micro-batch before each step counts: call `{opt}.zero_grad()` right after "
+                f"`{opt}.step()` instead.")
         # a warning: the steps still learn from the last micro-batch
-        return self.diagnostic(message, zero_grad, related=related(bwd, "these gradients are thrown away"),
+        return self.diagnostic(message, zero_grad, help=help, related=related(bwd, "these gradients are thrown away"),
                                fix=display_fix("Move `zero_grad()` right after `step()`"),
                                severity=Severity.WARNING, optimizer=opt, accumulation=True)
 

@@ -43,9 +43,9 @@ class StepWithoutGradient(Rule):
             opt = m.optimizer.name
             what = ("finds no gradient and changes nothing" if m.no_gradient
                     else "applies the previous step's stale gradients again")
-            message = (f"`{opt}.step()` runs without a `backward()` since the previous step, so it "
-                       f"{what}; call `loss.backward()` before `{opt}.step()`")
-            yield self.diagnostic(message, m.step,
+            message = f"`{opt}.step()` runs without a `backward()` since the previous step"
+            help = f"It {what}: call `loss.backward()` before `{opt}.step()`."
+            yield self.diagnostic(message, m.step, help=help,
                                   related=related(m.optimizer.location, f"`{opt}` is created here"),
                                   fix=display_fix("Call `loss.backward()` before `step()`"),
                                   explains=m.params, optimizer=opt)

@@ -55,9 +55,10 @@ class UnusedBackward(Rule):
                 continue  # the loop steps every few backward() calls: GW102's zero_grad()
             opt, bwd = m.optimizer.name, m.backward
             call = f"`{bwd.text}`" if bwd is not None and bwd.text else "`backward()`"
-            message = (f"the gradients of {call} are cleared by `{opt}.zero_grad()` before any "
-                       f"`{opt}.step()` uses them; call `{opt}.step()` after every `backward()`")
-            yield self.diagnostic(message, bwd or m.zero_grad,
+            message = f"`{opt}.zero_grad()` clears the gradients of {call} before any step uses them"
+            help = (f"No `{opt}.step()` uses them, so they are computed for nothing: call `{opt}.step()` after "
+                    f"every `backward()`.")
+            yield self.diagnostic(message, bwd or m.zero_grad, help=help,
                                   related=related(m.zero_grad, "the gradients are cleared here, unused"),
                                   fix=display_fix(f"Call `{opt}.step()` after `backward()`"),
                                   optimizer=opt, kind="discarded")
@@ -66,9 +67,9 @@ class UnusedBackward(Rule):
         for never in ctx.measured(NeverStepped):
             opt, bwd = never.optimizer.name, never.backward
             call = f"`{bwd.text}`" if bwd is not None and bwd.text else "`backward()`"
-            message = (f"the gradients of {call} are never used because `{opt}.step()` is never "
-                       f"called; call `{opt}.step()` after `backward()`")
-            yield self.diagnostic(message, bwd or never.zero_grad,
+            message = f"the gradients of {call} are never used: `{opt}.step()` is never called"
+            help = f"The model does not learn from them: call `{opt}.step()` after `backward()`."
+            yield self.diagnostic(message, bwd or never.zero_grad, help=help,
                                   related=related(never.optimizer.location, f"`{opt}` is created here"),
                                   fix=display_fix(f"Call `{opt}.step()` after `backward()`"),
                                   optimizer=opt, kind="never_stepped")

@@ -74,39 +74,43 @@ class NonFinite(Rule):
                 and (v.get("checked", -1) < 0 or singular is None):  # (a traced op met 0: backward's story)
             yield self._made_in_forward(ctx, v, loss, loss_step)
             return
+        notes: list[str] = []  # the help: why, then what to do
         if origin is not None and origin.get("inputs") and grad_step is not None \
                 and origin.get("iteration", 0) > grad_step:
             # the traced forward only saw parameters that a NaN gradient had already spoiled
             origin = None
+            message += " in `backward()`"
             if singular is not None and singular.get("location") is not None:
-                message += (f" in `backward()`: `{singular['location'].text or singular['op']}` gets an "
-                            f"input that is exactly 0, where the derivative of `{singular['op']}` is infinite")
+                notes.append(f"`{singular['location'].text or singular['op']}` gets an input that is exactly 0, "
+                             f"where the derivative of `{singular['op']}` is infinite.")
                 origin = dict(singular, inputs=[], said=True)
             else:
-                message += (" in `backward()` (an op whose derivative is infinite there, such as "
-                            "`sqrt` or `norm` at 0)")
+                notes.append("An op's derivative is infinite there, such as `sqrt` or `norm` at 0.")
         if origin is not None and origin.get("location") is not None and not origin.get("said"):
             text = origin["location"].text or origin["op"]
-            message += f"; the first non-finite value came from `{text}`"
+            if len(text) <= 40:  # the line is flagged in any case: a long expression stays in the help
+                message += f", from `{text}`"
+            note = f"The first non-finite value came from `{text}`"
             if origin.get("inputs"):
-                message += f" whose input {names(origin['inputs'], 2)} already held NaN/Inf"
-        message += "; guard that op (clamp its input, add an epsilon), check the data, or lower the learning rate"
+                note += f", whose input {names(origin['inputs'], 2)} already held NaN/Inf"
+            notes.append(note + ".")
+        notes.append("Guard that op (clamp its input, add an epsilon), check the data, or lower the learning rate.")
         location = (origin or {}).get("location") or loss_loc
         data = ctx.unscaled_input()
         if data is not None and (origin is None or origin.get("inputs")):
             # no op of its own made the NaN: the values grew until they overflowed
-            message += (f"; `{data.name}` holds values up to {data.max_abs:,.3g}: unscaled data makes the "
-                        f"updates overshoot until they overflow, so standardize it first")
+            notes.append(f"`{data.name}` holds values up to {data.max_abs:,.3g}: unscaled data makes the updates "
+                         f"overshoot until they overflow, so standardize it first.")
             location = data.created
         elif (origin is None or origin.get("inputs")) and ctx.source_map is not None \
                 and (summed := ctx.source_map.find_summed_loss()) is not None:
-            message += (f"; `{summed.text}` sums over the batch, so every step is batch-size times larger "
-                        f"and the values overflow: use `reduction='mean'` or a smaller learning rate")
+            notes.append(f"`{summed.text}` sums over the batch, so every step is batch-size times larger and the "
+                         f"values overflow: use `reduction='mean'` or a smaller learning rate.")
             location = summed
         rel = related(loss_loc, f"`{loss}` is non-finite from step {step} on") if location is not loss_loc else []
         if v.get("optimizer_location") is not None and grad_step is not None:
             rel += related(v["optimizer_location"], f"`{v['optimizer']}` applies the NaN/Inf gradients")
-        yield self.diagnostic(message, location, related=rel,
+        yield self.diagnostic(message, location, help=" ".join(notes), related=rel,
                               fix=display_fix("Clamp the op's input or add an epsilon; lower the learning rate"),
                               step=step, grad_step=grad_step, loss_step=loss_step,
                               parameters=v.get("params", []), op=(origin or {}).get("op"))
@@ -121,16 +125,16 @@ class NonFinite(Rule):
         before = "every gradient before it was finite" if checked < 0 else \
             f"the gradients were finite when last checked, at the {checked:,}{_ordinal_suffix(checked)} `step()`"
         said = f"`{loss}`" if loss.isidentifier() else loss
-        message = (f"{said} was already NaN/Inf in the forward pass of {call}, while {before}: an input of "
-                   f"that step (a batch) may hold NaN/Inf"
-                   + ("" if checked < 0 else ", or the `backward()` of the step before made a NaN/Inf gradient")
-                   + "; check the inputs with `torch.isfinite(x).all()`, or guard the op that makes it "
-                   "(`log` or a division at 0: clamp its input, add an epsilon)")
+        message = f"{said} was already NaN/Inf in the forward pass of {call}"
+        help = (f"{before[0].upper()}{before[1:]}: an input of that step (a batch) may hold NaN/Inf"
+                + ("" if checked < 0 else ", or the `backward()` of the step before made a NaN/Inf gradient")
+                + ". Check the inputs with `torch.isfinite(x).all()`, or guard the op that makes it "
+                "(`log` or a division at 0: clamp its input, add an epsilon).")
         rel = related(loss_loc, f"`{loss}.backward()` saw a NaN/Inf loss from {call} on") \
             if computed is not None else []
         if v.get("optimizer_location") is not None:
             rel += related(v["optimizer_location"], f"`{v['optimizer']}` applies the NaN/Inf gradients")
-        return self.diagnostic(message, computed or loss_loc, related=rel,
+        return self.diagnostic(message, computed or loss_loc, help=help, related=rel,
                                fix=display_fix("Check the inputs for NaN/Inf; guard the op that makes it"),
                                step=loss_step, grad_step=v.get("grad_step"), loss_step=loss_step,
                                parameters=v.get("params", []), op=None)

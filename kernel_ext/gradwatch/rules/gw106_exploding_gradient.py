@@ -62,10 +62,11 @@ class ExplodingGradient(Rule):
             opt = g.optimizer.name
             fastest = f" (fastest in {names(params, 3)})" if params else ""
             message = (f"the gradient norm of `{opt}`'s parameters grew {growth:.0e}-fold over "
-                       f"{g.optimizer.steps} steps, from {g.first_global:.3g} to {g.last_global:.3g}{fastest}; "
-                       f"lower the learning rate or clip with `torch.nn.utils.clip_grad_norm_`")
+                       f"{g.optimizer.steps} steps")
+            help = (f"It grew from {g.first_global:.3g} to {g.last_global:.3g}{fastest}: lower the learning rate "
+                    f"or clip with `torch.nn.utils.clip_grad_norm_`.")
             yield self.diagnostic(
-                message, g.loss or g.optimizer.location,
+                message, g.loss or g.optimizer.location, help=help,
                 related=related(g.optimizer.location, f"`{opt}` and its learning rate are set here"),
                 fix=display_fix("Lower the learning rate or clip the gradient norm"),
                 growth=growth, parameters=params, optimizer=opt)

@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 
 from ..measurements import GradientStatistics
-from .base import Context, Rule, Severity, display_fix, names, related
+from .base import Context, Rule, Severity, all_names, display_fix, related, short_names
 
 MIN_ORDERS = 4  # log10 of how much smaller than the upper-quartile layer's
 MIN_LAYERS = 3
@@ -63,19 +63,20 @@ class VanishingGradient(Rule):
             if not params:
                 continue
             one = len(params) == 1
-            message = (f"the gradient{'' if one else 's'} of {names(params, 3)} {'is' if one else 'are'} "
-                       f"about 10^{orders:.0f} times smaller than the other layers' (vanishing gradients), "
-                       f"so {'it barely learns' if one else 'they barely learn'}; "
-                       f"use ReLU-like activations, normalization or residual connections")
+            message = (f"the gradient{'' if one else 's'} of {short_names(params, 30)} {'is' if one else 'are'} "
+                       f"about 10^{orders:.0f} times smaller than the other layers'")
+            help = (f"Vanishing gradients: {'it barely learns' if one else 'they barely learn'}. Use ReLU-like "
+                    f"activations, normalization or residual connections")
             where = g.loss or g.optimizer.location
             activation = ctx.source_map.find_call(_SATURATING) if ctx.source_map else None
             rel = related(g.optimizer.location, f"`{g.optimizer.name}` trains them")
             if activation is not None:  # the line to edit: the saturating activation of the stack
-                message += f" (`{activation.text}` saturates, so each layer shrinks the gradient)"
+                help += f" (`{activation.text}` saturates, so each layer shrinks the gradient)"
                 rel = related(where, "the gradients are measured from this loss") + rel
                 where = activation
+            help += "." + all_names(params, 30)
             yield self.diagnostic(
-                message, where, related=rel,
+                message, where, help=help, related=rel,
                 fix=display_fix("Use ReLU/GELU, BatchNorm/LayerNorm or residual connections"),
                 parameters=params, orders=orders)
 

@@ -27,7 +27,7 @@ Or keep the default initialization and a smaller learning rate.
 from __future__ import annotations
 
 from ..measurements import GradientStatistics
-from .base import Context, Rule, Severity, display_fix, names, related
+from .base import Context, Rule, Severity, all_names, display_fix, related, short_names
 from .gw114_step_changes_nothing import all_gradients_zero
 
 MIN_ZERO_STEPS = 20  # measured steps with a zero gradient, up to the end of the cell
@@ -56,13 +56,12 @@ class DeadParameter(Rule):
             if not params:
                 continue
             one = len(params) == 1
-            message = (f"{names(params, 3)} got an exactly zero gradient in each of the last "
-                       f"{zero_steps} steps, so {'it' if one else 'they'} stopped learning "
-                       f"(dead units, e.g. ReLUs that never activate); check the initialization, lower "
-                       f"the learning rate or use `LeakyReLU`")
+            message = f"{short_names(params)} got an exactly zero gradient in each of the last {zero_steps} steps"
+            help = (f"{'It' if one else 'They'} stopped learning (dead units, e.g. ReLUs that never activate): "
+                    f"check the initialization, lower the learning rate or use `LeakyReLU`.{all_names(params)}")
             done.update(params)
             yield self.diagnostic(
-                message, g.loss or g.optimizer.location,
+                message, g.loss or g.optimizer.location, help=help,
                 related=related(g.optimizer.location, f"`{g.optimizer.name}` trains them"),
                 fix=display_fix("Use LeakyReLU, fix the initialization or lower the learning rate"),
                 explains=params, parameters=params, zero_steps=zero_steps)

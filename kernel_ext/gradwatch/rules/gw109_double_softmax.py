@@ -45,14 +45,14 @@ class DoubleSoftmax(Rule):
             call = f"`{loc.text}`" if loc is not None and loc.text else f"`{f.op}`"
             made = f"`{src.text}`" if src is not None and src.text else f"`{f.producer}`"
             if f.op == "cross_entropy":
-                message = (f"{call} applies `cross_entropy`, which does its own `log_softmax`, to the "
-                           f"output of {made}, so the gradients shrink and training stalls; pass the "
-                           f"raw logits instead")
+                message = f"{made} feeds `cross_entropy`, which does its own `log_softmax`"
+                help = (f"{call} applies `cross_entropy` to the output of {made}, so the gradients shrink "
+                        f"and training stalls: pass the raw logits instead.")
             else:
-                message = (f"{call} applies `nll_loss`, which expects log-probabilities, to the "
-                           f"`softmax` probabilities of {made}; use `log_softmax` instead")
+                message = f"{made} feeds probabilities to `nll_loss`, which expects log-probabilities"
+                help = f"{call} applies `nll_loss` to the `softmax` probabilities: use `log_softmax` instead."
             # the line to edit is the softmax (often in `forward`); the loss only shows it
-            yield self.diagnostic(message, src or loc,
+            yield self.diagnostic(message, src or loc, help=help,
                                   related=related(loc, f"`{f.op}` receives the probabilities here")
                                   if src is not None else [],
                                   fix=display_fix(f"Remove the `{f.producer}` before the loss"),

@@ -44,19 +44,20 @@ class SigmoidBeforeBCE(Rule):
                 continue
             call = f"`{loc.text}`" if loc is not None and loc.text else "`binary_cross_entropy`"
             made = f"`{src.text}`" if src is not None and src.text else "`sigmoid`"
-            message = (f"{call} applies `binary_cross_entropy` to the `sigmoid` output of {made}, "
-                       f"which loses precision and gradient when the sigmoid saturates; drop the "
-                       f"sigmoid and use `nn.BCEWithLogitsLoss`")
-            yield self.diagnostic(message, loc, related=related(src, "`sigmoid` is applied here"),
+            message = f"{call} applies `binary_cross_entropy` to a `sigmoid` output"
+            help = (f"The `sigmoid` output of {made} loses precision and gradient when the sigmoid saturates: "
+                    f"drop the sigmoid and use `nn.BCEWithLogitsLoss`.")
+            yield self.diagnostic(message, loc, help=help, related=related(src, "`sigmoid` is applied here"),
                                   fix=display_fix("Use `nn.BCEWithLogitsLoss` on the logits"))
 
     def _twice(self, loc, src):
         """`sigmoid` into `BCEWithLogitsLoss`: the outputs are squashed twice, a real bug."""
         call = f"`{loc.text}`" if loc is not None and loc.text else "`binary_cross_entropy_with_logits`"
         made = f"`{src.text}`" if src is not None and src.text else "`sigmoid`"
-        message = (f"{made} applies `sigmoid`, and {call} applies it again (it expects logits), so the "
-                   f"predictions are squashed into (0.5, 0.73) and training stalls; return the logits")
-        return self.diagnostic(message, src or loc, severity=Severity.WARNING,
+        message = f"{made} applies `sigmoid`, and {call} applies it again"
+        help = ("The loss expects logits, so the predictions are squashed into (0.5, 0.73) and training "
+                "stalls: return the logits.")
+        return self.diagnostic(message, src or loc, help=help, severity=Severity.WARNING,
                                related=related(loc, "the loss applies its own sigmoid here") if src else [],
                                fix=display_fix("Remove the `sigmoid` before `BCEWithLogitsLoss`"),
                                producer="sigmoid", logits=True)

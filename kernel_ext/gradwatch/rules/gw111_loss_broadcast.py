@@ -43,17 +43,17 @@ class LossBroadcast(Rule):
             def shape(s):
                 return "(" + ", ".join(map(str, s)) + ("," if len(s) == 1 else "") + ")"
 
-            message = (f"{call} compares an input of shape {shape(f.input_shape)} with a target of "
-                       f"shape {shape(f.target_shape)}, which broadcast to {shape(f.broadcast_shape)}, "
-                       f"so every prediction is compared with every target; make the shapes equal "
-                       f"(e.g. `.squeeze(1)` or `.view_as(...)`)")
+            message = (f"{call} compares input {shape(f.input_shape)} with target {shape(f.target_shape)}, "
+                       f"which broadcast to {shape(f.broadcast_shape)}")
+            help = ("Every prediction is compared with every target: make the shapes equal "
+                    "(e.g. `.squeeze(1)` or `.view_as(...)`).")
             where, rel = loc, []
             inp, target, src = f.input_shape, f.target_shape, f.producer_location
             extra = inp[len(target):] if inp[:len(target)] == target else []
             if src is not None and len(extra) >= 2 and all(d == 1 for d in extra):
                 # `[B, C, 1, 1]` against `[B, C]`: a feature map the model never flattened
                 where, rel = src, related(loc, "the loss compares the shapes here")
-                message += f"; the prediction keeps {len(extra)} trailing size-1 dimensions from here"
-            yield self.diagnostic(message, where, related=rel,
+                help = f"The prediction keeps {len(extra)} trailing size-1 dimensions from here. {help}"
+            yield self.diagnostic(message, where, help=help, related=rel,
                                   fix=display_fix("Reshape input or target to the same shape"),
                                   op=f.op, input_shape=f.input_shape, target_shape=f.target_shape)

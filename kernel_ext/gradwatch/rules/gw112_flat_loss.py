@@ -55,17 +55,17 @@ class FlatLoss(Rule):
             fix = f"increase the learning rate of `{opt}`" if opt else "increase the learning rate"
             where = f"at {mean:.6g}" if spread == 0 else f"within {spread:.2g} of {mean:.6g}"
             n = losses.count
-            message = (f"`{loss}` stayed {where} over {n} steps "
-                       f"although the gradients are not zero, so the model is not learning; {fix}")
+            message = f"`{loss}` stayed {where} over {n} steps although the gradients are not zero"
+            help = f"The model is not learning: {fix}."
             where_, rel = losses.loss, related(losses.optimizer.location, "the learning rate is set here")
             data = ctx.unscaled_input(threshold=1e3, targets_first=True)
             if data is not None:  # targets or features far from unit scale: the steps are far too small
-                message = (f"`{loss}` stayed {where} over {n} steps: `{data.name}` holds values up to "
-                           f"{data.max_abs:,.3g}, far from the unit scale the model's outputs and steps have; "
-                           f"standardize it (and undo that for predictions)")
+                message = f"`{loss}` stayed {where} over {n} steps"
+                help = (f"`{data.name}` holds values up to {data.max_abs:,.3g}, far from the unit scale the model's "
+                        f"outputs and steps have: standardize it (and undo that for predictions).")
                 rel = related(losses.loss, f"`{loss}` stays flat here") + rel
                 where_ = data.created
-            yield self.diagnostic(message, where_, related=rel,
+            yield self.diagnostic(message, where_, help=help, related=rel,
                                   fix=display_fix("Increase the learning rate"), mean=mean, n=n)
 
 

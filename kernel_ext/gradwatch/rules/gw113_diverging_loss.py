@@ -49,24 +49,23 @@ class DivergingLoss(Rule):
             end = f"{losses.finite_max:.3g} before it became NaN/Inf" if nonfinite else f"{last:.3g}"
             opt = losses.optimizer.name
             fix = f"lower the learning rate of `{opt}`" if opt else "lower the learning rate"
-            message = f"`{loss}` grew from {first:.3g} to {end} instead of decreasing; {fix}"
+            message = f"`{loss}` grew from {first:.3g} to {end} instead of decreasing"
+            help = f"The steps overshoot: {fix}."
             where, rel = losses.loss, related(losses.optimizer.location, "the learning rate is set here")
             data = ctx.unscaled_input()
             if data is not None:  # unscaled features make any usual learning rate too large
-                message = (f"`{loss}` grew from {first:.3g} to {end}: `{data.name}` holds values up to "
-                           f"{data.max_abs:,.3g}, so the gradient steps overshoot; standardize it "
-                           f"(subtract the mean, divide by the std) or {fix}")
+                help = (f"`{data.name}` holds values up to {data.max_abs:,.3g}, so the gradient steps overshoot: "
+                        f"standardize it (subtract the mean, divide by the std) or {fix}.")
                 rel = related(losses.loss, f"`{loss}` diverges here") + rel
                 where = data.created
             elif ctx.source_map is not None and (summed := ctx.source_map.find_summed_loss()) is not None:
                 # a summed loss grows with the batch: the step size the learning rate was tuned for
                 # is multiplied by the batch size
-                message = (f"`{loss}` grew from {first:.3g} to {end}: `{summed.text}` sums over the "
-                           f"batch, so the gradient (and every step) is batch-size times larger; use "
-                           f"`reduction='mean'` or {fix}")
+                help = (f"`{summed.text}` sums over the batch, so the gradient (and every step) is batch-size "
+                        f"times larger: use `reduction='mean'` or {fix}.")
                 rel = related(losses.loss, f"`{loss}` diverges here") + rel
                 where = summed
-            yield self.diagnostic(message, where, related=rel,
+            yield self.diagnostic(message, where, help=help, related=rel,
                                   fix=display_fix("Lower the learning rate"), first=first, last=last)
 
 

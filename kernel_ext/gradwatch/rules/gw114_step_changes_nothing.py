@@ -49,21 +49,20 @@ class StepChangesNothing(Rule):
             opt = m.optimizer.name
             if isinstance(m, LearningRateZero):
                 params, kind = m.params, "lr"
-                message = (f"`{opt}` has learning rate 0, so `{opt}.step()` changes no parameter; set a "
-                           f"positive `lr`")
+                message = f"`{opt}` has learning rate 0, so `{opt}.step()` changes no parameter"
+                help = "The model does not learn: set a positive `lr`."
                 loc = m.optimizer.location or m.step
                 rel = related(m.step, f"`{opt}.step()` changes nothing here")
             else:
                 params, kind = m.params[:16], "zero_grads"
                 if any(p in ctx.explained | done for p in params):
                     continue  # a structural rule (e.g. GW003) gave the cause
-                message = (f"every gradient of `{opt}`'s parameters was exactly zero in all "
-                           f"{m.optimizer.steps} steps, so `{opt}.step()` changes nothing; make the loss "
-                           f"depend differentiably on the parameters")
+                message = f"every gradient of `{opt}`'s parameters was exactly zero in all {m.optimizer.steps} steps"
+                help = f"`{opt}.step()` changes nothing: make the loss depend differentiably on the parameters."
                 loc = m.loss or m.optimizer.location
                 rel = related(m.optimizer.location, f"`{opt}` is created here")
             done.update(params)
-            yield self.diagnostic(message, loc, related=rel,
+            yield self.diagnostic(message, loc, help=help, related=rel,
                                   fix=display_fix("Use a positive learning rate / a differentiable loss"),
                                   explains=params, optimizer=opt, kind=kind)
 

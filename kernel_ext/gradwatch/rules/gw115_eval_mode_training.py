@@ -47,23 +47,23 @@ class EvalModeTraining(Rule):
         for m in ctx.measured(EvalModeAtStep):
             opt, module = m.optimizer.name, m.module
             message = (f"`{module}` is in eval mode ({names(m.submodules, 2)} disabled) while "
-                       f"`{opt}.step()` trains its parameters; call `{module}.train()` before the "
-                       f"training steps")
+                       f"`{opt}.step()` trains it")
+            help = (f"Its parameters are trained with those layers disabled: call `{module}.train()` before "
+                    f"the training steps.")
             loc = m.eval_call or m.step
             start = ctx.source_map.function_start(m.step) if ctx.source_map and m.step else None
             if not m.train_called and start is not None:
                 # nothing ever puts it back in training mode: the training function needs `.train()`
-                message = (f"`{module}` is in eval mode ({names(m.submodules, 2)} disabled) while "
-                           f"`{opt}.step()` trains its parameters, and nothing calls `{module}.train()`; "
-                           f"call it at the start of the training function")
+                help = (f"Its parameters are trained with those layers disabled, and nothing calls "
+                        f"`{module}.train()`: call it at the start of the training function.")
                 rel = related(m.eval_call, f"`{module}` is put in eval mode here")
                 rel += related(m.step, f"`{opt}.step()` trains `{module}` in eval mode here")
-                yield self.diagnostic(message, start, related=rel,
+                yield self.diagnostic(message, start, help=help, related=rel,
                                       fix=display_fix(f"Call `{module}.train()` at the start of training"),
                                       module=module, submodules=m.submodules, optimizer=opt)
                 continue
             rel = related(m.step, f"`{opt}.step()` trains `{module}` in eval mode here") \
                 if loc is not m.step else []
-            yield self.diagnostic(message, loc, related=rel,
+            yield self.diagnostic(message, loc, help=help, related=rel,
                                   fix=display_fix(f"Call `{module}.train()` before training"),
                                   module=module, submodules=m.submodules, optimizer=opt)

@@ -144,6 +144,6 @@ def internal_diagnostic(message: str) -> Diagnostic:
 
     rule = InternalError()
     return rule.diagnostic(
-        f"gradwatch hit an internal error and checked this cell only partly ({message}); "
-        "your code ran normally — please report this", None, severity=Severity.WARNING,
-        error=message)
+        "gradwatch hit an internal error and checked this cell only partly", None,
+        help=f"The error: {message}. Your code ran normally; please report this.",
+        severity=Severity.WARNING, error=message)
