@@ -209,3 +209,35 @@ def test_a_gan_whose_generator_step_detaches_is_blamed_there_never_at_the_d_step
         """)
     assert ("GW002", 1, 11) in found
     assert all(line != 7 for _, _, line in found)  # the D step's detach is right
+
+
+def test_a_boolean_attention_mask_made_minus_inf_inside_attention_is_no_non_finite_value(shell):
+    found = run(shell, SETUP, """
+        attn, head = nn.MultiheadAttention(8, 2, batch_first=True), nn.Linear(8, 3)
+        opt = torch.optim.Adam([*attn.parameters(), *head.parameters()], lr=1e-2)
+        x, y = torch.randn(4, 5, 8), torch.randint(0, 3, (4, 5))
+        mask = torch.triu(torch.ones(5, 5, dtype=torch.bool), 1)  # masked_fill(-inf) inside attention
+        for step in range(3):
+            out = attn(x, x, x, attn_mask=mask, need_weights=False)[0]
+            loss = F.cross_entropy(head(out).reshape(-1, 3), y.reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        """)
+    assert found == []
+
+
+def test_an_infinite_value_that_reaches_the_loss_is_still_reported_at_its_op(shell):
+    found = run(shell, SETUP, """
+        model = nn.Linear(4, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        raw, y = torch.rand(32, 4), torch.randn(32, 1)
+        raw[5, 2] = 0.0
+        for step in range(3):
+            features = torch.log(raw)
+            loss = F.mse_loss(model(features), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        """)
+    assert found == [("GW105", 1, 7)]

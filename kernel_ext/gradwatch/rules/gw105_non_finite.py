@@ -55,8 +55,8 @@ class NonFinite(Rule):
         singular: dict[str, Any] | None = next(
             (dict(op=s.op, location=s.location) for s in ctx.measured(ZeroIntoSingularOp)), None)
         values = nonfinite_values(ctx)
-        if not values and origin is None:
-            return
+        if not values and (origin is None or _losses_stayed_finite(ctx)):
+            return  # an -inf that never reached a loss: an attention mask's, which softmax makes 0
         v = min(values, key=lambda f: min(x for x in (f.get("grad_step"), f.get("loss_step"), 1 << 30)
                                          if x is not None)) if values else {}
         grad_step, loss_step = v.get("grad_step"), v.get("loss_step")
@@ -152,6 +152,13 @@ def _loss_assignment(ctx: Context, loss_loc, loss: str):
 
 def _ordinal_suffix(n: int) -> str:
     return "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+
+
+def _losses_stayed_finite(ctx: Context) -> bool:
+    """Every loss an optimizer stepped on was finite and the cell did not raise."""
+    losses = ctx.measured(LossStatistics)
+    return ctx.events.cell_error is None and bool(losses) and all(
+        m.first_nonfinite is None and m.finite_count > 0 for m in losses)
 
 
 def nonfinite_values(ctx: Context) -> list[dict[str, Any]]:
