@@ -60,6 +60,7 @@ function readReport(cell) {
           where: d.querySelector('.gradwatch-head .gradwatch-where').textContent,
           message: d.querySelector('.gradwatch-message').textContent,
           messageCode: [...d.querySelectorAll('.gradwatch-message code')].map((c) => c.textContent),
+          help: d.querySelector(':scope > .gradwatch-help')?.textContent ?? null,
           marked: d.querySelector(':scope > pre.gradwatch-source mark.gradwatch-span').textContent,
           source: d.querySelector(':scope > pre.gradwatch-source').textContent,
           related: [...d.querySelectorAll('.gradwatch-related')].map((r) => r.textContent),
@@ -116,6 +117,9 @@ function checkReports(light, clean, detach) {
   assert.deepEqual(w.source.split('\n'), ['9 | w = torch.randn(1, 1)', '  |     ^^^^^^^^^^^^^^^^^']);
   assert.ok(w.messageCode.includes('w') && w.messageCode.includes('requires_grad=True'), w.messageCode.join(','));
   assert.ok(!w.message.includes('`'), 'backticks render as code');
+  // the short message, and the help line under the source (issue 13, section 2)
+  assert.equal(w.message, 'w is created without requires_grad=True');
+  assert.equal(w.help, 'help: No gradient can reach it, so optimizer never updates it: create it with requires_grad=True.');
   assert.ok(w.related.some((r) => r.startsWith('cell [2], line 14, col 13: w is given to optimizer here')), w.related);
   assert.equal(w.fix, 'safe fix: Add requires_grad=True');
   assert.equal(w.preview, '9 | w = torch.randn(1, 1, requires_grad=True)');

@@ -153,6 +153,10 @@ suite('live cells (a real ipykernel through a test-only controller)', function (
     await eventually(() =>
       assert.deepStrictEqual(described(cell), ['GW001 error 9:5-9:22 "torch.randn(1, 1)"', 'GW001 error 10:5-10:22 "torch.randn(1, 1)"']),
     );
+    // The kernel's short message, then its help line (issue 13, section 2): the Problems panel shows the first line.
+    const w = cellDiagnostics(cell).find((d) => d.range.start.line === 8);
+    assert.strictEqual(w.message, '`w` is created without `requires_grad=True`\n'
+      + 'No gradient can reach it, so `optimizer` never updates it: create it with `requires_grad=True`.');
     editor.revealRange(new vscode.NotebookRange(1, 2), vscode.NotebookEditorRevealType.AtTop);
     await askDriver('renderer-summary:gradwatch: 2 problem(s)');
     await askDriver('screenshot:e2e-live.png');
