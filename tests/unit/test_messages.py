@@ -17,6 +17,7 @@ import pytest
 
 from gradwatch.diagnostics import Diagnostic, Severity
 from gradwatch.rules import registry
+from gradwatch.rules.base import all_names, short_names
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "kernel"))
@@ -144,3 +145,13 @@ def test_the_check_catches_the_old_one_sentence_form():
     assert wording_problems(old) == ["message of 136 characters (at most 110)",
                                      "the message goes on past what is wrong (the rest belongs in the help)",
                                      "no help line"]
+
+
+def test_long_parameter_lists_are_cut_in_the_message_and_named_in_the_help():
+    layers = [f"model.encoder.layers.{i}.self_attn.out_proj.weight" for i in range(6)]
+    assert short_names(layers) == "`model.encoder.layers.0.self_attn.out_proj.weight` and 5 more"
+    assert all_names(layers) == (" All of them: `model.encoder.layers.0.self_attn.out_proj.weight`, "
+                                 "`model.encoder.layers.1.self_attn.out_proj.weight`, "
+                                 "`model.encoder.layers.2.self_attn.out_proj.weight`, "
+                                 "`model.encoder.layers.3.self_attn.out_proj.weight` and 2 more.")
+    assert (short_names(["w", "b", "w"]), all_names(["w", "b"])) == ("`w`, `b`", "")

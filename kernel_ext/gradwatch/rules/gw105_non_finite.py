@@ -34,7 +34,7 @@ import math
 from typing import Any
 
 from ..measurements import GradientStatistics, LossStatistics, NonFiniteOrigin, ZeroIntoSingularOp
-from .base import Context, Rule, Severity, display_fix, names, related
+from .base import Context, Rule, Severity, all_names, display_fix, names, related, short_names
 
 
 _GROWN = 1e3  # a largest finite loss this many times the first ones: the values overflowed
@@ -62,10 +62,13 @@ class NonFinite(Rule):
         grad_step, loss_step = v.get("grad_step"), v.get("loss_step")
         loss_loc = v.get("loss")
         loss = _loss_name(loss_loc)
+        cut_names = ""  # the parameters the message leaves out, for the help
         if loss_step is not None and (grad_step is None or loss_step <= grad_step):
             what, step = f"`{loss}`" if loss.isidentifier() else loss, loss_step
         elif grad_step is not None:
-            what, step = f"the gradient of {names(v.get('params') or ['a parameter'], 3)}", grad_step
+            params = v.get("params") or ["a parameter"]
+            what, step = f"the gradient of {short_names(params, 40)}", grad_step
+            cut_names = all_names(params, 40)
         else:
             what, step = "a value in the forward pass", origin.get("iteration") if origin is not None else None
         message = f"{what} first became NaN/Inf at step {step}"
@@ -110,7 +113,7 @@ class NonFinite(Rule):
         rel = related(loss_loc, f"`{loss}` is non-finite from step {step} on") if location is not loss_loc else []
         if v.get("optimizer_location") is not None and grad_step is not None:
             rel += related(v["optimizer_location"], f"`{v['optimizer']}` applies the NaN/Inf gradients")
-        yield self.diagnostic(message, location, help=" ".join(notes), related=rel,
+        yield self.diagnostic(message, location, help=" ".join(notes) + cut_names, related=rel,
                               fix=display_fix("Clamp the op's input or add an epsilon; lower the learning rate"),
                               step=step, grad_step=grad_step, loss_step=loss_step,
                               parameters=v.get("params", []), op=(origin or {}).get("op"))

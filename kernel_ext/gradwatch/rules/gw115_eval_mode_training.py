@@ -34,7 +34,7 @@ for epoch in range(10):
 from __future__ import annotations
 
 from ..measurements import EvalModeAtStep
-from .base import Context, Rule, Severity, display_fix, names, related
+from .base import Context, Rule, Severity, all_names, display_fix, related, short_names
 
 
 class EvalModeTraining(Rule):
@@ -46,16 +46,17 @@ class EvalModeTraining(Rule):
     def check(self, ctx: Context):
         for m in ctx.measured(EvalModeAtStep):
             opt, module = m.optimizer.name, m.module
-            message = (f"`{module}` is in eval mode ({names(m.submodules, 2)} disabled) while "
+            message = (f"`{module}` is in eval mode ({short_names(m.submodules, 30)} disabled) while "
                        f"`{opt}.step()` trains it")
+            disabled = all_names(m.submodules, 30).replace("All of them", "Disabled")
             help = (f"Its parameters are trained with those layers disabled: call `{module}.train()` before "
-                    f"the training steps.")
+                    f"the training steps.{disabled}")
             loc = m.eval_call or m.step
             start = ctx.source_map.function_start(m.step) if ctx.source_map and m.step else None
             if not m.train_called and start is not None:
                 # nothing ever puts it back in training mode: the training function needs `.train()`
                 help = (f"Its parameters are trained with those layers disabled, and nothing calls "
-                        f"`{module}.train()`: call it at the start of the training function.")
+                        f"`{module}.train()`: call it at the start of the training function.{disabled}")
                 rel = related(m.eval_call, f"`{module}` is put in eval mode here")
                 rel += related(m.step, f"`{opt}.step()` trains `{module}` in eval mode here")
                 yield self.diagnostic(message, start, help=help, related=rel,
