@@ -5,6 +5,7 @@ forward is still found."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -105,3 +106,111 @@ def test_a_cut_inside_a_compiled_forward_is_still_found(compiled_runs: dict) -> 
     _, message, source = cut["codes"][0]
     assert source.strip() == "return self.b(h.detach() if self.cut else h)"
     assert "`h.detach()`" in message and "`model.a.weight`, `model.a.bias`" in message, message
+
+
+# A compiled training step (the pattern of PyTorch's torch.compile tutorial): zero_grad,
+# forward, backward and step inside one compiled function. Dynamo breaks its graph at
+# zero_grad (torch disables dynamo there), at backward and inside step; the step's hooks are
+# traced into its graph. gradwatch must leave dynamo's view as it is and still see the steps.
+_STEP_SCENARIO = textwrap.dedent("""
+    import json, sys, warnings
+    import torch, torch.nn as nn, torch.nn.functional as F
+    import gradwatch
+
+    class Net(nn.Module):
+        def __init__(self, cut):
+            super().__init__()
+            self.a, self.b, self.cut = nn.Linear(8, 16), nn.Linear(16, 3), cut
+
+        def forward(self, x):
+            h = torch.relu(self.a(x))
+            return self.b(h.detach() if self.cut else h)
+
+    def run(watched, bug=None):
+        if "torch._dynamo" in sys.modules:
+            torch._dynamo.reset()
+            torch._dynamo.utils.counters.clear()
+        torch.manual_seed(0)
+        model = Net(bug == "detach")
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        batches = [(torch.randn(32, 8), torch.randint(0, 3, (32,))) for _ in range(5)]
+
+        def train(mod, batch):
+            if bug != "no zero_grad":
+                opt.zero_grad(True)
+            loss = F.cross_entropy(mod(batch[0]), batch[1])
+            loss.backward()
+            opt.step()
+            return loss
+
+        codes = []
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            session = gradwatch.watch(warn=False, namespace=dict(model=model, opt=opt)) if watched else None
+            report = session.__enter__() if session else None
+            try:
+                train_opt = torch.compile(train, backend="aot_eager")
+                losses = [train_opt(model, batch).item() for batch in batches]
+            finally:
+                if session:
+                    session.__exit__(None, None, None)
+                    codes = [(d.code, d.message) for d in report.diagnostics]
+        counters = {k: dict(v) for k, v in torch._dynamo.utils.counters.items() if v}
+        return dict(losses=losses, counters=counters, codes=codes,
+                    warnings=sorted(f"{w.category.__name__}: {w.message} @{w.filename}" for w in caught),
+                    weights=[p.detach().flatten().tolist() for p in model.parameters()])
+
+    run(False)  # (the first compile imports parts of torch that warn once)
+    print(json.dumps(dict(watched=run(True), plain=run(False), no_zero_grad=run(True, "no zero_grad"),
+                          detach=run(True, "detach"))))
+""")
+
+
+@pytest.fixture(scope="module")
+def compiled_steps(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    script = tmp_path_factory.mktemp("compiled") / "compiled_step.py"
+    script.write_text(_STEP_SCENARIO)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _graph_breaks(counters: dict) -> dict[str, int]:
+    """Graph-break reasons, with the one wording gradwatch changes made equal: dynamo meets the
+    torch-disabled `zero_grad` as a call inside gradwatch's wrapper ("call function marked as
+    skipped") instead of as a method it tries to inline ("inline function ..."); the break is
+    the same one, at the same call."""
+    out: dict[str, int] = {}
+    for reason, n in counters.get("graph_break", {}).items():
+        skipped = re.search(r"Attempted to (?:call|inline) function marked as skipped.*?qualname: ([\w.]+)",
+                            reason, re.S)
+        key = f"skipped {skipped.group(1)}" if skipped else reason
+        out[key] = out.get(key, 0) + n
+    return out
+
+
+def test_a_compiled_training_step_is_compiled_as_without_gradwatch(compiled_steps: dict) -> None:
+    plain, watched = compiled_steps["plain"], compiled_steps["watched"]
+    # zero_grad, backward and the two breaks inside SGD.step
+    assert _graph_breaks(watched["counters"]) == _graph_breaks(plain["counters"])
+    assert sum(_graph_breaks(plain["counters"]).values()) == 4
+    assert "skipped Optimizer.zero_grad" in _graph_breaks(plain["counters"])
+    # frames (train, its resumes, the step's and aot_eager's own), graphs, resumes, recompiles
+    others = {k: v for k, v in plain["counters"].items() if k != "graph_break"}
+    assert {k: v for k, v in watched["counters"].items() if k != "graph_break"} == others
+    assert others["stats"] == {"calls_captured": 8, "unique_graphs": 2}
+    assert "recompiles" not in others
+    assert watched["warnings"] == plain["warnings"] == []
+    assert watched["losses"] == plain["losses"]
+    assert watched["weights"] == plain["weights"]
+    assert watched["codes"] == []  # its steps are seen: no "backward() without step()"
+
+
+def test_bugs_inside_a_compiled_training_step_are_found(compiled_steps: dict) -> None:
+    no_zero_grad, detach = compiled_steps["no_zero_grad"], compiled_steps["detach"]
+    assert no_zero_grad["warnings"] == detach["warnings"] == []
+    assert [code for code, _ in no_zero_grad["codes"]] == ["GW101"], no_zero_grad["codes"]
+    # the compiled function's .detach() leaves `a` without a gradient at every step
+    assert [code for code, _ in detach["codes"]] == ["GW006"], detach["codes"]
+    assert "`model.a.weight`, `model.a.bias`" in detach["codes"][0][1]

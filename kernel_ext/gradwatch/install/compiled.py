@@ -27,7 +27,7 @@ import dis
 import os
 import re
 import sys
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any, Callable
 
 import torch
@@ -61,11 +61,13 @@ class CompiledRegions:
         self._on_error = on_error
         self._current_mode = current_mode  # the session's tracing mode, or None
         self._provenance = provenance
-        self._graph_cuts: list[tuple[str, int]] = []  # (file, line) of cuts in graphs compiled now
-        self._module_cuts: WeakIdKeyDictionary = WeakIdKeyDictionary()  # compiled module -> positions
+        # per graph compiled now: (file, line) of its cuts, ids of the tensors they cut off
+        self._graph_cuts: list[tuple[list[tuple[str, int]], set[int]]] = []
+        self._module_cuts: WeakIdKeyDictionary = WeakIdKeyDictionary()  # module -> (positions, cut off)
         self._aside: Any = None  # the mode taken off for a compiled region
         self._entries: list[tuple[Any, bool]] = []  # (dynamo's caller, whether it set a callback)
         self._hooked = False
+        self.entered = False  # compiled code ran (or was compiled) in this session
 
     def install(self) -> None:
         module = sys.modules.get(_EVAL_FRAME)
@@ -87,13 +89,15 @@ class CompiledRegions:
         if self._hooked or not callable(getattr(module, "_maybe_set_eval_frame", None)):
             return
         self._hooked = True
-        self._installer.patch(module, "_maybe_set_eval_frame", self._wrap_set_eval_frame)
+        _skip_frames(self._installer.entry_codes())
+        self._installer.patch(module, "_maybe_set_eval_frame", self._wrap_set_eval_frame, dynamo_internal=True)
         self._installer.add_undo(self._forget)
         output_graph = sys.modules.get("torch._dynamo.output_graph")
         if self._provenance is not None and output_graph is not None \
                 and callable(getattr(module, "OptimizedModule", None)) \
                 and callable(getattr(getattr(output_graph, "OutputGraph", None), "call_user_compiler", None)):
-            self._installer.patch(output_graph.OutputGraph, "call_user_compiler", self._wrap_user_compiler)
+            self._installer.patch(output_graph.OutputGraph, "call_user_compiler", self._wrap_user_compiler,
+                                  dynamo_internal=True)
             self._installer.patch(module.OptimizedModule, "__call__", self._wrap_module_call)
 
     def _wrap_set_eval_frame(self, original: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -110,6 +114,7 @@ class CompiledRegions:
             else:
                 entries.append((caller, callback is not None))
             if any(active for _, active in entries):
+                self.entered = True
                 self._step_aside()
                 return original(callback)
             prior = original(callback)
@@ -133,7 +138,9 @@ class CompiledRegions:
     def _wrap_user_compiler(self, original: Callable[..., Any]) -> Callable[..., Any]:
         def call_user_compiler(graph: Any, gm: Any, *args: Any, **kwargs: Any) -> Any:
             try:
-                self._graph_cuts.extend(_cuts_in(gm))
+                cuts = _cuts_in(gm)
+                if cuts:
+                    self._graph_cuts.append((cuts, _cut_off(gm)))
             except Exception:  # (a graph gradwatch cannot read: nothing to add)
                 pass
             return original(graph, gm, *args, **kwargs)
@@ -145,35 +152,131 @@ class CompiledRegions:
             out = original(module, *args, **kwargs)
             try:
                 if len(self._graph_cuts) > before:  # compiled during this call
-                    cuts = _positions(module, self._graph_cuts[before:])
+                    graphs = self._graph_cuts[before:]
                     del self._graph_cuts[before:]
-                    if cuts:
-                        self._module_cuts[module] = cuts
-                cuts = self._module_cuts.get(module)
+                    positions = _positions(module, [cut for cuts, _ in graphs for cut in cuts])
+                    cut_off = set().union(*(ids for _, ids in graphs))
+                    if positions and cut_off:
+                        self._module_cuts[module] = (positions[0], cut_off)
+                found = self._module_cuts.get(module)
                 mode = self._current_mode()
-                if cuts and mode is not None and not mode.paused:
+                if found and mode is not None and not mode.paused:
                     with own_work():
-                        self._record(module, args, kwargs, out, cuts[0])
+                        self._record(module, args, kwargs, out, *found)
             except Exception as exc:  # gradwatch's fault: the user's result stays
                 if self._on_error is not None:
                     self._on_error(exc)
             return out
         return call
 
-    def _record(self, module: Any, args: tuple, kwargs: dict, out: Any, pos: Any) -> None:
+    def _record(self, module: Any, args: tuple, kwargs: dict, out: Any, pos: Any, cut_off: set[int]) -> None:
+        """The outputs' node: the module's parameters and inputs, those that the graph's cuts
+        keep from every output behind a cut at ``pos`` (the ``.detach()``)."""
         prov = self._provenance
-        inputs: list[torch.Tensor] = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
-        parents = tuple(prov.node_of(t) for t in (*inputs, *module.parameters()))
+        inputs = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+        kept: list[Node] = []
+        cut: list[Node] = []
+        for t in (*inputs, *module.parameters()):
+            (cut if id(t) in cut_off else kept).append(prov.node_of(t))
+        if not cut:
+            return
         outputs = [out] if isinstance(out, torch.Tensor) else \
             [t for t in out if isinstance(t, torch.Tensor)] if isinstance(out, (list, tuple)) else []
         for t in outputs:
-            prov.nodes[t] = Node("detach", pos, parents, t, "detach", prov.step)
+            detach = Node("detach", pos, tuple(cut), t if not kept else None, "detach", prov.step)
+            prov.nodes[t] = detach if not kept else Node(type(module).__name__, None, (*kept, detach), t, None,
+                                                         prov.step)
 
     def _step_back(self) -> None:
         mode, self._aside = self._aside, None
         # back only while it is still the session's live mode (tracing may have ended meanwhile)
         if mode is not None and mode is self._current_mode() and not modes.on_stack(mode):
             modes.push(mode)
+
+
+def _skip_frames(codes: tuple[CodeType, ...]) -> None:
+    """Dynamo compiles no frame of these functions (gradwatch's wrappers and hooks) when
+    compiled code calls them eagerly (after a graph break); they take its callback off for
+    gradwatch's work and put it back for the original's."""
+    try:
+        from torch._C._dynamo.eval_frame import _FrameAction, _FrameExecStrategy, set_code_exec_strategy
+    except ImportError:  # pragma: no cover - another torch
+        return
+    for code in codes:
+        set_code_exec_strategy(code, _FrameExecStrategy(_FrameAction.SKIP, _FrameAction.DEFAULT))
+
+
+class CompiledSteps:
+    """Optimizer steps that compiled code ran. Dynamo traces the optimizer's step hooks into its
+    graph (gradwatch's hook is nothing there), so a compiled ``opt.step()`` calls no gradwatch
+    code. Such a step is found at gradwatch's next eager call (``zero_grad()``, ``backward()``,
+    the cell's end), before that call is handled, from the version counters of a sample of the
+    optimizer's parameters (every in-place update bumps them; ``zero_grad`` and ``backward``
+    touch only ``.grad``). A step gradwatch saw itself resets the count (`stepped`)."""
+
+    _SAMPLE = 16  # parameters per optimizer, spread over its list
+
+    def __init__(self, entered: Callable[[], bool], optimizers: Callable[[], list[tuple[Any, int]]],
+                 on_step: Callable[[Any], None]) -> None:
+        self._entered = entered  # whether compiled code ran in the session
+        self._optimizers = optimizers  # the session's (optimizer, key) pairs
+        self._on_step = on_step
+        self._stamps: dict[int, tuple[int, int, list[torch.Tensor]]] = {}  # key -> (params, stamp, sample)
+
+    def stepped(self, key: int) -> None:
+        """A step gradwatch's hook saw: its updates are no compiled step."""
+        self._stamps.pop(key, None)
+
+    def catch_up(self) -> None:
+        if not self._entered():
+            return  # nothing compiled ran: every step was seen by the hook
+        for opt, key in self._optimizers():
+            n_params = sum(len(g["params"]) for g in opt.param_groups)
+            last = self._stamps.get(key)
+            sample = last[2] if last is not None and last[0] == n_params else _sample(opt, self._SAMPLE)
+            stamp = sum(p._version for p in sample)
+            if last is not None and last[0] == n_params and stamp != last[1]:
+                self._on_step(opt)  # (it calls `stepped`: the new stamp goes in after)
+            self._stamps[key] = (n_params, stamp, sample)
+
+    def finish(self) -> None:
+        """The cell's end: a last compiled step, then no reference to the parameters."""
+        try:
+            self.catch_up()
+        finally:
+            self._stamps.clear()
+
+
+def _cut_off(gm: Any) -> set[int]:
+    """Ids of the graph's tensor inputs (parameters) that reach its ``.detach()`` calls and no
+    output by any other path: those its cuts keep from every output."""
+    live: dict[Any, frozenset[int]] = {}  # node -> inputs that reach it without a detach
+    dead: set[int] = set()
+    reach_out: frozenset[int] = frozenset()
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            example = getattr(node.meta.get("grapharg"), "example", None)
+            live[node] = frozenset((id(example),)) if isinstance(example, torch.Tensor) else frozenset()
+            continue
+        reaching = frozenset().union(*(live.get(n, frozenset()) for n in node.all_input_nodes))
+        if node.op == "output":
+            reach_out = reaching
+        elif _is_detach(node):
+            dead |= reaching
+            live[node] = frozenset()
+        else:
+            live[node] = reaching
+    return dead - reach_out
+
+
+def _is_detach(node: Any) -> bool:
+    target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+    return node.op in ("call_method", "call_function") and target == "detach"
+
+
+def _sample(opt: Any, n: int) -> list[torch.Tensor]:
+    params = [p for g in opt.param_groups for p in g["params"]]
+    return params[::max(1, -(-len(params) // n))]
 
 
 _FRAME = re.compile(r'File "(.+)", line (\d+), in ')
@@ -183,8 +286,7 @@ def _cuts_in(gm: Any) -> list[tuple[str, int]]:
     """(file, line) of the user's ``.detach()`` calls in a graph dynamo made."""
     out = []
     for node in gm.graph.nodes:
-        target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
-        if node.op in ("call_method", "call_function") and target == "detach":
+        if _is_detach(node):
             frames = _FRAME.findall(node.meta.get("stack_trace") or "")
             if frames:
                 out.append((frames[-1][0], int(frames[-1][1])))

@@ -24,6 +24,8 @@ import threading
 from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from torch.compiler import is_compiling
+
 from . import modes
 
 if TYPE_CHECKING:
@@ -42,24 +44,113 @@ class InstallConflict(RuntimeError):
 class _Slot:
     """What a wrapper calls while its session lives; emptied when the session ends."""
 
-    __slots__ = ("handler", "thread")
+    __slots__ = ("handler", "thread", "callbacks")
 
-    def __init__(self, handler: Callable[..., Any], thread: int) -> None:
+    def __init__(self, handler: Callable[..., Any] | None, thread: int) -> None:
         self.handler: Callable[..., Any] | None = handler
         self.thread = thread
+        self.callbacks: list[Any] = []  # dynamo's eval-frame callbacks set aside for the handler
+
+
+# --- calls from compiled code ------------------------------------------------------------------
+# Dynamo traces a compiled function's calls into the functions they call (it inlines them) and,
+# after a graph break, runs a call eagerly with its frame callback set: every Python frame that
+# call makes is then compiled (or skipped) by dynamo on its own. gradwatch stays out of both:
+# traced, a wrapper is the original (``is_compiling()`` first: the only work dynamo traces);
+# called eagerly, the handler runs with the callback off (dynamo sees none of gradwatch's
+# frames) and the original with it back on (dynamo sees the original's frames as without us).
+# The wrappers' own frames are skipped by dynamo (`compiled.py` marks `Installer.entry_codes`).
+try:
+    from torch._C._dynamo.eval_frame import get_eval_frame_callback, set_eval_frame
+except ImportError:  # pragma: no cover - a torch without dynamo
+    def get_eval_frame_callback() -> Any:
+        return None
+
+    def set_eval_frame(callback: Any) -> Any:
+        return None
+
+
+def _wraps(original: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`functools.wraps`, without dynamo's marks (a `torch._disable_dynamo` function's): dynamo
+    is to trace into the wrapper and meet the mark on the original, as it does without us."""
+    def wraps(wrapper: Callable[..., Any]) -> Callable[..., Any]:
+        functools.update_wrapper(wrapper, original)
+        for name in [n for n in vars(wrapper) if n.startswith("_torchdynamo")]:
+            delattr(wrapper, name)
+        return wrapper
+    return wraps
 
 
 def _wrapper(original: Callable[..., Any], slot: _Slot) -> Callable[..., Any]:
     get_ident = threading.get_ident
 
+    @_wraps(original)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if is_compiling():  # first: traced by dynamo, the wrapper is the original
+            return original(*args, **kwargs)
+        __tracebackhide__ = True  # noqa: F841  (IPython hides this frame in tracebacks)
+        handler = slot.handler
+        if handler is None or get_ident() != slot.thread:
+            return original(*args, **kwargs)
+        callback = get_eval_frame_callback()
+        if callback is None:
+            return handler(*args, **kwargs)
+        slot.callbacks.append(callback)  # called eagerly from compiled code
+        set_eval_frame(None)
+        try:
+            return handler(*args, **kwargs)
+        finally:
+            set_eval_frame(callback)
+            slot.callbacks.pop()
+    return wrapper
+
+
+def _original_call(original: Callable[..., Any], slot: _Slot) -> Callable[..., Any]:
+    """``original`` as the handler calls it: with dynamo's callback back on when the wrapper
+    took it off."""
+    @functools.wraps(original)
+    def call_original(*args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True  # noqa: F841
+        if not slot.callbacks:
+            return original(*args, **kwargs)
+        off = set_eval_frame(slot.callbacks[-1])
+        try:
+            return original(*args, **kwargs)
+        finally:
+            set_eval_frame(off)
+    return call_original
+
+
+def _dynamo_internal_wrapper(original: Callable[..., Any], slot: _Slot) -> Callable[..., Any]:
+    """A wrapper of one of dynamo's own functions: it runs while dynamo compiles, too."""
+    get_ident = threading.get_ident
+
     @functools.wraps(original)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        __tracebackhide__ = True  # noqa: F841  (IPython hides this frame in tracebacks)
         handler = slot.handler
         if handler is None or get_ident() != slot.thread:
             return original(*args, **kwargs)
         return handler(*args, **kwargs)
     return wrapper
+
+
+def _owner_thread_hook(fn: Callable[..., Any], thread: int) -> Callable[..., Any]:
+    get_ident = threading.get_ident
+
+    def on_owner_thread(*args: Any, **kwargs: Any) -> Any:
+        if is_compiling():  # first: traced by dynamo (a compiled step), nothing of ours is traced
+            return None
+        if get_ident() != thread:
+            return None
+        callback = get_eval_frame_callback()
+        if callback is None:
+            return fn(*args, **kwargs)
+        set_eval_frame(None)  # run eagerly from compiled code: dynamo sees none of our frames
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            set_eval_frame(callback)
+    return on_owner_thread
 
 
 class Hook:
@@ -107,6 +198,14 @@ class Installer:
             if _claimed_by is self:
                 _claimed_by = None
 
+    @staticmethod
+    def entry_codes() -> tuple[CodeType, ...]:
+        """The code of every function through which torch calls into the session (wrappers
+        of patched functions, hooks)."""
+        slot = _Slot(None, 0)
+        return (_wrapper(print, slot).__code__, _original_call(print, slot).__code__,
+                _dynamo_internal_wrapper(print, slot).__code__, _owner_thread_hook(print, 0).__code__)
+
     @property
     def closed(self) -> bool:
         return self._closing
@@ -115,12 +214,20 @@ class Installer:
         return threading.get_ident() == self.thread
 
     # --- patches, hooks, modes ------------------------------------------------------------------
-    def patch(self, owner: Any, name: str, build: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
-        """Replace ``owner.name`` by ``build(original)`` on the owner thread, for the session."""
+    def patch(self, owner: Any, name: str, build: Callable[[Callable[..., Any]], Callable[..., Any]],
+              dynamo_internal: bool = False) -> None:
+        """Replace ``owner.name`` by ``build(original)`` on the owner thread, for the session.
+
+        In code that torch.compile traces, the patched function is the original (the handler
+        runs when it is called eagerly); a ``dynamo_internal`` function (one of dynamo's own)
+        calls the handler while dynamo compiles, too."""
         saved = owner.__dict__.get(name, _MISSING) if isinstance(owner, type) else getattr(owner, name, _MISSING)
         original = getattr(owner, name)
-        slot = _Slot(build(original), self.thread)
-        wrapper = _wrapper(original, slot)
+        slot = _Slot(None, self.thread)
+        if dynamo_internal:
+            slot.handler, wrapper = build(original), _dynamo_internal_wrapper(original, slot)
+        else:
+            slot.handler, wrapper = build(_original_call(original, slot)), _wrapper(original, slot)
 
         def undo() -> None:
             slot.handler = None  # a wrapper that escaped passes through from now on
@@ -136,13 +243,7 @@ class Installer:
 
     def hook(self, register: Callable[[Callable[..., Any]], Any], fn: Callable[..., Any]) -> Hook:
         """``register(fn)`` (a torch global hook), called on the owner thread only."""
-        thread, get_ident = self.thread, threading.get_ident
-
-        def on_owner_thread(*args: Any, **kwargs: Any) -> Any:
-            if get_ident() == thread:
-                return fn(*args, **kwargs)
-            return None
-        hook = Hook(register(on_owner_thread), self)
+        hook = Hook(register(_owner_thread_hook(fn, self.thread)), self)
         if not self._hooks:
             self._undo.append(self._remove_hooks)
         self._hooks[id(hook)] = hook
