@@ -10,6 +10,7 @@ user object alive.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import sys
 import threading
@@ -28,7 +29,8 @@ from .news import OnFinding
 from .report import Report
 from .trace import explain
 from .trace.flow import FlowAnalyzer, data_leaves, related_tensor_ids
-from .install.compiled import CompiledRegions, CompiledSteps
+from .install.compiled import CompiledRegions
+from .monitors.schedule import StepSchedule
 from .monitors.training import TrainingMonitor
 from .install.installer import InstallConflict, Installer
 from .install.monitor_handle import MonitorHandle
@@ -38,15 +40,7 @@ from .trace.provenance import Provenance, ProvenanceMode, forget_callers, own_wo
 _active = threading.local()
 _MAX_STEP_EVENTS = 32
 _NO_GRAD_NAMES = ("no_grad", "inference_mode", "set_grad_enabled")
-_RETRACE_LIMIT = 16  # backward() calls traced at most to reach one optimizer's next step
 _GRAD_CALLS_FREE = 8  # autograd.grad() calls (inner loops, penalties) that do not use up tracing
-_CHECK_ALL_STEPS = 16  # each optimizer's first steps are all checked for missing gradients ...
-_CHECK_EVERY = 16  # ... then every so many (a listing of all parameters costs per step)
-
-
-def _sampled(step_number: int, backwards_since_step: int) -> bool:
-    """Whether this step of an optimizer is checked for parameters without a gradient."""
-    return step_number <= _CHECK_ALL_STEPS or step_number % _CHECK_EVERY == 0 or backwards_since_step == 0
 
 
 class WatchError(RuntimeError):
@@ -57,13 +51,15 @@ class Watch:
     """A watch session. Use through `gradwatch.watch()`.
 
     ``trace_steps`` is how many ``backward()`` calls run with full provenance tracing (the
-    expensive part); after that only cheap per-step checks run. ``per_step_monitors=False``
-    leaves out the training-dynamics monitor (GW101-GW115): the benchmark's measure of what
-    the session alone costs.
+    expensive part; default: the schedule's); after that only cheap per-step checks run, on the
+    steps that ``schedule`` (one `StepSchedule` for every sampled check) picks.
+    ``per_step_monitors=False`` leaves out the training-dynamics monitor (GW101-GW115): the
+    benchmark's measure of what the session alone costs.
     """
 
     def __init__(self, *, select: Iterable[str] | None = None, ignore: Iterable[str] | None = None,
-                 trace_steps: int = 2, shell: Any = None, source_map: SourceMap | None = None,
+                 trace_steps: int | None = None, schedule: StepSchedule | None = None,
+                 shell: Any = None, source_map: SourceMap | None = None,
                  namespace: dict[str, Any] | None = None, code: str | None = None,
                  execution_count: int | None = None, warn: bool = True,
                  on_finding: OnFinding | None = None, per_step_monitors: bool = True) -> None:
@@ -74,7 +70,10 @@ class Watch:
 
         self.select = registry.expand(select) if select else None
         self.ignore = registry.expand(ignore) if ignore else set()
-        self.trace_steps = trace_steps
+        self.schedule = schedule or StepSchedule()
+        if trace_steps is not None:
+            self.schedule = dataclasses.replace(self.schedule, trace_backward_calls=trace_steps)
+        self.trace_steps = self.schedule.trace_backward_calls
         self.source_map = source_map or SourceMap(shell)
         self._namespace = namespace if namespace is not None else {}  # the user's globals
         self.warn = warn
@@ -89,7 +88,6 @@ class Watch:
         self.installer = Installer(self._internal_error)  # replaced by the one `__enter__` claims with
         self._in_backward = False  # inside a watched backward(): calls it makes are not watched again
         self._bwd_at: dict[int, int] = {}  # optimizer key -> backward calls at its last step/zero_grad
-        self._compiled_steps = CompiledSteps(lambda: False, self.optimizers.items, self._on_compiled_step)
         self._trained_names = intent.trained_names(code) if code else set()
         self._per_step_monitors = per_step_monitors
         self._monitors: list[TrainingMonitor] = []  # the training-dynamics monitor, unless left out
@@ -169,15 +167,14 @@ class Watch:
             self._monitors.append(TrainingMonitor(self._monitor_handle()))
         installer.add_undo(self._stop_tracing)
         # torch.compile: the tracing mode steps aside in compiled code, seen from outside instead
-        regions = CompiledRegions(installer, lambda: self.mode, self.provenance, self._internal_error)
-        regions.install()
-        self._compiled_steps = CompiledSteps(lambda: regions.entered, self.optimizers.items, self._on_compiled_step)
+        CompiledRegions(installer, lambda: self.mode, self.provenance, self._internal_error).install()
         if self.trace_steps > 0:
             self._start_tracing(self.trace_steps)
 
     def _monitor_handle(self) -> MonitorHandle:
         return MonitorHandle(
             installer=self.installer, provenance=self.provenance, optimizers=self.optimizers,
+            schedule=self.schedule,
             events=self.events, tracing_mode_on=lambda: self.mode is not None,
             user_frame=self.source_map.user_frame, location=self.location, namespace=self.namespace,
             namer=self._namer, optimizer_key=self._key, internal_error=self._internal_error,
@@ -396,7 +393,6 @@ class Watch:
         return zero_grad
 
     def _on_zero_grad(self, opt) -> None:
-        self._compiled_steps.catch_up()
         key = self._key(opt)
         self._bwd_at[key] = self.events.n_backward
         for monitor in self._monitors:
@@ -445,13 +441,8 @@ class Watch:
                 session._internal_error(exc)
         return step_pre_hook
 
-    def _on_compiled_step(self, opt) -> None:
-        """A step that compiled code ran (found by `CompiledSteps`), as the step hook sees one."""
-        self._on_step(opt, (opt,), {})
-
     def _on_step(self, opt, args, kwargs) -> tuple | None:
         key = self._key(opt)
-        self._compiled_steps.stepped(key)
         events = self.events
         events.n_steps += 1
         counts = events.step_counts.get(key) or StepCounts()
@@ -472,7 +463,7 @@ class Watch:
             # `.grad` holds the previous step's (or nothing) now; check them after the closure
             checked = self._check_after(closure, opt, key, step_number, n)
             changed = ((opt, checked, *args[2:]), kwargs) if len(args) > 1 else (args, {**kwargs, "closure": checked})
-        elif _sampled(step_number, since):
+        elif self.schedule.checks_missing(step_number, since):
             self._check_missing(opt, key, since)
         for monitor in self._monitors:
             monitor.on_step(opt, key, args, kwargs)
@@ -493,7 +484,7 @@ class Watch:
                 n = session.events.n_backward
                 session._bwd_at[key] = n  # the closure's backward calls are this step's
                 since = n - n_before
-                if _sampled(step_number, since):
+                if session.schedule.checks_missing(step_number, since):
                     session._guard(session._check_missing, opt, key, since)
             return result
         return closure_then_check
@@ -514,7 +505,7 @@ class Watch:
             self._fed_traced.discard(key)
             self._trace_for = key
             if self.mode is None:  # from now on: the next forward may feed this optimizer
-                self._start_tracing(_RETRACE_LIMIT)
+                self._start_tracing(self.schedule.retrace_limit)
         if (missing or since == 0) and len(events.steps) < _MAX_STEP_EVENTS:
             namer = self._namer(self.source_map.user_frame(sys._getframe(1)))
             events.steps.append(StepEvent(
@@ -572,7 +563,6 @@ class Watch:
         return [t for t in (first or ()) if isinstance(t, torch.Tensor)]
 
     def _before_backward(self, api: str, args, kwargs) -> BackwardEvent | None:
-        self._compiled_steps.catch_up()
         self.events.n_backward += 1
         roots = self._roots(api, args, kwargs)
         if api != "torch.autograd.grad":  # gradients of inputs (penalties): no training loss
@@ -676,7 +666,6 @@ class Watch:
 
     # --- monitors (per-step checks) and internal errors -------------------------------------------
     def _finish_monitors(self) -> None:
-        self._guard(self._compiled_steps.finish)  # a last step that compiled code ran
         for monitor in self._monitors:
             try:
                 monitor.finish(self.events)

@@ -25,6 +25,7 @@ from gradwatch.rules import gw108_dead_parameter as gw108
 from gradwatch.rules import gw113_diverging_loss as gw113
 from gradwatch.rules import registry
 from gradwatch.monitors import grad_stats
+from gradwatch.monitors.schedule import StepSchedule
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,8 +67,8 @@ def test_state_does_not_grow_with_steps():
     assert ("first_bad", (4,)) in acc and ("tail", (16,)) in lacc
 
 
-def test_stride_adapts_and_dead_parameters_are_still_found(monkeypatch):
-    monkeypatch.setattr(grad_stats, "_TARGET", 1e-9)  # statistics "too expensive": widest stride
+def test_stride_adapts_and_dead_parameters_are_still_found():
+    expensive = StepSchedule(stats_target=1e-9)  # statistics "too expensive": widest stride
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
     with torch.no_grad():
@@ -76,8 +77,9 @@ def test_stride_adapts_and_dead_parameters_are_still_found(monkeypatch):
     x, y = torch.randn(32, 8), torch.randn(32, 1)
     strides = []
     report = watched(lambda: loop(model, opt, x, y, 1500,
-                                  lambda i: i == 1499 and strides.append(monitor().stats.series[1].stride)))
-    assert strides == [grad_stats._MAX_STRIDE]
+                                  lambda i: i == 1499 and strides.append(monitor().stats.series[1].stride)),
+                     schedule=expensive)
+    assert strides == [expensive.stats_max_stride] == [32]
     [dead] = [d for d in report if d.code == "GW108"]
     # fc1.weight, fc1.bias, fc2.weight (named after the optimizer: the model is no global here)
     assert dead.evidence["parameters"] == [f"optimizer#1.param_groups[0]['params'][{i}]" for i in range(3)]
@@ -479,3 +481,127 @@ def test_gw105_a_gradient_nan_first_or_an_overflow_keeps_the_step_wording():
         "the gradient of `w1`, `w2`, `w3` first became NaN/Inf at step 1500")
     grown = _gw105(grad_bad=1501.0, last_finite=1500.0, finite_max=3e9)  # the values overflowed
     assert grown.message.startswith("the loss first became NaN/Inf at step 1501") and "forward" not in grown.message
+
+
+def _sampling_of_each_part(schedule: StepSchedule | None, monkeypatch) -> dict[str, int]:
+    """What every sampled part did in a 20-step loop with an unused parameter."""
+    from gradwatch.monitors import step_order
+
+    eval_checks: list[int] = []
+    check_eval = step_order.StepOrder._check_eval
+    monkeypatch.setattr(step_order.StepOrder, "_check_eval",
+                        lambda self, opt, key, st: eval_checks.append(st.steps) or check_eval(self, opt, key, st))
+    torch.manual_seed(0)
+    used, unused = nn.Linear(3, 1), nn.Linear(3, 1)
+    opt = torch.optim.SGD([*used.parameters(), *unused.parameters()], lr=1e-2)
+    x, y = torch.randn(8, 3), torch.randn(8, 1)
+    seen = {"probed steps": 0}
+
+    def check(i):
+        m = monitor()
+        seen["probed steps"] += m.order.opts[1].probe is not None
+        if i == 19:
+            s = m.stats.series[1]
+            seen["norm rows"] = s.n_rows + len(s.rows)
+            seen["kept backward positions"] = len(m.order.backward_positions)
+
+    def count_traced(i):  # (in a loop without a missing gradient: no trace again to find its cause)
+        if i == 19:
+            seen["traced backward calls"] = len(session_mod.current().events.backwards)
+
+    options = {"schedule": schedule} if schedule else {}
+    report = watched(lambda: loop(used, opt, x, y, 20, check), **options)
+    [missing] = [d for d in report if d.code == "GW006"]
+    seen["eval checks"] = len(eval_checks)
+    watched(lambda: loop(used, torch.optim.SGD(used.parameters(), lr=1e-2), x, y, 20, count_traced), **options)
+    monkeypatch.undo()
+    return {**seen, "missing-gradient checks": missing.evidence["steps_checked"]}
+
+
+def test_one_schedule_decides_the_sampling_of_every_part(monkeypatch):
+    assert _sampling_of_each_part(None, monkeypatch) == {
+        "probed steps": 16, "norm rows": 20, "kept backward positions": 3, "traced backward calls": 2,
+        "eval checks": 1, "missing-gradient checks": 16}
+    sparse = StepSchedule(trace_backward_calls=5, keep_positions=1, missing_check_all=2, missing_check_every=5,
+                          probe_all=2, probe_every=3, eval_check_every=4, stats_warm=4, stats_adapt_every=4,
+                          stats_max_stride=4, stats_target=1e-9)
+    assert _sampling_of_each_part(sparse, monkeypatch) == {
+        "probed steps": 8,  # steps 1, 2, 3, 6, 9, 12, 15, 18
+        "norm rows": 8,  # 1, 2, 3, 4 (warm), then at stride 4: 8, 12, 16, 20
+        "kept backward positions": 1, "traced backward calls": 5,
+        "eval checks": 6,  # 1, 4, 8, 12, 16, 20
+        "missing-gradient checks": 6}  # 1, 2, 5, 10, 15, 20
+
+
+def test_a_backward_looks_only_at_the_optimizers_with_something_pending(monkeypatch):
+    """Per backward(), the step-order bookkeeping visits the optimizers that have a probe set or
+    cleared gradients to report, not every optimizer the session has seen: n optimizers that are
+    only zero_grad()-ed cost nothing per backward, and a plain loop's backward visits none once
+    the probes' first steps are over."""
+    from gradwatch.monitors import step_order
+
+    visited: list[int] = []
+    pending_in_order = step_order.StepOrder._pending_in_order
+    monkeypatch.setattr(step_order.StepOrder, "_pending_in_order",
+                        lambda self: (lambda items: visited.append(len(items)) or items)(pending_in_order(self)))
+
+    def run(n_idle: int, rounds: int) -> list[int]:
+        visited.clear()
+        torch.manual_seed(0)
+        w = nn.Parameter(torch.randn(4))
+        idle = [nn.Parameter(torch.randn(4)) for _ in range(n_idle)]
+
+        def train():
+            opt = torch.optim.SGD([w], lr=1e-2)
+            others = [torch.optim.SGD([p], lr=1e-2) for p in idle]  # zero_grad()-ed, never stepped
+            for _ in range(rounds):
+                opt.zero_grad()
+                for o in others:
+                    o.zero_grad()
+                w.square().sum().backward()
+                opt.step()
+        watched(train)
+        return list(visited)
+
+    # backward 1: nothing pending yet; 2-17: the probe of steps 1-16; then none is visited (no
+    # backward() looks) except after a probed step (every 8th: step 24 -> backward 25)
+    few, many = run(10, 26), run(1_000, 26)
+    assert few == many == [0] + [1] * 16 + [1]
+
+
+def test_short_series_of_many_optimizers_are_reduced_together_with_the_same_figures(monkeypatch):
+    def measurements() -> list:
+        torch.manual_seed(0)
+        live, dead, nan, partial = (nn.Linear(3, 2) for _ in range(4))
+        with torch.no_grad():
+            dead.weight.zero_()
+            dead.bias.zero_()
+        unused = nn.Parameter(torch.randn(2))
+        opts = [torch.optim.SGD(m.parameters(), lr=1e-2) for m in (live, dead, nan)]
+        opts.append(torch.optim.SGD([*partial.parameters(), unused], lr=1e-2))
+        x = torch.randn(8, 3)
+        found = []
+
+        def run():
+            for i in range(12):
+                for o in opts:
+                    o.zero_grad()
+                scale = float("nan") if i >= 9 else 1.0
+                loss = (live(x).square().mean() + (dead(x) * 0).sum() + (nan(x) * scale).mean()
+                        + partial(x).mean() * (i + 1) ** 3)
+                loss.backward()
+                for o in opts:
+                    o.step()
+            found.append(session_mod.current().events)
+
+        watched(run)
+        return [m for m in found[0].measurements if isinstance(m, GradientStatistics)]
+
+    together = measurements()
+    flushed = []
+    monkeypatch.setattr(grad_stats.GradStats, "_flush_group", lambda self, group, B: flushed.append(len(group)))
+    one_by_one = measurements()
+    assert flushed == [4]  # (so the first run reduced the four series in one go)
+    assert len(together) == 4 and together == one_by_one
+    assert [m.first_nonfinite_step for m in together][2] == [10.0, 10.0]
+    assert together[1].zero_run == [12.0, 12.0] and together[3].n_present == [12.0, 12.0, 0.0]

@@ -16,6 +16,7 @@ from ..locate import Namer, Position
 from .installer import Installer
 from .optimizer_table import OptimizerTable
 from ..trace.provenance import Provenance
+from ..monitors.schedule import StepSchedule
 
 
 @dataclass(eq=False)
@@ -23,6 +24,7 @@ class MonitorHandle:
     installer: Installer  # every patch and hook a monitor needs goes through it
     provenance: Provenance  # the traced records (and their per-op observers)
     optimizers: OptimizerTable  # keys, weak refs, locations of the session's optimizers
+    schedule: StepSchedule  # on which steps each part samples
     events: Events
     tracing_mode_on: Callable[[], bool]  # whether the tracing mode is on (provenance tracing runs)
     user_frame: Callable[[FrameType | None], FrameType | None]  # the innermost user frame from here

@@ -12,16 +12,16 @@ host memory with ``non_blocking=True`` and an event (on the CPU it is read direc
 copy has landed it asks the session to trace the next iterations, so that `op_checks` can name
 the first forward op that produced a non-finite value (what anomaly mode is for).
 
-Sampling: every optimizer step is measured for the first `_WARM` steps; after that the stride
-adapts so that the statistics cost about `_TARGET` of the loop's time (a long loop of tiny
-steps is checked every few steps, a GPU model every step). Each row remembers its own step
-number, so a change of stride costs nothing (no early reduction), and the stride changes only
-up to a power of two, and down only by a factor of four (timing noise does not make it flap).
+Sampling (the session's `StepSchedule`): every optimizer step is measured for the first steps;
+after that the stride adapts so that the statistics cost a small, fixed share of the loop's time
+(a long loop of tiny steps is checked every few steps, a GPU model every step). Each row
+remembers its own step number, so a change of stride costs nothing (no early reduction), and the
+stride is a power of two that goes down only by a factor of four (timing noise does not make it
+flap).
 """
 
 from __future__ import annotations
 
-import math
 import time
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -36,10 +36,6 @@ if TYPE_CHECKING:
 _BLOCK = 64  # rows per device reduction
 _FIRST_BLOCK = 16  # the first block is the baseline that later growth is measured against
 _TAIL = 8  # ... and the last rows of each block are the latest state
-_WARM = 32  # steps always measured (short loops: every step, deterministic)
-_MAX_STRIDE = 32
-_TARGET = 0.002  # statistics time / loop time that the stride aims at
-_ADAPT_EVERY = 32  # steps between stride decisions
 _LOSS_BLOCK = 256
 _CHUNK = 32
 _FIRST_LOSSES = 16
@@ -109,6 +105,7 @@ class _Series:
 class GradStats:
     def __init__(self, monitor: TrainingMonitor) -> None:
         self.monitor = monitor
+        self.schedule = monitor.session.schedule
         self.series: dict[int, _Series] = {}
         self.pending: list[torch.Tensor] = []  # losses since the last step
         self.last: _Series | None = None  # the series of the last step
@@ -159,7 +156,7 @@ class GradStats:
         n = s.n_steps = s.n_steps + 1
         if n % s.stride:
             return  # the common case once the loop is known: one modulo
-        if n >= _WARM and n % _ADAPT_EVERY == 0:
+        if self.schedule.adapts_stride(n):
             self._adapt(s)
         if not s.failed:
             self._sample(s, opt)
@@ -202,16 +199,11 @@ class GradStats:
             self._flush(s)
 
     def _adapt(self, s: _Series) -> None:
-        """Pick the stride that keeps the statistics near `_TARGET` of the loop's own time."""
+        """The stride that keeps the statistics near the schedule's share of the loop's own time."""
         now = time.perf_counter()
         steps = s.n_steps - s.adapt_step
         if s.samples and steps > 0:
-            per_sample = s.cost / s.samples
-            per_step = max(now - s.t_adapt, 1e-9) / steps
-            want = min(_MAX_STRIDE, max(1, math.ceil(per_sample / (_TARGET * per_step))))
-            want = 1 << (want - 1).bit_length()  # a power of two: adapt and sample steps align
-            if want > s.stride or 2 * want < s.stride:  # (down only by 4x: no flapping)
-                s.stride = want
+            s.stride = self.schedule.stride(s.stride, s.cost / s.samples, max(now - s.t_adapt, 1e-9) / steps)
         s.cost, s.samples, s.t_adapt, s.adapt_step = 0.0, 0, now, s.n_steps
 
     # --- device reductions ------------------------------------------------------------------------
@@ -259,6 +251,82 @@ class GradStats:
             a["first_mean"], a["first_global"] = _means(clean, ok)
         a["last_mean"], a["last_global"] = _means(clean[-_TAIL:], ok[-_TAIL:])  # the latest rows
         s.n_rows += k
+        self._nonfinite(bad.any(), "a gradient")
+
+    def _flush_short_series_together(self) -> None:
+        """The first (and only) block of many short series in one device reduction: a cell with
+        1,000 optimizers that step a few times each costs a few dozen ops at its end, not 1,000
+        flushes. The same figures as `_flush` per series, with the per-series reductions (rows'
+        global norms, all-zero rows, the last finite step) done by segments of columns."""
+        groups: dict[tuple, list[_Series]] = {}
+        for s in self.series.values():
+            if s.rows and s.n_rows == 0:  # (a series with earlier blocks goes its own way)
+                groups.setdefault((s.rows[0].device, s.rows[0].dtype, tuple(s.row_steps)), []).append(s)
+        for group in groups.values():
+            if len(group) < 2:
+                continue
+            try:
+                B = torch.cat([torch.stack(s.rows) for s in group], dim=1)  # (k, all columns)
+            except RuntimeError:  # (rows of one series of unequal length: flushed one by one)
+                continue
+            self._flush_group(group, B)
+
+    def _flush_group(self, group: list[_Series], B: torch.Tensor) -> None:
+        dev = B.device
+        first = group[0]
+        steps = _steps_tensor(first.row_steps, dev)
+        k = B.shape[0]
+        widths = [s.rows[0].shape[0] for s in group]
+        segment = torch.repeat_interleave(torch.arange(len(group)), torch.tensor(widths)).to(dev)  # column -> series
+
+        def by_series(columns: torch.Tensor) -> torch.Tensor:  # (k, columns) -> (k, series): sums
+            out = torch.zeros((k, len(group)), dtype=columns.dtype, device=dev)
+            return out.index_add_(1, segment, columns)
+
+        present = B != -1
+        fin = torch.isfinite(B)
+        ok = fin & present
+        bad = ~fin
+        nz = (B != 0) | ~present
+        first_bad = torch.where(bad, steps[:, None], _BIG).amin(0)
+        series_first_bad = torch.full((len(group),), _BIG, device=dev).scatter_reduce(
+            0, segment, first_bad, "amin")
+        row_bad = by_series(bad.float()) > 0
+        before_bad = row_bad.logical_not() & (steps[:, None] < series_first_bad[None, :])
+        last_ok = torch.where(before_bad, steps[:, None], 0.0).amax(0)
+        last_nz = torch.where(nz, torch.arange(k, device=dev)[:, None], -1).amax(0)
+        zero_run = torch.where(last_nz < 0, float(k), (k - 1 - last_nz).to(torch.float32))
+        nz_step = torch.where(nz, steps[:, None], 0.0).amax(0).clamp(min=0)
+        ever_nz = (nz & present).any(0)
+        good = ok & (B > 0)
+        sum_log = torch.where(good, B, 1.0).log10().sum(0)
+        n_log = good.sum(0).float()
+        n_present = present.sum(0).float()
+        no_nonzero = by_series((~((B == 0) | ~present)).float()) == 0
+        some_present = by_series(present.float()) > 0
+        all_zero = (no_nonzero & some_present).sum(0).float()
+        clean = torch.where(ok, B, 0.0)
+
+        def means(rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
+            mean = clean[rows].sum(0) / ok[rows].sum(0).clamp(min=1)
+            squares = torch.zeros((clean[rows].shape[0], len(group)), dtype=torch.float64, device=dev)
+            gnorm = squares.index_add_(1, segment, clean[rows].double().square()).sqrt()
+            return mean, gnorm.mean(0).float()
+
+        first_mean, first_global = means(slice(None))
+        last_mean, last_global = means(slice(-_TAIL, None))
+        start = 0
+        for i, (s, width) in enumerate(zip(group, widths)):
+            cols = slice(start, start + width)
+            start += width
+            s.acc = {"first_bad": first_bad[cols], "zero_run": zero_run[cols], "nz_step": nz_step[cols],
+                     "ever_nz": ever_nz[cols], "sum_log": sum_log[cols], "n_log": n_log[cols],
+                     "n_present": n_present[cols], "all_zero": all_zero[i], "last_ok": last_ok[i],
+                     "first_mean": first_mean[cols], "first_global": first_global[i],
+                     "last_mean": last_mean[cols], "last_global": last_global[i]}
+            s.last_row_step = s.row_steps[-1]
+            s.rows, s.row_steps = [], []
+            s.n_rows += k
         self._nonfinite(bad.any(), "a gradient")
 
     def _flush_losses(self, s: _Series) -> None:
@@ -324,6 +392,7 @@ class GradStats:
         out: list[Measurement] = []
         session = self.monitor.session
         loss = self.monitor.location(self.loss_position)
+        self._flush_short_series_together()
         for key, s in self.series.items():
             self._flush(s)
             self._flush_losses(s)

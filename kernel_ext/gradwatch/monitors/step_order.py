@@ -10,9 +10,11 @@ version, it accumulated into the gradient that the previous ``step()`` already u
 alike, and leaves deliberate accumulation (several backwards, then one step) alone.
 
 Code positions are taken (a frame walk) only for the first few calls and where something is
-measured, never on every step. The probe is set on each optimizer's first `_PROBE_ALL` steps and
-then on every `_PROBE_EVERY`-th: a loop that never clears its gradients is caught at once, and
-a long loop pays for the probe on few steps.
+measured, never on every step. The probe is set on each optimizer's first steps and then on a
+sample of them (the session's `StepSchedule`): a loop that never clears its gradients is caught
+at once, and a long loop pays for the probe on few steps. A ``backward()`` looks only at the
+optimizers that have something pending (a probe, or gradients a ``zero_grad()`` threw away), so
+its cost does not grow with the optimizers that have nothing to check.
 """
 
 from __future__ import annotations
@@ -29,20 +31,17 @@ from ..measurements import (AccumulatedIntoUsedGradient, ClearedUnusedGradients,
 if TYPE_CHECKING:
     from .training import TrainingMonitor
 
-_KEEP_POSITIONS = 3  # first calls whose positions are kept, for related locations
-_EVAL_CHECK_EVERY = 64  # steps between eval-mode checks (and the first step)
-_PROBE_ALL = 16
-_PROBE_EVERY = 8
 _EVAL_KINDS = (torch.nn.modules.dropout._DropoutNd, torch.nn.modules.batchnorm._BatchNorm)
 
 
 class _Opt:
-    __slots__ = ("ref", "lr_zero", "steps", "backwards_at_step", "backwards_at_zero_grad",
+    __slots__ = ("ref", "order", "lr_zero", "steps", "backwards_at_step", "backwards_at_zero_grad",
                  "zero_grad_position", "uncleared", "step_position", "probe", "probe_checked",
                  "accumulated_at", "ids", "scaler", "times_cleared")
 
-    def __init__(self, opt: Any) -> None:
+    def __init__(self, opt: Any, order: int) -> None:
         self.ref = weakref.ref(opt)
+        self.order = order  # first seen as the order-th optimizer: pending ones are visited in this order
         self.lr_zero = False  # lr 0 at the last check: checked every step until it rises
         self.steps = 0
         self.backwards_at_step = 0  # backward calls seen at this optimizer's last step
@@ -62,7 +61,10 @@ class _Opt:
 class StepOrder:
     def __init__(self, monitor: TrainingMonitor) -> None:
         self.monitor = monitor
+        self.schedule = monitor.session.schedule
         self.opts: dict[int, _Opt] = {}
+        # the optimizers a backward() must look at: a probe is set or gradients were cleared unused
+        self.pending: dict[int, _Opt] = {}
         self.used = 0  # backward calls whose gradients some step() has seen
         self.n_at_step = 0  # backward calls at the last step() (of any optimizer)
         self.backward_positions: list = []  # positions of the first backward calls
@@ -73,6 +75,7 @@ class StepOrder:
         self._train_depth = 0
         self.eval_called = False  # a model.eval() since the last eval-mode check
         self.checking = False  # some probe waits for after_backward()
+        self.checked: list[_Opt] = []  # ... these ones
         self.watching = True  # on_backward() has work (positions to keep, probes, discards)
         self.eval_positions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.train_called = False  # some `module.train()` ran in the cell
@@ -80,27 +83,34 @@ class StepOrder:
     def _state(self, opt: Any, key: int) -> _Opt:
         st = self.opts.get(key)
         if st is None:
-            st = self.opts[key] = _Opt(opt)
+            st = self.opts[key] = _Opt(opt, len(self.opts))
         return st
+
+    def _update_pending(self, key: int, st: _Opt) -> None:
+        if st.probe is not None or st.uncleared is not None:
+            self.pending[key] = st
+        else:
+            self.pending.pop(key, None)
+
+    def _pending_in_order(self) -> list[tuple[int, _Opt]]:
+        items = list(self.pending.items())
+        if len(items) > 1:
+            items.sort(key=lambda item: item[1].order)
+        return items
 
     def _saw(self, kind: str, key: int, **data: Any) -> None:
         self.seen.setdefault((kind, key), data)
 
     def _rewatch(self) -> None:
-        watching = len(self.backward_positions) < _KEEP_POSITIONS
-        if not watching:
-            for st in self.opts.values():
-                if st.probe is not None or st.uncleared is not None:
-                    watching = True
-                    break
-        self.watching = watching
+        self.watching = bool(self.pending) or self.schedule.keeps_position(len(self.backward_positions))
 
     # --- hooks ----------------------------------------------------------------------------------
     def on_backward(self) -> None:
         monitor = self.monitor
-        if len(self.backward_positions) < _KEEP_POSITIONS:
+        if self.schedule.keeps_position(len(self.backward_positions)):
             self.backward_positions.append(monitor.position())
-        for key, st in self.opts.items():
+        checked = []
+        for key, st in self._pending_in_order():
             if st.uncleared is not None:
                 # zero_grad() threw away gradients no step() used, and now a new backward starts
                 n, zero_grad = st.uncleared
@@ -114,11 +124,15 @@ class StepOrder:
                     st.probe = None  # cleared since the step (set to None, new tensor, zero_())
                 else:
                     st.probe_checked = self.checking = True  # untouched: see what this backward does
+                    checked.append(st)
+            self._update_pending(key, st)
+        self.checked = checked
         self._rewatch()
 
     def after_backward(self) -> None:
         self.checking = False
-        for st in self.opts.values():
+        checked, self.checked = self.checked, []
+        for st in checked:
             if st.probe is None or not st.probe_checked:
                 continue
             st.probe_checked = False
@@ -134,7 +148,7 @@ class StepOrder:
         st = self._state(opt, key)
         st.steps += 1
         n = self.monitor.n_backward
-        if st.steps <= _KEEP_POSITIONS or st.step_position is None:
+        if self.schedule.keeps_position(st.steps - 1) or st.step_position is None:
             st.step_position = self.monitor.position()
         if st.accumulated_at is not None and st.probe is not None:
             p, g = st.probe[0](), st.probe[1]()
@@ -154,7 +168,7 @@ class StepOrder:
         # the probe: one gradient and its version, as this step sees them (step() itself does
         # not write to .grad)
         probe, st.probe, st.probe_checked = st.probe, None, False
-        if st.steps <= _PROBE_ALL or st.steps % _PROBE_EVERY == 0:
+        if self.schedule.probes(st.steps):
             p = probe[0]() if probe is not None else None
             g = p.grad if p is not None else None
             if g is None:
@@ -168,8 +182,9 @@ class StepOrder:
             if g is not None:
                 st.probe = (probe[0] if probe is not None and probe[0]() is p else weakref.ref(p),
                             weakref.ref(g), g._version)
+        self._update_pending(key, st)
         self._rewatch()
-        if st.steps == 1 or st.steps % _EVAL_CHECK_EVERY == 0 or self.eval_called:
+        if self.schedule.checks_eval(st.steps) or self.eval_called:
             self.eval_called = False
             self._check_eval(opt, key, st)
             self._check_lr(key, opt, st)
@@ -199,6 +214,8 @@ class StepOrder:
         if st.backwards_at_step != self.monitor.n_backward:  # backward() inside step(): a closure
             st.backwards_at_step = self.used = self.n_at_step = self.monitor.n_backward
             st.probe = None
+            self._update_pending(key, st)
+            self._rewatch()
 
     def _tell(self, code: str, what: str, position: Any) -> None:
         where = self.monitor.location(position)
@@ -212,6 +229,7 @@ class StepOrder:
         st = self._state(opt, key)
         st.scaler = True
         st.uncleared = None
+        self._update_pending(key, st)
 
     def on_zero_grad(self, opt: Any, key: int) -> None:
         st = self._state(opt, key)
@@ -219,6 +237,7 @@ class StepOrder:
         if n > self.used and n > st.backwards_at_step and not self.monitor.in_step:  # (not an LBFGS closure)
             # gradients of backward calls that no step() used are about to be cleared
             st.uncleared = (n - max(self.used, st.backwards_at_step), self.monitor.position())
+            self.pending[key] = st
             self.watching = True
         if st.zero_grad_position is None:
             st.zero_grad_position = self.monitor.position()
@@ -325,6 +344,8 @@ class StepOrder:
 
     def close(self) -> None:
         self.opts.clear()
+        self.pending.clear()
+        self.checked = []
         self.eval_positions = weakref.WeakKeyDictionary()
         self._pending = None
 

@@ -1,0 +1,60 @@
+"""On which steps each part of a watch session looks: one schedule instead of a policy per part.
+
+A long training loop is watched cheaply because most checks run on a sample of steps: the first
+``backward()`` calls are traced in full (provenance), each optimizer's first steps and then every
+so many are checked for parameters without a gradient (GW006), probed for a gradient that nobody
+cleared (GW101) and checked for modules in eval mode (GW115), and gradient norms are sampled at a
+stride that adapts to what they cost (GW105-GW108). All of these decisions are taken here, from
+one `StepSchedule` per session, so that a test (or a user who wants denser sampling) changes them
+in one place. Step numbers count from 1, per optimizer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StepSchedule:
+    trace_backward_calls: int = 2  # the first backward() calls, traced in full
+    retrace_limit: int = 16  # backward() calls traced at most to reach one optimizer's next step
+    keep_positions: int = 3  # first calls whose code positions are kept (for related locations)
+    missing_check_all: int = 16  # every one of an optimizer's first steps is checked for
+    missing_check_every: int = 16  # ... parameters without a gradient, then every so many
+    probe_all: int = 16  # the uncleared-gradient probe: on every one of the first steps,
+    probe_every: int = 8  # ... then every so many
+    eval_check_every: int = 64  # eval-mode and zero-learning-rate checks: step 1, then every so many
+    stats_warm: int = 32  # gradient norms of every one of the first steps (short loops: all of them)
+    stats_max_stride: int = 32  # ... then of every stride-th step, the stride at most this
+    stats_target: float = 0.002  # statistics time / loop time that the stride aims at
+    stats_adapt_every: int = 32  # steps between stride decisions
+
+    def checks_missing(self, step: int, backwards_since_step: int) -> bool:
+        """Whether this step is checked for parameters without a gradient (always when no
+        backward() ran since the optimizer's last step: that step has nothing to go on)."""
+        return (step <= self.missing_check_all or step % self.missing_check_every == 0
+                or backwards_since_step == 0)
+
+    def probes(self, step: int) -> bool:
+        """Whether this step leaves a probe on one of its gradients."""
+        return step <= self.probe_all or step % self.probe_every == 0
+
+    def checks_eval(self, step: int) -> bool:
+        return step == 1 or step % self.eval_check_every == 0
+
+    def keeps_position(self, seen: int) -> bool:
+        """Whether the position of a call is kept, ``seen`` such calls having been kept before."""
+        return seen < self.keep_positions
+
+    def adapts_stride(self, step: int) -> bool:
+        return step >= self.stats_warm and step % self.stats_adapt_every == 0
+
+    def stride(self, current: int, seconds_per_sample: float, seconds_per_step: float) -> int:
+        """The stride that keeps the statistics near `stats_target` of the loop's own time: a
+        power of two (sampled steps stay aligned), raised at once, lowered only by a factor of
+        four or more (timing noise does not make it flap)."""
+        want = min(self.stats_max_stride,
+                   max(1, math.ceil(seconds_per_sample / (self.stats_target * max(seconds_per_step, 1e-12)))))
+        want = 1 << (want - 1).bit_length()
+        return want if want > current or 2 * want < current else current
