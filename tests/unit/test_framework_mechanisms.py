@@ -241,3 +241,62 @@ def test_an_infinite_value_that_reaches_the_loss_is_still_reported_at_its_op(she
             opt.step()
         """)
     assert found == [("GW105", 1, 7)]
+
+
+NET = """
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body, self.fc = nn.Linear(6, 8), nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.body(x)))
+
+model = Net()
+optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+"""
+LOOP = """
+x, y = torch.randn(32, 6), torch.randint(0, 3, (32,))
+for step in range(3):
+    loss = F.cross_entropy({model}(x), y)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+"""
+
+
+def test_an_optimizer_over_another_live_model_is_blamed_where_it_is_built(shell):
+    found = run(shell, SETUP, NET, "copy = Net()\ncopy.load_state_dict(model.state_dict())" + LOOP.format(model="copy"))
+    assert found == [("GW007", 1, 10)]
+    import gradwatch
+
+    assert gradwatch.last_report().diagnostics[0].message == \
+        "`optimizer` updates `model`, but the loss is computed with `copy`"
+
+
+def test_a_head_swapped_in_after_the_optimizer_is_blamed_where_it_is_made(shell):
+    swap = "def new_head(net):\n    net.fc = nn.Linear(8, 3)"
+    assert run(shell, SETUP, NET, swap, "new_head(model)" + LOOP.format(model="model")) == [("GW007", 2, 2)]
+
+
+def test_train_called_once_before_a_loop_that_evaluates_is_the_line_to_move(shell):
+    found = run(shell, SETUP, """
+        model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 2))
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        x, y = torch.randn(32, 6), torch.randint(0, 2, (32,))
+
+        def evaluate(net):
+            net.eval()
+            with torch.no_grad():
+                return F.cross_entropy(net(x), y).item()
+        """, """
+        model.train()
+        for epoch in range(3):
+            for i in range(2):
+                loss = F.cross_entropy(model(x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            evaluate(model)
+        """)
+    assert found == [("GW115", 2, 2)]

@@ -60,11 +60,36 @@ class ParameterWithoutOptimizer(Rule):
                 continue
             if stale and (sorted(f.shape for f in stale) == shapes or _one_model(orphans)):
                 module = orphans[0].split(".")[0]
-                loc = ctx.source_map.find_assignment(module) if ctx.source_map and module.isidentifier() else None
                 opt = stale[0].owners[0]
-                message = f"`{opt}` was built for an earlier `{module}`"
-                help = (f"The model was re-created after the optimizer, so `{opt}.step()` updates parameters "
-                        f"the loss no longer uses: build the optimizer after the model.")
+                opt_at = stale[0].owner_locations[0] if stale[0].owner_locations else None
+                holder = stale[0].name.split(".")[0] if "." in stale[0].name else ""
+                if holder.isidentifier() and holder != module and holder not in stale[0].owners:
+                    # the optimizer holds a live model's parameters, not those of the model the loss uses
+                    explains = [f.name for f in stale] + orphans
+                    done.update(explains)
+                    yield self.diagnostic(
+                        f"`{opt}` updates `{holder}`, but the loss is computed with `{module}`",
+                        opt_at or event.location,
+                        help=(f"`{opt}` was built over `{holder}`'s parameters, so `{opt}.step()` leaves "
+                              f"{short_names(orphans)} of `{module}` as {them(orphans, 'it is', 'they are')}: "
+                              f"build `{opt}` over `{module}.parameters()`.{all_names(orphans)}"),
+                        related=related(event.location, f"backward() computes gradients for `{module}` here"),
+                        fix=display_fix(f"Build `{opt}` over `{module}.parameters()`"),
+                        explains=explains, stale=True, parameters=orphans)
+                    continue
+                created = unowned[0].created
+                if created is not None and opt_at is not None and _before(opt_at, created) \
+                        and not created.source.lstrip().startswith("self."):
+                    loc = created  # made outside a constructor, after the optimizer: a head swapped in
+                    message = f"{short_names(orphans)} {them(orphans, 'replaces', 'replace')} parameters of `{opt}`"
+                    help = (f"{them(orphans, 'It', 'They')} {them(orphans, 'was', 'were')} made after `{opt}` was "
+                            f"built, so `{opt}.step()` updates the replaced parameters, which the loss no longer "
+                            f"uses: make the change before the optimizer is built.{all_names(orphans)}")
+                else:
+                    loc = ctx.source_map.find_assignment(module) if ctx.source_map and module.isidentifier() else None
+                    message = f"`{opt}` was built for an earlier `{module}`"
+                    help = (f"The model was re-created after the optimizer, so `{opt}.step()` updates parameters "
+                            f"the loss no longer uses: build the optimizer after the model.")
                 explains = [f.name for f in stale] + orphans
                 done.update(explains)
                 rel = related(stale[0].owner_locations[0] if stale[0].owner_locations else None,

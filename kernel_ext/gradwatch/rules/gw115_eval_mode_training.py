@@ -33,6 +33,7 @@ for epoch in range(10):
 
 from __future__ import annotations
 
+from ..diagnostics import Location
 from ..measurements import EvalModeAtStep
 from .base import Context, Rule, Severity, all_names, display_fix, related, short_names
 
@@ -52,6 +53,19 @@ class EvalModeTraining(Rule):
             help = (f"Its parameters are trained with those layers disabled: call `{module}.train()` before "
                     f"the training steps.{disabled}")
             loc = m.eval_call or m.step
+            train_at = _train_call_before_the_loop(ctx, module, m.step) if m.train_called else None
+            if train_at is not None and m.eval_call is not None:
+                # `model.train()` once before the epoch loop, an evaluation inside it: the call to move
+                rel = related(m.eval_call, f"`{module}` is put in eval mode here, and stays so")
+                rel += related(m.step, f"`{opt}.step()` trains `{module}` in eval mode here")
+                yield self.diagnostic(
+                    message, train_at, related=rel,
+                    help=(f"`{module}.train()` runs once, before the training loop, and the loop's evaluation "
+                          f"leaves `{module}` in eval mode from then on: call `{module}.train()` at the start "
+                          f"of every epoch.{disabled}"),
+                    fix=display_fix(f"Move `{module}.train()` into the training loop"),
+                    module=module, submodules=m.submodules, optimizer=opt)
+                continue
             start = ctx.source_map.function_start(m.step) if ctx.source_map and m.step else None
             if not m.train_called and start is not None:
                 # nothing ever puts it back in training mode: the training function needs `.train()`
@@ -68,3 +82,15 @@ class EvalModeTraining(Rule):
             yield self.diagnostic(message, loc, help=help, related=rel,
                                   fix=display_fix(f"Call `{module}.train()` before training"),
                                   module=module, submodules=m.submodules, optimizer=opt)
+
+
+def _train_call_before_the_loop(ctx: Context, module: str, step: Location | None) -> Location | None:
+    """The cell's `module.train()`, when it sits outside the loop that steps the optimizer."""
+    source_map = ctx.source_map
+    if source_map is None or step is None:
+        return None
+    call = source_map.find_call({"train"})
+    if call is None or call.cell != step.cell or call.path != step.path or call.line >= step.line \
+            or not (call.text or "").startswith(f"{module}.train(") or source_map.in_same_loop(call, step):
+        return None
+    return call
