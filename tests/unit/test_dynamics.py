@@ -490,7 +490,7 @@ def _sampling_of_each_part(schedule: StepSchedule | None, monkeypatch) -> dict[s
     eval_checks: list[int] = []
     check_eval = step_order.StepOrder._check_eval
     monkeypatch.setattr(step_order.StepOrder, "_check_eval",
-                        lambda self, opt, key, st: eval_checks.append(st.steps) or check_eval(self, opt, key, st))
+                        lambda self, opt, key, st: eval_checks.append(key) or check_eval(self, opt, key, st))
     torch.manual_seed(0)
     used, unused = nn.Linear(3, 1), nn.Linear(3, 1)
     opt = torch.optim.SGD([*used.parameters(), *unused.parameters()], lr=1e-2)

@@ -23,7 +23,6 @@ flap).
 from __future__ import annotations
 
 import time
-import weakref
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -31,6 +30,7 @@ import torch
 from ..measurements import GradientStatistics, LossStatistics, Measurement, OptimizerRef
 
 if TYPE_CHECKING:
+    from .optimizer_record import OptimizerRecord
     from .training import TrainingMonitor
 
 _BLOCK = 64  # rows per device reduction
@@ -75,13 +75,12 @@ class _DeviceFlag:
 class _Series:
     """Statistics of one optimizer's gradients and of the losses its steps follow."""
 
-    def __init__(self, opt: Any, key: int) -> None:
-        self.ref = weakref.ref(opt) if opt is not None else None
+    def __init__(self, record: OptimizerRecord | None, key: int) -> None:
+        self.record = record  # its optimizer and step count (None: losses of backward calls no step follows)
         self.key = key
         self.params: list[torch.Tensor] | None = None
         self.numels: list[int] = []
         self.ndims: list[int] = []
-        self.n_steps = 0
         self.stride = 1
         self.rows: list[torch.Tensor] = []  # per sampled step: the norms of its gradients
         self.row_steps: list[int] = []  # the step number of each row
@@ -100,6 +99,10 @@ class _Series:
         self.n_losses = 0
         self.lacc: dict[str, torch.Tensor] = {}
         self.minus_one: torch.Tensor | None = None
+
+    @property
+    def n_steps(self) -> int:
+        return self.record.steps if self.record is not None else 0
 
 
 class GradStats:
@@ -120,7 +123,7 @@ class GradStats:
                 self.loss_position = self.monitor.position()
             self.pending.append(root.detach())
             if len(self.pending) >= _CHUNK:  # backward() without step(): the last series
-                self._take_losses(self.last or self._series(None, 0))
+                self._take_losses(self.last or self._no_step_series())
 
     def _take_losses(self, s: _Series) -> None:
         s.losses += self.pending
@@ -141,19 +144,21 @@ class GradStats:
         if s.n_chunked >= _LOSS_BLOCK:
             self._flush_losses(s)
 
-    def _series(self, opt: Any, key: int) -> _Series:
-        s = self.series.get(key)
+    def _no_step_series(self) -> _Series:
+        s = self.series.get(0)
         if s is None:
-            s = self.series[key] = _Series(opt, key)
+            s = self.series[0] = _Series(None, 0)
         return s
 
-    def on_step(self, opt: Any, key: int) -> None:
-        s = self.last
-        if s is None or s.key != key:
-            s = self.last = self._series(opt, key)
+    def on_step(self, opt: Any, record: OptimizerRecord) -> None:
+        """(``record.steps`` counts this step already)"""
+        s = record.series
+        if s is None:
+            s = record.series = self.series[record.key] = _Series(record, record.key)
+        self.last = s
         if self.pending:
             self._take_losses(s)
-        n = s.n_steps = s.n_steps + 1
+        n = record.steps
         if n % s.stride:
             return  # the common case once the loop is known: one modulo
         if self.schedule.adapts_stride(n):
@@ -316,7 +321,7 @@ class GradStats:
         first_mean, first_global = means(slice(None))
         last_mean, last_global = means(slice(-_TAIL, None))
         start = 0
-        for i, (s, width) in enumerate(zip(group, widths)):
+        for i, (s, width) in enumerate(zip(group, widths, strict=True)):
             cols = slice(start, start + width)
             start += width
             s.acc = {"first_bad": first_bad[cols], "zero_run": zero_run[cols], "nz_step": nz_step[cols],
@@ -386,7 +391,7 @@ class GradStats:
     # --- results ---------------------------------------------------------------------------------
     def finish(self, namer: Any) -> list[Measurement]:
         if self.pending:
-            s = self.series[max(self.series)] if self.series else self._series(None, 0)
+            s = self.series[max(self.series)] if self.series else self._no_step_series()
             s.losses += self.pending
             self.pending = []
         out: list[Measurement] = []
@@ -396,7 +401,7 @@ class GradStats:
         for key, s in self.series.items():
             self._flush(s)
             self._flush_losses(s)
-            opt = s.ref() if s.ref is not None else None
+            opt = s.record.optimizer() if s.record is not None else None
             optimizer = OptimizerRef(key=key, name=(namer.name(opt) if opt is not None else None)
                                      or (f"optimizer#{key}" if key else ""),
                                      location=session.optimizers.locations.get(key), steps=s.n_steps)

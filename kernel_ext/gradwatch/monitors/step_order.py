@@ -29,23 +29,20 @@ from ..measurements import (AccumulatedIntoUsedGradient, ClearedUnusedGradients,
                             LearningRateZero, Measurement, NeverStepped, OptimizerRef, StepWithoutBackward)
 
 if TYPE_CHECKING:
+    from .optimizer_record import OptimizerRecord
     from .training import TrainingMonitor
 
 _EVAL_KINDS = (torch.nn.modules.dropout._DropoutNd, torch.nn.modules.batchnorm._BatchNorm)
 
 
 class _Opt:
-    __slots__ = ("ref", "order", "lr_zero", "steps", "backwards_at_step", "backwards_at_zero_grad",
-                 "zero_grad_position", "uncleared", "step_position", "probe", "probe_checked",
-                 "accumulated_at", "ids", "scaler", "times_cleared")
+    __slots__ = ("record", "order", "lr_zero", "zero_grad_position", "uncleared", "step_position", "probe",
+                 "probe_checked", "accumulated_at", "ids", "scaler", "times_cleared")
 
-    def __init__(self, opt: Any, order: int) -> None:
-        self.ref = weakref.ref(opt)
+    def __init__(self, record: OptimizerRecord, order: int) -> None:
+        self.record = record  # its counters (steps, backward calls at its last step and zero_grad)
         self.order = order  # first seen as the order-th optimizer: pending ones are visited in this order
         self.lr_zero = False  # lr 0 at the last check: checked every step until it rises
-        self.steps = 0
-        self.backwards_at_step = 0  # backward calls seen at this optimizer's last step
-        self.backwards_at_zero_grad = -1  # backward calls seen at its last zero_grad()
         self.zero_grad_position: tuple | None = None  # position of a zero_grad() call
         # a zero_grad() that cleared gradients no step used: (backward calls cleared, its position)
         self.uncleared: tuple | None = None
@@ -80,10 +77,10 @@ class StepOrder:
         self.eval_positions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.train_called = False  # some `module.train()` ran in the cell
 
-    def _state(self, opt: Any, key: int) -> _Opt:
-        st = self.opts.get(key)
+    def _state(self, record: OptimizerRecord) -> _Opt:
+        st = record.order
         if st is None:
-            st = self.opts[key] = _Opt(opt, len(self.opts))
+            st = record.order = self.opts[record.key] = _Opt(record, len(self.opts))
         return st
 
     def _update_pending(self, key: int, st: _Opt) -> None:
@@ -144,31 +141,32 @@ class StepOrder:
                 # G loss may add to D's gradients first; D's own backward is where zero_grad goes)
                 st.accumulated_at = self.monitor.position()
 
-    def on_step(self, opt: Any, key: int) -> None:
-        st = self._state(opt, key)
-        st.steps += 1
+    def on_step(self, opt: Any, record: OptimizerRecord) -> None:
+        """(``record.steps`` counts this step already)"""
+        st = self._state(record)
+        key, steps = record.key, record.steps
         n = self.monitor.n_backward
-        if self.schedule.keeps_position(st.steps - 1) or st.step_position is None:
+        if self.schedule.keeps_position(steps - 1) or st.step_position is None:
             st.step_position = self.monitor.position()
         if st.accumulated_at is not None and st.probe is not None:
             p, g = st.probe[0](), st.probe[1]()
             if p is not None and p.grad is g and g is not None and g._version == st.probe[2]:
                 self._saw("accumulated", key, backward=st.accumulated_at, step=st.step_position,
-                          zero_grad=st.zero_grad_position, step_index=st.steps)
+                          zero_grad=st.zero_grad_position, step_index=steps)
         st.accumulated_at = None
         self._pending = None
-        if st.uncleared is not None and st.backwards_at_zero_grad == n:
+        if st.uncleared is not None and record.backwards_at_zero_grad == n:
             self._pending = ("cleared_then_step", key, st.uncleared[1], n)  # zero_grad position
-        elif n == st.backwards_at_step and (st.steps > 1 or not self._any_grad(opt)):
+        elif n == record.backwards_at_step and (steps > 1 or not self._any_grad(opt)):
             # no backward() since this optimizer's last step (or none at all and no gradient)
             self._pending = ("no_backward", key, None, n)
         st.uncleared = None
-        st.backwards_at_step = n
+        record.backwards_at_step = n
         self.used = self.n_at_step = n
         # the probe: one gradient and its version, as this step sees them (step() itself does
         # not write to .grad)
         probe, st.probe, st.probe_checked = st.probe, None, False
-        if self.schedule.probes(st.steps):
+        if self.schedule.probes(steps):
             p = probe[0]() if probe is not None else None
             g = p.grad if p is not None else None
             if g is None:
@@ -184,17 +182,18 @@ class StepOrder:
                             weakref.ref(g), g._version)
         self._update_pending(key, st)
         self._rewatch()
-        if self.schedule.checks_eval(st.steps) or self.eval_called:
+        if self.schedule.checks_eval(steps) or self.eval_called:
             self.eval_called = False
             self._check_eval(opt, key, st)
             self._check_lr(key, opt, st)
         elif st.lr_zero:
             self._check_lr(key, opt, st)
 
-    def after_step(self, opt: Any, key: int) -> None:
-        st = self.opts.get(key)
+    def after_step(self, opt: Any, record: OptimizerRecord) -> None:
+        st = record.order
         if st is None:
             return
+        key = record.key
         pending, self._pending = self._pending, None
         last_backward = self.backward_positions[-1] if self.backward_positions else None
         if pending is not None and pending[1] == key and pending[3] == self.monitor.n_backward:
@@ -211,8 +210,8 @@ class StepOrder:
                                st.step_position)
                 self._saw(kind, key, step=st.step_position, no_gradient=not self._any_grad(opt),
                           backward=last_backward)
-        if st.backwards_at_step != self.monitor.n_backward:  # backward() inside step(): a closure
-            st.backwards_at_step = self.used = self.n_at_step = self.monitor.n_backward
+        if record.backwards_at_step != self.monitor.n_backward:  # backward() inside step(): a closure
+            record.backwards_at_step = self.used = self.n_at_step = self.monitor.n_backward
             st.probe = None
             self._update_pending(key, st)
             self._rewatch()
@@ -225,23 +224,24 @@ class StepOrder:
         # GradScaler may skip optimizer.step() (inf gradients, by design): the backward still
         # counts as used, and the step as taken
         self.used = self.monitor.n_backward
-        key = self.monitor.session.optimizer_key(opt)
-        st = self._state(opt, key)
+        record = self.monitor.record(opt, self.monitor.session.optimizer_key(opt))
+        st = self._state(record)
         st.scaler = True
         st.uncleared = None
-        self._update_pending(key, st)
+        self._update_pending(record.key, st)
 
-    def on_zero_grad(self, opt: Any, key: int) -> None:
-        st = self._state(opt, key)
+    def on_zero_grad(self, opt: Any, record: OptimizerRecord) -> None:
+        st = self._state(record)
         n = self.monitor.n_backward
-        if n > self.used and n > st.backwards_at_step and not self.monitor.in_step:  # (not an LBFGS closure)
+        at_step = record.backwards_at_step
+        if n > self.used and n > at_step and not self.monitor.in_step:  # (not an LBFGS closure)
             # gradients of backward calls that no step() used are about to be cleared
-            st.uncleared = (n - max(self.used, st.backwards_at_step), self.monitor.position())
-            self.pending[key] = st
+            st.uncleared = (n - max(self.used, at_step), self.monitor.position())
+            self.pending[record.key] = st
             self.watching = True
         if st.zero_grad_position is None:
             st.zero_grad_position = self.monitor.position()
-        st.backwards_at_zero_grad = n
+        record.backwards_at_zero_grad = n
 
     def on_train(self, module: Any, mode: bool) -> None:
         # called for the outermost (the user's) call only: Module.train recurses into children
@@ -294,7 +294,7 @@ class StepOrder:
                         if where is not None:
                             break
                 self._saw("eval_mode", key, module=var, submodules=[f"{var}.{n}" if n else var for n in off],
-                          eval_call=where, step=st.step_position, step_index=st.steps,
+                          eval_call=where, step=st.step_position, step_index=st.record.steps,
                           train_called=self.train_called)
                 return
 
@@ -306,7 +306,7 @@ class StepOrder:
         created = {ev.key for ev in session.events.optimizers if not ev.error}
         for key in created:
             st = self.opts.get(key)
-            if (st is None or st.steps == 0) and n_backward > 0 and not (st and st.scaler):
+            if (st is None or st.record.steps == 0) and n_backward > 0 and not (st and st.scaler):
                 # an optimizer made in this cell, backward() called, but never a step()
                 self._saw("never_stepped", key, backward=self.backward_positions[-1] if self.backward_positions
                           else None, zero_grad=st.zero_grad_position if st else None)
@@ -314,11 +314,11 @@ class StepOrder:
         out: list[Measurement] = []
         for (kind, key), data in self.seen.items():
             st = self.opts.get(key)
-            opt = st.ref() if st is not None else None
+            opt = st.record.optimizer() if st is not None else None
             if opt is None:
                 opt = next((o for o, k in list(session.optimizers.items()) if k == key), None)
             optimizer = OptimizerRef(key=key, name=_opt_name(namer, opt, key),
-                                     location=session.optimizers.locations.get(key), steps=st.steps if st else 0)
+                                     location=session.optimizers.locations.get(key), steps=st.record.steps if st else 0)
             at = {field: loc(data[field]) for field in ("backward", "step", "zero_grad", "eval_call")
                   if field in data}
             if kind == "accumulated":

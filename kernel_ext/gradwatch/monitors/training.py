@@ -30,6 +30,7 @@ import torch
 from ..install.installer import Installer
 from ..install.monitor_handle import MonitorHandle
 from ..trace.provenance import has_values, own_work
+from .optimizer_record import OptimizerRecord
 
 
 _NULL = contextlib.nullcontext()
@@ -53,11 +54,18 @@ class TrainingMonitor:
         self.stats = GradStats(self)
         self.ops = OpChecks(self)
         self.local_names: dict[int, str] = {}  # names in the function that runs the loop
-        self._named: set[int] = set()
-        self._keys: dict[int, tuple[weakref.ref, int]] = {}  # id(optimizer) -> (ref, key)
+        self.records: dict[int, OptimizerRecord] = {}  # optimizer key -> its counters and the parts' state
+        self._by_id: dict[int, OptimizerRecord] = {}  # id(optimizer) -> record (a weak-key lookup costs more)
         self._install(session.installer)
 
     # --- helpers for the parts ----------------------------------------------------------------
+    def record(self, optimizer: Any, key: int) -> OptimizerRecord:
+        """The record of the optimizer with this session key (made when first seen)."""
+        record = self.records.get(key)
+        if record is None:
+            record = self.records[key] = self._by_id[id(optimizer)] = OptimizerRecord(optimizer, key)
+        return record
+
     def position(self):
         """The user's code position that led here (a frame walk: only when needed)."""
         frame = self.session.user_frame(sys._getframe(1))
@@ -174,20 +182,20 @@ class TrainingMonitor:
         # a closure runs the forward inside step() (LBFGS, SAM, Lightning): while tracing, the
         # ops whose user frame is not the step() call are the closure's and observed
         self.step_call = self.position() if closure is not None and self.session.tracing_mode_on() else None
-        if key not in self._named:
-            self._named.add(key)
-            self._keys[id(optimizer)] = (weakref.ref(optimizer), key)
+        record = self.records.get(key) or self.record(optimizer, key)
+        record.steps += 1
+        if record.steps == 1:
             self._remember_local_names()
         order = self.order
-        order.on_step(optimizer, key)
+        order.on_step(optimizer, record)
         first = next((p for g in optimizer.param_groups for p in g["params"]), None)
         if first is not None and not has_values(first):
             pass  # a meta model or FakeTensors: no gradient values to follow
         elif not self.session.tracing_mode_on():
-            self.stats.on_step(optimizer, key)
+            self.stats.on_step(optimizer, record)
         else:
             with torch._C.DisableTorchFunction():
-                self.stats.on_step(optimizer, key)
+                self.stats.on_step(optimizer, record)
         # (a pre-hook: torch is not iterating over the post hooks, adding or removing is safe)
         need = order._pending is not None or self.closure_seen or self.session.tracing_mode_on()
         if need and self._post is None:
@@ -212,12 +220,12 @@ class TrainingMonitor:
             self.closure_seen = True
         elif self.order._pending is None:
             return  # nothing to confirm, no backward inside the step
-        entry = self._keys.get(id(optimizer))  # (a WeakIdKeyDictionary lookup costs more)
-        if entry is not None and entry[0]() is optimizer:
-            self.order.after_step(optimizer, entry[1])
+        record = self._by_id.get(id(optimizer))
+        if record is not None and record.optimizer() is optimizer:
+            self.order.after_step(optimizer, record)
 
     def on_zero_grad(self, optimizer: Any, key: int) -> None:
-        self.order.on_zero_grad(optimizer, key)
+        self.order.on_zero_grad(optimizer, self.records.get(key) or self.record(optimizer, key))
 
     def _observe(self, op, args, kwargs, out, position_fn) -> None:
         if self.in_scaler:
@@ -246,6 +254,10 @@ class TrainingMonitor:
         self.scaled = None
         for part in (self.order, self.stats, self.ops):
             part.close()
+        for record in self.records.values():
+            record.order = record.series = None
+        self.records.clear()
+        self._by_id.clear()
 
 
 class _Names:
