@@ -10,7 +10,8 @@ from typing import Any
 
 
 class OptimizerRecord:
-    __slots__ = ("key", "ref", "steps", "backwards_at_step", "backwards_at_zero_grad", "order", "series")
+    __slots__ = ("key", "ref", "steps", "backwards_at_step", "backwards_at_zero_grad", "has_values", "order",
+                 "series")
 
     def __init__(self, optimizer: Any, key: int) -> None:
         self.key = key
@@ -20,6 +21,7 @@ class OptimizerRecord:
         # closure ran backward() inside it) and at its last zero_grad() (-1: none yet)
         self.backwards_at_step = 0
         self.backwards_at_zero_grad = -1
+        self.has_values = False  # its parameters hold values (not meta tensors or FakeTensors), once seen to
         self.order: Any = None  # StepOrder's state for it (step_order._Opt), once it has some
         self.series: Any = None  # GradStats' gradient statistics of it (grad_stats._Series)
 

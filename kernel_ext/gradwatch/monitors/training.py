@@ -181,23 +181,26 @@ class TrainingMonitor:
             self.closure_seen = True
         # a closure runs the forward inside step() (LBFGS, SAM, Lightning): while tracing, the
         # ops whose user frame is not the step() call are the closure's and observed
-        self.step_call = self.position() if closure is not None and self.session.tracing_mode_on() else None
+        tracing = self.session.tracing_mode_on()
+        self.step_call = self.position() if closure is not None and tracing else None
         record = self.records.get(key) or self.record(optimizer, key)
         record.steps += 1
         if record.steps == 1:
             self._remember_local_names()
         order = self.order
         order.on_step(optimizer, record)
-        first = next((p for g in optimizer.param_groups for p in g["params"]), None)
-        if first is not None and not has_values(first):
+        if not record.has_values:  # (once it has, it keeps them: not asked again every step)
+            first = next((p for g in optimizer.param_groups for p in g["params"]), None)
+            record.has_values = first is None or has_values(first)
+        if not record.has_values:
             pass  # a meta model or FakeTensors: no gradient values to follow
-        elif not self.session.tracing_mode_on():
+        elif not tracing:
             self.stats.on_step(optimizer, record)
         else:
             with torch._C.DisableTorchFunction():
                 self.stats.on_step(optimizer, record)
         # (a pre-hook: torch is not iterating over the post hooks, adding or removing is safe)
-        need = order._pending is not None or self.closure_seen or self.session.tracing_mode_on()
+        need = order._pending is not None or self.closure_seen or tracing
         if need and self._post is None:
             self._post = self._register_post()
         elif not need and self._post is not None:
