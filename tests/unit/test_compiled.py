@@ -214,3 +214,129 @@ def test_bugs_inside_a_compiled_training_step_are_found(compiled_steps: dict) ->
     # the compiled function's .detach() leaves `a` without a gradient at every step
     assert [code for code, _ in detach["codes"]] == ["GW006"], detach["codes"]
     assert "`model.a.weight`, `model.a.bias`" in detach["codes"][0][1]
+
+
+# Facts read from the graph dynamo made of a compiled module (backend="aot_eager": autograd sees
+# one compiled function, whose backward lists every parameter, also those it gives no gradient).
+_GRAPH_SCENARIO = textwrap.dedent("""
+    import json, sys, warnings
+    import torch, torch.nn as nn, torch.nn.functional as F
+    import gradwatch
+
+    class MaskedGrid(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.grid = nn.Parameter(torch.randn(4, 8))
+            self.mask_logits = nn.Parameter(torch.ones(4, 8))
+            self.decoder = nn.Linear(8, 1)
+
+        def forward(self, x):
+            grid = (self.grid * (torch.sigmoid(self.mask_logits) >= 0.5)).detach()
+            return self.decoder(x @ grid).squeeze(1)
+
+    class Classifier(nn.Module):
+        def __init__(self, last):
+            super().__init__()
+            self.last = last
+            if last == "softmax":
+                self.head = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3),
+                                          nn.Softmax(dim=1))
+            elif last == "sigmoid":
+                self.head = nn.Sequential(nn.Linear(8, 3), nn.Sigmoid())
+            elif last == "log_softmax":
+                self.head = nn.Sequential(nn.Linear(8, 3), nn.LogSoftmax(dim=1))
+            else:
+                self.head = nn.Linear(8, 3)
+
+        def forward(self, x):
+            out = self.head(x)
+            return F.softmax(out, dim=1) if self.last == "functional" else out
+
+    def run(watched, case):
+        torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()
+        torch.manual_seed(0)
+        x = torch.randn(16, 4 if case == "mask" else 8)
+        if case == "mask":
+            model, loss_fn, y = MaskedGrid(), F.mse_loss, torch.randn(16)
+        elif case == "sigmoid":
+            model, loss_fn = Classifier(case), nn.BCELoss()
+            y = torch.randint(0, 2, (16, 3)).float()
+        else:
+            model, y = Classifier(case), torch.randint(0, 3, (16,))
+            loss_fn = F.nll_loss if case == "log_softmax" else nn.CrossEntropyLoss()
+        opt = torch.optim.Adam(model.parameters(), lr=0.01)
+        codes = []
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            session = gradwatch.watch(warn=False, namespace=dict(model=model, opt=opt)) if watched else None
+            report = session.__enter__() if session else None
+            try:
+                compiled = torch.compile(model, backend="aot_eager")
+                losses = []
+                for _ in range(3):
+                    loss = loss_fn(compiled(x), y)
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    losses.append(loss.item())
+            finally:
+                if session:
+                    session.__exit__(None, None, None)
+                    codes = [(d.code, d.message, d.location and d.location.source.strip(),
+                              [r.location.source.strip() for r in d.related if r.location])
+                             for d in report.diagnostics]
+        counters = {k: dict(v) for k, v in torch._dynamo.utils.counters.items() if v}
+        return dict(losses=losses, counters=counters, codes=codes,
+                    warnings=sorted(f"{w.category.__name__}: {w.message}" for w in caught))
+
+    torch.compile(nn.Linear(2, 2), backend="aot_eager")(torch.randn(1, 2))  # (first-compile warnings)
+    cases = ("mask", "softmax", "functional", "sigmoid", "log_softmax")
+    print(json.dumps({case: dict(watched=run(True, case), plain=run(False, case)) for case in cases}))
+""")
+
+
+@pytest.fixture(scope="module")
+def compiled_graphs(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    script = tmp_path_factory.mktemp("compiled") / "compiled_graphs.py"
+    script.write_text(_GRAPH_SCENARIO)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("case", ["mask", "softmax", "functional", "sigmoid", "log_softmax"])
+def test_reading_compiled_graphs_leaves_dynamo_as_without_gradwatch(compiled_graphs: dict, case: str) -> None:
+    watched, plain = compiled_graphs[case]["watched"], compiled_graphs[case]["plain"]
+    assert watched["counters"] == plain["counters"]
+    assert "graph_break" not in plain["counters"]
+    assert watched["warnings"] == plain["warnings"] == []
+    assert watched["losses"] == plain["losses"]
+
+
+def test_a_detach_that_cuts_some_parameters_of_a_compiled_module_is_the_cause(compiled_graphs: dict) -> None:
+    # the decoder still trains; the grid and its mask get no gradient although autograd's graph
+    # lists them as inputs of the compiled backward
+    codes = compiled_graphs["mask"]["watched"]["codes"]
+    assert [code for code, *_ in codes] == ["GW002"], codes
+    _, message, source, _ = codes[0]
+    assert source == "grid = (self.grid * (torch.sigmoid(self.mask_logits) >= 0.5)).detach()"
+    assert "`model.grid`, `model.mask_logits`" in message and "decoder" not in message, message
+
+
+def test_the_softmax_that_made_a_compiled_output_is_seen_by_the_loss_checks(compiled_graphs: dict) -> None:
+    # an nn.Softmax layer: the line to edit is where it is built
+    codes = compiled_graphs["softmax"]["watched"]["codes"]
+    assert [(code, source) for code, _, source, _ in codes] == [("GW109", "nn.Softmax(dim=1))")], codes
+    assert codes[0][3] == ["loss = loss_fn(compiled(x), y)"]
+    # F.softmax in forward: that call
+    codes = compiled_graphs["functional"]["watched"]["codes"]
+    assert [(code, source) for code, _, source, _ in codes] == [
+        ("GW109", 'return F.softmax(out, dim=1) if self.last == "functional" else out')], codes
+    # an nn.Sigmoid layer into BCELoss: the loss call, the sigmoid related
+    codes = compiled_graphs["sigmoid"]["watched"]["codes"]
+    assert [(code, source) for code, _, source, _ in codes] == [("GW110", "loss = loss_fn(compiled(x), y)")], codes
+    assert codes[0][3] == ["self.head = nn.Sequential(nn.Linear(8, 3), nn.Sigmoid())"]
+    # log_softmax into nll_loss is what nll_loss expects
+    assert compiled_graphs["log_softmax"]["watched"]["codes"] == []

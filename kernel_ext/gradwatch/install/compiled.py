@@ -15,17 +15,16 @@ The mode comes off *before* the callback is set and goes back on *after* it is c
 gradwatch's own frames never run while dynamo intercepts frames.
 
 What provenance cannot see inside, the graph dynamo made can tell: when a compiled module is
-compiled during the session, the ``.detach()`` calls in its graph (with the user's source line
-in each node's stack trace) are kept, and the output of a traced call of that module gets a
-provenance node that is that cut, with the module's parameters and inputs as parents. The flow
-analysis then names the ``.detach()`` that keeps a loss from the parameters before it.
+compiled during the session, ``trace/compiled_graph.py`` reads its graph (the ``.detach()``
+calls and the parameters they keep from every output, the op that made each output), and the
+outputs of a traced call of that module get provenance nodes with those facts. The flow
+analysis then names the ``.detach()`` that keeps a loss from the parameters before it, and the
+loss checks see the ``softmax`` that made a compiled classifier's output.
 """
 
 from __future__ import annotations
 
-import dis
 import os
-import re
 import sys
 from types import CodeType, FrameType
 from typing import Any, Callable
@@ -34,7 +33,8 @@ import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
 from . import modes
-from ..trace.provenance import Node, own_work
+from ..trace import compiled_graph
+from ..trace.provenance import own_work
 
 _EVAL_FRAME = "torch._dynamo.eval_frame"
 _HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the gradwatch package
@@ -61,9 +61,9 @@ class CompiledRegions:
         self._on_error = on_error
         self._current_mode = current_mode  # the session's tracing mode, or None
         self._provenance = provenance
-        # per graph compiled now: (file, line) of its cuts, ids of the tensors they cut off
-        self._graph_cuts: list[tuple[list[tuple[str, int]], set[int]]] = []
-        self._module_cuts: WeakIdKeyDictionary = WeakIdKeyDictionary()  # module -> (positions, cut off)
+        self._graphs: list[compiled_graph.GraphFacts] = []  # graphs compiled during compiled modules' calls
+        self._module_calls = 0  # compiled modules' calls in progress
+        self._module_facts: WeakIdKeyDictionary = WeakIdKeyDictionary()  # module -> ModuleFacts
         self._aside: Any = None  # the mode taken off for a compiled region
         self._entries: list[tuple[Any, bool]] = []  # (dynamo's caller, whether it set a callback)
         self._hooked = False
@@ -131,16 +131,15 @@ class CompiledRegions:
     def _forget(self) -> None:
         self._aside = None  # the session's end takes its mode off wherever it is
         self._entries.clear()
-        self._graph_cuts.clear()
-        self._module_cuts = WeakIdKeyDictionary()
+        self._graphs.clear()
+        self._module_facts = WeakIdKeyDictionary()
 
-    # --- cuts inside compiled modules, seen from outside ------------------------------------------
+    # --- facts of compiled modules' graphs, seen from outside ------------------------------------
     def _wrap_user_compiler(self, original: Callable[..., Any]) -> Callable[..., Any]:
         def call_user_compiler(graph: Any, gm: Any, *args: Any, **kwargs: Any) -> Any:
             try:
-                cuts = _cuts_in(gm)
-                if cuts:
-                    self._graph_cuts.append((cuts, _cut_off(gm)))
+                if self._module_calls:  # (a compiled function's graphs: nothing reads their facts)
+                    self._graphs.append(compiled_graph.read_graph(gm))
             except Exception:  # (a graph gradwatch cannot read: nothing to add)
                 pass
             return original(graph, gm, *args, **kwargs)
@@ -148,44 +147,29 @@ class CompiledRegions:
 
     def _wrap_module_call(self, original: Callable[..., Any]) -> Callable[..., Any]:
         def call(module: Any, *args: Any, **kwargs: Any) -> Any:
-            before = len(self._graph_cuts)
-            out = original(module, *args, **kwargs)
+            before = len(self._graphs)
+            self._module_calls += 1
             try:
-                if len(self._graph_cuts) > before:  # compiled during this call
-                    graphs = self._graph_cuts[before:]
-                    del self._graph_cuts[before:]
-                    positions = _positions(module, [cut for cuts, _ in graphs for cut in cuts])
-                    cut_off = set().union(*(ids for _, ids in graphs))
-                    if positions and cut_off:
-                        self._module_cuts[module] = (positions[0], cut_off)
-                found = self._module_cuts.get(module)
+                out = original(module, *args, **kwargs)
+            finally:
+                self._module_calls -= 1
+            try:
+                if len(self._graphs) > before:  # compiled during this call
+                    graphs = self._graphs[before:]
+                    del self._graphs[before:]
+                    facts = compiled_graph.module_facts(module, graphs)
+                    if facts is not None:
+                        self._module_facts[module] = facts
+                found = self._module_facts.get(module)
                 mode = self._current_mode()
-                if found and mode is not None and not mode.paused:
+                if found is not None and mode is not None and not mode.paused:
                     with own_work():
-                        self._record(module, args, kwargs, out, *found)
+                        compiled_graph.record_call(self._provenance, module, args, kwargs, out, found)
             except Exception as exc:  # gradwatch's fault: the user's result stays
                 if self._on_error is not None:
                     self._on_error(exc)
             return out
         return call
-
-    def _record(self, module: Any, args: tuple, kwargs: dict, out: Any, pos: Any, cut_off: set[int]) -> None:
-        """The outputs' node: the module's parameters and inputs, those that the graph's cuts
-        keep from every output behind a cut at ``pos`` (the ``.detach()``)."""
-        prov = self._provenance
-        inputs = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
-        kept: list[Node] = []
-        cut: list[Node] = []
-        for t in (*inputs, *module.parameters()):
-            (cut if id(t) in cut_off else kept).append(prov.node_of(t))
-        if not cut:
-            return
-        outputs = [out] if isinstance(out, torch.Tensor) else \
-            [t for t in out if isinstance(t, torch.Tensor)] if isinstance(out, (list, tuple)) else []
-        for t in outputs:
-            detach = Node("detach", pos, tuple(cut), t if not kept else None, "detach", prov.step)
-            prov.nodes[t] = detach if not kept else Node(type(module).__name__, None, (*kept, detach), t, None,
-                                                         prov.step)
 
     def _step_back(self) -> None:
         mode, self._aside = self._aside, None
@@ -247,77 +231,6 @@ class CompiledSteps:
             self._stamps.clear()
 
 
-def _cut_off(gm: Any) -> set[int]:
-    """Ids of the graph's tensor inputs (parameters) that reach its ``.detach()`` calls and no
-    output by any other path: those its cuts keep from every output."""
-    live: dict[Any, frozenset[int]] = {}  # node -> inputs that reach it without a detach
-    dead: set[int] = set()
-    reach_out: frozenset[int] = frozenset()
-    for node in gm.graph.nodes:
-        if node.op == "placeholder":
-            example = getattr(node.meta.get("grapharg"), "example", None)
-            live[node] = frozenset((id(example),)) if isinstance(example, torch.Tensor) else frozenset()
-            continue
-        reaching = frozenset().union(*(live.get(n, frozenset()) for n in node.all_input_nodes))
-        if node.op == "output":
-            reach_out = reaching
-        elif _is_detach(node):
-            dead |= reaching
-            live[node] = frozenset()
-        else:
-            live[node] = reaching
-    return dead - reach_out
-
-
-def _is_detach(node: Any) -> bool:
-    target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
-    return node.op in ("call_method", "call_function") and target == "detach"
-
-
 def _sample(opt: Any, n: int) -> list[torch.Tensor]:
     params = [p for g in opt.param_groups for p in g["params"]]
     return params[::max(1, -(-len(params) // n))]
-
-
-_FRAME = re.compile(r'File "(.+)", line (\d+), in ')
-
-
-def _cuts_in(gm: Any) -> list[tuple[str, int]]:
-    """(file, line) of the user's ``.detach()`` calls in a graph dynamo made."""
-    out = []
-    for node in gm.graph.nodes:
-        if _is_detach(node):
-            frames = _FRAME.findall(node.meta.get("stack_trace") or "")
-            if frames:
-                out.append((frames[-1][0], int(frames[-1][1])))
-    return out
-
-
-def _positions(module: Any, cuts: list[tuple[str, int]]) -> list[tuple[Any, int]]:
-    """Code positions (the ``.detach()`` call's instruction) of graph cuts, in the forward
-    methods of the compiled module and its submodules."""
-    codes = {}
-    for sub in getattr(module, "_orig_mod", module).modules():
-        code = getattr(type(sub).forward, "__code__", None)
-        if code is not None:
-            codes.setdefault(code.co_filename, []).append(code)
-    out = []
-    for filename, line in cuts:
-        for code in codes.get(filename, ()):
-            offset = _detach_call(code, line)
-            if offset is not None:
-                out.append((code, offset))
-                break
-    return out
-
-
-def _detach_call(code: Any, line: int) -> int | None:
-    seen_detach = False
-    for ins in dis.get_instructions(code):
-        if ins.positions is None or ins.positions.lineno != line:
-            continue
-        if ins.argval == "detach":
-            seen_detach = True
-        elif seen_detach and ins.opname == "CALL":
-            return ins.offset
-    return None

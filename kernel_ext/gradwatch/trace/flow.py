@@ -18,6 +18,7 @@ import torch
 from ..diagnostics import Location
 from ..events import Cut, Flow, TensorFact
 from .checkpointing import checkpointed_parameters
+from .compiled_graph import CompiledCut
 from .provenance import CONVERSIONS, LOSS_FUNCTIONS, Node, Provenance
 
 _MAX_NODES = 200_000
@@ -157,7 +158,10 @@ class FlowAnalyzer:
         cut_off: dict[int, tuple[Node | Any, list[str]]] = {}
         for t in trainables:
             name = self.name(t) or "<tensor>"
-            if id(t) in reached:
+            if id(t) in reached and isinstance(behind.get(id(t)), CompiledCut):
+                # a compiled module's backward lists it but returns no gradient for it
+                self.reached_ids.discard(id(t))
+            elif id(t) in reached:
                 cut_node = behind.get(id(t))
                 if isinstance(cut_node, Node) and cut_node.cut == "zero_grad":
                     # reached, but only through ops whose gradient is zero (round, sign ...)
