@@ -300,3 +300,49 @@ def test_train_called_once_before_a_loop_that_evaluates_is_the_line_to_move(shel
             evaluate(model)
         """)
     assert found == [("GW115", 2, 2)]
+
+
+MINI_TRAINER = '''
+import torch
+
+class MiniTrainer:
+    """Stands in for Hugging Face's `Trainer`: it builds the optimizer over `model` only."""
+
+    def __init__(self, model, loss_module, batches):
+        self.model, self.loss_module, self.batches = model, loss_module, batches
+
+    def train(self):
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-2)
+        for x, y in self.batches:
+            loss = self.loss_module(self.model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+'''
+
+
+def test_a_module_left_out_of_a_framework_built_optimizer_is_blamed_where_the_framework_object_is_made(
+        shell, tmp_path, monkeypatch):
+    import gradwatch.locate.source_map as source_map
+
+    (tmp_path / "mini_trainer.py").write_text(MINI_TRAINER)
+    monkeypatch.syspath_prepend(str(tmp_path))  # ... and a library's file, as site-packages' are
+    monkeypatch.setattr(source_map, "_LIBRARY_DIRS", (*source_map._LIBRARY_DIRS, str(tmp_path)))
+    found = run(shell, SETUP, """
+        import mini_trainer
+
+        class ClassifierLoss(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.classifier = nn.Linear(8, 3)
+
+            def forward(self, features, y):
+                return F.cross_entropy(self.classifier(features), y)
+
+        encoder, loss_module = nn.Linear(6, 8), ClassifierLoss()
+        batches = [(torch.randn(16, 6), torch.randint(0, 3, (16,))) for _ in range(3)]
+        """, """
+        trainer = mini_trainer.MiniTrainer(encoder, loss_module, batches)
+        trainer.train()
+        """)
+    assert found == [("GW007", 2, 2)]

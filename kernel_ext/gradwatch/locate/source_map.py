@@ -313,6 +313,14 @@ class SourceMap:
             return None
         filename, function = found
         hits = [d for d in function.decorator_list if any(n in ast.unparse(d) for n in names)]
+    def function_parameters(self, location: Location) -> list[str]:
+        """The parameter names of the innermost function around ``location`` ([] outside one)."""
+        found = self._function_around(location)
+        if found is None:
+            return []
+        args = found[1].args
+        return [a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)]
+
         return self.node_location(filename, hits[0]) if hits else None
 
 

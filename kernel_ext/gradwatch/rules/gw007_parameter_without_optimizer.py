@@ -24,6 +24,9 @@ optimizer = torch.optim.Adam(model.parameters())
 
 from __future__ import annotations
 
+import re
+
+from ..diagnostics import Location
 from .base import Context, Rule, Severity, all_names, display_fix, names, related, short_names, them
 
 
@@ -110,10 +113,23 @@ class ParameterWithoutOptimizer(Rule):
                             if loc_ is not None), None) or _any_optimizer_location(ctx)
             if unowned[0].created is not None and opt_loc is not None and _before(unowned[0].created, opt_loc):
                 # the layers existed when the optimizer was built: its parameter list left them out
-                loc = opt_loc
+                loc = _framework_made_at(ctx, opt_loc) or opt_loc
             yield self.diagnostic(message, loc, help=help, related=related(event.location, "backward() is called here"),
                                   fix=display_fix("Pass these parameters to the optimizer"),
                                   explains=orphans, stale=False, parameters=orphans)
+
+
+def _framework_made_at(ctx: Context, built_at: Location) -> Location | None:
+    """A framework object built the optimizer in a call the user made (`trainer.train()` in
+    Hugging Face's `Trainer.create_optimizer`): where that object was made, since what it
+    trains is given there (`Trainer(model=...)`)."""
+    call = _METHOD_CALL.search(built_at.text or "")
+    if call is None or ctx.source_map is None or "optim" in call.group(0):
+        return None
+    return ctx.source_map.find_assignment(call.group(1))
+
+
+_METHOD_CALL = re.compile(r"^(\w+)\.\w+\(")
 
 
 def _before(a, b) -> bool:

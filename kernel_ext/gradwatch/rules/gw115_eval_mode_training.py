@@ -53,9 +53,12 @@ class EvalModeTraining(Rule):
             help = (f"Its parameters are trained with those layers disabled: call `{module}.train()` before "
                     f"the training steps.{disabled}")
             loc = m.eval_call or m.step
-            train_at = _train_call_before_the_loop(ctx, module, m.step) if m.train_called else None
-            if train_at is not None and m.eval_call is not None:
-                # `model.train()` once before the epoch loop, an evaluation inside it: the call to move
+            train_at = _train_call_before_the_loop(ctx, module, m.step) \
+                if m.train_called and m.eval_call is not None and _puts_its_argument_in_eval(ctx, m.eval_call) \
+                else None
+            if train_at is not None:
+                # `model.train()` once before the epoch loop, and an evaluation helper (rightly) putting
+                # the model it is handed in eval mode inside it: the train() call is the one to move
                 rel = related(m.eval_call, f"`{module}` is put in eval mode here, and stays so")
                 rel += related(m.step, f"`{opt}.step()` trains `{module}` in eval mode here")
                 yield self.diagnostic(
@@ -94,3 +97,9 @@ def _train_call_before_the_loop(ctx: Context, module: str, step: Location | None
             or not (call.text or "").startswith(f"{module}.train(") or source_map.in_same_loop(call, step):
         return None
     return call
+
+
+def _puts_its_argument_in_eval(ctx: Context, eval_call: Location) -> bool:
+    """`def evaluate(model): model.eval()`: a helper that switches the model it is handed."""
+    receiver = (eval_call.text or "").split(".", 1)[0]
+    return ctx.source_map is not None and receiver in ctx.source_map.function_parameters(eval_call)
