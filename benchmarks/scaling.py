@@ -8,6 +8,7 @@ model, the namespace), one small watched warm-up cell in both modes (gradwatch's
 the measured cell; it reports the cell's CPU time, the CPU time of each training step (measured by
 the cell's own code), peak RSS, and RSS before and after the cell.
 
+    python benchmarks/scaling.py SCENARIO SIZE                 # one row: plain and watched, fresh processes
     python benchmarks/scaling.py SCENARIO SIZE plain|watched   # one run, prints one JSON line
 
 ``benchmarks/overhead.py`` runs the table (`scaling_section`).
@@ -324,7 +325,20 @@ def table(rows: list[Row]) -> tuple[list[str], list[str]]:
     return lines, failures
 
 
+_USAGE = f"""usage: python benchmarks/scaling.py SCENARIO SIZE [plain|watched]
+  SCENARIO SIZE           one row: plain and watched, each in a fresh process, and the verdict
+  SCENARIO SIZE MODE      one run in this process, printed as one JSON line (what the row runs)
+scenarios: {", ".join(SCENARIOS)}; the table's sizes: {FULL_SIZES}"""
+
 if __name__ == "__main__":
-    scenario_arg, size_arg, mode_arg = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    result = run_here(scenario_arg, size_arg, mode_arg)
+    if len(sys.argv) not in (3, 4) or sys.argv[1] not in SCENARIOS or not sys.argv[2].isdigit() \
+            or (len(sys.argv) == 4 and sys.argv[3] not in ("plain", "watched")):
+        print(_USAGE, file=sys.stderr)
+        sys.exit(2)
+    if len(sys.argv) == 3:
+        rows = measure({sys.argv[1]: (int(sys.argv[2]),)})
+        printed, missed = table(rows)
+        print("\n".join(printed[:3]))
+        sys.exit(1 if missed else 0)
+    result = run_here(sys.argv[1], int(sys.argv[2]), sys.argv[3])
     print(_MARK + json.dumps(result), flush=True)

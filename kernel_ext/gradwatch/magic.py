@@ -9,7 +9,7 @@ import inspect
 import sys
 import warnings
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from IPython.core.displayhook import DisplayHook
 from IPython.core.error import UsageError
@@ -190,14 +190,21 @@ class GradwatchMagics(Magics):
         if not raw or not raw.lstrip().startswith("%%gradwatch"):
             raw = f"%%gradwatch {line}".rstrip() + "\n" + cell
         header, _, _ = raw.partition("\n")
-        transformed = shell.transform_cell(cell)
+        # The input transformer has transformed and parsed this body already (a long cell's
+        # costliest part): taken from it, else done here
+        prepared = _take_prepared(cell)
+        transformed = prepared.transformed if prepared is not None else shell.transform_cell(cell)
         # Compile with one empty line in front, so that line numbers are the editor's (the
         # %%gradwatch line is line 1) in tracebacks, code positions and diagnostics.
         code_text = "\n" + transformed
         filename = shell.compile.cache(header + "\n" + transformed, number, raw_code=raw)
-        tree = shell.compile.ast_parse(code_text, filename=filename)  # SyntaxError as usual
+        parsed = prepared.tree if prepared is not None else None
+        tree = parsed if parsed is not None else \
+            shell.compile.ast_parse(code_text, filename=filename)  # SyntaxError as usual
+        if shell.ast_transformers:
+            parsed = None  # the source map reads the code as written, not as transformed
         tree = shell.transform_ast(tree)  # the shell's AST transformers; InputRejected as usual
-        nodes = _interactive_nodes(list(tree.body), self._interactivity(transformed))
+        nodes = _interactive_nodes(list(tree.body), self._interactivity(transformed, tree))
 
         if _current_session() is not None:
             # A %%gradwatch cell run from a cell that is watched already (%rerun, run_cell):
@@ -207,7 +214,7 @@ class GradwatchMagics(Magics):
                           "options", RuntimeWarning, stacklevel=2)
             return await self._execute(nodes, filename)
         source_map = SourceMap(shell)
-        source_map.register_cell(filename, number, raw, code_text)
+        source_map.register_cell(filename, number, raw, code_text, tree=parsed)
         session = self._session(args, source_map, transformed, number)
         if session is None:  # gradwatch could not start: run the cell plainly
             return await self._execute_unwatched(nodes, filename)
@@ -251,7 +258,7 @@ class GradwatchMagics(Magics):
         _cell_sessions.add(session)
         return session
 
-    def _interactivity(self, code: str) -> str:
+    def _interactivity(self, code: str, tree: ast.Module) -> str:
         """IPython's ``ast_node_interactivity`` for this cell: "none" for a silent execution
         and, as IPython's display hook does for a cell ending in ``;``, for a body that ends
         in ``;`` (the display hook itself looks at the ``run_cell_magic(...)`` call)."""
@@ -260,7 +267,7 @@ class GradwatchMagics(Magics):
         if getattr(info, "silent", False):
             return "none"
         try:
-            if _ends_with_semicolon(code):
+            if _ends_with_semicolon(_last_statements(code, tree)):
                 return "none"
         except Exception:  # tokenize errors on code that parsed: leave it to IPython
             pass
@@ -370,6 +377,8 @@ class GradwatchMagics(Magics):
         self._tracebacks.arm(before_show=self._end_auto_session)
 
     def post_run_cell(self, result: Any) -> None:
+        global _prepared
+        _prepared = None  # a body the magic did not take (IPython's completeness checks transform too)
         if self._auto_session is not None and result is not None \
                 and getattr(result, "info", None) is not self._auto_info:
             return  # the end of a cell that the watched cell ran: not the watched cell's end
@@ -437,6 +446,19 @@ def _interactive_nodes(nodes: list[ast.stmt], interactivity: str) -> list[tuple[
     raise ValueError(f"Interactivity was {interactivity!r}")
 
 
+def _last_statements(code: str, tree: ast.Module) -> str:
+    """The end of ``code`` from the first line of its last statements (those that share lines
+    with the last one): where a trailing ``;`` is, without tokenizing a long cell. ``tree`` is
+    ``code`` parsed with one line in front."""
+    body = tree.body
+    i = len(body) - 1
+    while i > 0 and (body[i - 1].end_lineno or body[i - 1].lineno) >= body[i].lineno:
+        i -= 1  # `a = 1; b` : from `a` on
+    if i <= 0:
+        return code
+    return "".join(code.splitlines(keepends=True)[body[i].lineno - 2:])
+
+
 def _ends_with_semicolon(code: str) -> bool:
     check = getattr(DisplayHook, "semicolon_at_end_of_expression", None)
     if check is not None:
@@ -492,6 +514,24 @@ def _running_cell_number(shell: Any) -> int | None:
     return None
 
 
+class _Prepared(NamedTuple):
+    """A %%gradwatch body as the input transformer saw it: transformed, and parsed with one
+    line in front (as the magic compiles it), for the magic to take instead of doing it again."""
+
+    body: str
+    transformed: str
+    tree: ast.Module
+
+
+_prepared: _Prepared | None = None
+
+
+def _take_prepared(body: str) -> _Prepared | None:
+    global _prepared
+    prepared, _prepared = _prepared, None
+    return prepared if prepared is not None and prepared.body == body else None
+
+
 def _transform_gradwatch_cell(lines: list[str]) -> list[str]:
     """An input transformer for ``%%gradwatch`` cells.
 
@@ -507,15 +547,19 @@ def _transform_gradwatch_cell(lines: list[str]) -> list[str]:
     name, _, first_line = lines[0][2:].rstrip().partition(" ")
     if name != "gradwatch":
         return lines
+    global _prepared
     shell = _magics.shell if _magics is not None else None
     body = "".join(lines[1:])
+    _prepared = None
     try:
         transformed = shell.transform_cell(body) if shell is not None else body
-        ast.parse(transformed)
+        tree = shell.compile.ast_parse("\n" + transformed) if shell is not None else ast.parse(transformed)
     except SyntaxError:
         return ["\n"] + lines[1:]
     except Exception:
         return lines
+    if shell is not None:
+        _prepared = _Prepared(body, transformed, tree)
     try:
         awaits = shell is not None and shell.should_run_async(
             body, transformed_cell=transformed, preprocessing_exc_tuple=None)

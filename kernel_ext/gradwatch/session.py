@@ -24,7 +24,7 @@ from . import intent
 from .diagnostics import Location, Severity
 from .events import (BackwardEvent, Events, GradReadEvent, InputScale, OptimizerEvent, StepCounts, StepEvent,
                      TensorFact)
-from .locate import Namer, SourceMap
+from .locate import NamespaceIndex, Namer, SourceMap
 from .news import OnFinding
 from .report import Report
 from .trace import explain
@@ -76,6 +76,8 @@ class Watch:
         self.trace_steps = self.schedule.trace_backward_calls
         self.source_map = source_map or SourceMap(shell)
         self._namespace = namespace if namespace is not None else {}  # the user's globals
+        # its names, read once and then kept up to date by identity (see NamespaceIndex)
+        self._ns_index = NamespaceIndex(self._namespace, self._moment)
         self.warn = warn
         self._on_finding = on_finding  # news of an error-level finding while the cell runs
         self._told: set[str] = set()
@@ -139,6 +141,7 @@ class Watch:
             installer.close()  # first: nothing stays installed, whatever happens below
         finally:
             installer.close()  # (idempotent) again, in case an interrupt cut the first call short
+            self._ns_index.freeze()  # the user's code has stopped: names are read at most once more
             self._finish_monitors()
             for monitor in self._monitors:
                 self._guard(monitor.close)
@@ -146,6 +149,8 @@ class Watch:
             self._conclude(exc)
         except Exception as err:
             self._internal_error(err)
+        finally:
+            self._ns_index.close()  # no reference to the user's objects after the cell
         if self.warn and self.report.diagnostics:
             if exc is None:
                 self.report.warn()  # under `-W error` this raises, as it should
@@ -230,6 +235,15 @@ class Watch:
     def namespace(self) -> dict[str, Any]:
         return self._namespace
 
+    def _moment(self) -> tuple | None:
+        """Where the user's code stands: its innermost frame's instruction and the counts of
+        backward and step calls (in a loop the same line comes back with other counts)."""
+        frame = self.source_map.user_frame(sys._getframe(1))
+        if frame is None:
+            return None
+        events = self.events
+        return frame.f_code, frame.f_lasti, events.n_backward, events.n_steps, len(events.optimizers)
+
     def _namer(self, frame=None, optimizers: list[tuple[Any, int]] | None = None) -> Namer:
         """Names in the notebook, then ``frame``'s, then as parameters of ``optimizers``
         (default: all of them)."""
@@ -237,7 +251,7 @@ class Watch:
         spaces = [self.namespace()]
         if frame is not None:
             spaces += [frame.f_locals, frame.f_globals]
-        namer = Namer(*spaces)
+        namer = Namer(*spaces, index=self._ns_index)
         for opt, key in (self.optimizers.items() if optimizers is None else optimizers):
             namer.add_optimizer(opt, f"optimizer#{key}")  # named when a name is asked for
         return namer
@@ -305,8 +319,9 @@ class Watch:
     # --- optimizers -------------------------------------------------------------------------------
     def _adopt_namespace_optimizers(self, related: set[int]) -> None:
         """Optimizers from earlier cells that train what this loss is computed from."""
-        for value in list(self.namespace().values()):
-            if isinstance(value, torch.optim.Optimizer) and value not in self.optimizers and any(
+        self._ns_index.refresh()
+        for _, value in self._ns_index.optimizers():
+            if value not in self.optimizers and any(
                     id(p) in related for g in value.param_groups for p in g["params"]):
                 self._adopt_optimizer(value)
 
@@ -327,7 +342,8 @@ class Watch:
         """Where an optimizer made in an earlier cell was built: ``opt = SGD(...)``, or, when
         that assignment calls a helper (``opt = build_opt(model)``), the newest ``SGD(...)`` call."""
         cls = type(opt).__name__
-        for var, value in list(self.namespace().items()):
+        self._ns_index.refresh()
+        for var, value in self._ns_index.optimizers():
             if value is opt and not var.startswith("_"):
                 found = self.source_map.find_assignment(var)
                 if found is not None and f"{cls}(" not in found.text:
@@ -727,7 +743,7 @@ class Watch:
         from .trace import cell_error
 
         def fact(t: torch.Tensor, spaces: list[dict[str, Any]]) -> TensorFact:
-            namer = Namer(self.namespace(), *spaces)  # the notebook's qualified names first
+            namer = Namer(self.namespace(), *spaces, index=self._ns_index)  # the notebook's qualified names first
             for opt, key in list(self.optimizers.items()):
                 namer.add_optimizer_params(opt, namer.name(opt) or f"optimizer#{key}")
             return self._fact(t, namer)
@@ -740,8 +756,11 @@ class Watch:
     def _name_new_optimizers(self) -> None:
         """An optimizer is named only after its constructor returns (`opt = SGD(...)`)."""
         names = {}
-        for var, value in list(self.namespace().items()):
-            key = self.optimizers.get(value) if isinstance(value, torch.optim.Optimizer) else None
+        if not any(event.name is None for event in self.events.optimizers):
+            return
+        self._ns_index.refresh()
+        for var, value in self._ns_index.optimizers():
+            key = self.optimizers.get(value)
             if key is not None and not var.startswith("_"):
                 names.setdefault(key, var)
         for event in self.events.optimizers:

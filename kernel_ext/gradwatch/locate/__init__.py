@@ -4,7 +4,7 @@
 assignment in the cell history that created a value; ``naming``: the user's own names.
 """
 
-from .naming import Namer
+from .naming import NamespaceIndex, Namer
 from .source_map import Position, SourceMap, char_column, history_cell
 
-__all__ = ["Namer", "Position", "SourceMap", "char_column", "history_cell"]
+__all__ = ["NamespaceIndex", "Namer", "Position", "SourceMap", "char_column", "history_cell"]

@@ -36,6 +36,7 @@ class _Cell:
     execution_count: int | None
     editor_lines: list[str]  # the cell as the editor shows it
     code_lines: list[str]  # what was compiled; same line numbers, maybe transformed text
+    tree: ast.Module | None = None  # ``code_lines`` parsed, when the magic parsed it already
 
 
 class SourceMap:
@@ -58,9 +59,11 @@ class SourceMap:
 
     # --- registration --------------------------------------------------------------------
     def register_cell(self, filename: str, execution_count: int | None,
-                      editor_text: str, code_text: str) -> None:
+                      editor_text: str, code_text: str, tree: ast.Module | None = None) -> None:
+        """``tree``: ``code_text`` parsed already (the magic parses a cell once; a 5,000-line
+        cell takes a quarter of a second to parse)."""
         self._cells[filename] = _Cell(execution_count, editor_text.splitlines(),
-                                      code_text.splitlines())
+                                      code_text.splitlines(), tree)
         self._user_file[filename] = True
         self._history_key = None
 
@@ -159,7 +162,7 @@ class SourceMap:
         self._sources = [(filename, "\n".join(cell.code_lines))
                          for _, filename, cell in sorted(cells, key=lambda c: c[0], reverse=True)]
         self._history_key = (len(self._cells), len(fmap))
-        self._trees.clear()
+        self._trees = {filename: cell.tree for filename, cell in self._cells.items() if cell.tree is not None}
         self._indexes.clear()
         self._found.clear()
         return self._sources
@@ -171,13 +174,14 @@ class SourceMap:
         return self._trees[filename]
 
     def _nodes(self, filename: str, code: str, kind: str) -> Any:
-        """A cell's nodes of one kind, in ``ast.walk`` order, all kinds found in one walk:
-        "calls", "loops", "withs", "functions", and "assign" / "assign-attr" (a dict: assigned
-        name -> nodes)."""
+        """A cell's nodes of one kind, in ``ast.walk`` order: the statement kinds ("loops",
+        "withs", "functions", and "assign" / "assign-attr", a dict: assigned name -> nodes) in
+        one walk of the statements, "calls" in a walk of the whole tree, each only when asked."""
         found = self._indexes.get((filename, kind))
         if found is None:
             tree = self._tree(filename, code)
-            for each, nodes in _index(tree).items():
+            index = {"calls": _calls(tree)} if kind == "calls" else _index(tree)
+            for each, nodes in index.items():
                 self._indexes[(filename, each)] = nodes
             found = self._indexes[(filename, kind)]
         return found
@@ -226,9 +230,13 @@ class SourceMap:
                 return filename, self._nodes(filename, code, kind)
         return None
 
-    def _newest_call(self, wanted) -> Location | None:
-        """The newest call for which ``wanted(call)`` holds, in the newest cell that has one."""
+    def _newest_call(self, wanted, words: Iterable[str]) -> Location | None:
+        """The newest call for which ``wanted(call)`` holds, in the newest cell that has one;
+        a cell whose text has none of ``words`` (in every such call) is not walked."""
+        words = tuple(words)
         for filename, code in self.cell_sources():
+            if code.isascii() and not any(word in code for word in words):
+                continue
             best = None
             for node in self._nodes(filename, code, "calls"):
                 if wanted(node) and (best is None or node.lineno >= best.lineno):
@@ -268,19 +276,19 @@ class SourceMap:
     def find_call(self, names: Iterable[str]) -> Location | None:
         """The newest call of a function or class named one of ``names`` (``nn.Sigmoid()``)."""
         wanted = set(names)
-        return self._newest_call(lambda call: _call_name(call) in wanted)
+        return self._newest_call(lambda call: _call_name(call) in wanted, wanted)
 
     def find_summed_loss(self) -> Location | None:
         """The newest loss constructed with ``reduction='sum'``: its scale grows with the batch."""
         return self._newest_call(lambda call: any(
             kw.arg == "reduction" and isinstance(kw.value, ast.Constant) and kw.value.value == "sum"
-            for kw in call.keywords))
+            for kw in call.keywords), ("reduction",))
 
     def find_unreduced_loss(self) -> Location | None:
         """The newest loss constructed to return per-element values: ``nn.CrossEntropyLoss(
         reduction='none')``, ``reduction=<a variable>``, ``reduce=False``; also the functional
         form (``F.mse_loss(a, b, reduction='none')``) and a config's ``reduction="none"``."""
-        return self._newest_call(_unreduced)
+        return self._newest_call(_unreduced, ("reduction", "reduce"))
 
     def _function_around(self, location: Location) -> tuple[str, ast.FunctionDef | ast.AsyncFunctionDef] | None:
         found = self._cell_nodes(location, "functions")
@@ -305,14 +313,6 @@ class SourceMap:
             first = function.body[1]  # after the docstring
         return self.node_location(filename, first)
 
-    def enclosing_decorator(self, location: Location, names: Iterable[str]) -> Location | None:
-        """The ``@torch.no_grad()`` (or similar) decorator of the function around ``location``."""
-        names = tuple(names)
-        found = self._function_around(location)
-        if found is None:
-            return None
-        filename, function = found
-        hits = [d for d in function.decorator_list if any(n in ast.unparse(d) for n in names)]
     def function_parameters(self, location: Location) -> list[str]:
         """The parameter names of the innermost function around ``location`` ([] outside one)."""
         found = self._function_around(location)
@@ -321,6 +321,14 @@ class SourceMap:
         args = found[1].args
         return [a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)]
 
+    def enclosing_decorator(self, location: Location, names: Iterable[str]) -> Location | None:
+        """The ``@torch.no_grad()`` (or similar) decorator of the function around ``location``."""
+        names = tuple(names)
+        found = self._function_around(location)
+        if found is None:
+            return None
+        filename, function = found
+        hits = [d for d in function.decorator_list if any(n in ast.unparse(d) for n in names)]
         return self.node_location(filename, hits[0]) if hits else None
 
 
@@ -372,21 +380,45 @@ def _span(positions: list, lasti: int) -> tuple[int, int, int, int] | None:
 
 
 _NODE_KINDS: dict[str, tuple[type, ...]] = {
-    "calls": (ast.Call,), "loops": (ast.For, ast.While, ast.AsyncFor), "withs": (ast.With, ast.AsyncWith),
+    "loops": (ast.For, ast.While, ast.AsyncFor), "withs": (ast.With, ast.AsyncWith),
     "functions": (ast.FunctionDef, ast.AsyncFunctionDef),
 }
+# Nodes that hold statements (statements never sit inside expressions).
+_BLOCKS = (ast.stmt, ast.excepthandler, ast.match_case)
+
+
+def _statements(tree: ast.Module | None) -> Iterable[ast.AST]:
+    """``ast.walk(tree)`` restricted to statements (and the except/case clauses that hold
+    some), in the same order: a breadth-first walk whose every level keeps ``ast.walk``'s
+    order, at a fraction of its cost (a long cell has ten expression nodes per statement)."""
+    if tree is None:
+        return
+    from collections import deque
+
+    todo = deque([tree])
+    while todo:
+        node = todo.popleft()
+        yield node
+        for field in node._fields:
+            value = getattr(node, field, None)
+            if type(value) is list and value and isinstance(value[0], _BLOCKS):
+                todo.extend(value)
+
+
+def _calls(tree: ast.Module | None) -> list[ast.Call]:
+    return [node for node in ast.walk(tree) if isinstance(node, ast.Call)] if tree is not None else []
 
 
 def _index(tree: ast.Module | None) -> dict[str, Any]:
-    """One walk of ``tree``: its nodes of each kind in walk order, and for "assign" and
-    "assign-attr" a dict from each name an assignment may bind (``_assigned_value`` decides)
-    to those assignments."""
+    """One walk of ``tree``'s statements: those of each kind in walk order, and for "assign"
+    and "assign-attr" a dict from each name an assignment may bind (``_assigned_value``
+    decides) to those assignments."""
     index: dict[str, Any] = {kind: [] for kind in _NODE_KINDS}
     names: dict[str, list[ast.stmt]] = {}
     attributes: dict[str, list[ast.stmt]] = {}
     index["assign"], index["assign-attr"] = names, attributes
     kinds = list(_NODE_KINDS.items())
-    for node in ast.walk(tree) if tree is not None else ():
+    for node in _statements(tree):
         if isinstance(node, (ast.Assign, ast.AnnAssign)):
             bound: set[str] = set()
             attrs: set[str] = set()

@@ -2,7 +2,7 @@
 
 A private ``TorchFunctionMode`` sees every torch call. For each tensor it produces it keeps a
 small ``Node`` (op name, code position, parent nodes, whether it carries gradient) in a
-``WeakTensorKeyDictionary``, so records die with their tensors. This is the expensive part of
+weak `TensorMap`, so records die with their tensors. This is the expensive part of
 gradwatch (a Python call per op), so the session runs it only for the first iterations of a
 training loop and around detected problems, then takes the mode off the stack.
 """
@@ -18,7 +18,6 @@ from typing import Any, Callable
 
 import torch
 from torch.overrides import TorchFunctionMode
-from torch.utils.weak import WeakTensorKeyDictionary
 
 from ..locate import Position
 from .checkpointing import checkpoint_call
@@ -40,6 +39,54 @@ PAIRWISE_LOSSES = {"poisson_nll_loss", "margin_ranking_loss", "hinge_embedding_l
 # Ops through which a Python number can be a term of the loss.
 _NUMBER_OPERAND_OPS = {"add", "__add__", "__radd__", "__iadd__", "sub", "__sub__", "__rsub__", "__isub__"}
 _GETSET = type(torch.Tensor.data)
+
+
+class _KeyRef(weakref.ref):
+    """A weak reference that knows its tensor's id (to drop its entry when the tensor dies)."""
+
+    __slots__ = ("key",)
+
+
+class TensorMap:
+    """Tensor -> value, weak in the tensor, as torch's ``WeakTensorKeyDictionary`` (keyed by
+    identity), at a third of its cost per lookup, which the tracing mode makes several times per
+    op: entries are found by ``id`` and checked against their weak reference, and each one is
+    dropped by its reference's callback when its tensor dies (before the id can be reused)."""
+
+    __slots__ = ("_data", "_drop")
+
+    def __init__(self) -> None:
+        data: dict[int, tuple[_KeyRef, Any]] = {}
+        self._data = data
+
+        def drop(ref: _KeyRef, data: dict[int, tuple[_KeyRef, Any]] = data) -> None:
+            entry = data.get(ref.key)
+            if entry is not None and entry[0] is ref:
+                del data[ref.key]
+        self._drop = drop
+
+    def get(self, t: torch.Tensor, default: Any = None) -> Any:
+        entry = self._data.get(id(t))
+        return entry[1] if entry is not None and entry[0]() is t else default
+
+    def __setitem__(self, t: torch.Tensor, value: Any) -> None:
+        ref = _KeyRef(t, self._drop)
+        ref.key = id(t)
+        self._data[id(t)] = (ref, value)
+
+    def pop(self, t: torch.Tensor, default: Any = None) -> Any:
+        entry = self._data.get(id(t))
+        if entry is None or entry[0]() is not t:
+            return default
+        del self._data[id(t)]
+        return entry[1]
+
+    def __contains__(self, t: torch.Tensor) -> bool:
+        entry = self._data.get(id(t))
+        return entry is not None and entry[0]() is t
+
+    def __len__(self) -> int:
+        return len(self._data)
 
 
 class Node:
@@ -98,7 +145,25 @@ def _tensors(values: Any, out: list[torch.Tensor], depth: int = 0, limit: int = 
             _tensors(v, out, depth + 1, limit)
 
 
+_OP_NAMES: dict[Any, str] = {}
+
+
 def _op_name(func: Callable) -> str:
+    """The op's name (``add``, ``.data``, ``.requires_grad=``), worked out once per function."""
+    try:
+        return _OP_NAMES[func]
+    except (KeyError, TypeError):  # (an unhashable callable: worked out every time)
+        pass
+    name = _name_of(func)
+    try:
+        if len(_OP_NAMES) < 4096:
+            _OP_NAMES[func] = name
+    except TypeError:
+        pass
+    return name
+
+
+def _name_of(func: Callable) -> str:
     if isinstance(getattr(func, "__self__", None), _GETSET):  # a property such as Tensor.data
         setter = "=" if getattr(func, "__name__", "") == "__set__" else ""
         return "." + func.__self__.__name__ + setter
@@ -120,7 +185,7 @@ class Provenance:
 
     def __init__(self, position: Callable[[], Position | None],
                  callers: Callable[[], tuple[Position, ...]] = tuple) -> None:
-        self.nodes = WeakTensorKeyDictionary()
+        self.nodes = TensorMap()
         self._callers = callers
         self.escapes: list[Escape] = []
         self.rewraps: list[tuple[Node, frozenset[int]]] = []
@@ -129,11 +194,11 @@ class Provenance:
         self.number_operands: list[tuple[Node, Escape]] = []
         self.grad_reads: list[tuple[Position | None, weakref.ref]] = []
         self.inplace: list[Inplace] = []
-        self.uses: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
+        self.uses = TensorMap()
         self.step = 0
         self.previous_roots: list[Node] = []  # the last traced backward's losses
         self.made_at: dict[int, Position] = {}  # storage address -> where a factory made it
-        self.frozen_at = WeakTensorKeyDictionary()  # tensor -> where requires_grad was turned off
+        self.frozen_at = TensorMap()  # tensor -> where requires_grad was turned off
         self._position = position
         # Extra per-op checks that run only while tracing: f(op, args, kwargs, out, position).
         self.observers: list[Callable[[str, tuple, dict, Any, Callable[[], Position | None]], None]] = []
@@ -309,7 +374,7 @@ def inspectable() -> bool:
 
 def has_values(t: torch.Tensor) -> bool:
     """Whether ``t`` holds values (not a meta tensor or a FakeTensor: shape and dtype only)."""
-    if t.device.type == "meta":
+    if t.is_meta:
         return False
     fake = sys.modules.get("torch._subclasses.fake_tensor")
     return fake is None or not isinstance(t, fake.FakeTensor)
@@ -375,5 +440,7 @@ def _call_as_from(frame: FrameType | None) -> Callable | None:
 
 
 def forget_callers() -> None:
-    """Drop the cached call sites (they hold the callers' module globals)."""
+    """Drop the cached call sites (they hold the callers' module globals) and op names (their
+    functions may be the user's)."""
     _CALLERS.clear()
+    _OP_NAMES.clear()

@@ -1,0 +1,233 @@
+"""Work that must not grow with the user's world (issue 12), counted rather than timed: how
+often a watched cell's text is transformed and parsed, and which parts of a long cell the
+cell-history searches walk."""
+
+from __future__ import annotations
+
+import ast
+import builtins
+
+import pytest
+
+from gradwatch import magic
+from gradwatch.locate import SourceMap
+from gradwatch.locate import source_map as source_map_module
+
+_MARK = "\nmarker_7919 = 1\n"  # a line of the body: found in what is parsed, not in a string literal
+
+
+def _parses_of_the_body(shell, monkeypatch, body: str) -> tuple[int, int]:
+    """(times the body was parsed, times it was transformed) while ``%%gradwatch`` ran it."""
+    parses, transforms = [0], [0]
+    compile_, transform = builtins.compile, shell.transform_cell
+
+    def counting_compile(source, *args, **kwargs):
+        flags = args[2] if len(args) > 2 else kwargs.get("flags", 0)
+        if isinstance(source, str) and _MARK in source and flags & ast.PyCF_ONLY_AST:
+            parses[0] += 1
+        return compile_(source, *args, **kwargs)
+
+    def counting_transform(cell):
+        if _MARK in cell and not cell.startswith("%%"):
+            transforms[0] += 1
+        return transform(cell)
+
+    monkeypatch.setattr(builtins, "compile", counting_compile)
+    monkeypatch.setattr(shell, "transform_cell", counting_transform)
+    result = shell.run_cell("%%gradwatch --quiet\n" + body, store_history=True)
+    monkeypatch.undo()
+    assert result.success
+    return parses[0], transforms[0]
+
+
+def test_a_watched_cell_is_transformed_and_parsed_once(shell, monkeypatch):
+    filler = "".join(f"z{i} = {i}\n" for i in range(50))
+    body = "import torch" + _MARK + filler + "w = torch.ones(2, requires_grad=True)\n(w * 2).sum().backward()\n"
+    assert _parses_of_the_body(shell, monkeypatch, body) == (1, 1)
+    assert magic._prepared is None  # the parsed body is not kept after the cell
+
+
+def test_a_trailing_semicolon_is_found_in_the_last_statements_only():
+    cases = ["x = 1\n1 + 1;", "x = 1\n1 + 1", "x = 1; 1 + 1;", "x = (1,\n2)\ny = 3;  # done\n",
+             "def f():\n    return 1\n\nf();\n", "s = '''\n;'''\n", "a = 1\nb = 2; c = 3\n", "1;\n2\n", ""]
+    for code in cases:
+        tree = ast.parse("\n" + code)
+        tail = magic._last_statements(code, tree)
+        assert magic._ends_with_semicolon(tail) == magic._ends_with_semicolon(code), code
+        assert code.endswith(tail)
+    long = "".join(f"z{i} = {i}\n" for i in range(5000)) + "1 + 1;\n"
+    assert magic._last_statements(long, ast.parse("\n" + long)) == "1 + 1;\n"
+
+
+def test_the_source_map_uses_the_magics_tree_and_walks_statements_only(monkeypatch):
+    code = "\n" + "".join(f"z{i} = f({i})\n" for i in range(200)) + "for b in data:\n    with torch.no_grad():\n" \
+        "        model = Net()\n"
+    tree = ast.parse(code)
+    sm = SourceMap()
+    sm.register_cell("<cell-5>", 5, "%%gradwatch" + code, code, tree=tree)
+    monkeypatch.setattr(source_map_module, "_parse", lambda code: pytest.fail("parsed again"))
+    walked: list[ast.AST] = []
+    statements = source_map_module._statements
+    monkeypatch.setattr(source_map_module, "_statements", lambda t: walked.extend(statements(t)) or walked)
+    found = sm.find_assignment("model")
+    assert found is not None and (found.line, found.source) == (204, "        model = Net()")
+    assert len(walked) == 1 + 200 + 3  # the module and its statements: no expression node
+    assert all(isinstance(n, (ast.Module, ast.stmt)) for n in walked)
+    assert sm.find_call({"Net"}).line == 204  # calls: walked when a call search asks for them
+
+
+def test_the_statement_walk_keeps_ast_walk_order():
+    code = ("try:\n    a = 1\nexcept E:\n    b = 2\n    if c:\n        d = 3\nelse:\n    e = 4\nfinally:\n    f = 5\n"
+            "match x:\n    case 1:\n        g = 6\nclass K:\n    h = 7\n    def m(self):\n        i = 8\n"
+            "with w:\n    for j in k:\n        l = 9\n    else:\n        m = 10\n")
+    tree = ast.parse(code)
+    expected = [n for n in ast.walk(tree) if isinstance(n, (ast.Module, ast.stmt, ast.excepthandler, ast.match_case))]
+    assert list(source_map_module._statements(tree)) == expected
+
+
+# --- the notebook namespace: read once per cell, then only what changed ----------------------------
+def _notebook(size: int) -> dict:
+    """A notebook namespace of ``size`` entries: numbers, strings, lists and small tensors."""
+    import torch
+
+    kinds = (lambda i: i, lambda i: f"s{i}", lambda i: [i, i], lambda i: torch.zeros(2), lambda i: (i, "t"))
+    ns = {f"v{i}": kinds[i % 5](i) for i in range(size)}
+    exec("import torch\nfrom torch import nn\nmodel = nn.Linear(4, 1)\n"
+         "opt = torch.optim.SGD(model.parameters(), lr=0.1)\nx, y = torch.randn(8, 4), torch.randn(8, 1)\n", ns)
+    return ns
+
+
+_LOOP = compile("""
+for _ in range(4):
+    opt.zero_grad()
+    loss = nn.functional.mse_loss(model(x), y)
+    loss.backward()
+    opt.step()
+""", "notebook_cell.py", "exec")
+
+
+def _entries_read(size: int) -> int:
+    from gradwatch.session import Watch
+
+    ns = _notebook(size)
+    session = Watch(namespace=ns, warn=False)
+    with session as report:
+        exec(_LOOP, ns)
+    assert report.codes == []
+    return session._ns_index.entries_read
+
+
+def test_a_watched_cell_reads_each_namespace_entry_once_whatever_its_size():
+    small, large = _entries_read(500), _entries_read(20_000)
+    # the lists, tuples and tensors (3 in 5) are read once; after that only what the loop rebinds
+    assert large - small == (20_000 - 500) * 3 // 5
+    assert small < 500
+
+
+def test_names_kept_up_to_date_are_those_a_fresh_read_finds():
+    import torch
+
+    from gradwatch.locate import NamespaceIndex, Namer
+
+    ns = _notebook(50)
+    w = ns["model"].weight
+    ns.update(w=w, xs=[torch.ones(1)], _hidden=torch.ones(1), a=torch.ones(1), b=torch.ones(1))
+    index = NamespaceIndex(ns)
+
+    def same_names():
+        fresh, kept = Namer(ns), Namer(ns, index=index)
+        for value in [*ns.values(), *ns["model"].parameters(), *ns["xs"]]:
+            assert kept.name(value) == fresh.name(value), fresh.name(value)
+
+    same_names()
+    assert Namer(ns, index=index).name(w) == "model.weight"  # the module's name comes first
+    ns["a"], ns["b"] = ns["b"], ns["a"]  # swapped
+    ns["loss"] = torch.ones(1)  # added
+    ns["model"].weight = torch.nn.Parameter(torch.ones(1, 4))  # replaced in place: `w` names the old one
+    ns["xs"].append(torch.zeros(1))  # a list of tensors grows in place
+    same_names()
+    assert Namer(ns, index=index).name(w) == "w" and Namer(ns, index=index).name(ns["xs"][1]) == "xs[1]"
+    del ns["v3"]  # a deletion: read again in full
+    same_names()
+    read = index.entries_read
+    ns["loss"] = torch.ones(1)
+    same_names()
+    assert index.entries_read - read == 3  # `loss`, and `model` and `xs`, whose contents can change in place
+    assert [name for name, _ in index.optimizers()] == ["opt"] and [name for name, _ in index.modules()] == ["model"]
+
+
+def test_the_index_keeps_no_user_object_after_the_cell():
+    import gc
+    import weakref
+
+    import torch
+
+    from gradwatch.session import Watch
+
+    ns = _notebook(10)
+    session = Watch(namespace=ns, warn=False)
+    with session:
+        exec(_LOOP, ns)
+    gone = weakref.ref(ns.pop("loss"))
+    model = weakref.ref(ns.pop("model"))
+    ns.pop("opt")
+    gc.collect()
+    assert gone() is None and model() is None
+    assert isinstance(ns["x"], torch.Tensor)
+
+
+# --- tracing: per-op work does not grow with the number of parameters --------------------------------
+def _python_calls_in_traced_forward(extra_parameters: int) -> int:
+    import sys
+
+    import torch
+
+    from gradwatch.session import Watch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    frozen = torch.nn.ParameterList(torch.nn.Parameter(torch.zeros(2)) for _ in range(extra_parameters))
+    opt = torch.optim.SGD([*model.parameters(), *frozen], lr=0.1)
+    x = torch.randn(8, 4)
+    calls = [0]
+
+    def count(frame, event, arg):
+        if event == "call":
+            calls[0] += 1
+
+    ns = {"model": model, "frozen": frozen, "opt": opt, "x": x}
+    with Watch(namespace=ns, warn=False):
+        opt.zero_grad()
+        model(x).pow(2).mean().backward()  # the first (traced) step, names read once
+        opt.step()
+        opt.zero_grad()
+        sys.setprofile(count)
+        try:
+            out = model(x).pow(2).mean()  # traced: every op recorded
+        finally:
+            sys.setprofile(None)
+        out.backward()
+        opt.step()
+    return calls[0]
+
+
+def test_per_op_tracing_work_does_not_grow_with_the_parameter_count():
+    assert _python_calls_in_traced_forward(10) == _python_calls_in_traced_forward(2_000) > 0
+
+
+def test_the_tensor_map_finds_by_identity_and_forgets_dead_tensors():
+    import gc
+
+    import torch
+
+    from gradwatch.trace.provenance import TensorMap
+
+    tensors = [torch.zeros(2) for _ in range(3)]
+    records = TensorMap()
+    for i, t in enumerate(tensors):
+        records[t] = i
+    assert [records.get(t) for t in tensors] == [0, 1, 2] and torch.zeros(2) not in records
+    assert records.pop(tensors[1]) == 1 and records.get(tensors[1], "none") == "none"
+    del tensors[0]
+    gc.collect()
+    assert len(records) == 1 and records.get(tensors[-1]) == 2  # the dead tensor's entry is gone
