@@ -34,13 +34,22 @@ _SCENARIO = textwrap.dedent("""
             h = torch.relu(self.a(x))
             return self.b(h.detach() if self.cut else h)
 
-    def run(watched, cut=False):
+    class WithProbe(nn.Module):  # a probe on detached features: `a` still trains through `b`
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.probe = nn.Linear(8, 16), nn.Linear(16, 3), nn.Linear(16, 3)
+
+        def forward(self, x):
+            h = torch.relu(self.a(x))
+            return self.b(h), self.probe(h.detach())
+
+    def run(watched, cut=False, probe=False):
         imported = "torch._dynamo" in sys.modules
         if imported:
             torch._dynamo.reset()
             torch._dynamo.utils.counters.clear()
         torch.manual_seed(0)
-        model = Net(cut)
+        model = WithProbe() if probe else Net(cut)
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
         x, y = torch.randn(32, 8), torch.randint(0, 3, (32,))
         codes = []
@@ -53,7 +62,11 @@ _SCENARIO = textwrap.dedent("""
                 losses = []
                 for _ in range(4):
                     opt.zero_grad()
-                    loss = nn.functional.cross_entropy(compiled(x), y)
+                    out = compiled(x)
+                    if probe:  # the probe's term trains the probe
+                        loss = nn.functional.cross_entropy(out[0], y) + nn.functional.cross_entropy(out[1], y)
+                    else:
+                        loss = nn.functional.cross_entropy(out, y)
                     loss.backward()
                     opt.step()
                     losses.append(loss.item())
@@ -67,7 +80,7 @@ _SCENARIO = textwrap.dedent("""
                     weights=[p.detach().flatten().tolist() for p in model.parameters()])
 
     print(json.dumps(dict(first=run(True), plain=run(False), cut=run(True, cut=True),
-                          plain_cut=run(False, cut=True))))
+                          plain_cut=run(False, cut=True), probe=run(True, probe=True))))
 """)
 
 
@@ -106,6 +119,13 @@ def test_a_cut_inside_a_compiled_forward_is_still_found(compiled_runs: dict) -> 
     _, message, source = cut["codes"][0]
     assert source.strip() == "return self.b(h.detach() if self.cut else h)"
     assert "`h.detach()`" in message and "`model.a.weight`, `model.a.bias`" in message, message
+
+
+def test_a_cut_that_leaves_another_path_is_no_finding(compiled_runs: dict) -> None:
+    # `a` reaches the loss through `b` as well as through the probe's detached input
+    probe = compiled_runs["probe"]
+    assert "graph_break" not in probe["counters"] and probe["warnings"] == []
+    assert probe["codes"] == []
 
 
 # A compiled training step (the pattern of PyTorch's torch.compile tutorial): zero_grad,
