@@ -3,7 +3,9 @@ by identity in the namespaces a diagnostic needs, on demand."""
 
 from __future__ import annotations
 
-from itertools import compress
+import gc
+from bisect import bisect_right
+from itertools import accumulate, chain, compress, count
 from operator import is_not, not_
 from types import BuiltinFunctionType, FunctionType, MethodType, ModuleType
 from typing import Any, Callable, Final, Hashable
@@ -94,19 +96,32 @@ class NamespaceIndex:
         parts: list[_Part | None] = [None] * len(keys)
         self._live, self._kinds = set(), {}
         # the entries that may name something, picked at C speed (most are numbers, strings)
-        kept = list(compress(range(len(keys)), map(not_, map(_INERT_TYPES.__contains__, map(type, values)))))
+        types = list(map(type, values))
+        kept = list(compress(range(len(keys)), map(not_, map(_INERT_TYPES.__contains__, types))))
         plain_tensors = (torch.Tensor, torch.nn.Parameter)
-        for i in kept:
-            var, value = keys[i], values[i]
-            if type(value) in plain_tensors and not var.startswith("_"):  # the usual case, inline
-                parts[i] = ([(value, var)], [], [], False, 0)
-                continue
-            parts[i] = part = _entry(var, value, torch)
-            if part is not None and (part[_LIVE] or part[_KIND]):
-                self._classify(i, part)
-        self.entries_read += len(kept)
-        self._keys, self._values, self._parts = keys, values, parts
-        self._merge()
+        # containers of numbers and strings only (the usual ones) name nothing: their items'
+        # types are looked at once, at C speed, instead of in a Python call per container
+        holding = _containers_to_read(values, types)
+        collecting = gc.isenabled()
+        gc.disable()  # tens of thousands of small records: each collection they set off walks the whole heap
+        try:
+            for i in kept:
+                var, value = keys[i], values[i]
+                cls = types[i]
+                if cls in _CONTAINERS and i not in holding:
+                    continue
+                self.entries_read += 1
+                if cls in plain_tensors and not var.startswith("_"):  # the usual case, inline
+                    parts[i] = ([(value, var)], [], [], False, 0)
+                    continue
+                parts[i] = part = _entry(var, value, torch)
+                if part is not None and (part[_LIVE] or part[_KIND]):
+                    self._classify(i, part)
+            self._keys, self._values, self._parts = keys, values, parts
+            self._merge()
+        finally:
+            if collecting:
+                gc.enable()
 
     def _classify(self, i: int, part: _Part | None) -> None:
         if part is not None and part[_LIVE]:
@@ -184,6 +199,30 @@ class NamespaceIndex:
         self._keys, self._values, self._parts, self._live, self._kinds, self._owner = [], [], [], set(), {}, {}
         self.names, self.objects, self.unregistered, self.user_attributes = {}, {}, {}, {}
         self._frozen = True
+
+
+_CONTAINERS = frozenset({list, tuple, dict})
+
+
+def _containers_to_read(values: list[Any], types: list[type]) -> set[int]:
+    """The positions of the small lists, tuples and dicts among ``values`` that hold something
+    besides numbers, strings and the like (``_INERT_TYPES``): the only containers that can name
+    a tensor. Found at C speed, without a Python call per container."""
+    found: set[int] = set()
+    small = (64).__ge__  # larger containers are not looked into at all (see `Namer._add`)
+    for kinds, items_of in ((_SEQUENCES, None), (_DICTS, dict.values)):
+        selected = list(map(kinds.__contains__, types))
+        positions, containers = list(compress(range(len(values)), selected)), list(compress(values, selected))
+        kept = list(map(small, map(len, containers)))
+        positions, containers = list(compress(positions, kept)), list(compress(containers, kept))
+        ends = list(accumulate(map(len, containers)))
+        items = chain.from_iterable(map(items_of, containers) if items_of is not None else containers)
+        for flat in compress(count(), map(not_, map(_INERT_TYPES.__contains__, map(type, items)))):
+            found.add(positions[bisect_right(ends, flat)])
+    return found
+
+
+_SEQUENCES, _DICTS = frozenset({list, tuple}), frozenset({dict})
 
 
 def _same(a: _Part | None, b: _Part | None) -> bool:
