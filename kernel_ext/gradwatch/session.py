@@ -29,7 +29,7 @@ from .news import OnFinding
 from .report import Report
 from .trace import explain
 from .trace.flow import FlowAnalyzer, data_leaves, related_tensor_ids
-from .install.compiled import CompiledRegions
+from .install.compiled import CompiledRegions, CompiledSteps
 from .monitors.schedule import StepSchedule
 from .monitors.training import TrainingMonitor
 from .install.installer import InstallConflict, Installer
@@ -90,6 +90,7 @@ class Watch:
         self.installer = Installer(self._internal_error)  # replaced by the one `__enter__` claims with
         self._in_backward = False  # inside a watched backward(): calls it makes are not watched again
         self._bwd_at: dict[int, int] = {}  # optimizer key -> backward calls at its last step/zero_grad
+        self._compiled_steps = CompiledSteps(lambda: False, self.optimizers.items, self._on_compiled_step)
         self._trained_names = intent.trained_names(code) if code else set()
         self._per_step_monitors = per_step_monitors
         self._monitors: list[TrainingMonitor] = []  # the training-dynamics monitor, unless left out
@@ -172,7 +173,9 @@ class Watch:
             self._monitors.append(TrainingMonitor(self._monitor_handle()))
         installer.add_undo(self._stop_tracing)
         # torch.compile: the tracing mode steps aside in compiled code, seen from outside instead
-        CompiledRegions(installer, lambda: self.mode, self.provenance, self._internal_error).install()
+        regions = CompiledRegions(installer, lambda: self.mode, self.provenance, self._internal_error)
+        regions.install()
+        self._compiled_steps = CompiledSteps(lambda: regions.entered, self.optimizers.items, self._on_compiled_step)
         if self.trace_steps > 0:
             self._start_tracing(self.trace_steps)
 
@@ -409,6 +412,7 @@ class Watch:
         return zero_grad
 
     def _on_zero_grad(self, opt) -> None:
+        self._compiled_steps.catch_up()
         key = self._key(opt)
         self._bwd_at[key] = self.events.n_backward
         for monitor in self._monitors:
@@ -457,8 +461,13 @@ class Watch:
                 session._internal_error(exc)
         return step_pre_hook
 
+    def _on_compiled_step(self, opt) -> None:
+        """A step that compiled code ran (found by `CompiledSteps`), as the step hook sees one."""
+        self._on_step(opt, (opt,), {})
+
     def _on_step(self, opt, args, kwargs) -> tuple | None:
         key = self._key(opt)
+        self._compiled_steps.stepped(key)
         events = self.events
         events.n_steps += 1
         counts = events.step_counts.get(key) or StepCounts()
@@ -579,6 +588,7 @@ class Watch:
         return [t for t in (first or ()) if isinstance(t, torch.Tensor)]
 
     def _before_backward(self, api: str, args, kwargs) -> BackwardEvent | None:
+        self._compiled_steps.catch_up()
         self.events.n_backward += 1
         roots = self._roots(api, args, kwargs)
         if api != "torch.autograd.grad":  # gradients of inputs (penalties): no training loss
@@ -682,6 +692,7 @@ class Watch:
 
     # --- monitors (per-step checks) and internal errors -------------------------------------------
     def _finish_monitors(self) -> None:
+        self._guard(self._compiled_steps.finish)  # a last step that compiled code ran
         for monitor in self._monitors:
             try:
                 monitor.finish(self.events)
