@@ -160,3 +160,18 @@ def test_earlier_cell_variant_points_into_the_earlier_cell(seed_runs):
         [(3, 8, 21), (3, 9, 21)]
     assert watched.error["ename"] == "RuntimeError" and watched.error["evalue"] == NO_GRAD_FN
     assert "(cell [3], line 8, col 5)" in watched.traceback_text()
+
+
+def test_an_earlier_cell_that_starts_with_blank_lines_is_located_on_the_editor_lines():
+    """IPython compiles a cell without its leading blank lines; the editor (and the history)
+    keeps them. Locations in that cell count the editor's lines."""
+    plain, watched = _split_program1()
+    notebook = harness.run_notebook(["\n\n" + plain, watched], plain=True)
+    diags = notebook.cells[-1].diagnostics
+    assert [_loc(d) for d in diags] == [
+        (2, 10, 5, 10, 22, "w = torch.randn(1, 1)"),
+        (2, 11, 5, 11, 22, "b = torch.randn(1, 1)"),
+    ]
+    edits = [e for d in diags for e in d["fix"]["edits"]]
+    assert [(e["location"]["line"], e["location"]["source"]) for e in edits] == \
+        [(10, "w = torch.randn(1, 1)"), (11, "b = torch.randn(1, 1)")]

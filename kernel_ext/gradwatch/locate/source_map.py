@@ -37,6 +37,7 @@ class _Cell:
     editor_lines: list[str]  # the cell as the editor shows it
     code_lines: list[str]  # what was compiled; same line numbers, maybe transformed text
     tree: ast.Module | None = None  # ``code_lines`` parsed, when the magic parsed it already
+    offset: int = 0  # editor line = compiled line + offset (IPython drops a cell's leading blank lines)
 
 
 class SourceMap:
@@ -76,8 +77,10 @@ class SourceMap:
             return None
         code = linecache.getlines(filename)
         raw = history_cell(self.shell, number)
-        editor = raw.splitlines() if raw is not None else [line.rstrip("\n") for line in code]
-        cell = _Cell(number, editor, [line.rstrip("\n") for line in code])
+        compiled = [line.rstrip("\n") for line in code]
+        editor = raw.splitlines() if raw is not None else compiled
+        offset = _leading_blank(editor) - _leading_blank(compiled)
+        cell = _Cell(number, editor, compiled, offset=max(offset, 0))
         self._cells[filename] = cell
         return cell
 
@@ -119,8 +122,9 @@ class SourceMap:
                          col: int, end_col: int) -> Location | None:
         """Byte-column span in a compiled file -> editor Location."""
         cell = self._cell_for(filename)
+        offset = 0
         if cell is not None:
-            code_lines, editor_lines = cell.code_lines, cell.editor_lines
+            code_lines, editor_lines, offset = cell.code_lines, cell.editor_lines, cell.offset
             where: dict[str, Any] = {"cell": cell.execution_count}
         else:
             code_lines = self._file_lines.get(filename)
@@ -136,10 +140,10 @@ class SourceMap:
         last = code_lines[end_line - 1] if end_line <= len(code_lines) else first
         column = char_column(first, col)
         end_column = char_column(last, end_col)
-        source = editor_lines[line - 1] if line <= len(editor_lines) else first
+        source = editor_lines[line - 1 + offset] if line + offset <= len(editor_lines) else first
         if source != first:  # a transformed line (a %magic): flag the whole editor line
             column, end_column, end_line = 0, len(source), line
-        return Location(line=line, column=column + 1, end_line=end_line,
+        return Location(line=line + offset, column=column + 1, end_line=end_line + offset,
                         end_column=end_column + 1, source=source, **where)
 
     def node_location(self, filename: str, node: ast.expr | ast.stmt) -> Location | None:
@@ -349,6 +353,16 @@ def _unreduced(call: ast.Call) -> bool:
         if kw.arg == "reduce" and isinstance(value, ast.Constant) and value.value is False:
             return True
     return False
+
+
+def _leading_blank(lines: list[str]) -> int:
+    """How many blank lines a cell starts with (IPython compiles it without them)."""
+    count = 0
+    for line in lines:
+        if line.strip():
+            break
+        count += 1
+    return count if count < len(lines) else 0
 
 
 def history_cell(shell: Any, number: int) -> str | None:
