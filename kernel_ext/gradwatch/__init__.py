@@ -32,8 +32,9 @@ def watch(**options):
     """Watch the code in a ``with`` block; the ``as`` target is the `Report`, filled on exit.
 
     Options: ``select`` / ``ignore`` (rule codes or prefixes such as ``"GW0"``),
-    ``trace_steps`` (backward calls traced in full, default 2), ``warn`` (issue each diagnostic
-    as a `GradwatchWarning`, default True).
+    ``trace_steps`` (backward calls traced in full, default 2), ``schedule`` (a
+    `gradwatch.monitors.schedule.StepSchedule`: on which steps each per-step check samples),
+    ``warn`` (issue each diagnostic as a `GradwatchWarning`, default True).
 
     Sessions do not nest, except in a notebook cell that ``%%gradwatch`` or ``%gradwatch on``
     watches: there ``watch()`` warns and does nothing, and its ``as`` target is the cell's
