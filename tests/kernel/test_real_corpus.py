@@ -7,6 +7,8 @@ entry is removed). ``scripts/evaluate.py --real`` prints the same scores as a ta
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 import harness
@@ -88,7 +90,10 @@ def test_framework_programs_are_located_in_the_users_code(scores):
     """Where Lightning or `Trainer` calls `backward()`, every finding still points at a cell (the
     user's `training_step`, `compute_loss`, model), never at a framework's file."""
     framework = [p for p in PROGRAMS if p.group == "frameworks"]
-    assert len([p for p in framework if not p.clean]) >= 3 and len([p for p in framework if p.clean]) >= 3
+    # at least 3 buggy and 3 clean programs per framework (the file name's first word)
+    counts = Counter((p.path.stem.removeprefix("clean_").split("_")[0], p.clean) for p in framework)
+    assert {key: n for key, n in counts.items() if n >= 3} == counts
+    assert set(counts) == {(fw, clean) for fw in ("compiled", "hf", "lightning", "lora") for clean in (False, True)}
     outside = {p.id: f for p in framework for f in scores[p.id].findings if f[2] is None}
     assert outside == {}
 
