@@ -194,7 +194,7 @@ suite('gradwatch in VS Code', function () {
     const rerun = {
       ...old,
       cell: { execution_count: 5 },
-      diagnostics: [{ ...b, message: 'b again, after the re-run', location: { ...b.location, cell: 5 }, related: [], fix: null }],
+      diagnostics: [{ ...b, message: 'b again, after the re-run', help: undefined, location: { ...b.location, cell: 5 }, related: [], fix: null }],
     };
     const data = new vscode.NotebookCellData(vscode.NotebookCellKind.Code, cells[1].document.getText(), 'python');
     data.outputs = [new vscode.NotebookCellOutput([vscode.NotebookCellOutputItem.json(rerun, MIME)])];
