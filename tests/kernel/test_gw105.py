@@ -8,8 +8,6 @@ import re
 
 import pytest
 
-import harness
-
 pytestmark = pytest.mark.kernel
 
 NAN_IN_BATCH = """\
@@ -28,12 +26,6 @@ for step in range({steps}):
     loss.backward()
     optimizer.step()
 """
-
-
-@pytest.fixture(scope="module")
-def kernel():
-    with harness.KernelSession() as session:
-        yield session
 
 
 def test_a_nan_in_an_input_batch_late_in_a_long_loop_is_said_to_be_in_the_forward(kernel):

@@ -55,12 +55,6 @@ for epoch in range(3):
 """
 
 
-@pytest.fixture(scope="module")
-def kernel():
-    with harness.KernelSession() as session:
-        yield session
-
-
 def _codes(cell):
     return [d["code"] for d in cell.diagnostics]
 
