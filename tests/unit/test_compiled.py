@@ -17,12 +17,11 @@ pytest.importorskip("torch")
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# One process, so that the first watched run is also the one that imports dynamo (gradwatch
-# then hooks it from inside the cell's torch.compile()). backend="eager": dynamo's part (frames,
-# graphs, guards) is what gradwatch could disturb, and it is quick.
-_SCENARIO = textwrap.dedent("""
+# What the compiled-model and compiled-step scenarios share: imports and a model whose `forward`
+# may cut its hidden layer off with `.detach()`.
+_PRELUDE = textwrap.dedent("""
     import json, sys, warnings
-    import torch, torch.nn as nn
+    import torch, torch.nn as nn, torch.nn.functional as F
     import gradwatch
 
     class Net(nn.Module):
@@ -33,6 +32,12 @@ _SCENARIO = textwrap.dedent("""
         def forward(self, x):
             h = torch.relu(self.a(x))
             return self.b(h.detach() if self.cut else h)
+""")
+
+# One process, so that the first watched run is also the one that imports dynamo (gradwatch
+# then hooks it from inside the cell's torch.compile()). backend="eager": dynamo's part (frames,
+# graphs, guards) is what gradwatch could disturb, and it is quick.
+_SCENARIO = _PRELUDE + textwrap.dedent("""
 
     class WithProbe(nn.Module):  # a probe on detached features: `a` still trains through `b`
         def __init__(self):
@@ -132,19 +137,7 @@ def test_a_cut_that_leaves_another_path_is_no_finding(compiled_runs: dict) -> No
 # forward, backward and step inside one compiled function. Dynamo breaks its graph at
 # zero_grad (torch disables dynamo there), at backward and inside step; the step's hooks are
 # traced into its graph. gradwatch must leave dynamo's view as it is and still see the steps.
-_STEP_SCENARIO = textwrap.dedent("""
-    import json, sys, warnings
-    import torch, torch.nn as nn, torch.nn.functional as F
-    import gradwatch
-
-    class Net(nn.Module):
-        def __init__(self, cut):
-            super().__init__()
-            self.a, self.b, self.cut = nn.Linear(8, 16), nn.Linear(16, 3), cut
-
-        def forward(self, x):
-            h = torch.relu(self.a(x))
-            return self.b(h.detach() if self.cut else h)
+_STEP_SCENARIO = _PRELUDE + textwrap.dedent("""
 
     def run(watched, bug=None):
         if "torch._dynamo" in sys.modules:
