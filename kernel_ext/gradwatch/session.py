@@ -175,7 +175,7 @@ class Watch:
         # torch.compile: the tracing mode steps aside in compiled code, seen from outside instead
         regions = CompiledRegions(installer, lambda: self.mode, self.provenance, self._internal_error)
         regions.install()
-        self._compiled_steps = CompiledSteps(lambda: regions.entered, self.optimizers.items, self._on_compiled_step)
+        self._compiled_steps = CompiledSteps(regions.may_have_run, self.optimizers.items, self._on_compiled_step)
         if self.trace_steps > 0:
             self._start_tracing(self.trace_steps)
 

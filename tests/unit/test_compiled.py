@@ -353,3 +353,101 @@ def test_the_softmax_that_made_a_compiled_output_is_seen_by_the_loss_checks(comp
     assert codes[0][3] == ["self.head = nn.Sequential(nn.Linear(8, 3), nn.Sigmoid())"]
     # log_softmax into nll_loss is what nll_loss expects
     assert compiled_graphs["log_softmax"]["watched"]["codes"] == []
+
+
+# torch.compile across cells: compiled in a plain cell, called again in a %%gradwatch cell, then
+# in a plain one (and the other way round). Dynamo guards the frames it compiled on what they
+# read, the optimizer's global step hooks among them: a frame compiled in one cell must keep
+# running in the next, with or without gradwatch, without being compiled again.
+_ACROSS_CELLS_SCENARIO = _PRELUDE + textwrap.dedent("""
+
+    def run(kind, watched_cells, bug=None):
+        torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()
+        torch.manual_seed(0)
+        model = Net(False)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        batches = [(torch.randn(32, 8), torch.randint(0, 3, (32,))) for _ in range(9)]
+        compiled_model = torch.compile(model, backend="eager")
+
+        def train(batch):  # the whole step compiled, as in PyTorch's tutorial
+            if bug != "no zero_grad":
+                opt.zero_grad(True)
+            loss = F.cross_entropy(model(batch[0]), batch[1])
+            loss.backward()
+            opt.step()
+            return loss
+
+        def model_step(batch):  # the model compiled, the step plain
+            opt.zero_grad()
+            loss = F.cross_entropy(compiled_model(batch[0]), batch[1])
+            loss.backward()
+            opt.step()
+            return loss
+
+        step = torch.compile(train, backend="eager") if kind == "step" else model_step
+        cells = []
+        for cell, watched in enumerate(watched_cells):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                session = gradwatch.watch(warn=False, namespace=dict(model=model, opt=opt)) if watched else None
+                report = session.__enter__() if session else None
+                try:
+                    losses = [step(batch).item() for batch in batches[3 * cell:3 * cell + 3]]
+                finally:
+                    if session:
+                        session.__exit__(None, None, None)
+            cells.append(dict(
+                counters={k: dict(v) for k, v in torch._dynamo.utils.counters.items() if v},
+                losses=losses, codes=[d.code for d in report.diagnostics] if session else None,
+                warnings=sorted(f"{w.category.__name__}: {w.message} @{w.filename}" for w in caught)))
+        return cells
+
+    run("step", (False,) * 3)  # (the first compile imports parts of torch that warn once)
+    orders = dict(plain=(False, False, False), watched_second=(False, True, False),
+                  watched_first=(True, False, False))
+    out = {kind: {name: run(kind, cells) for name, cells in orders.items()} for kind in ("step", "model")}
+    out["no_zero_grad"] = dict(plain=run("step", orders["plain"], "no zero_grad"),
+                               watched_second=run("step", orders["watched_second"], "no zero_grad"))
+    print(json.dumps(out))
+""")
+
+
+@pytest.fixture(scope="module")
+def across_cells(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    script = tmp_path_factory.mktemp("compiled") / "across_cells.py"
+    script.write_text(_ACROSS_CELLS_SCENARIO)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _dynamo_view(cell: dict) -> dict:
+    """What dynamo did up to the end of a cell: frames, graphs, resumes, recompiles, graph breaks."""
+    counters = {k: v for k, v in cell["counters"].items() if k != "graph_break"}
+    return dict(counters, graph_break=_graph_breaks(cell["counters"]))
+
+
+@pytest.mark.parametrize("kind", ["step", "model"])
+@pytest.mark.parametrize("order", ["watched_second", "watched_first"])
+def test_a_step_compiled_in_another_cell_runs_as_without_gradwatch(across_cells: dict, kind: str,
+                                                                   order: str) -> None:
+    plain, cells = across_cells[kind]["plain"], across_cells[kind][order]
+    # each cell: no frame compiled again, no graph break more, no warning
+    assert [_dynamo_view(c) for c in cells] == [_dynamo_view(c) for c in plain]
+    assert [c["warnings"] for c in cells] == [c["warnings"] for c in plain] == [[], [], []]
+    assert [c["losses"] for c in cells] == [c["losses"] for c in plain]
+    watched = cells[1] if order == "watched_second" else cells[0]
+    assert watched["codes"] == []  # its steps are seen: no "backward() without step()"
+    if kind == "step":  # the step's frames: the train function, its resumes, the step's own
+        assert plain[-1]["counters"]["frames"] == {"total": 13, "ok": 13}
+        assert sum(_graph_breaks(plain[-1]["counters"]).values()) == 4
+    else:
+        assert plain[-1]["counters"]["frames"] == {"total": 1, "ok": 1}
+
+
+def test_a_bug_in_a_step_compiled_in_an_earlier_cell_is_found(across_cells: dict) -> None:
+    plain, cells = across_cells["no_zero_grad"]["plain"], across_cells["no_zero_grad"]["watched_second"]
+    assert [_dynamo_view(c) for c in cells] == [_dynamo_view(c) for c in plain]
+    assert [c["codes"] for c in cells] == [None, ["GW101"], None]

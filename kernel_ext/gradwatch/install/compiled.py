@@ -12,7 +12,15 @@ is cleared, the mode is back. A compiled call is then one opaque step for proven
 as dynamo sees the program without gradwatch.
 
 The mode comes off *before* the callback is set and goes back on *after* it is cleared:
-gradwatch's own frames never run while dynamo intercepts frames.
+gradwatch's own frames never run while dynamo intercepts frames. The session's global hooks
+(the optimizer step hooks) come out of torch's hook dicts at the same moments: dynamo guards
+every frame that steps an optimizer on those dicts, so a step compiled in an earlier plain
+cell would fail its guards under gradwatch (compiled again, one more graph break), and one
+compiled under gradwatch would fail them in the next plain cell. Compiled steps are found from
+outside instead (`CompiledSteps`).
+
+Outside compiled code, a ``disable`` wrapper (every optimizer ``step()`` and ``zero_grad()``)
+clears a callback that is not set: that call costs one comparison, no frame walk.
 
 What provenance cannot see inside, the graph dynamo made can tell: when a compiled module is
 compiled during the session, ``trace/compiled_graph.py`` reads its graph (the ``.detach()``
@@ -27,7 +35,7 @@ from __future__ import annotations
 import os
 import sys
 from types import CodeType, FrameType
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import torch
 from torch.utils.weak import WeakIdKeyDictionary
@@ -35,6 +43,9 @@ from torch.utils.weak import WeakIdKeyDictionary
 from . import modes
 from ..trace import compiled_graph
 from ..trace.provenance import own_work
+
+if TYPE_CHECKING:
+    from torch.utils.hooks import RemovableHandle
 
 _EVAL_FRAME = "torch._dynamo.eval_frame"
 _HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the gradwatch package
@@ -66,7 +77,11 @@ class CompiledRegions:
         self._module_facts: WeakIdKeyDictionary = WeakIdKeyDictionary()  # module -> ModuleFacts
         self._aside: Any = None  # the mode taken off for a compiled region
         self._entries: list[tuple[Any, bool]] = []  # (dynamo's caller, whether it set a callback)
+        self._active = 0  # entries that set a callback
+        self._hooks_aside = _HooksAside(installer.hook_handles)
         self._hooked = False
+        self._runs = 0  # calls that set or kept a callback: compiled code may run after each
+        self._runs_asked = 0
         self.entered = False  # compiled code ran (or was compiled) in this session
 
     def install(self) -> None:
@@ -107,14 +122,20 @@ class CompiledRegions:
             # object (`__enter__`/`__exit__`): entries and exits nest, and the mode stays aside
             # while any entry set a callback (a `disable` region inside compiled code, or one
             # that dynamo runs while it compiles, does not bring it back)
+            if callback is None and not self._active:
+                # no callback set and none to set (a `disable` wrapper outside compiled code):
+                # nothing changes, and its exit (None again) comes here too
+                return original(callback)
             caller = _dynamo_caller(sys._getframe(1))
             entries = self._entries
             if entries and entries[-1][0] is caller:
-                entries.pop()
+                self._active -= entries.pop()[1]
             else:
                 entries.append((caller, callback is not None))
-            if any(active for _, active in entries):
+                self._active += callback is not None
+            if self._active:
                 self.entered = True
+                self._runs += 1
                 self._step_aside()
                 return original(callback)
             prior = original(callback)
@@ -122,7 +143,15 @@ class CompiledRegions:
             return prior
         return set_eval_frame
 
+    def may_have_run(self) -> bool:
+        """Whether compiled code may have run since the last call: it runs now (gradwatch was
+        called eagerly from it), or dynamo set its callback since."""
+        ran = self._active > 0 or self._runs != self._runs_asked
+        self._runs_asked = self._runs
+        return ran
+
     def _step_aside(self) -> None:
+        self._hooks_aside.take_out()  # (each time: a hook registered meanwhile comes out too)
         mode = self._current_mode()
         if mode is not None and self._aside is None and modes.on_stack(mode):
             modes.remove(mode)
@@ -130,7 +159,9 @@ class CompiledRegions:
 
     def _forget(self) -> None:
         self._aside = None  # the session's end takes its mode off wherever it is
+        self._hooks_aside.drop()  # and its hooks
         self._entries.clear()
+        self._active = 0
         self._graphs.clear()
         self._module_facts = WeakIdKeyDictionary()
 
@@ -172,10 +203,49 @@ class CompiledRegions:
         return call
 
     def _step_back(self) -> None:
+        self._hooks_aside.put_back()
         mode, self._aside = self._aside, None
         # back only while it is still the session's live mode (tracing may have ended meanwhile)
         if mode is not None and mode is self._current_mode() and not modes.on_stack(mode):
             modes.push(mode)
+
+
+class _HooksAside:
+    """The session's hooks out of torch's hook dicts while dynamo runs frames, back in the
+    order they were in (a hook the user registered meanwhile after them)."""
+
+    def __init__(self, handles: Callable[[], list[RemovableHandle]]) -> None:
+        self._handles = handles  # the session's live hooks
+        self._out: list[tuple[RemovableHandle, Any]] = []  # (handle, hook)
+        self._orders: dict[int, tuple[dict, list[Any]]] = {}  # id(dict) -> (dict, its keys before)
+
+    def take_out(self) -> None:
+        for handle in self._handles():
+            hooks = handle.hooks_dict_ref()
+            if hooks is not None and handle.id in hooks:
+                self._orders.setdefault(id(hooks), (hooks, list(hooks)))
+                self._out.append((handle, hooks.pop(handle.id)))
+
+    def put_back(self) -> None:
+        if not self._out:
+            return
+        live = {id(handle) for handle in self._handles()}  # (one removed meanwhile stays out)
+        out, orders = self._out, self._orders
+        self.drop()
+        for handle, hook in out:
+            hooks = handle.hooks_dict_ref()
+            if hooks is not None and id(handle) in live:
+                hooks[handle.id] = hook
+        for hooks, before in orders.values():
+            known = set(before)
+            order = [k for k in before if k in hooks] + [k for k in hooks if k not in known]
+            if list(hooks) != order:
+                items = [(k, hooks[k]) for k in order]
+                hooks.clear()
+                hooks.update(items)
+
+    def drop(self) -> None:
+        self._out, self._orders = [], {}
 
 
 def _skip_frames(codes: tuple[CodeType, ...]) -> None:
@@ -192,36 +262,55 @@ def _skip_frames(codes: tuple[CodeType, ...]) -> None:
 
 class CompiledSteps:
     """Optimizer steps that compiled code ran. Dynamo traces the optimizer's step hooks into its
-    graph (gradwatch's hook is nothing there), so a compiled ``opt.step()`` calls no gradwatch
-    code. Such a step is found at gradwatch's next eager call (``zero_grad()``, ``backward()``,
-    the cell's end), before that call is handled, from the version counters of a sample of the
-    optimizer's parameters (every in-place update bumps them; ``zero_grad`` and ``backward``
-    touch only ``.grad``). A step gradwatch saw itself resets the count (`stepped`)."""
+    graph (gradwatch's hook is out of it while dynamo runs), so a compiled ``opt.step()`` calls no
+    gradwatch code. Such a step is found at gradwatch's next eager call (``zero_grad()``,
+    ``backward()``, the cell's end), before that call is handled, from the version counters of a
+    sample of the optimizer's parameters (every in-place update bumps them; ``zero_grad`` and
+    ``backward`` touch only ``.grad``). Only when compiled code may have run since the last look
+    are all optimizers looked at; otherwise only those whose step gradwatch saw (`stepped`): their
+    count is taken again, as the new start."""
 
     _SAMPLE = 16  # parameters per optimizer, spread over its list
 
-    def __init__(self, entered: Callable[[], bool], optimizers: Callable[[], list[tuple[Any, int]]],
+    def __init__(self, ran: Callable[[], bool], optimizers: Callable[[], list[tuple[Any, int]]],
                  on_step: Callable[[Any], None]) -> None:
-        self._entered = entered  # whether compiled code ran in the session
+        self._ran = ran  # whether compiled code may have run since the last call
         self._optimizers = optimizers  # the session's (optimizer, key) pairs
         self._on_step = on_step
-        self._stamps: dict[int, tuple[int, int, list[torch.Tensor]]] = {}  # key -> (params, stamp, sample)
+        self._stamps: dict[int, _Stamp] = {}  # key -> its sample's count when last looked at
+        self._seen: set[int] = set()  # keys whose step gradwatch saw since: counted again, not compared
+        self.visits = 0  # optimizers looked at (tests count the work)
 
     def stepped(self, key: int) -> None:
         """A step gradwatch's hook saw: its updates are no compiled step."""
-        self._stamps.pop(key, None)
+        if key in self._stamps:
+            self._seen.add(key)
 
     def catch_up(self) -> None:
-        if not self._entered():
-            return  # nothing compiled ran: every step was seen by the hook
-        for opt, key in self._optimizers():
-            n_params = sum(len(g["params"]) for g in opt.param_groups)
-            last = self._stamps.get(key)
-            sample = last[2] if last is not None and last[0] == n_params else _sample(opt, self._SAMPLE)
-            stamp = sum(p._version for p in sample)
-            if last is not None and last[0] == n_params and stamp != last[1]:
-                self._on_step(opt)  # (it calls `stepped`: the new stamp goes in after)
-            self._stamps[key] = (n_params, stamp, sample)
+        if self._ran():
+            for opt, key in self._optimizers():
+                self._look(opt, key)
+            self._seen.clear()
+        elif self._seen:  # nothing compiled ran: only the seen steps' updates changed the counts
+            for key in list(self._seen):
+                stamp = self._stamps.get(key)
+                if stamp is not None:
+                    self._look(stamp.opt, key)
+            self._seen.clear()
+
+    def _look(self, opt: Any, key: int) -> None:
+        self.visits += 1
+        n_params = sum(len(g["params"]) for g in opt.param_groups)
+        last = self._stamps.get(key)
+        if last is None or last.opt is not opt or last.n_params != n_params:
+            last = None
+            sample = _sample(opt, self._SAMPLE)
+        else:
+            sample = last.sample
+        count = sum(p._version for p in sample)
+        if last is not None and count != last.count and key not in self._seen:
+            self._on_step(opt)  # (it calls `stepped`: the key is in `_seen` until catch_up ends)
+        self._stamps[key] = _Stamp(opt, n_params, count, sample)
 
     def finish(self) -> None:
         """The cell's end: a last compiled step, then no reference to the parameters."""
@@ -229,6 +318,14 @@ class CompiledSteps:
             self.catch_up()
         finally:
             self._stamps.clear()
+            self._seen.clear()
+
+
+class _Stamp(NamedTuple):
+    opt: Any
+    n_params: int
+    count: int  # the sum of the sample's version counters
+    sample: list[torch.Tensor]
 
 
 def _sample(opt: Any, n: int) -> list[torch.Tensor]:

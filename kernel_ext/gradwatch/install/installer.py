@@ -249,6 +249,11 @@ class Installer:
         self._hooks[id(hook)] = hook
         return hook
 
+    def hook_handles(self) -> list[RemovableHandle]:
+        """torch's handles of the session's live hooks (`compiled.py` takes them out of torch's
+        hook dicts while dynamo runs frames: dynamo guards on those dicts)."""
+        return [hook._handle for hook in self._hooks.values()]
+
     def _remove_hooks(self) -> None:
         for hook in list(self._hooks.values()):
             hook.remove()
