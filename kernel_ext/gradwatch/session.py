@@ -34,7 +34,7 @@ from .monitors.schedule import StepSchedule
 from .monitors.training import TrainingMonitor
 from .install.installer import InstallConflict, Installer
 from .install.monitor_handle import MonitorHandle
-from .install.optimizer_table import OptimizerTable
+from .install.optimizer_table import OptimizerRecord, OptimizerTable
 from .trace.provenance import Provenance, ProvenanceMode, forget_callers, own_work
 
 _active = threading.local()
@@ -89,7 +89,6 @@ class Watch:
         self._opt_locations = self.optimizers.locations  # key -> where it was built
         self.installer = Installer(self._internal_error)  # replaced by the one `__enter__` claims with
         self._in_backward = False  # inside a watched backward(): calls it makes are not watched again
-        self._bwd_at: dict[int, int] = {}  # optimizer key -> backward calls at its last step/zero_grad
         self._compiled_steps = CompiledSteps(lambda: False, self.optimizers.items, self._on_compiled_step)
         self._trained_names = intent.trained_names(code) if code else set()
         self._per_step_monitors = per_step_monitors
@@ -185,7 +184,8 @@ class Watch:
             schedule=self.schedule,
             events=self.events, tracing_mode_on=lambda: self.mode is not None,
             user_frame=self.source_map.user_frame, location=self.location, namespace=self.namespace,
-            namer=self._namer, optimizer_key=self._key, internal_error=self._internal_error,
+            namespace_index=self._ns_index,
+            namer=self._namer, optimizer_record=self._record, internal_error=self._internal_error,
             request_trace=self.request_trace, tell=self.tell)
 
     # --- tracing on/off -----------------------------------------------------------------------
@@ -328,15 +328,15 @@ class Watch:
                     id(p) in related for g in value.param_groups for p in g["params"]):
                 self._adopt_optimizer(value)
 
-    def _adopt_optimizer(self, opt) -> int:
+    def _adopt_optimizer(self, opt) -> OptimizerRecord:
         """An optimizer built before this cell, met for the first time: registered, and recorded
         as it is now (a parameter created frozen in it is GW008's as in one built here)."""
-        key = self._register_optimizer(opt, None)
+        record = self._register_optimizer(opt, None)
         self._guard(lambda: self.events.adopted_optimizers.append(
-            self._optimizer_event(opt, key, self.optimizers.locations.get(key), None)))
-        return key
+            self._optimizer_event(opt, record.key, self.optimizers.locations.get(record.key), None)))
+        return record
 
-    def _register_optimizer(self, opt, location: Location | None) -> int:
+    def _register_optimizer(self, opt, location: Location | None) -> OptimizerRecord:
         if location is None:
             location = self._find_optimizer_assignment(opt)
         return self.optimizers.register(opt, location)
@@ -375,7 +375,7 @@ class Watch:
         return __init__
 
     def _on_optimizer(self, opt, position, frame) -> None:
-        key = self._register_optimizer(opt, self.location(position))
+        key = self._register_optimizer(opt, self.location(position)).key
         self.events.optimizers.append(self._optimizer_event(opt, key, self.location(position), frame))
 
     def _optimizer_event(self, opt, key: int, location: Location | None, frame) -> OptimizerEvent:
@@ -413,16 +413,17 @@ class Watch:
 
     def _on_zero_grad(self, opt) -> None:
         self._compiled_steps.catch_up()
-        key = self._key(opt)
-        self._bwd_at[key] = self.events.n_backward
+        record = self._record(opt)
+        record.calls_at_step_or_zero_grad = self.events.n_backward
         for monitor in self._monitors:
-            monitor.on_zero_grad(opt, key)
+            monitor.on_zero_grad(opt, record)
 
-    def _key(self, opt) -> int:
-        key = self.optimizers.get(opt)
-        if key is None:
-            key = self._adopt_optimizer(opt)
-        return key
+    def _record(self, opt) -> OptimizerRecord:
+        """The optimizer's row of the table (one built before this cell is adopted now)."""
+        record = self.optimizers.record(opt)
+        if record is None:
+            record = self._adopt_optimizer(opt)
+        return record
 
     @staticmethod
     def _params(opt) -> list[torch.Tensor]:
@@ -466,19 +467,19 @@ class Watch:
         self._on_step(opt, (opt,), {})
 
     def _on_step(self, opt, args, kwargs) -> tuple | None:
-        key = self._key(opt)
+        record = self._record(opt)
+        key = record.key
         self._compiled_steps.stepped(key)
         events = self.events
         events.n_steps += 1
-        counts = events.step_counts.get(key) or StepCounts()
-        step_number = counts.steps + 1
-        events.step_counts[key] = StepCounts(step_number, counts.checked, counts.missing)
+        record.steps += 1
+        step_number = record.steps
         if self.mode is not None:  # while tracing: where each optimizer steps (explains version errors)
             self.step_positions[key] = self._position()
         n = events.n_backward
-        last = self._bwd_at.get(key, 0)
+        last = record.calls_at_step_or_zero_grad
         since = n - last
-        self._bwd_at[key] = n
+        record.calls_at_step_or_zero_grad = n
         if events.backwards and events.backwards[-1].index > last:  # only while traced events are new
             self._mark_consumers(key, last)
         closure = args[1] if len(args) > 1 else kwargs.get("closure")  # (args[0] is the optimizer)
@@ -486,15 +487,15 @@ class Watch:
         if callable(closure):
             # the closure computes this step's gradients inside step() (LBFGS, SAM, Lightning):
             # `.grad` holds the previous step's (or nothing) now; check them after the closure
-            checked = self._check_after(closure, opt, key, step_number, n)
+            checked = self._check_after(closure, opt, record, n)
             changed = ((opt, checked, *args[2:]), kwargs) if len(args) > 1 else (args, {**kwargs, "closure": checked})
         elif self.schedule.checks_missing(step_number, since):
-            self._check_missing(opt, key, since)
+            self._check_missing(opt, record, since)
         for monitor in self._monitors:
-            monitor.on_step(opt, key, args, kwargs)
+            monitor.on_step(opt, record, args, kwargs)
         return changed  # as a step pre-hook's (args, kwargs): step() calls the checking closure
 
-    def _check_after(self, closure, opt, key: int, step_number: int, n_before: int):
+    def _check_after(self, closure, opt, record: OptimizerRecord, n_before: int):
         """``closure``, checking the gradients it computed the first time it returns (LBFGS calls
         it several times per step); its results and exceptions are the closure's own."""
         session = self
@@ -507,19 +508,20 @@ class Watch:
             if not done:
                 done.append(True)
                 n = session.events.n_backward
-                session._bwd_at[key] = n  # the closure's backward calls are this step's
+                record.calls_at_step_or_zero_grad = n  # the closure's backward calls are this step's
                 since = n - n_before
-                if session.schedule.checks_missing(step_number, since):
-                    session._guard(session._check_missing, opt, key, since)
+                if session.schedule.checks_missing(record.steps, since):
+                    session._guard(session._check_missing, opt, record, since)
             return result
         return closure_then_check
 
-    def _check_missing(self, opt, key: int, since: int) -> None:
+    def _check_missing(self, opt, record: OptimizerRecord, since: int) -> None:
         """The parameters of ``opt`` that its step finds without a gradient (on sampled steps)."""
         events = self.events
+        key = record.key
         missing = [p for g in opt.param_groups for p in g["params"] if p.grad is None]
-        counts = events.step_counts.get(key) or StepCounts()
-        events.step_counts[key] = StepCounts(counts.steps, counts.checked + 1, counts.missing + bool(missing))
+        record.checked_steps += 1
+        record.steps_missing += bool(missing)
         before, self._missing[key] = self._missing.get(key, 0), len(missing)
         if missing and since and self._retraced.count(key) < 2 and \
                 (key not in self._fed_traced or len(missing) > before):
@@ -786,6 +788,8 @@ class Watch:
 
         self.events.cell_error = type(exc).__name__ if exc is not None else None
         self.events.optimizer_locations = dict(self._opt_locations)
+        self.events.step_counts = {record.key: StepCounts(record.steps, record.checked_steps, record.steps_missing)
+                                   for record in self.optimizers.records() if record.steps}
         if exc is not None:
             self._guard(self._explain_failure, exc)
         self._guard(self._measure_inputs)

@@ -12,9 +12,9 @@ from typing import Any, Callable
 
 from ..diagnostics import Location
 from ..events import Events
-from ..locate import Namer, Position
+from ..locate import NamespaceIndex, Namer, Position
 from .installer import Installer
-from .optimizer_table import OptimizerTable
+from .optimizer_table import OptimizerRecord, OptimizerTable
 from ..trace.provenance import Provenance
 from ..monitors.schedule import StepSchedule
 
@@ -23,15 +23,16 @@ from ..monitors.schedule import StepSchedule
 class MonitorHandle:
     installer: Installer  # every patch and hook a monitor needs goes through it
     provenance: Provenance  # the traced records (and their per-op observers)
-    optimizers: OptimizerTable  # keys, weak refs, locations of the session's optimizers
+    optimizers: OptimizerTable  # rows (key, weak ref, counters), locations of the session's optimizers
     schedule: StepSchedule  # on which steps each part samples
     events: Events
     tracing_mode_on: Callable[[], bool]  # whether the tracing mode is on (provenance tracing runs)
     user_frame: Callable[[FrameType | None], FrameType | None]  # the innermost user frame from here
     location: Callable[[Position], Location | None]
     namespace: Callable[[], dict[str, Any]]  # the notebook's
+    namespace_index: NamespaceIndex  # its modules and optimizers, kept up to date (walk it, not the namespace)
     namer: Callable[[], Namer]  # names in the notebook, then of the optimizers' parameters
-    optimizer_key: Callable[[Any], int]  # registers an optimizer seen for the first time
+    optimizer_record: Callable[[Any], OptimizerRecord]  # its row (registered when seen for the first time)
     internal_error: Callable[[BaseException], None]  # gradwatch's own fault: reported as GW900
     request_trace: Callable[[int], None]  # trace the next iterations in full
     tell: Callable[[str, str], None]  # an error-level finding while the cell runs

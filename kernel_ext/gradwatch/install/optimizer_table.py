@@ -1,9 +1,10 @@
 """The optimizers a session has seen: one table for everyone who needs them.
 
-Each optimizer gets a key (1, 2, ... in the order they were seen), a weak reference and, when
-known, the location that built it. Which optimizers own a tensor is an index kept as optimizers
-are registered, so naming a tensor's owners costs the same with 1 or 1,000 optimizers (a scan
-of all optimizers per tensor made registering n optimizers quadratic).
+Each optimizer gets a row (`OptimizerRecord`): a key (1, 2, ... in the order they were seen), a
+weak reference, when known the location that built it, and its counters, kept once for the
+session and every monitor. Which optimizers own a tensor is an index kept as optimizers are
+registered, so naming a tensor's owners costs the same with 1 or 1,000 optimizers (a scan of
+all optimizers per tensor made registering n optimizers quadratic).
 """
 
 from __future__ import annotations
@@ -16,50 +17,87 @@ from torch.utils.weak import WeakIdKeyDictionary
 from ..diagnostics import Location
 
 
+class OptimizerRecord:
+    """One optimizer's row. Each counter has one writer: the session counts steps and what
+    the missing-gradient checks found, `StepOrder` the ``backward()`` calls at its step() and
+    zero_grad(); everyone reads them."""
+
+    __slots__ = ("key", "ref", "steps", "checked_steps", "steps_missing", "calls_at_step_or_zero_grad",
+                 "backwards_at_step", "backwards_at_zero_grad", "has_values", "order", "series")
+
+    def __init__(self, optimizer: Any, key: int) -> None:
+        self.key = key
+        self.ref = weakref.ref(optimizer)
+        self.steps = 0  # step() calls (counted when step() starts)
+        self.checked_steps = 0  # ... of them checked for parameters without a gradient
+        self.steps_missing = 0  # ... of those, steps that found some
+        # backward() and autograd.grad() calls (a gradient may be computed by autograd.grad and
+        # assigned to .grad) at its last step() or zero_grad(): the calls that feed its next step
+        self.calls_at_step_or_zero_grad = 0
+        # backward() calls (those that fill .grad) at its last step() (after it, when a closure
+        # ran backward() inside it) and at its last zero_grad() (-1: none yet)
+        self.backwards_at_step = 0
+        self.backwards_at_zero_grad = -1
+        self.has_values = False  # its parameters hold values (not meta tensors or FakeTensors), once seen to
+        self.order: Any = None  # StepOrder's state for it (step_order._Opt), once it has some
+        self.series: Any = None  # GradStats' gradient statistics of it (grad_stats._Series)
+
+    def optimizer(self) -> Any:
+        return self.ref()
+
+
 class OptimizerTable:
     def __init__(self) -> None:
-        self._keys = WeakIdKeyDictionary()  # optimizer -> key
-        self._refs: dict[int, weakref.ref] = {}  # key -> optimizer
+        self._records = WeakIdKeyDictionary()  # optimizer -> its row
+        self._by_key: dict[int, OptimizerRecord] = {}  # key -> its row
         self.locations: dict[int, Location] = {}  # key -> where it was built
         # id(tensor) -> (the tensor, keys of the optimizers that hold it, in key order)
         self._owners: dict[int, tuple[weakref.ref, list[int]]] = {}
-        self._last: tuple[weakref.ref, int] | None = None  # the same optimizer every step: no lookup
+        self._last: OptimizerRecord | None = None  # the same optimizer every step: no lookup
         self._serial = 0
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._records)
 
     def __contains__(self, optimizer: Any) -> bool:
-        return optimizer in self._keys
+        return optimizer in self._records
 
-    def register(self, optimizer: Any, location: Location | None) -> int:
+    def register(self, optimizer: Any, location: Location | None) -> OptimizerRecord:
         self._serial += 1
         key = self._serial
-        self._keys[optimizer] = key
-        self._refs[key] = weakref.ref(optimizer)
+        record = self._records[optimizer] = self._by_key[key] = OptimizerRecord(optimizer, key)
         if location is not None:
             self.locations[key] = location
         self._index(optimizer, key)
-        return key
+        return record
+
+    def record(self, optimizer: Any) -> OptimizerRecord | None:
+        """The optimizer's row, or None for one not registered."""
+        last = self._last
+        if last is not None and last.ref() is optimizer:
+            return last
+        record = self._records.get(optimizer)
+        if record is not None:
+            self._last = record
+        return record
 
     def get(self, optimizer: Any) -> int | None:
         """The optimizer's key, or None for one not registered."""
-        last = self._last
-        if last is not None and last[0]() is optimizer:
-            return last[1]
-        key = self._keys.get(optimizer)
-        if key is not None:
-            self._last = (weakref.ref(optimizer), key)
-        return key
+        record = self.record(optimizer)
+        return record.key if record is not None else None
 
     def optimizer(self, key: int) -> Any:
         """The optimizer of ``key``, or None once it is gone."""
-        ref = self._refs.get(key)
-        return ref() if ref is not None else None
+        record = self._by_key.get(key)
+        return record.ref() if record is not None else None
+
+    def records(self) -> list[OptimizerRecord]:
+        """Every row, in key order (also of optimizers that are gone: their counts stay)."""
+        return list(self._by_key.values())
 
     def items(self) -> list[tuple[Any, int]]:
         """(optimizer, key) of the live optimizers, in key order."""
-        return list(self._keys.items())
+        return [(opt, record.key) for opt, record in self._records.items()]
 
     def keys(self) -> Iterator[Any]:
         return (opt for opt, _ in self.items())

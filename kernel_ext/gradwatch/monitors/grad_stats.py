@@ -30,7 +30,7 @@ import torch
 from ..measurements import GradientStatistics, LossStatistics, Measurement, OptimizerRef
 
 if TYPE_CHECKING:
-    from .optimizer_record import OptimizerRecord
+    from ..install.optimizer_table import OptimizerRecord
     from .training import TrainingMonitor
 
 _BLOCK = 64  # rows per device reduction

@@ -29,7 +29,7 @@ from ..measurements import (AccumulatedIntoUsedGradient, ClearedUnusedGradients,
                             LearningRateZero, Measurement, NeverStepped, OptimizerRef, StepWithoutBackward)
 
 if TYPE_CHECKING:
-    from .optimizer_record import OptimizerRecord
+    from ..install.optimizer_table import OptimizerRecord
     from .training import TrainingMonitor
 
 _EVAL_KINDS = (torch.nn.modules.dropout._DropoutNd, torch.nn.modules.batchnorm._BatchNorm)
@@ -224,7 +224,7 @@ class StepOrder:
         # GradScaler may skip optimizer.step() (inf gradients, by design): the backward still
         # counts as used, and the step as taken
         self.used = self.monitor.n_backward
-        record = self.monitor.record(opt, self.monitor.session.optimizer_key(opt))
+        record = self.monitor.record(opt)
         st = self._state(record)
         st.scaler = True
         st.uncleared = None

@@ -30,7 +30,7 @@ import torch
 from ..install.installer import Installer
 from ..install.monitor_handle import MonitorHandle
 from ..trace.provenance import has_values, own_work
-from .optimizer_record import OptimizerRecord
+from ..install.optimizer_table import OptimizerRecord
 
 
 _NULL = contextlib.nullcontext()
@@ -54,17 +54,13 @@ class TrainingMonitor:
         self.stats = GradStats(self)
         self.ops = OpChecks(self)
         self.local_names: dict[int, str] = {}  # names in the function that runs the loop
-        self.records: dict[int, OptimizerRecord] = {}  # optimizer key -> its counters and the parts' state
-        self._by_id: dict[int, OptimizerRecord] = {}  # id(optimizer) -> record (a weak-key lookup costs more)
         self._install(session.installer)
 
     # --- helpers for the parts ----------------------------------------------------------------
-    def record(self, optimizer: Any, key: int) -> OptimizerRecord:
-        """The record of the optimizer with this session key (made when first seen)."""
-        record = self.records.get(key)
-        if record is None:
-            record = self.records[key] = self._by_id[id(optimizer)] = OptimizerRecord(optimizer, key)
-        return record
+    def record(self, optimizer: Any) -> OptimizerRecord:
+        """The optimizer's row of the session's table (registered when first seen): its
+        counters, and the parts' state for it."""
+        return self.session.optimizer_record(optimizer)
 
     def position(self):
         """The user's code position that led here (a frame walk: only when needed)."""
@@ -173,7 +169,8 @@ class TrainingMonitor:
         if self.order.checking:
             self.order.after_backward()
 
-    def on_step(self, optimizer: Any, key: int, args: tuple = (), kwargs: dict | None = None) -> None:
+    def on_step(self, optimizer: Any, record: OptimizerRecord, args: tuple = (), kwargs: dict | None = None) -> None:
+        """(the session counted this step in ``record.steps`` already)"""
         # The post-step hook confirms suspicions, sees LBFGS-style closures (backward inside
         # step) and marks the optimizer's own ops while tracing; a plain loop does not pay for it.
         closure = args[1] if len(args) > 1 else (kwargs or {}).get("closure")  # (args[0]: the optimizer)
@@ -183,8 +180,6 @@ class TrainingMonitor:
         # ops whose user frame is not the step() call are the closure's and observed
         tracing = self.session.tracing_mode_on()
         self.step_call = self.position() if closure is not None and tracing else None
-        record = self.records.get(key) or self.record(optimizer, key)
-        record.steps += 1
         if record.steps == 1:
             self._remember_local_names()
         order = self.order
@@ -223,12 +218,12 @@ class TrainingMonitor:
             self.closure_seen = True
         elif self.order._pending is None:
             return  # nothing to confirm, no backward inside the step
-        record = self._by_id.get(id(optimizer))
-        if record is not None and record.optimizer() is optimizer:
+        record = self.session.optimizers.record(optimizer)
+        if record is not None:
             self.order.after_step(optimizer, record)
 
-    def on_zero_grad(self, optimizer: Any, key: int) -> None:
-        self.order.on_zero_grad(optimizer, self.records.get(key) or self.record(optimizer, key))
+    def on_zero_grad(self, optimizer: Any, record: OptimizerRecord) -> None:
+        self.order.on_zero_grad(optimizer, record)
 
     def _observe(self, op, args, kwargs, out, position_fn) -> None:
         if self.in_scaler:
@@ -257,10 +252,8 @@ class TrainingMonitor:
         self.scaled = None
         for part in (self.order, self.stats, self.ops):
             part.close()
-        for record in self.records.values():
+        for record in self.session.optimizers.records():
             record.order = record.series = None
-        self.records.clear()
-        self._by_id.clear()
 
 
 class _Names:

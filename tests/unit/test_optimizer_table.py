@@ -1,0 +1,81 @@
+"""One row per optimizer, shared by the session and its monitors (issue 8 §1): every counter is
+kept once, on the optimizer table's row, and a step is counted once. In-process, real torch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import gradwatch
+from gradwatch.events import StepCounts
+
+
+def _loop(steps: int, *, frozen_grad: bool = False, manual: bool = False):
+    """A small loop inside a watch; returns the session, the optimizer and what the rows held
+    while the cell ran (they lose the monitors' state at its end)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    unused = nn.Parameter(torch.zeros(3))  # in the optimizer, never in the loss
+    params = list(model.parameters()) + ([unused] if frozen_grad else [])
+    opt = torch.optim.SGD(params, lr=0.1)
+    x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
+    watch = gradwatch.watch(warn=False, namespace={})
+    seen = {}
+    with watch:
+        for _ in range(steps):
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(x), y)
+            if manual:  # gradients computed by autograd.grad and assigned: they feed the step
+                grads = torch.autograd.grad(loss, list(model.parameters()))
+                for p, g in zip(model.parameters(), grads):
+                    p.grad = g
+            else:
+                loss.backward()
+            opt.step()
+        record = watch.optimizers.record(opt)
+        monitor = watch._monitors[0]
+        seen = dict(record=record, order=record.order, series=record.series,
+                    order_state=monitor.order.opts.get(record.key),
+                    series_state=monitor.stats.series.get(record.key))
+    return watch, opt, seen
+
+
+def test_the_session_and_the_monitors_share_one_row_per_optimizer() -> None:
+    watch, opt, seen = _loop(5)
+    record = seen["record"]
+    assert record is watch.optimizers.record(opt)
+    assert record.key == 1 and record.steps == 5  # counted once per step, by the session
+    # the monitors' parts keep their state for the optimizer on that same row
+    assert seen["order"] is not None and seen["order"] is seen["order_state"]
+    assert seen["series"] is not None and seen["series"] is seen["series_state"]
+    assert record.backwards_at_step == 5 and record.backwards_at_zero_grad == 4
+    assert record.calls_at_step_or_zero_grad == 5
+    # the missing-gradient counts that GW006 reads are the row's
+    assert watch.events.step_counts == {1: StepCounts(steps=5, checked=5, missing=0)}
+    assert record.order is None and record.series is None  # dropped at the end of the cell
+
+
+def test_steps_that_find_parameters_without_gradient_are_counted_on_the_row() -> None:
+    watch, _, seen = _loop(20, frozen_grad=True)
+    # steps 1-16 are checked, then every 16th: 17-20 are not (the schedule)
+    assert watch.events.step_counts == {1: StepCounts(steps=20, checked=16, missing=16)}
+    assert [d.code for d in watch.report.diagnostics] == ["GW006"]
+
+
+def test_gradients_from_autograd_grad_count_as_the_steps_calls() -> None:
+    # `p.grad = g` after autograd.grad(): each step has its gradients, nothing is missing
+    watch, _, seen = _loop(4, manual=True)
+    record = seen["record"]
+    assert record.calls_at_step_or_zero_grad == 4  # autograd.grad calls feed the step
+    assert record.backwards_at_step == 0  # no backward() filled .grad
+    assert watch.events.step_counts == {1: StepCounts(steps=4, checked=4, missing=0)}
+
+
+def test_the_monitor_keeps_no_optimizer_table_of_its_own() -> None:
+    watch, _, _ = _loop(2)
+    monitor = watch._monitors[0]
+    assert not any(isinstance(value, dict) and any(hasattr(v, "backwards_at_step") for v in value.values())
+                   for value in vars(monitor).values())
+    with pytest.raises(AttributeError):
+        monitor.records  # noqa: B018
