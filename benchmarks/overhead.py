@@ -257,7 +257,7 @@ def gradwatch_state_bytes() -> int:
     from gradwatch import session as session_mod
 
     s = session_mod.current()
-    return deep_size([s._monitors, s.events, s.provenance.escapes, s.provenance.inplace])
+    return deep_size([s._monitor, s.events, s.provenance.escapes, s.provenance.inplace])
 
 
 def memory_benchmark(n_params: int, steps: int) -> dict:

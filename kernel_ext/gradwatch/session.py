@@ -92,7 +92,7 @@ class Watch:
         self._compiled_steps = CompiledSteps(lambda: False, self.optimizers.items, self._on_compiled_step)
         self._trained_names = intent.trained_names(code) if code else set()
         self._per_step_monitors = per_step_monitors
-        self._monitors: list[TrainingMonitor] = []  # the training-dynamics monitor, unless left out
+        self._monitor: TrainingMonitor | None = None  # the training-dynamics monitor, unless left out
         self._trace_until = 0
         self._trace_requested = 0
         self._fed_traced: set[int] = set()  # optimizers stepped with gradients a traced backward() gave them
@@ -143,8 +143,8 @@ class Watch:
             installer.close()  # (idempotent) again, in case an interrupt cut the first call short
             self._ns_index.freeze()  # the user's code has stopped: names are read at most once more
             self._finish_monitors()
-            for monitor in self._monitors:
-                self._guard(monitor.close)
+            if self._monitor is not None:
+                self._guard(self._monitor.close)
         try:
             self._conclude(exc)
         except Exception as err:
@@ -169,7 +169,7 @@ class Watch:
         from torch.optim.optimizer import register_optimizer_step_pre_hook
         installer.hook(register_optimizer_step_pre_hook, self._step_hook())
         if self._per_step_monitors:
-            self._monitors.append(TrainingMonitor(self._monitor_handle()))
+            self._monitor = TrainingMonitor(self._monitor_handle())
         installer.add_undo(self._stop_tracing)
         # torch.compile: the tracing mode steps aside in compiled code, seen from outside instead
         regions = CompiledRegions(installer, lambda: self.mode, self.provenance, self._internal_error)
@@ -413,10 +413,10 @@ class Watch:
 
     def _on_zero_grad(self, opt) -> None:
         self._compiled_steps.catch_up()
-        record = self._record(opt)
+        record = self.optimizers.record(opt) or self._adopt_optimizer(opt)
         record.calls_at_step_or_zero_grad = self.events.n_backward
-        for monitor in self._monitors:
-            monitor.on_zero_grad(opt, record)
+        if self._monitor is not None:
+            self._monitor.on_zero_grad(opt, record)
 
     def _record(self, opt) -> OptimizerRecord:
         """The optimizer's row of the table (one built before this cell is adopted now)."""
@@ -467,7 +467,7 @@ class Watch:
         self._on_step(opt, (opt,), {})
 
     def _on_step(self, opt, args, kwargs) -> tuple | None:
-        record = self._record(opt)
+        record = self.optimizers.record(opt) or self._adopt_optimizer(opt)
         key = record.key
         self._compiled_steps.stepped(key)
         events = self.events
@@ -491,8 +491,8 @@ class Watch:
             changed = ((opt, checked, *args[2:]), kwargs) if len(args) > 1 else (args, {**kwargs, "closure": checked})
         elif self.schedule.checks_missing(step_number, since):
             self._check_missing(opt, record, since)
-        for monitor in self._monitors:
-            monitor.on_step(opt, record, args, kwargs)
+        if self._monitor is not None:
+            self._monitor.on_step(opt, record, closure, self.mode is not None)
         return changed  # as a step pre-hook's (args, kwargs): step() calls the checking closure
 
     def _check_after(self, closure, opt, record: OptimizerRecord, n_before: int):
@@ -570,7 +570,7 @@ class Watch:
                     session._in_backward = False
                     guard(session._after_backward, call, api, args, kwargs, exc)
                     raise
-                if call is not None or guard(session._after_needed):
+                if call is not None or session._after_needed():
                     guard(session._after_backward, call, api, args, kwargs, None)
                 return result
             finally:
@@ -593,9 +593,9 @@ class Watch:
         self._compiled_steps.catch_up()
         self.events.n_backward += 1
         roots = self._roots(api, args, kwargs)
-        if api != "torch.autograd.grad":  # gradients of inputs (penalties): no training loss
-            for monitor in self._monitors:
-                monitor.on_backward(roots)
+        if api != "torch.autograd.grad" and self._monitor is not None:
+            # (gradients of inputs, as in penalties, are no training loss)
+            self._monitor.on_backward(roots, self.mode is not None)
         if self.mode is None or self.mode.paused or not roots or api == "torch.autograd.grad":
             # the per-step fast path; autograd.grad() computes gradients of inputs (penalties,
             # physics losses), not the training step's parameter gradients: not analysed
@@ -651,13 +651,11 @@ class Watch:
         return self.source_map.enclosing_decorator(location, _NO_GRAD_NAMES)
 
     def _after_needed(self) -> bool:
-        """Whether `_after_backward` has work after a backward that was not analysed."""
-        if self.mode is not None or self._trace_requested:
-            return True
-        for monitor in self._monitors:
-            if monitor.wants_after_backward:
-                return True
-        return False
+        """Whether `_after_backward` has work after a backward that was not analysed (attribute
+        reads only: it runs unguarded after every backward)."""
+        monitor = self._monitor
+        return self.mode is not None or self._trace_requested != 0 or (
+            monitor is not None and monitor.wants_after_backward)
 
     def _after_backward(self, call: BackwardEvent | None, api: str, args, kwargs, exc) -> None:
         if exc is not None:
@@ -678,8 +676,8 @@ class Watch:
             if self.events.n_backward >= self._trace_until:
                 self._trace_for = None
                 self._stop_tracing()
-        for monitor in self._monitors:
-            monitor.after_backward()
+        if self._monitor is not None:
+            self._monitor.after_backward()
         requested, self._trace_requested = self._trace_requested, 0
         if requested and self.mode is None and not self.installer.closed:
             self._start_tracing(requested)
@@ -695,9 +693,9 @@ class Watch:
     # --- monitors (per-step checks) and internal errors -------------------------------------------
     def _finish_monitors(self) -> None:
         self._guard(self._compiled_steps.finish)  # a last step that compiled code ran
-        for monitor in self._monitors:
+        if self._monitor is not None:
             try:
-                monitor.finish(self.events)
+                self._monitor.finish(self.events)
             except Exception as exc:
                 self._internal_error(exc)
 

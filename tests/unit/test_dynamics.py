@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def monitor():
-    return session_mod.current()._monitors[0]
+    return session_mod.current()._monitor
 
 
 def loop(model, opt, x, y, steps, check=None):

@@ -34,7 +34,7 @@ def _loop(steps: int, *, frozen_grad: bool = False, manual: bool = False):
                 loss.backward()
             opt.step()
         record = watch.optimizers.record(opt)
-        monitor = watch._monitors[0]
+        monitor = watch._monitor
         seen = dict(record=record, order=record.order, series=record.series,
                     order_state=monitor.order.opts.get(record.key),
                     series_state=monitor.stats.series.get(record.key))
@@ -74,7 +74,7 @@ def test_gradients_from_autograd_grad_count_as_the_steps_calls() -> None:
 
 def test_the_monitor_keeps_no_optimizer_table_of_its_own() -> None:
     watch, _, _ = _loop(2)
-    monitor = watch._monitors[0]
+    monitor = watch._monitor
     assert not any(isinstance(value, dict) and any(hasattr(v, "backwards_at_step") for v in value.values())
                    for value in vars(monitor).values())
     with pytest.raises(AttributeError):

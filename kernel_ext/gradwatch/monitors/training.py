@@ -141,9 +141,9 @@ class TrainingMonitor:
         installer.patch(torch.nn.Module, "train", lambda _original: module_train)
 
     # --- session hooks ------------------------------------------------------------------------
-    def on_backward(self, roots: list) -> None:
+    def on_backward(self, roots: list, tracing: bool) -> None:
         """A backward() that fills ``.grad`` (not ``torch.autograd.grad``, whose gradients of
-        inputs, as in penalties, are no training step's)."""
+        inputs, as in penalties, are no training step's); ``tracing``: the tracing mode is on."""
         self.n_backward += 1
         order = self.order
         if order.watching:
@@ -154,7 +154,7 @@ class TrainingMonitor:
                 root = self.scaled[1]  # the loss before `scaler.scale(loss)`: its scale is no trend
             if not has_values(root):
                 pass  # a meta model or a FakeTensor: no values to follow
-            elif not self.session.tracing_mode_on():
+            elif not tracing:
                 self.stats.on_loss(root)
             else:
                 with torch._C.DisableTorchFunction():
@@ -169,16 +169,15 @@ class TrainingMonitor:
         if self.order.checking:
             self.order.after_backward()
 
-    def on_step(self, optimizer: Any, record: OptimizerRecord, args: tuple = (), kwargs: dict | None = None) -> None:
-        """(the session counted this step in ``record.steps`` already)"""
+    def on_step(self, optimizer: Any, record: OptimizerRecord, closure: Any, tracing: bool) -> None:
+        """(the session counted this step in ``record.steps`` already; ``closure``: the one
+        passed to step(), or None; ``tracing``: the tracing mode is on)"""
         # The post-step hook confirms suspicions, sees LBFGS-style closures (backward inside
         # step) and marks the optimizer's own ops while tracing; a plain loop does not pay for it.
-        closure = args[1] if len(args) > 1 else (kwargs or {}).get("closure")  # (args[0]: the optimizer)
         if closure is not None:
             self.closure_seen = True
         # a closure runs the forward inside step() (LBFGS, SAM, Lightning): while tracing, the
         # ops whose user frame is not the step() call are the closure's and observed
-        tracing = self.session.tracing_mode_on()
         self.step_call = self.position() if closure is not None and tracing else None
         if record.steps == 1:
             self._remember_local_names()

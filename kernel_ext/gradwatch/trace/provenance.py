@@ -372,34 +372,47 @@ def inspectable() -> bool:
         and torch._C._get_dispatch_mode(_FAKE) is None
 
 
+_PLAIN_TENSORS = (torch.Tensor, torch.nn.Parameter)
+
+
 def has_values(t: torch.Tensor) -> bool:
     """Whether ``t`` holds values (not a meta tensor or a FakeTensor: shape and dtype only)."""
     if t.is_meta:
         return False
+    if type(t) in _PLAIN_TENSORS:  # (the loss of every step: no subclass lookup)
+        return True
     fake = sys.modules.get("torch._subclasses.fake_tensor")
     return fake is None or not isinstance(t, fake.FakeTensor)
 
 
-class own_work:  # noqa: N801  (used like torch.no_grad)
+def own_work() -> Any:
     """gradwatch's own tensor work: no torch function mode, tensor subclass or dispatch mode of
-    the user's sees it (their counts, traces and logs stay as without gradwatch)."""
+    the user's sees it (their counts, traces and logs stay as without gradwatch). Used like
+    ``torch.no_grad()``; without a dispatch mode (every step of a plain loop) it is torch's own
+    C context manager, no Python frame of ours."""
+    if _dispatch_depth():
+        return _OwnWorkUnderDispatch()
+    return _DisableTorchFunction()
 
+
+_DisableTorchFunction = torch._C.DisableTorchFunction
+_dispatch_depth = torch._C._len_torch_dispatch_stack
+
+
+class _OwnWorkUnderDispatch:
     __slots__ = ("_function", "_dispatch")
 
     def __enter__(self) -> None:
-        self._function = torch._C.DisableTorchFunction()
-        self._function.__enter__()
-        self._dispatch = None
-        if torch._C._len_torch_dispatch_stack():
-            from torch.utils._python_dispatch import _disable_current_modes
+        from torch.utils._python_dispatch import _disable_current_modes
 
-            self._dispatch = _disable_current_modes()
-            self._dispatch.__enter__()
+        self._function = _DisableTorchFunction()
+        self._function.__enter__()
+        self._dispatch = _disable_current_modes()
+        self._dispatch.__enter__()
 
     def __exit__(self, *exc: Any) -> None:
         try:
-            if self._dispatch is not None:
-                self._dispatch.__exit__(*exc)
+            self._dispatch.__exit__(*exc)
         finally:
             self._function.__exit__(*exc)
 
