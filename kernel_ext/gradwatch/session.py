@@ -94,6 +94,8 @@ class Watch:
         self._per_step_monitors = per_step_monitors
         self._monitor: TrainingMonitor | None = None  # the training-dynamics monitor, unless left out
         self._trace_until = 0
+        self._lifted_for_step = False  # the tracing mode is off the stack while step() runs
+        self._step_post: Any = None  # the post-step hook that puts it back (while tracing)
         self._trace_requested = 0
         self._fed_traced: set[int] = set()  # optimizers stepped with gradients a traced backward() gave them
         self._retraced: list[int] = []  # optimizers traced again because of a missing gradient
@@ -209,6 +211,10 @@ class Watch:
 
     def _stop_tracing(self) -> None:
         mode, self.mode = self.mode, None
+        self._lifted_for_step = False
+        if self._step_post is not None:  # (never called while torch runs the post-step hooks)
+            self._step_post.remove()
+            self._step_post = None
         if mode is None:
             return
         mode.paused = True
@@ -408,10 +414,15 @@ class Watch:
                     session._on_zero_grad(opt)
             except Exception as exc:
                 session._internal_error(exc)
-            return original(opt, *args, **kwargs)
+            if session.mode is None:
+                return original(opt, *args, **kwargs)
+            with session.installer.lifted(session.mode):  # clearing gradients is no forward op
+                return original(opt, *args, **kwargs)
         return zero_grad
 
     def _on_zero_grad(self, opt) -> None:
+        if self._lifted_for_step:
+            self._put_back_after_step()
         self._compiled_steps.catch_up()
         record = self.optimizers.record(opt) or self._adopt_optimizer(opt)
         record.calls_at_step_or_zero_grad = self.events.n_backward
@@ -462,6 +473,36 @@ class Watch:
                 session._internal_error(exc)
         return step_pre_hook
 
+    def _lift_for_step(self) -> None:
+        """While tracing: the optimizer's own ops are not the user's forward (no closure runs
+        one inside this step, and a non-differentiable step runs under no_grad), so step() runs
+        without the tracing mode, at the cost of a plain step (1,000 optimizers stepping in a
+        traced iteration cost 1,000 plain steps). A post-step hook puts the mode back."""
+        from torch.optim.optimizer import register_optimizer_step_post_hook
+
+        if self.installer.lift(self.mode):
+            self._lifted_for_step = True
+            if self._step_post is None:  # (from a pre-hook: torch is not iterating the post hooks)
+                self._step_post = self.installer.hook(register_optimizer_step_post_hook, self._after_step_hook())
+
+    def _after_step_hook(self):
+        session = self
+
+        def step_post_hook(opt, args, kwargs):
+            try:
+                session._put_back_after_step()
+            except Exception as exc:
+                session._internal_error(exc)
+        return step_post_hook
+
+    def _put_back_after_step(self) -> None:
+        """The tracing mode back on the stack after a step() that ran without it (also when
+        that step raised and no post-step hook ran: at the next backward or zero_grad)."""
+        if self._lifted_for_step:
+            self._lifted_for_step = False
+            if self.mode is not None:
+                self.installer.put_back(self.mode)
+
     def _on_compiled_step(self, opt) -> None:
         """A step that compiled code ran (found by `CompiledSteps`), as the step hook sees one."""
         self._on_step(opt, (opt,), {})
@@ -493,6 +534,9 @@ class Watch:
             self._check_missing(opt, record, since)
         if self._monitor is not None:
             self._monitor.on_step(opt, record, closure, self.mode is not None)
+        if self.mode is not None and closure is None and not self._lifted_for_step \
+                and not opt.defaults.get("differentiable"):
+            self._lift_for_step()
         return changed  # as a step pre-hook's (args, kwargs): step() calls the checking closure
 
     def _check_after(self, closure, opt, record: OptimizerRecord, n_before: int):
@@ -590,6 +634,8 @@ class Watch:
         return [t for t in (first or ()) if isinstance(t, torch.Tensor)]
 
     def _before_backward(self, api: str, args, kwargs) -> BackwardEvent | None:
+        if self._lifted_for_step:
+            self._put_back_after_step()
         self._compiled_steps.catch_up()
         self.events.n_backward += 1
         roots = self._roots(api, args, kwargs)

@@ -28,7 +28,7 @@ def _loop(steps: int, *, frozen_grad: bool = False, manual: bool = False):
             loss = nn.functional.cross_entropy(model(x), y)
             if manual:  # gradients computed by autograd.grad and assigned: they feed the step
                 grads = torch.autograd.grad(loss, list(model.parameters()))
-                for p, g in zip(model.parameters(), grads):
+                for p, g in zip(model.parameters(), grads, strict=True):
                     p.grad = g
             else:
                 loss.backward()

@@ -279,15 +279,25 @@ class Installer:
     def lifted(self, mode: Any) -> Iterator[None]:
         """``mode`` off the top of the stack for the block (autograd then runs as without
         gradwatch); back on after it, unless it was removed meanwhile."""
-        if mode not in self._modes or not self.owner_thread() or not modes.on_top(mode):
+        if not self.lift(mode):
             yield
             return
-        modes.pop_top()
         try:
             yield
         finally:
-            if mode in self._modes:
-                modes.push(mode)
+            self.put_back(mode)
+
+    def lift(self, mode: Any) -> bool:
+        """Take ``mode`` off the top of the owner thread's stack for a while; whether it was
+        there to take. `put_back` returns it (unless it was removed meanwhile)."""
+        if mode not in self._modes or not self.owner_thread() or not modes.on_top(mode):
+            return False
+        modes.pop_top()
+        return True
+
+    def put_back(self, mode: Any) -> None:
+        if mode in self._modes and self.owner_thread() and not self._closing:
+            modes.push(mode)
 
     def _remove_modes(self) -> None:
         if not self.owner_thread():
