@@ -125,6 +125,37 @@ def test_a_watched_cell_reads_each_namespace_entry_once_whatever_its_size():
     assert small < 500
 
 
+def _python_calls_in_a_watched_cell(size: int) -> int:
+    """Python-level calls (functions and builtins, as a profiler sees them) while a watched
+    4-step loop runs over a notebook of ``size`` entries."""
+    import sys
+
+    from gradwatch.session import Watch
+
+    ns = _notebook(size)
+    calls = [0]
+
+    def count(frame, event, arg):
+        if event in ("call", "c_call"):
+            calls[0] += 1
+
+    with Watch(namespace=ns, warn=False) as report:
+        sys.setprofile(count)
+        try:
+            exec(_LOOP, ns)
+        finally:
+            sys.setprofile(None)
+    assert report.codes == []
+    return calls[0]
+
+
+def test_the_per_step_checks_do_not_walk_the_namespace():
+    _python_calls_in_a_watched_cell(50)  # imports and first-use caches
+    # the eval-mode check reads the index's modules, the rest reads it at C speed: not one
+    # Python call more per namespace entry (each `isinstance` of a walk would count)
+    assert _python_calls_in_a_watched_cell(500) == _python_calls_in_a_watched_cell(20_000) > 0
+
+
 def test_names_kept_up_to_date_are_those_a_fresh_read_finds():
     import torch
 
@@ -155,6 +186,28 @@ def test_names_kept_up_to_date_are_those_a_fresh_read_finds():
     same_names()
     assert index.entries_read - read == 3  # `loss`, and `model` and `xs`, whose contents can change in place
     assert [name for name, _ in index.optimizers()] == ["opt"] and [name for name, _ in index.modules()] == ["model"]
+
+
+def test_an_earlier_tensor_entry_names_a_parameter_before_its_module():
+    import torch
+
+    from gradwatch.locate import NamespaceIndex, Namer
+
+    lin = torch.nn.Linear(2, 2)
+    ns = {"early": lin.weight, "n": 3, "model": lin, "late": lin.bias, "_hidden": lin.weight, "again": lin.weight}
+    index = NamespaceIndex(ns)
+
+    def names() -> list[str | None]:
+        kept = Namer(ns, index=index)
+        found = [kept.name(value) for value in (lin.weight, lin.bias, lin)]
+        assert found == [Namer(ns).name(value) for value in (lin.weight, lin.bias, lin)]
+        return found
+
+    assert names() == ["early", "model.bias", "model"]
+    ns["early"] = torch.ones(1)  # rebound: the module's name comes first now
+    assert names() == ["model.weight", "model.bias", "model"]
+    ns["n"] = lin.weight  # a plain tensor entry before the module again
+    assert names() == ["n", "model.bias", "model"]
 
 
 def test_the_index_keeps_no_user_object_after_the_cell():
@@ -232,3 +285,40 @@ def test_the_tensor_map_finds_by_identity_and_forgets_dead_tensors():
     del tensors[0]
     gc.collect()
     assert len(records) == 1 and records.get(tensors[-1]) == 2  # the dead tensor's entry is gone
+
+
+def _finite_checks_in_traced_forward(layers: int) -> int:
+    """Non-finite checks (``torch.isfinite`` calls) made while the first traced forward of
+    ``x`` through ``layers`` linear layers runs: each layer reads ``x`` and two parameters."""
+    import torch
+
+    from gradwatch.session import Watch
+
+    torch.manual_seed(0)
+    model = torch.nn.ModuleList(torch.nn.Linear(4, 4) for _ in range(layers))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.randn(8, 4)
+    checks = [0]
+    isfinite = torch.isfinite
+
+    def counting_isfinite(*args, **kwargs):
+        checks[0] += 1
+        return isfinite(*args, **kwargs)
+
+    with Watch(namespace={"model": model, "opt": opt, "x": x}, warn=False) as report:
+        torch.isfinite = counting_isfinite
+        try:
+            out = torch.stack([layer(x) for layer in model]).mean()  # traced: every op recorded
+        finally:
+            torch.isfinite = isfinite
+        out.backward()
+        opt.step()
+    assert report.codes == []
+    return checks[0]
+
+
+def test_a_traced_op_checks_each_tensor_once_per_iteration():
+    # each linear's output and its two parameters; `x` once, not once per layer; the stack and
+    # the mean: their outputs (their inputs were made by earlier ops)
+    assert _finite_checks_in_traced_forward(10) == 10 * 3 + 1 + 2
+    assert _finite_checks_in_traced_forward(40) == 40 * 3 + 1 + 2

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import gc
 from bisect import bisect_right
-from itertools import accumulate, chain, compress, count
-from operator import is_not, not_
+from collections import Counter
+from itertools import accumulate, chain, compress, count, islice, repeat
+from operator import is_, is_not, not_
 from types import BuiltinFunctionType, FunctionType, MethodType, ModuleType
 from typing import Any, Callable, Final, Hashable
 
@@ -21,7 +22,7 @@ _INERT_TYPES = frozenset({int, float, complex, bool, str, bytes, type(None), typ
 # ((object, name) pairs in order, (tensor id, plain container) pairs of its modules' unregistered
 # tensors, (parameter id, attribute) pairs of user module classes, live: its contents can change
 # without a rebinding, kind: _OPTIMIZER, _MODULE or 0)
-_Part = tuple[list[tuple[Any, str]], list[tuple[int, str]], list[tuple[int, str]], bool, int]
+_Part = tuple[tuple[tuple[Any, str], ...], tuple[tuple[int, str], ...], tuple[tuple[int, str], ...], bool, int]
 _NAMES: Final = 0
 _UNREGISTERED: Final = 1
 _USER_ATTRIBUTES: Final = 2
@@ -49,10 +50,12 @@ class NamespaceIndex:
         self._refreshed_at: Hashable = None
         self._keys: list[str] = []
         self._values: list[Any] = []
-        self._parts: list[_Part | None] = []
+        self._parts: list[_Part | None] = []  # None for a plain tensor's entry (in `_plain`)
+        self._plain: set[int] = set()  # positions of entries that hold a tensor and name it by the entry's name
         self._live: set[int] = set()  # positions of the entries read again at every refresh
         self._kinds: dict[int, int] = {}  # position -> _OPTIMIZER or _MODULE, for those
         self._owner: dict[int, int] = {}  # object id -> the position of the entry that names it
+        self._shadowed: set[int] = set()  # ids of objects more than one entry names (the first one wins)
         self.names: dict[int, str] = {}
         self.objects: dict[int, Any] = {}
         self.unregistered: dict[int, str] = {}
@@ -72,56 +75,73 @@ class NamespaceIndex:
             self._refreshed_at = now
         import torch
 
+        _plain_tensor_types(torch)
+
         ns = self.namespace
-        keys, values = list(ns), list(ns.values())
         old = len(self._keys)
-        if old and len(keys) >= old and keys[:old] == self._keys:
-            changed = set(compress(range(old), map(is_not, self._values, values)))
-            changed.update(range(old, len(keys)))
+        if old and len(ns) >= old and all(map(is_, self._keys, ns)):
+            # the same names first (an insertion-ordered dict): compare the bindings by identity,
+            # without copying the namespace (two passes at C speed)
+            keys, values = self._keys, self._values
+            changed = set(compress(count(), map(is_not, values, ns.values())))
+            if changed or len(ns) > old:
+                values = list(ns.values())
+            if len(ns) > old:
+                keys = keys + list(islice(ns, old, None))
+                changed.update(range(old, len(keys)))
             changed.update(self._live)
+            if not changed:
+                return
             parts = self._parts + [None] * (len(keys) - old)
             replaced: list[tuple[int, _Part | None, _Part | None]] = []
             for i in sorted(changed):
                 value = values[i]
                 new = None if type(value) in _INERT_TYPES else _entry(keys[i], value, torch)
                 self.entries_read += 1
-                if not _same(parts[i], new):
-                    replaced.append((i, parts[i], new))
+                before = parts[i]
+                if i in self._plain:
+                    self._plain.discard(i)
+                    before = _plain_part(self._values[i], keys[i])
+                if not _same(before, new):
+                    replaced.append((i, before, new))
                 parts[i] = new
                 self._classify(i, new)
             self._keys, self._values, self._parts = keys, values, parts
             if replaced and not self._update(replaced):
                 self._merge()
             return
-        parts: list[_Part | None] = [None] * len(keys)
-        self._live, self._kinds = set(), {}
-        # the entries that may name something, picked at C speed (most are numbers, strings)
-        types = list(map(type, values))
-        kept = list(compress(range(len(keys)), map(not_, map(_INERT_TYPES.__contains__, types))))
-        plain_tensors = (torch.Tensor, torch.nn.Parameter)
-        # containers of numbers and strings only (the usual ones) name nothing: their items'
-        # types are looked at once, at C speed, instead of in a Python call per container
-        holding = _containers_to_read(values, types)
         collecting = gc.isenabled()
         gc.disable()  # tens of thousands of small records: each collection they set off walks the whole heap
         try:
-            for i in kept:
-                var, value = keys[i], values[i]
-                cls = types[i]
-                if cls in _CONTAINERS and i not in holding:
-                    continue
-                self.entries_read += 1
-                if cls in plain_tensors and not var.startswith("_"):  # the usual case, inline
-                    parts[i] = ([(value, var)], [], [], False, 0)
-                    continue
-                parts[i] = part = _entry(var, value, torch)
-                if part is not None and (part[_LIVE] or part[_KIND]):
-                    self._classify(i, part)
-            self._keys, self._values, self._parts = keys, values, parts
-            self._merge()
+            self._read_all(torch)
         finally:
             if collecting:
                 gc.enable()
+
+    def _read_all(self, torch: Any) -> None:
+        ns = self.namespace
+        keys, values = list(ns), list(ns.values())
+        parts: list[_Part | None] = [None] * len(keys)
+        self._live, self._kinds = set(), {}
+        # each entry's kind, at C speed: most are numbers and strings, then tensors and containers
+        kinds = list(map(_KIND_OF_TYPE.get, map(type, values)))
+        # containers of numbers and strings only (the usual ones) name nothing: their items'
+        # types are looked at once, at C speed, instead of in a Python call per container
+        holding = _containers_to_read(values, kinds)
+        tensors = list(compress(count(), map(is_, kinds, repeat(_PLAIN_TENSOR))))
+        # a plain tensor's entry names it, unless its name starts with `_` (read like the others)
+        hidden = set(compress(tensors, map(str.startswith, map(keys.__getitem__, tensors), repeat("_"))))
+        # most of what a large namespace names: kept as positions, merged at C speed (no record each)
+        self._plain = set(tensors).difference(hidden)
+        self.entries_read += len(self._plain)
+        others = sorted(chain(holding, hidden, compress(count(), map(is_, kinds, repeat(None)))))
+        for i in others:
+            self.entries_read += 1
+            parts[i] = part = _entry(keys[i], values[i], torch)
+            if part is not None and (part[_LIVE] or part[_KIND]):
+                self._classify(i, part)
+        self._keys, self._values, self._parts = keys, values, parts
+        self._merge()
 
     def _classify(self, i: int, part: _Part | None) -> None:
         if part is not None and part[_LIVE]:
@@ -142,7 +162,7 @@ class NamespaceIndex:
                 if part is not None and (part[_UNREGISTERED] or part[_USER_ATTRIBUTES]):
                     return False
             for obj, _ in before[_NAMES] if before is not None else ():
-                if owner.get(id(obj)) != i:
+                if owner.get(id(obj)) != i or id(obj) in self._shadowed:  # (another entry names it too)
                     return False
             for obj, _ in after[_NAMES] if after is not None else ():
                 if id(obj) in owner and owner[id(obj)] != i:
@@ -157,25 +177,38 @@ class NamespaceIndex:
         return True
 
     def _merge(self) -> None:
-        names: dict[int, str] = {}
-        objects: dict[int, Any] = {}
-        owner: dict[int, int] = {}
+        """All entries' names into one table, the first entry's name winning: the plain
+        tensors' entries at C speed (a dict built from reversed pairs keeps each key's first
+        value), then the other entries' names, each over a later entry's."""
+        plain = sorted(self._plain)
+        tensors = list(map(self._values.__getitem__, plain))
+        ids = list(map(id, tensors))
+        ids.reverse()
+        names: dict[int, str] = dict(zip(ids, reversed(list(map(self._keys.__getitem__, plain))), strict=True))
+        objects: dict[int, Any] = dict(zip(ids, reversed(tensors), strict=True))
+        owner: dict[int, int] = dict(zip(ids, reversed(plain), strict=True))
+        shadowed: set[int] = set()
+        if len(owner) < len(plain):  # a tensor held by two entries
+            shadowed.update(key for key, n in Counter(ids).items() if n > 1)
         unregistered: dict[int, str] = {}
         user_attributes: dict[int, str] = {}
         parts = self._parts
-        for i in compress(range(len(parts)), parts):
+        never = len(parts)
+        for i in compress(count(), parts):
             part = parts[i]
             assert part is not None
             for obj, name in part[_NAMES]:
-                if id(obj) not in names:
-                    names[id(obj)] = name
-                    objects[id(obj)] = obj
-                    owner[id(obj)] = i
+                key = id(obj)
+                first = owner.get(key, never)
+                if first != never:
+                    shadowed.add(key)
+                if first > i:
+                    names[key], objects[key], owner[key] = name, obj, i
             for key, container in part[_UNREGISTERED]:
                 unregistered.setdefault(key, container)
             for key, attribute in part[_USER_ATTRIBUTES]:
                 user_attributes.setdefault(key, attribute)
-        self.names, self.objects, self._owner = names, objects, owner
+        self.names, self.objects, self._owner, self._shadowed = names, objects, owner, shadowed
         self.unregistered, self.user_attributes = unregistered, user_attributes
 
     def optimizers(self) -> list[tuple[str, Any]]:
@@ -197,24 +230,24 @@ class NamespaceIndex:
 
     def close(self) -> None:
         self._keys, self._values, self._parts, self._live, self._kinds, self._owner = [], [], [], set(), {}, {}
+        self._plain, self._shadowed = set(), set()
         self.names, self.objects, self.unregistered, self.user_attributes = {}, {}, {}, {}
         self._frozen = True
 
 
-_CONTAINERS = frozenset({list, tuple, dict})
-
-
-def _containers_to_read(values: list[Any], types: list[type]) -> set[int]:
-    """The positions of the small lists, tuples and dicts among ``values`` that hold something
-    besides numbers, strings and the like (``_INERT_TYPES``): the only containers that can name
-    a tensor. Found at C speed, without a Python call per container."""
+def _containers_to_read(values: list[Any], kinds: list[object]) -> set[int]:
+    """The positions of the small lists, tuples and dicts among ``values`` (``kinds``: their
+    `_KIND_OF_TYPE`) that hold something besides numbers, strings and the like
+    (``_INERT_TYPES``): the only containers that can name a tensor. Found at C speed, without
+    a Python call per container."""
     found: set[int] = set()
     small = (64).__ge__  # larger containers are not looked into at all (see `Namer._add`)
-    for kinds, items_of in ((_SEQUENCES, None), (_DICTS, dict.values)):
-        selected = list(map(kinds.__contains__, types))
-        positions, containers = list(compress(range(len(values)), selected)), list(compress(values, selected))
+    for kind, items_of in ((_SEQUENCE, None), (_DICT, dict.values)):
+        positions = list(compress(count(), map(is_, kinds, repeat(kind))))
+        containers = list(map(values.__getitem__, positions))
         kept = list(map(small, map(len, containers)))
-        positions, containers = list(compress(positions, kept)), list(compress(containers, kept))
+        if not all(kept):
+            positions, containers = list(compress(positions, kept)), list(compress(containers, kept))
         ends = list(accumulate(map(len, containers)))
         items = chain.from_iterable(map(items_of, containers) if items_of is not None else containers)
         for flat in compress(count(), map(not_, map(_INERT_TYPES.__contains__, map(type, items)))):
@@ -222,7 +255,19 @@ def _containers_to_read(values: list[Any], types: list[type]) -> set[int]:
     return found
 
 
-_SEQUENCES, _DICTS = frozenset({list, tuple}), frozenset({dict})
+# An entry's kind by the exact type of its value (None: any other type, read one by one).
+_INERT, _SEQUENCE, _DICT, _PLAIN_TENSOR = object(), object(), object(), object()
+_KIND_OF_TYPE: dict[type, object] = {**dict.fromkeys(_INERT_TYPES, _INERT), list: _SEQUENCE, tuple: _SEQUENCE,
+                                     dict: _DICT}
+
+
+def _plain_tensor_types(torch: Any) -> None:
+    _KIND_OF_TYPE.setdefault(torch.Tensor, _PLAIN_TENSOR)
+    _KIND_OF_TYPE.setdefault(torch.nn.Parameter, _PLAIN_TENSOR)
+
+
+def _plain_part(tensor: Any, name: str) -> _Part:
+    return (((tensor, name),), (), (), False, 0)
 
 
 def _same(a: _Part | None, b: _Part | None) -> bool:
@@ -237,7 +282,7 @@ def _entry(var: str, value: Any, torch: Any) -> _Part | None:
     """What the namespace entry ``var`` names (None: nothing)."""
     if var.startswith("_") or var in ("In", "Out"):
         if isinstance(value, torch.optim.Optimizer):  # adopted by the session, not named
-            return ([], [], [], False, _OPTIMIZER)
+            return ((), (), (), False, _OPTIMIZER)
         return None
     cls = type(value)
     if cls is list or cls is tuple or cls is dict:  # `xs[0]`, `batch['x']`, as `Namer._add_items`
@@ -247,19 +292,19 @@ def _entry(var: str, value: Any, torch: Any) -> _Part | None:
         tensor = torch.Tensor
         pairs = value.items() if cls is dict else enumerate(value)
         seen: set[int] = set()
-        names = [(item, f"{var}[{k!r}]" if cls is dict else f"{var}[{k}]") for k, item in pairs
-                 if isinstance(item, tensor) and not (id(item) in seen or seen.add(id(item)))]
-        return (names, [], [], cls is not tuple, 0) if names else None
+        names = tuple((item, f"{var}[{k!r}]" if cls is dict else f"{var}[{k}]") for k, item in pairs
+                      if isinstance(item, tensor) and not (id(item) in seen or seen.add(id(item))))
+        return (names, (), (), cls is not tuple, 0) if names else None
     if isinstance(value, torch.Tensor):
-        return ([(value, var)], [], [], False, 0)
+        return (((value, var),), (), (), False, 0)
     namer = Namer()
     namer._add(var, value, torch)
     if not namer._by_id:
         return None
     optimizer = isinstance(value, torch.optim.Optimizer)
     kind = _OPTIMIZER if optimizer else _MODULE if isinstance(value, torch.nn.Module) else 0
-    return ([(namer._objects[key], name) for key, name in namer._by_id.items()],
-            list(namer._unregistered.items()), list(namer._user_attribute.items()), not optimizer, kind)
+    return (tuple((namer._objects[key], name) for key, name in namer._by_id.items()),
+            tuple(namer._unregistered.items()), tuple(namer._user_attribute.items()), not optimizer, kind)
 
 
 class Namer:

@@ -5,7 +5,10 @@ op whose output is not finite.
 
 The non-finite check keeps one device flag (``isfinite(out).all()``) per traced op instead of
 reading it, so even traced iterations add no host-device sync; the flags are read at the end of
-the cell. Records are kept for a few traced iterations only (the first ones, and the ones traced
+the cell. Each tensor is checked once per traced iteration: an input that an earlier op of the
+iteration made (or that an earlier op read) has its flag already, so an op costs one check for
+its output plus one for each input seen for the first time (a parameter, the batch). Records
+are kept for a few traced iterations only (the first ones, and the ones traced
 after `grad_stats` saw a NaN/Inf), so memory stays bounded in long loops.
 """
 
@@ -17,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..measurements import LossCall, Measurement, NonFiniteOrigin, ZeroIntoSingularOp
+from ..trace.provenance import TensorMap
 
 if TYPE_CHECKING:
     from .training import TrainingMonitor
@@ -44,6 +48,9 @@ class OpChecks:
         self.loss_calls: dict[tuple, tuple] = {}
         # traced iteration (provenance.step) -> [(finite flag, op, position, input refs)]
         self.records: dict[int, list] = {}
+        # this traced iteration's flags: tensor -> its finite flag (as the iteration found it)
+        self._flags = TensorMap()
+        self._flags_step: int | None = None
         self.singular: list = []  # (device flag: input has an exact 0, op, position), traced ops only
 
     def observe(self, op: str, args: tuple, kwargs: dict, out: Any, position_fn: Any) -> None:
@@ -86,12 +93,15 @@ class OpChecks:
             records = self.records[step] = []
         if len(records) >= _MAX_OPS:
             return
+        flags = self._flags
+        if self._flags_step != step:  # a new iteration: parameters and data may have changed
+            flags = self._flags = TensorMap()
+            self._flags_step = step
         # inputs' flags too: at the end of the cell a parameter may be NaN because of this op
-        # detached: isfinite is composite (abs, ne) and would record autograd nodes that save
-        # tensors, which torch.utils.checkpoint counts
-        inputs = tuple((weakref.ref(a), torch.isfinite(a.detach()).all(), tuple(a.shape)) for a in args[:4]
+        inputs = tuple((weakref.ref(a), _flag(flags, a), tuple(a.shape)) for a in args[:4]
                        if isinstance(a, torch.Tensor) and a.is_floating_point())
-        records.append((torch.isfinite(out.detach()).all(), op, position_fn(), inputs))
+        finite = flags[out] = _finite_flag(out)  # (an in-place op: the tensor's flag from now on)
+        records.append((finite, op, position_fn(), inputs))
         if op in _SINGULAR_AT_ZERO and len(self.singular) < _MAX_SINGULAR and args \
                 and isinstance(args[0], torch.Tensor) and args[0].requires_grad:
             self.singular.append(((args[0].detach() == 0).any(), op, position_fn()))
@@ -135,5 +145,20 @@ class OpChecks:
 
     def close(self) -> None:
         self.records.clear()
+        self._flags = TensorMap()
         self.singular.clear()
         self.loss_calls.clear()
+
+
+def _finite_flag(t: torch.Tensor) -> torch.Tensor:
+    # detached: isfinite is composite (abs, ne) and would record autograd nodes that save
+    # tensors, which torch.utils.checkpoint counts
+    return torch.isfinite(t.detach()).all()
+
+
+def _flag(flags: TensorMap, t: torch.Tensor) -> torch.Tensor:
+    """``t``'s flag in this iteration: the one an earlier op left, else checked now."""
+    flag = flags.get(t)
+    if flag is None:
+        flag = flags[t] = _finite_flag(t)
+    return flag

@@ -263,40 +263,55 @@ class StepOrder:
         if st.lr_zero:
             self._saw("lr_zero", key, step=st.step_position)
 
+    def _modules_in_reach(self) -> list[tuple[str, Any]]:
+        """(name, module) in the user's frame, then its globals, then the notebook: the
+        notebook's from its `NamespaceIndex` (a namespace of 100,000 names is not walked)."""
+        session = self.monitor.session
+        frame = session.user_frame(sys._getframe(1))
+        notebook = session.namespace()
+        spaces = [frame.f_locals, frame.f_globals, notebook] if frame is not None else [notebook]
+        found: list[tuple[str, Any]] = []
+        walked: set[int] = set()
+        for ns in spaces:
+            if id(ns) in walked:
+                continue
+            walked.add(id(ns))
+            if ns is notebook:
+                session.namespace_index.refresh()
+                found += session.namespace_index.modules()
+            else:
+                found += [(var, value) for var, value in list(ns.items())
+                          if isinstance(value, torch.nn.Module) and not var.startswith("_")]
+        return found
+
     def _check_eval(self, opt: Any, key: int, st: _Opt) -> None:
         if st.ids is None:
             st.ids = {id(p) for g in opt.param_groups for p in g["params"]}
-        session = self.monitor.session
-        frame = session.user_frame(sys._getframe(1))
-        spaces = [session.namespace()]
-        if frame is not None:
-            spaces[:0] = [frame.f_locals, frame.f_globals]
         seen = set()
-        for ns in spaces:
-            for var, value in list(ns.items()):
-                if not isinstance(value, torch.nn.Module) or id(value) in seen or var.startswith("_"):
-                    continue
-                seen.add(id(value))
-                if not any(id(p) in st.ids for p in value.parameters()):
-                    continue
-                # dropout in eval is off while training; batch norm in eval matters only when
-                # its own affine parameters train (frozen BN statistics are a fine-tuning idiom)
-                off = [name for name, sub in value.named_modules()
-                       if isinstance(sub, _EVAL_KINDS) and not sub.training
-                       and (not isinstance(sub, torch.nn.modules.batchnorm._BatchNorm)
-                            or any(id(p) in st.ids for p in sub.parameters(recurse=False)))]
-                if not off:
-                    continue
-                where = self.eval_positions.get(value)
-                if where is None:
-                    for sub in value.modules():
-                        where = self.eval_positions.get(sub)
-                        if where is not None:
-                            break
-                self._saw("eval_mode", key, module=var, submodules=[f"{var}.{n}" if n else var for n in off],
-                          eval_call=where, step=st.step_position, step_index=st.record.steps,
-                          train_called=self.train_called)
-                return
+        for var, value in self._modules_in_reach():
+            if id(value) in seen:
+                continue
+            seen.add(id(value))
+            if not any(id(p) in st.ids for p in value.parameters()):
+                continue
+            # dropout in eval is off while training; batch norm in eval matters only when
+            # its own affine parameters train (frozen BN statistics are a fine-tuning idiom)
+            off = [name for name, sub in value.named_modules()
+                   if isinstance(sub, _EVAL_KINDS) and not sub.training
+                   and (not isinstance(sub, torch.nn.modules.batchnorm._BatchNorm)
+                        or any(id(p) in st.ids for p in sub.parameters(recurse=False)))]
+            if not off:
+                continue
+            where = self.eval_positions.get(value)
+            if where is None:
+                for sub in value.modules():
+                    where = self.eval_positions.get(sub)
+                    if where is not None:
+                        break
+            self._saw("eval_mode", key, module=var, submodules=[f"{var}.{n}" if n else var for n in off],
+                      eval_call=where, step=st.step_position, step_index=st.record.steps,
+                      train_called=self.train_called)
+            return
 
     # --- results -------------------------------------------------------------------------------
     def finish(self, namer: Any) -> list[Measurement]:
