@@ -373,7 +373,11 @@ class Watch:
             if not isinstance(params, (list, tuple, dict)) and not isinstance(params, torch.Tensor):
                 params = list(params)  # a generator: keep it for both us and the optimizer
             try:
-                original(opt, params, *args, **kwargs)
+                if session.mode is None:
+                    original(opt, params, *args, **kwargs)
+                else:  # building an optimizer is no forward op: not traced
+                    with session.installer.lifted(session.mode):
+                        original(opt, params, *args, **kwargs)
             except ValueError as exc:
                 session._guard(session._on_optimizer_error, exc, params, position, frame)
                 raise

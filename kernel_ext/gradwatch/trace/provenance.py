@@ -346,6 +346,8 @@ class ProvenanceMode(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         __tracebackhide__ = True  # noqa: F841  (IPython hides this frame in tracebacks)
         kwargs = kwargs or {}
+        if func is _MARK_BEGIN or func is _MARK_END:  # in every optimizer step(): no op of the user's
+            return func(*args, **kwargs)
         call = _call_as_from(sys._getframe(1))
         out = call(func, args, kwargs) if call is not None else func(*args, **kwargs)
         if not self.paused and inspectable():
@@ -356,6 +358,19 @@ class ProvenanceMode(TorchFunctionMode):
                 self.paused = True
                 self._on_error(exc)
         return out
+
+
+def _profiler_marks() -> tuple[Any, Any]:
+    """``record_function``'s begin and end ops, as a torch function mode sees them (torch.optim's
+    step() wraps itself in one)."""
+    try:
+        profiler = torch.ops.profiler
+        return profiler._record_function_enter_new, profiler._record_function_exit._RecordFunction
+    except (AttributeError, RuntimeError):  # pragma: no cover - a torch without them
+        return object(), object()
+
+
+_MARK_BEGIN, _MARK_END = _profiler_marks()
 
 
 # --- what gradwatch may look at, and how it stays unseen -----------------------------------------
