@@ -660,7 +660,8 @@ class Watch:
         namer = self._namer(frame)
         trainables, owned = self._trainables(namer, frame)
         analyzer = FlowAnalyzer(self.provenance, self.location, lambda t: self._fact(t, namer),
-                                namer.name, self._enclosing_no_grad, self._no_grad_decorator)
+                                namer.name, self._enclosing_no_grad, self._no_grad_decorator,
+                                lambda t: [key for _, key in self.optimizers.owners(t)])
         event.flow = analyzer.analyze(roots, trainables, bool(self.optimizers), owned)
         reached = analyzer.reached_ids
         event.reached_optimizers = {key for opt, key in list(self.optimizers.items())

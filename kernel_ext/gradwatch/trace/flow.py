@@ -123,10 +123,13 @@ class FlowAnalyzer:
     def __init__(self, provenance: Provenance, location: Callable[[Any], Location | None],
                  fact: Callable[[torch.Tensor], TensorFact], name: Callable[[Any], str | None],
                  enclosing_with: Callable[[Location], Location | None],
-                 enclosing_decorator: Callable[[Location], Location | None] = lambda _: None) -> None:
+                 enclosing_decorator: Callable[[Location], Location | None] = lambda _: None,
+                 owner_keys: Callable[[torch.Tensor], list[int]] | None = None) -> None:
         self.prov = provenance
         self.location = location
         self.fact = fact
+        # the keys of the optimizers that hold a tensor (without naming it, as a fact would)
+        self.owner_keys = owner_keys or (lambda t: fact(t).owner_keys)
         self.name = name
         self.enclosing_with = enclosing_with
         self.enclosing_decorator = enclosing_decorator
@@ -230,7 +233,7 @@ class FlowAnalyzer:
                     behind.setdefault(id(esc), (esc, []))[1].append(by_id[t_id])
             # a term that trains some tensors and cuts others off: which optimizers the trained
             # ones belong to decides whether the cut is a stop-gradient (see GW002)
-            owners = frozenset(k for t in clean.values() for k in self.fact(t).owner_keys) if clean else None
+            owners = frozenset(k for t in clean.values() for k in self.owner_keys(t)) if clean else None
             for cut_node, tensors in behind.values():
                 names = [self.name(t) or "<tensor>" for t in tensors if id(t) not in clean]
                 if names:
