@@ -322,3 +322,45 @@ def test_a_traced_op_checks_each_tensor_once_per_iteration():
     # the mean: their outputs (their inputs were made by earlier ops)
     assert _finite_checks_in_traced_forward(10) == 10 * 3 + 1 + 2
     assert _finite_checks_in_traced_forward(40) == 40 * 3 + 1 + 2
+
+
+def _eval_mode_walks(n_optimizers: int) -> tuple[int, list[str]]:
+    """Walks of the modules in reach (GW115's eval-mode check) while ``n_optimizers`` one-tensor
+    optimizers and one model's optimizer (its dropout left in eval mode) take 2 steps each."""
+    import torch
+
+    from gradwatch.monitors import step_order
+    from gradwatch.session import Watch
+
+    walks = [0]
+    modules_in_reach = step_order.StepOrder._modules_in_reach
+
+    def counting(self):
+        walks[0] += 1
+        return modules_in_reach(self)
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.5))
+    params = [torch.nn.Parameter(torch.randn(4)) for _ in range(n_optimizers)]
+    namespace = {"model": model, "params": params}
+    step_order.StepOrder._modules_in_reach = counting
+    try:
+        with Watch(namespace=namespace, warn=False) as report:
+            model.eval()
+            opts = [torch.optim.SGD([p], lr=1e-2) for p in params]
+            opts.append(torch.optim.SGD(model.parameters(), lr=1e-2))
+            namespace["opts"] = opts
+            for _ in range(2):
+                for o in opts:
+                    o.zero_grad()
+                (torch.stack(params).square().sum() + model(torch.ones(2, 4)).sum()).backward()
+                for o in opts:
+                    o.step()
+    finally:
+        step_order.StepOrder._modules_in_reach = modules_in_reach
+    return walks[0], [d.code for d in report if d.code == "GW115"]
+
+
+def test_the_eval_mode_check_walks_the_modules_once_per_iteration_whatever_the_optimizers():
+    # every optimizer's first step is checked; one walk serves all of them (was: one per optimizer)
+    assert _eval_mode_walks(3) == _eval_mode_walks(300) == (1, ["GW115"])

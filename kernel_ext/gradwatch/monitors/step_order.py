@@ -76,6 +76,12 @@ class StepOrder:
         self.watching = True  # on_backward() has work (positions to keep, probes, discards)
         self.eval_positions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.train_called = False  # some `module.train()` ran in the cell
+        # modules in reach with dropout/batch norm in eval mode, and when they were found
+        # (backward calls, train()/eval() calls, the user's code object): see `_modules_in_eval`
+        self._in_eval: list[tuple[str, Any, list[tuple[str, Any]]]] = []
+        self._in_eval_when: tuple | None = None
+        self._mode_changes = 0
+        self.eval_walks = 0  # times the modules in reach were walked (counted by tests)
 
     def _state(self, record: OptimizerRecord) -> _Opt:
         st = record.order
@@ -245,6 +251,7 @@ class StepOrder:
 
     def on_train(self, module: Any, mode: bool) -> None:
         # called for the outermost (the user's) call only: Module.train recurses into children
+        self._mode_changes += 1
         if mode:
             self.eval_positions.pop(module, None)
             self.train_called = True
@@ -267,7 +274,7 @@ class StepOrder:
         """(name, module) in the user's frame, then its globals, then the notebook: the
         notebook's from its `NamespaceIndex` (a namespace of 100,000 names is not walked)."""
         session = self.monitor.session
-        frame = session.user_frame(sys._getframe(1))
+        frame = session.user_frame(sys._getframe(2))
         notebook = session.namespace()
         spaces = [frame.f_locals, frame.f_globals, notebook] if frame is not None else [notebook]
         found: list[tuple[str, Any]] = []
@@ -284,22 +291,42 @@ class StepOrder:
                           if isinstance(value, torch.nn.Module) and not var.startswith("_")]
         return found
 
-    def _check_eval(self, opt: Any, key: int, st: _Opt) -> None:
-        if st.ids is None:
-            st.ids = {id(p) for g in opt.param_groups for p in g["params"]}
-        seen = set()
+    def _modules_in_eval(self) -> list[tuple[str, Any, list[tuple[str, Any]]]]:
+        """The modules in reach that hold a dropout or batch norm in eval mode, with those
+        submodules: found once per backward() call (and again after a `train()`/`eval()`), so
+        that 1,000 optimizers stepping in one iteration walk the namespace and modules once."""
+        frame = self.monitor.session.user_frame(sys._getframe(2))
+        when = (self.monitor.n_backward, self._mode_changes, frame.f_code if frame is not None else None)
+        if self._in_eval_when == when:
+            return self._in_eval
+        self.eval_walks += 1
+        found: list[tuple[str, Any, list[tuple[str, Any]]]] = []
+        seen: set[int] = set()
         for var, value in self._modules_in_reach():
             if id(value) in seen:
                 continue
             seen.add(id(value))
+            off = [(name, sub) for name, sub in value.named_modules()
+                   if isinstance(sub, _EVAL_KINDS) and not sub.training]
+            if off:
+                found.append((var, value, off))
+        self._in_eval, self._in_eval_when = found, when
+        return found
+
+    def _check_eval(self, opt: Any, key: int, st: _Opt) -> None:
+        in_eval = self._modules_in_eval()
+        if not in_eval:
+            return
+        if st.ids is None:
+            st.ids = {id(p) for g in opt.param_groups for p in g["params"]}
+        for var, value, off_kinds in in_eval:
             if not any(id(p) in st.ids for p in value.parameters()):
                 continue
             # dropout in eval is off while training; batch norm in eval matters only when
             # its own affine parameters train (frozen BN statistics are a fine-tuning idiom)
-            off = [name for name, sub in value.named_modules()
-                   if isinstance(sub, _EVAL_KINDS) and not sub.training
-                   and (not isinstance(sub, torch.nn.modules.batchnorm._BatchNorm)
-                        or any(id(p) in st.ids for p in sub.parameters(recurse=False)))]
+            off = [name for name, sub in off_kinds
+                   if not isinstance(sub, torch.nn.modules.batchnorm._BatchNorm)
+                   or any(id(p) in st.ids for p in sub.parameters(recurse=False))]
             if not off:
                 continue
             where = self.eval_positions.get(value)
@@ -363,6 +390,7 @@ class StepOrder:
         self.checked = []
         self.eval_positions = weakref.WeakKeyDictionary()
         self._pending = None
+        self._in_eval, self._in_eval_when = [], None
 
 
 def _opt_name(namer: Any, opt: Any, key: int) -> str:
