@@ -187,3 +187,21 @@ def test_namer_reads_each_namespace_once_and_only_when_a_name_is_asked():
     assert namer.name(ns["_hidden"]) is None
     assert namer.name(opt.param_groups[0]["params"][1]) == "optimizer#1.param_groups[0]['params'][1]"
     assert Counting.reads == 1
+
+
+def test_the_index_reads_exactly_the_small_containers_that_hold_something_besides_numbers():
+    import torch
+
+    from gradwatch.locate.naming import _KIND_OF_TYPE, _containers_to_read, _plain_tensor_types
+
+    _plain_tensor_types(torch)
+    t = torch.ones(1)
+
+    def read(values: list) -> set[int]:
+        return _containers_to_read(values, list(map(_KIND_OF_TYPE.get, map(type, values))))
+
+    inert = [[1, 2], (3, "a"), {"k": 4.0}, [], {}, 5, "s"]
+    assert read(inert) == set()  # (the usual case, found in one pass)
+    assert read([*inert, [1, t], (t,), {"a": 1, "b": t}, [2] * 63 + [t], [2] * 64 + [t], {"m": object()}]) \
+        == {7, 8, 9, 10, 12}  # not the list of 65 items, nor the numbers before them
+    assert read([{"a": t}, [1, 2]]) == {0} and read([[1, 2], {"k": 1}, (1, t)]) == {2}

@@ -9,7 +9,7 @@ from collections import Counter
 from itertools import accumulate, chain, compress, count, islice, repeat
 from operator import is_, is_not, not_
 from types import BuiltinFunctionType, FunctionType, MethodType, ModuleType
-from typing import Any, Callable, Final, Hashable
+from typing import Any, Callable, Final, Hashable, Iterator
 
 
 # Values that never name a tensor, module or optimizer: skipped by their exact type, without
@@ -248,11 +248,17 @@ def _containers_to_read(values: list[Any], kinds: list[object]) -> set[int]:
         kept = list(map(small, map(len, containers)))
         if not all(kept):
             positions, containers = list(compress(positions, kept)), list(compress(containers, kept))
+        if _INERT_TYPES.issuperset(map(type, _items(containers, items_of))):
+            continue  # (the usual case: one pass over the items, no position worked out)
         ends = list(accumulate(map(len, containers)))
-        items = chain.from_iterable(map(items_of, containers) if items_of is not None else containers)
+        items = _items(containers, items_of)
         for flat in compress(count(), map(not_, map(_INERT_TYPES.__contains__, map(type, items)))):
             found.add(positions[bisect_right(ends, flat)])
     return found
+
+
+def _items(containers: list[Any], items_of: Callable[[Any], Any] | None) -> Iterator[Any]:
+    return chain.from_iterable(map(items_of, containers) if items_of is not None else containers)
 
 
 # An entry's kind by the exact type of its value (None: any other type, read one by one).
