@@ -32,7 +32,7 @@ from .trace.flow import FlowAnalyzer, data_leaves, related_tensor_ids
 from .install.compiled import CompiledRegions, CompiledSteps
 from .monitors.schedule import StepSchedule
 from .monitors.training import TrainingMonitor
-from .install.installer import InstallConflict, Installer
+from .install.installer import InstallConflict, Installer, Patch
 from .install.monitor_handle import MonitorHandle
 from .install.optimizer_table import OptimizerRecord, OptimizerTable
 from .trace.provenance import Provenance, ProvenanceMode, forget_callers, own_work
@@ -89,7 +89,9 @@ class Watch:
         self._opt_locations = self.optimizers.locations  # key -> where it was built
         self.installer = Installer(self._internal_error)  # replaced by the one `__enter__` claims with
         self._in_backward = False  # inside a watched backward(): calls it makes are not watched again
+        self._nested_backward: Patch | None = None  # the autograd.backward patch (paused while in one)
         self._compiled_steps = CompiledSteps(lambda: False, self.optimizers.items, self._on_compiled_step)
+        self._regions: CompiledRegions | None = None  # (until compiled code runs, no step of it to find)
         self._trained_names = intent.trained_names(code) if code else set()
         self._per_step_monitors = per_step_monitors
         self._monitor: TrainingMonitor | None = None  # the training-dynamics monitor, unless left out
@@ -164,7 +166,9 @@ class Watch:
     def _install(self, installer: Installer) -> None:
         wrap = self._wrap_backward
         installer.patch(torch.Tensor, "backward", lambda original: wrap(original, "Tensor.backward"))
-        installer.patch(torch.autograd, "backward", lambda original: wrap(original, "torch.autograd.backward"))
+        # (Tensor.backward calls it: while a watched backward runs, calls pass straight through)
+        self._nested_backward = installer.patch(torch.autograd, "backward",
+                                                lambda original: wrap(original, "torch.autograd.backward"))
         installer.patch(torch.autograd, "grad", lambda original: wrap(original, "torch.autograd.grad"))
         installer.patch(torch.optim.Optimizer, "__init__", self._wrap_optimizer_init)
         installer.patch(torch.optim.Optimizer, "zero_grad", self._wrap_zero_grad)
@@ -176,6 +180,7 @@ class Watch:
         # torch.compile: the tracing mode steps aside in compiled code, seen from outside instead
         regions = CompiledRegions(installer, lambda: self.mode, self.provenance, self._internal_error)
         regions.install()
+        self._regions = regions
         self._compiled_steps = CompiledSteps(regions.may_have_run, self.optimizers.items, self._on_compiled_step)
         if self.trace_steps > 0:
             self._start_tracing(self.trace_steps)
@@ -427,7 +432,8 @@ class Watch:
     def _on_zero_grad(self, opt) -> None:
         if self._lifted_for_step:
             self._put_back_after_step()
-        self._compiled_steps.catch_up()
+        if self._regions is not None and self._regions.entered:
+            self._compiled_steps.catch_up()
         record = self.optimizers.record(opt) or self._adopt_optimizer(opt)
         record.calls_at_step_or_zero_grad = self.events.n_backward
         if self._monitor is not None:
@@ -514,7 +520,8 @@ class Watch:
     def _on_step(self, opt, args, kwargs) -> tuple | None:
         record = self.optimizers.record(opt) or self._adopt_optimizer(opt)
         key = record.key
-        self._compiled_steps.stepped(key)
+        if self._regions is not None and self._regions.entered:
+            self._compiled_steps.stepped(key)
         events = self.events
         events.n_steps += 1
         record.steps += 1
@@ -599,6 +606,9 @@ class Watch:
             if session._in_backward:
                 return original(*args, **kwargs)
             session._in_backward = True
+            nested = session._nested_backward
+            if nested is not None:
+                nested.passing = True
             try:
                 try:
                     with own_work():
@@ -616,6 +626,8 @@ class Watch:
                             result = original(*args, **kwargs)
                 except BaseException as exc:
                     session._in_backward = False
+                    if nested is not None:
+                        nested.passing = False
                     guard(session._after_backward, call, api, args, kwargs, exc)
                     raise
                 if call is not None or session._after_needed():
@@ -623,6 +635,8 @@ class Watch:
                 return result
             finally:
                 session._in_backward = False
+                if nested is not None:
+                    nested.passing = False
         return backward
 
     @staticmethod
@@ -640,7 +654,8 @@ class Watch:
     def _before_backward(self, api: str, args, kwargs) -> BackwardEvent | None:
         if self._lifted_for_step:
             self._put_back_after_step()
-        self._compiled_steps.catch_up()
+        if self._regions is not None and self._regions.entered:  # (a step compiled code ran)
+            self._compiled_steps.catch_up()
         self.events.n_backward += 1
         roots = self._roots(api, args, kwargs)
         if api != "torch.autograd.grad" and self._monitor is not None:

@@ -24,7 +24,8 @@ import threading
 from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from torch.compiler import is_compiling
+import torch.compiler as _compiler
+from torch.compiler import is_dynamo_compiling
 
 from . import modes
 
@@ -44,12 +45,18 @@ class InstallConflict(RuntimeError):
 class _Slot:
     """What a wrapper calls while its session lives; emptied when the session ends."""
 
-    __slots__ = ("handler", "thread", "callbacks")
+    __slots__ = ("handler", "thread", "callbacks", "passing")
 
     def __init__(self, handler: Callable[..., Any] | None, thread: int) -> None:
         self.handler: Callable[..., Any] | None = handler
         self.thread = thread
         self.callbacks: list[Any] = []  # dynamo's eval-frame callbacks set aside for the handler
+        # calls go straight to the original for a while: the session's handler of another
+        # patched function runs and calls this one (`Tensor.backward` calls `autograd.backward`)
+        self.passing = False
+
+
+Patch = _Slot  # what `Installer.patch` returns: `passing` sends calls straight to the original
 
 
 # --- calls from compiled code ------------------------------------------------------------------
@@ -86,11 +93,13 @@ def _wrapper(original: Callable[..., Any], slot: _Slot) -> Callable[..., Any]:
 
     @_wraps(original)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if is_compiling():  # first: traced by dynamo, the wrapper is the original
+        # first: traced by dynamo (which folds is_dynamo_compiling() to True), or run while it
+        # compiles, the wrapper is the original (is_compiling(), in one call fewer)
+        if is_dynamo_compiling() or _compiler._is_compiling_flag:
             return original(*args, **kwargs)
         __tracebackhide__ = True  # noqa: F841  (IPython hides this frame in tracebacks)
         handler = slot.handler
-        if handler is None or get_ident() != slot.thread:
+        if handler is None or slot.passing or get_ident() != slot.thread:
             return original(*args, **kwargs)
         callback = get_eval_frame_callback()
         if callback is None:
@@ -138,7 +147,8 @@ def _owner_thread_hook(fn: Callable[..., Any], thread: int) -> Callable[..., Any
     get_ident = threading.get_ident
 
     def on_owner_thread(*args: Any, **kwargs: Any) -> Any:
-        if is_compiling():  # first: traced by dynamo (a compiled step), nothing of ours is traced
+        # first: traced by dynamo (a compiled step) or run while it compiles, nothing of ours runs
+        if is_dynamo_compiling() or _compiler._is_compiling_flag:
             return None
         if get_ident() != thread:
             return None
@@ -215,7 +225,7 @@ class Installer:
 
     # --- patches, hooks, modes ------------------------------------------------------------------
     def patch(self, owner: Any, name: str, build: Callable[[Callable[..., Any]], Callable[..., Any]],
-              dynamo_internal: bool = False) -> None:
+              dynamo_internal: bool = False) -> Patch:
         """Replace ``owner.name`` by ``build(original)`` on the owner thread, for the session.
 
         In code that torch.compile traces, the patched function is the original (the handler
@@ -240,6 +250,7 @@ class Installer:
                 setattr(owner, name, saved)
         self._undo.append(undo)
         setattr(owner, name, wrapper)
+        return slot
 
     def hook(self, register: Callable[[Callable[..., Any]], Any], fn: Callable[..., Any]) -> Hook:
         """``register(fn)`` (a torch global hook), called on the owner thread only."""
