@@ -390,8 +390,9 @@ class Watch:
         return __init__
 
     def _on_optimizer(self, opt, position, frame) -> None:
-        key = self._register_optimizer(opt, self.location(position)).key
-        self.events.optimizers.append(self._optimizer_event(opt, key, self.location(position), frame))
+        location = self.location(position)
+        key = self._register_optimizer(opt, location).key
+        self.events.optimizers.append(self._optimizer_event(opt, key, location, frame))
 
     def _optimizer_event(self, opt, key: int, location: Location | None, frame) -> OptimizerEvent:
         # its parameters are named by the optimizers that hold them, not by all optimizers

@@ -364,3 +364,102 @@ def _eval_mode_walks(n_optimizers: int) -> tuple[int, list[str]]:
 def test_the_eval_mode_check_walks_the_modules_once_per_iteration_whatever_the_optimizers():
     # every optimizer's first step is checked; one walk serves all of them (was: one per optimizer)
     assert _eval_mode_walks(3) == _eval_mode_walks(300) == (1, ["GW115"])
+
+
+def _norm_calls_and_rows(n_optimizers: int) -> tuple[int, list[list[float]]]:
+    """`_foreach_norm` calls of the gradient statistics while ``n_optimizers`` one-tensor SGD
+    optimizers take 3 steps (one loss over all), and the sampled norms of the first three."""
+    import torch
+
+    from gradwatch.monitors import grad_stats
+    from gradwatch.session import Watch
+
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(4)) for _ in range(n_optimizers)]
+    rows: list[list[float]] = []
+    calls = [0]
+    flush = grad_stats.GradStats._flush_short_series_together
+
+    def keep_rows(self):  # (the cell's end: every sample is a row by now)
+        rows.extend(torch.stack(self.series[key].rows).flatten().tolist() for key in (1, 2, 3))
+        return flush(self)
+
+    grad_stats.GradStats._flush_short_series_together = keep_rows
+    try:
+        with Watch(namespace={"params": params}, warn=False) as report:
+            opts = [torch.optim.SGD([p], lr=1e-2) for p in params]
+            for _ in range(3):
+                for o in opts:
+                    o.zero_grad()
+                torch.stack(params).square().sum().backward()
+                for o in opts:
+                    o.step()
+            calls[0] = session_stats().norm_calls
+    finally:
+        grad_stats.GradStats._flush_short_series_together = flush
+    assert report.codes == []
+    return calls[0], rows
+
+
+def session_stats():
+    from gradwatch import session as session_mod
+
+    monitor = session_mod.current()._monitor
+    assert monitor is not None
+    return monitor.stats
+
+
+def test_gradient_norms_of_many_small_optimizers_are_reduced_together():
+    import torch
+
+    few_calls, few_rows = _norm_calls_and_rows(3)
+    many_calls, many_rows = _norm_calls_and_rows(300)
+    # in the cell: the first optimizer's first step sampled alone, then one call per iteration
+    # (the third iteration's samples are reduced at the cell's end); was one per optimizer and step
+    assert few_calls == many_calls == 3
+    # the same figures as sampled one by one: each step's norm of 2 * p (the loss's gradient)
+    torch.manual_seed(0)
+    first = [torch.nn.Parameter(torch.randn(4)) for _ in range(3)]
+    expected = []
+    for p in first:
+        norms, value = [], p.detach().clone()
+        for _ in range(3):
+            norms.append(float((2 * value).norm()))
+            value = value - 1e-2 * 2 * value
+        expected.append(norms)
+    assert few_rows == many_rows
+    assert [[round(v, 5) for v in row] for row in few_rows] == [[round(v, 5) for v in row] for row in expected]
+
+
+def test_a_gradient_zeroed_in_place_after_the_step_is_not_sampled_as_zero():
+    # two optimizers: their samples wait for the next zero_grad()/backward(); `p.grad.zero_()`
+    # right after the step changes the gradient first: that sample is dropped, not read as 0
+    import torch
+
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(4)) for _ in range(2)]
+    sampled: list[float] = []
+    from gradwatch.monitors import grad_stats
+    from gradwatch.session import Watch
+
+    flush = grad_stats.GradStats._flush_short_series_together
+
+    def keep_rows(self):
+        sampled.extend(v for key in (1, 2) for row in self.series[key].rows for v in row.tolist())
+        return flush(self)
+
+    grad_stats.GradStats._flush_short_series_together = keep_rows
+    try:
+        with Watch(namespace={"params": params}, warn=False):
+            opts = [torch.optim.SGD([p], lr=1e-2) for p in params]
+            for _ in range(3):
+                torch.stack(params).square().sum().backward()
+                for o in opts:
+                    o.step()
+                for p in params:
+                    assert p.grad is not None
+                    p.grad.zero_()
+    finally:
+        grad_stats.GradStats._flush_short_series_together = flush
+    # each optimizer loses its first deferred sample (3 steps: 2 rows each), then samples at once
+    assert len(sampled) == 4 and 0.0 not in sampled

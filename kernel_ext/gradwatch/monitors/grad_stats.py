@@ -40,6 +40,7 @@ _LOSS_BLOCK = 256
 _CHUNK = 32
 _FIRST_LOSSES = 16
 _BIG = float("inf")
+_DEFERRED_WIDTH = 8  # optimizers of at most so many tensors have their samples reduced together
 
 
 class _DeviceFlag:
@@ -93,6 +94,7 @@ class _Series:
         self.adapt_step = 0
         self.failed = False
         self.acc: dict[str, torch.Tensor] = {}
+        self.eager = False  # sampled at once, never deferred (see `GradStats._defer`)
         self.losses: list[torch.Tensor] = []  # 0-d, fewer than _CHUNK
         self.chunks: list[torch.Tensor] = []  # stacked losses, fewer than _LOSS_BLOCK in all
         self.n_chunked = 0
@@ -115,6 +117,11 @@ class GradStats:
         self.flag = _DeviceFlag()
         self.traced_after_nonfinite = False
         self.loss_position = None
+        # samples of small optimizers taken since the last backward()/zero_grad(), reduced
+        # together in one `_foreach_norm` by `settle` (see `_defer`): (series, step, grads, their versions)
+        self.deferred: list[tuple[_Series, int, list[torch.Tensor], list[int]]] = []
+        self.deferred_series: set[int] = set()  # their series' keys
+        self.norm_calls = 0  # `_foreach_norm` calls (counted by tests)
 
     # --- hooks ----------------------------------------------------------------------------------
     def on_loss(self, root: torch.Tensor) -> None:
@@ -175,7 +182,10 @@ class GradStats:
         if not s.params:
             return
         grads = [p.grad for p in s.params]
+        if self._defer(s, grads, t0):
+            return
         try:
+            self.norm_calls += 1
             if not s.partial:
                 try:
                     # one stacked tensor per sample: few live Python objects between flushes
@@ -196,12 +206,71 @@ class GradStats:
         except (RuntimeError, TypeError, NotImplementedError):
             s.failed = True  # sparse gradients, several devices ...: no statistics, no error
             return
+        self._add_row(s, row, s.n_steps, time.perf_counter() - t0)
+
+    def _add_row(self, s: _Series, row: torch.Tensor, step: int, cost: float) -> None:
         s.rows.append(row)
-        s.row_steps.append(s.n_steps)
+        s.row_steps.append(step)
         s.samples += 1
-        s.cost += time.perf_counter() - t0
+        s.cost += cost
         if len(s.rows) >= (_FIRST_BLOCK if s.n_rows == 0 else _BLOCK):
             self._flush(s)
+
+    def _defer(self, s: _Series, grads: list, t0: float) -> bool:
+        """Whether this sample waits for `settle`: many small optimizers stepping in one
+        iteration (1,000 one-tensor ones) cost one `_foreach_norm` per iteration, not one each.
+        Only where the figures cannot change: a built-in torch optimizer (its step() never
+        writes to ``.grad``), a few dense gradients on one device, at least two optimizers
+        (one optimizer samples at once, as before). Each gradient's version is kept: one that
+        changes in place before `settle` (``p.grad.zero_()``) drops the sample, and the
+        series samples at once from then on."""
+        if s.partial or len(grads) > _DEFERRED_WIDTH or len(self.series) < 2 or s.eager:
+            return False
+        record = s.record
+        opt = record.optimizer() if record is not None else None
+        if opt is None or not type(opt).__module__.startswith("torch.optim") or opt.defaults.get("fused"):
+            s.eager = True  # (a fused kernel may write .grad)
+            return False
+        device = grads[0].device if grads[0] is not None else None
+        for g in grads:
+            if g is None or g.device != device or g.layout != torch.strided:
+                return False
+        if s.key in self.deferred_series:
+            self.settle()  # (two steps without a backward or zero_grad between them)
+        self.deferred.append((s, s.n_steps, grads, [g._version for g in grads]))
+        self.deferred_series.add(s.key)
+        s.cost += time.perf_counter() - t0
+        return True
+
+    def settle(self) -> None:
+        """The deferred samples reduced: one `_foreach_norm` per device (before a backward()
+        or zero_grad() changes the gradients, and at the end of the cell)."""
+        if not self.deferred:
+            return
+        deferred, self.deferred = self.deferred, []
+        self.deferred_series = set()
+        t0 = time.perf_counter()
+        by_device: dict[Any, list[tuple[_Series, int, list[torch.Tensor]]]] = {}
+        for s, step, grads, versions in deferred:
+            if any(g._version != v for g, v in zip(grads, versions, strict=True)):
+                s.eager = True  # changed in place since the step: this sample is lost
+                continue
+            by_device.setdefault(grads[0].device, []).append((s, step, grads))
+        n = sum(len(entries) for entries in by_device.values())
+        for entries in by_device.values():
+            try:
+                self.norm_calls += 1
+                flat = [g for _, _, grads in entries for g in grads]
+                norms = torch.stack(torch._foreach_norm(flat, 2, dtype=torch.float32))  # pyright: ignore[reportPrivateImportUsage, reportArgumentType]
+            except (RuntimeError, TypeError, NotImplementedError):
+                for s, _, _ in entries:
+                    s.failed = True  # as `_sample` does: no statistics, no error
+                continue
+            cost = (time.perf_counter() - t0) / max(n, 1)
+            start = 0
+            for s, step, grads in entries:
+                self._add_row(s, norms[start:start + len(grads)], step, cost)
+                start += len(grads)
 
     def _adapt(self, s: _Series) -> None:
         """The stride that keeps the statistics near the schedule's share of the loop's own time."""
@@ -397,6 +466,7 @@ class GradStats:
         out: list[Measurement] = []
         session = self.monitor.session
         loss = self.monitor.location(self.loss_position)
+        self.settle()
         self._flush_short_series_together()
         for key, s in self.series.items():
             self._flush(s)
@@ -433,6 +503,7 @@ class GradStats:
         self.series.clear()
         self.pending = []
         self.last = None
+        self.deferred, self.deferred_series = [], set()
 
 
 def _steps_tensor(steps: list[int], device: torch.device) -> torch.Tensor:

@@ -145,6 +145,8 @@ class TrainingMonitor:
         """A backward() that fills ``.grad`` (not ``torch.autograd.grad``, whose gradients of
         inputs, as in penalties, are no training step's); ``tracing``: the tracing mode is on."""
         self.n_backward += 1
+        if self.stats.deferred:  # gradient norms of the last steps, before this backward adds to them
+            self.stats.settle()
         order = self.order
         if order.watching:
             order.on_backward()
@@ -222,6 +224,8 @@ class TrainingMonitor:
             self.order.after_step(optimizer, record)
 
     def on_zero_grad(self, optimizer: Any, record: OptimizerRecord) -> None:
+        if self.stats.deferred:  # gradient norms of the last steps, before they are cleared
+            self.stats.settle()
         self.order.on_zero_grad(optimizer, record)
 
     def _observe(self, op, args, kwargs, out, position_fn) -> None:
