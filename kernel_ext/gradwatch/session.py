@@ -631,7 +631,9 @@ class Watch:
                         nested.passing = False
                     guard(session._after_backward, call, api, args, kwargs, exc)
                     raise
-                if call is not None or session._after_needed():
+                monitor = session._monitor
+                if call is not None or session.mode is not None or session._trace_requested \
+                        or (monitor is not None and monitor.wants_after_backward):  # work after it? (reads only)
                     guard(session._after_backward, call, api, args, kwargs, None)
                 return result
             finally:
@@ -658,7 +660,9 @@ class Watch:
         if self._regions is not None and self._regions.entered:  # (a step compiled code ran)
             self._compiled_steps.catch_up()
         self.events.n_backward += 1
-        roots = self._roots(api, args, kwargs)
+        first = args[0] if args else None
+        # (`loss.backward()`, every step: no call to find its root)
+        roots = [first] if type(first) is torch.Tensor else self._roots(api, args, kwargs)
         if api != "torch.autograd.grad" and self._monitor is not None:
             # (gradients of inputs, as in penalties, are no training loss)
             self._monitor.on_backward(roots, self.mode is not None)
@@ -716,13 +720,6 @@ class Watch:
 
     def _no_grad_decorator(self, location: Location) -> Location | None:
         return self.source_map.enclosing_decorator(location, _NO_GRAD_NAMES)
-
-    def _after_needed(self) -> bool:
-        """Whether `_after_backward` has work after a backward that was not analysed (attribute
-        reads only: it runs unguarded after every backward)."""
-        monitor = self._monitor
-        return self.mode is not None or self._trace_requested != 0 or (
-            monitor is not None and monitor.wants_after_backward)
 
     def _after_backward(self, call: BackwardEvent | None, api: str, args, kwargs, exc) -> None:
         if exc is not None:
