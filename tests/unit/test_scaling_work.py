@@ -288,10 +288,11 @@ def test_the_tensor_map_finds_by_identity_and_forgets_dead_tensors():
 
 
 def _finite_checks_in_traced_forward(layers: int) -> int:
-    """Non-finite checks (``torch.isfinite`` calls) made while the first traced forward of
-    ``x`` through ``layers`` linear layers runs: each layer reads ``x`` and two parameters."""
+    """Non-finite checks (``op_checks._finite_flag`` calls) made while the first traced forward
+    of ``x`` through ``layers`` linear layers runs: each layer reads ``x`` and two parameters."""
     import torch
 
+    from gradwatch.monitors import op_checks
     from gradwatch.session import Watch
 
     torch.manual_seed(0)
@@ -299,18 +300,18 @@ def _finite_checks_in_traced_forward(layers: int) -> int:
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     x = torch.randn(8, 4)
     checks = [0]
-    isfinite = torch.isfinite
+    finite_flag = op_checks._finite_flag
 
-    def counting_isfinite(*args, **kwargs):
+    def counting_finite_flag(t):
         checks[0] += 1
-        return isfinite(*args, **kwargs)
+        return finite_flag(t)
 
     with Watch(namespace={"model": model, "opt": opt, "x": x}, warn=False) as report:
-        torch.isfinite = counting_isfinite
+        op_checks._finite_flag = counting_finite_flag
         try:
             out = torch.stack([layer(x) for layer in model]).mean()  # traced: every op recorded
         finally:
-            torch.isfinite = isfinite
+            op_checks._finite_flag = finite_flag
         out.backward()
         opt.step()
     assert report.codes == []
@@ -364,6 +365,47 @@ def _eval_mode_walks(n_optimizers: int) -> tuple[int, list[str]]:
 def test_the_eval_mode_check_walks_the_modules_once_per_iteration_whatever_the_optimizers():
     # every optimizer's first step is checked; one walk serves all of them (was: one per optimizer)
     assert _eval_mode_walks(3) == _eval_mode_walks(300) == (1, ["GW115"])
+
+
+def _python_calls_through_traced_layers(layers: int, other_parameters: int) -> int:
+    """Python function calls while the first traced forward runs ``layers`` linear layers (one
+    op each), with ``other_parameters`` more parameter tensors in the optimizer and namespace."""
+    import sys
+
+    import torch
+
+    from gradwatch.session import Watch
+
+    torch.manual_seed(0)
+    model = torch.nn.ModuleList(torch.nn.Linear(4, 4) for _ in range(layers))
+    others = [torch.nn.Parameter(torch.randn(4)) for _ in range(other_parameters)]
+    opt = torch.optim.SGD([*model.parameters(), *others], lr=0.1)
+    x = torch.randn(8, 4)
+    calls = [0]
+
+    def count(frame, event, arg):
+        if event == "call":
+            calls[0] += 1
+
+    with Watch(namespace={"model": model, "opt": opt, "x": x, "others": others}, warn=False) as report:
+        sys.setprofile(count)
+        try:
+            out = torch.stack([layer(x) for layer in model]).mean()  # traced: every op recorded
+        finally:
+            sys.setprofile(None)
+        (out + torch.stack(others).sum()).backward()  # every parameter trains: nothing to report
+        opt.step()
+    assert report.codes == []
+    return calls[0]
+
+
+def test_a_traced_op_costs_the_same_python_calls_whatever_the_parameter_count():
+    _python_calls_through_traced_layers(2, 2)  # first-use work (gradient probes) out of the counts
+    per_op = {n: (_python_calls_through_traced_layers(20, n) - _python_calls_through_traced_layers(10, n)) / 10
+              for n in (10, 5_000)}
+    assert per_op[10] == per_op[5_000]
+    # a plain Linear call is 5 Python calls; tracing adds a bounded number per op (73 today, 89 before)
+    assert per_op[10] <= 80, per_op
 
 
 def _norm_calls_and_rows(n_optimizers: int) -> tuple[int, list[list[float]]]:

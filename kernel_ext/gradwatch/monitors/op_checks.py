@@ -3,13 +3,15 @@ the loss calls and the ops that made their inputs (judged by GW109 softmax into 
 GW110 sigmoid into BCELoss, GW111 loss shapes that broadcast) and, for GW105, the first forward
 op whose output is not finite.
 
-The non-finite check keeps one device flag (``isfinite(out).all()``) per traced op instead of
-reading it, so even traced iterations add no host-device sync; the flags are read at the end of
-the cell. Each tensor is checked once per traced iteration: an input that an earlier op of the
-iteration made (or that an earlier op read) has its flag already, so an op costs one check for
-its output plus one for each input seen for the first time (a parameter, the batch). Records
-are kept for a few traced iterations only (the first ones, and the ones traced
-after `grad_stats` saw a NaN/Inf), so memory stays bounded in long loops.
+The non-finite check keeps one device value per traced op instead of reading it, the tensor's
+largest magnitude (``vector_norm(out, inf)``: NaN or Inf exactly when an element is; one kernel,
+where ``isfinite(out).all()`` is several), so even traced iterations add no host-device sync; the
+values are read at the end of the cell. Each tensor is checked once per traced iteration: an
+input that an earlier op of the iteration made (or that an earlier op read) has its flag
+already, so an op costs one check for its output plus one for each input seen for the first
+time (a parameter, the batch). Records are kept for a few traced iterations only (the first
+ones, and the ones traced after `grad_stats` saw a NaN/Inf), so memory stays bounded in long
+loops.
 """
 
 from __future__ import annotations
@@ -98,10 +100,12 @@ class OpChecks:
             flags = self._flags = TensorMap()
             self._flags_step = step
         # inputs' flags too: at the end of the cell a parameter may be NaN because of this op
-        inputs = tuple((weakref.ref(a), _flag(flags, a), tuple(a.shape)) for a in args[:4]
-                       if isinstance(a, torch.Tensor) and a.is_floating_point())
+        inputs = []
+        for a in args[:4]:
+            if isinstance(a, torch.Tensor) and a.is_floating_point() and a.numel():
+                inputs.append((weakref.ref(a), _flag(flags, a), tuple(a.shape)))
         finite = flags[out] = _finite_flag(out)  # (an in-place op: the tensor's flag from now on)
-        records.append((finite, op, position_fn(), inputs))
+        records.append((finite, op, position_fn(), tuple(inputs)))
         if op in _SINGULAR_AT_ZERO and len(self.singular) < _MAX_SINGULAR and args \
                 and isinstance(args[0], torch.Tensor) and args[0].requires_grad:
             self.singular.append(((args[0].detach() == 0).any(), op, position_fn()))
@@ -111,13 +115,13 @@ class OpChecks:
             records = self.records[step]
             if not records:
                 continue
-            flags = torch.stack([r[0] for r in records]).tolist()  # the one host read
+            flags = torch.stack([r[0] for r in records]).isfinite().tolist()  # the one host read
             for ok, (_, op, position, inputs) in zip(flags, records, strict=True):
                 if ok:
                     continue
                 bad_inputs = []
                 for ref, finite, shape in inputs:
-                    if not bool(finite):
+                    if not bool(finite.isfinite()):
                         t = ref()
                         bad_inputs.append((namer.name(t) if t is not None else None)
                                           or f"a tensor of shape {shape}")
@@ -150,10 +154,16 @@ class OpChecks:
         self.loss_calls.clear()
 
 
+_INF = float("inf")
+_vector_norm = torch.linalg.vector_norm
+
+
 def _finite_flag(t: torch.Tensor) -> torch.Tensor:
-    # detached: isfinite is composite (abs, ne) and would record autograd nodes that save
-    # tensors, which torch.utils.checkpoint counts
-    return torch.isfinite(t.detach()).all()
+    """``t``'s largest magnitude (a 0-dim tensor of t's dtype; ``t`` not empty): finite exactly
+    when every element is (NaN propagates through the max, an Inf is its own maximum)."""
+    # detached: the norm would record an autograd node that saves ``t``, which
+    # torch.utils.checkpoint counts
+    return _vector_norm(t.detach(), _INF)
 
 
 def _flag(flags: TensorMap, t: torch.Tensor) -> torch.Tensor:

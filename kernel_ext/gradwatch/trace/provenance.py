@@ -142,7 +142,10 @@ def _tensors(values: Any, out: list[torch.Tensor], depth: int = 0, limit: int = 
         out.append(values)
     elif depth < limit and isinstance(values, (list, tuple)):
         for v in values[:4096]:
-            _tensors(v, out, depth + 1, limit)
+            if isinstance(v, torch.Tensor):  # (most arguments: no call per tensor)
+                out.append(v)
+            elif isinstance(v, (list, tuple)):
+                _tensors(v, out, depth + 1, limit)
 
 
 _OP_NAMES: dict[Any, str] = {}
@@ -212,30 +215,37 @@ class Provenance:
 
     def record(self, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
         op = _op_name(func)
+        found: list[Position | None] = []
+
+        def position() -> Position | None:  # worked out once per op, when asked
+            if not found:
+                found.append(self._position())
+            return found[0]
+
         if not isinstance(out, torch.Tensor) or has_values(out):  # (a meta model: no values to check)
             for observe in self.observers:
-                observe(op, args, kwargs, out, self._position)
+                observe(op, args, kwargs, out, position)
         inputs: list[torch.Tensor] = []
         _tensors(args, inputs)
         if kwargs:
             _tensors(list(kwargs.values()), inputs)
         if op in _ESCAPE_OPS:
             if inputs:
-                self.escapes.append(Escape(op, self._position(), self.node_of(inputs[0]),
+                self.escapes.append(Escape(op, position(), self.node_of(inputs[0]),
                                            out, self.step))
                 del self.escapes[:-64]
             return
         if op in (".requires_grad=", "requires_grad_"):
             value = args[1] if len(args) > 1 else kwargs.get("requires_grad", True)
             if inputs and value is False:
-                self.frozen_at[inputs[0]] = self._position()
+                self.frozen_at[inputs[0]] = position()
             elif inputs:
                 self.frozen_at.pop(inputs[0], None)
             if op == ".requires_grad=":
                 return
         if op == ".grad":
             if inputs and not inputs[0].is_leaf:
-                self.grad_reads.append((self._position(), weakref.ref(inputs[0])))
+                self.grad_reads.append((position(), weakref.ref(inputs[0])))
                 del self.grad_reads[:-64]
             return
         if op in _REWRAP_OPS and args and not isinstance(args[0], torch.Tensor):
@@ -248,10 +258,14 @@ class Provenance:
             if op == "__setitem__" and inputs:
                 self._inplace(op, inputs[0], inputs[1:])
             return
-        parents = tuple(self.node_of(t) for t in inputs)
-        any_grad_in = any(p.requires_grad for p in parents)
+        parents = tuple(map(self.node_of, inputs))
+        any_grad_in = False
+        for parent in parents:
+            if parent.requires_grad:
+                any_grad_in = True
+                break
         grad_on = torch.is_grad_enabled()
-        pos = self._position()
+        pos = position()
         for index, t in enumerate(outputs):
             try:
                 self._record_output(op, t, inputs, parents, any_grad_in, grad_on, pos, args,
