@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("torch")
+pytestmark = pytest.mark.slow  # dynamo compiles in fresh processes: many seconds of CPU; the full run and CI run them
 
 ROOT = Path(__file__).resolve().parents[2]
 

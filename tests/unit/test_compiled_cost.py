@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("torch")
+pytestmark = pytest.mark.slow  # dynamo compiles in fresh processes: many seconds of CPU; the full run and CI run them
 
 from torch.utils.hooks import RemovableHandle  # noqa: E402
 

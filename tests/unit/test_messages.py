@@ -73,6 +73,7 @@ STRUCTURAL = harness.fixture_paths(sorted(p.name for p in harness.PROGRAMS.iterd
                                           if p.is_dir() and p.name.startswith(("gw0", "regressions"))))
 
 
+@pytest.mark.slow  # every structural fixture through a shell (~15 s): the full run and CI
 def test_every_structural_fixture_gets_a_short_message_and_a_help_line(shell):
     seen: set[str] = set()
     for path in STRUCTURAL:

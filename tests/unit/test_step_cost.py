@@ -8,6 +8,7 @@ import collections
 import contextlib
 import sys
 
+import pytest
 import torch
 from torch import nn
 
@@ -52,12 +53,14 @@ def _added(mode) -> tuple[float, str]:
     return sum(watched.values()) - sum(plain.values()), listing
 
 
+@pytest.mark.slow  # a profiled loop (~5 s each): the full run and CI
 def test_the_session_adds_few_python_calls_to_a_step() -> None:
     added, listing = _added(lambda: gradwatch.watch(warn=False, namespace={}, per_step_monitors=False))
     # zero_grad, backward (its nested autograd.backward passes through) and the step hook
     assert added <= 30, listing
 
 
+@pytest.mark.slow
 def test_the_training_monitor_adds_few_more() -> None:
     added, listing = _added(lambda: gradwatch.watch(warn=False, namespace={}))
     assert added <= 52, listing
