@@ -118,8 +118,12 @@ class GradStats:
         self.traced_after_nonfinite = False
         self.loss_position = None
         # samples of small optimizers taken since the last backward()/zero_grad(), reduced
-        # together in one `_foreach_norm` by `settle` (see `_defer`): (series, step, grads, their versions)
-        self.deferred: list[tuple[_Series, int, list[torch.Tensor], list[int]]] = []
+        # together in one `_foreach_norm` by `settle` (see `_defer`): their series,
+        self.deferred: list[_Series] = []
+        self.deferred_steps: list[int] = []  # ... the step of each,
+        self.deferred_widths: list[int] = []  # ... its number of gradients,
+        self.deferred_grads: list[torch.Tensor] = []  # ... all their gradients in a row
+        self.deferred_versions: list[int] = []  # ... and those gradients' versions then
         self.deferred_series: set[int] = set()  # their series' keys
         self.norm_calls = 0  # `_foreach_norm` calls (counted by tests)
 
@@ -237,7 +241,13 @@ class GradStats:
                 return False
         if s.key in self.deferred_series:
             self.settle()  # (two steps without a backward or zero_grad between them)
-        self.deferred.append((s, s.n_steps, grads, [g._version for g in grads]))
+        # flat lists, no record per sample: 1,000 records an iteration would bring on a full
+        # garbage collection (a tenth of a second with torch loaded)
+        self.deferred.append(s)
+        self.deferred_steps.append(s.n_steps)
+        self.deferred_widths.append(len(grads))
+        self.deferred_grads += grads
+        self.deferred_versions += [g._version for g in grads]
         self.deferred_series.add(s.key)
         s.cost += time.perf_counter() - t0
         return True
@@ -247,30 +257,39 @@ class GradStats:
         or zero_grad() changes the gradients, and at the end of the cell)."""
         if not self.deferred:
             return
-        deferred, self.deferred = self.deferred, []
+        series, steps, widths = self.deferred, self.deferred_steps, self.deferred_widths
+        grads, versions = self.deferred_grads, self.deferred_versions
+        self.deferred, self.deferred_steps, self.deferred_widths = [], [], []
+        self.deferred_grads, self.deferred_versions = [], []
         self.deferred_series = set()
         t0 = time.perf_counter()
-        by_device: dict[Any, list[tuple[_Series, int, list[torch.Tensor]]]] = {}
-        for s, step, grads, versions in deferred:
-            if any(g._version != v for g, v in zip(grads, versions, strict=True)):
-                s.eager = True  # changed in place since the step: this sample is lost
-                continue
-            by_device.setdefault(grads[0].device, []).append((s, step, grads))
-        n = sum(len(entries) for entries in by_device.values())
-        for entries in by_device.values():
+        changed = [g._version for g in grads] != versions
+        by_device: dict[Any, list[int]] = {}  # device -> the samples' positions
+        start = 0
+        starts = []
+        for i, width in enumerate(widths):
+            starts.append(start)
+            if changed and any(grads[j]._version != versions[j] for j in range(start, start + width)):
+                series[i].eager = True  # changed in place since the step: this sample is lost
+            else:
+                by_device.setdefault(grads[start].device, []).append(i)
+            start += width
+        n = sum(map(len, by_device.values()))
+        for positions in by_device.values():
             try:
                 self.norm_calls += 1
-                flat = [g for _, _, grads in entries for g in grads]
+                flat = grads if len(positions) == len(widths) else \
+                    [g for i in positions for g in grads[starts[i]:starts[i] + widths[i]]]
                 norms = torch.stack(torch._foreach_norm(flat, 2, dtype=torch.float32))  # pyright: ignore[reportPrivateImportUsage, reportArgumentType]
             except (RuntimeError, TypeError, NotImplementedError):
-                for s, _, _ in entries:
-                    s.failed = True  # as `_sample` does: no statistics, no error
+                for i in positions:
+                    series[i].failed = True  # as `_sample` does: no statistics, no error
                 continue
             cost = (time.perf_counter() - t0) / max(n, 1)
-            start = 0
-            for s, step, grads in entries:
-                self._add_row(s, norms[start:start + len(grads)], step, cost)
-                start += len(grads)
+            at = 0
+            for i in positions:
+                self._add_row(series[i], norms[at:at + widths[i]], steps[i], cost)
+                at += widths[i]
 
     def _adapt(self, s: _Series) -> None:
         """The stride that keeps the statistics near the schedule's share of the loop's own time."""
@@ -503,7 +522,8 @@ class GradStats:
         self.series.clear()
         self.pending = []
         self.last = None
-        self.deferred, self.deferred_series = [], set()
+        self.deferred, self.deferred_steps, self.deferred_widths = [], [], []
+        self.deferred_grads, self.deferred_versions, self.deferred_series = [], [], set()
 
 
 def _steps_tensor(steps: list[int], device: torch.device) -> torch.Tensor:
