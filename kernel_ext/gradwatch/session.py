@@ -290,9 +290,8 @@ class Watch:
                     gap = made_non_leaf.source[created.end_column - 1:]
                     start = created.end_column + len(gap) - len(gap.lstrip())
                     made_non_leaf = made_non_leaf.at(start, made_non_leaf.end_column)
-        elif isinstance(t, torch.nn.Parameter) and \
-                t.untyped_storage().data_ptr() in self.provenance.made_at:
-            created = self.location(self.provenance.made_at[t.untyped_storage().data_ptr()])
+        elif isinstance(t, torch.nn.Parameter) and self.provenance.made_position(t) is not None:
+            created = self.location(self.provenance.made_position(t))
         elif name.isidentifier():
             created = self.source_map.find_assignment(name)
         elif "." in name and not name.startswith("<"):

@@ -200,11 +200,22 @@ class Provenance:
         self.uses = TensorMap()
         self.step = 0
         self.previous_roots: list[Node] = []  # the last traced backward's losses
-        self.made_at: dict[int, Position] = {}  # storage address -> where a factory made it
+        # storage address -> where a factory made it, and the storage (an address is reused
+        # once its storage is freed: a weak reference tells the two apart)
+        self.made_at: dict[int, tuple[Position, weakref.ref]] = {}
         self.frozen_at = TensorMap()  # tensor -> where requires_grad was turned off
         self._position = position
         # Extra per-op checks that run only while tracing: f(op, args, kwargs, out, position).
         self.observers: list[Callable[[str, tuple, dict, Any, Callable[[], Position | None]], None]] = []
+
+    def made_position(self, t: torch.Tensor) -> Position | None:
+        """Where a factory made ``t``'s storage (``nn.Parameter(torch.empty(...))``), if it was
+        traced; not a freed storage's at the same address."""
+        storage = t.untyped_storage()
+        entry = self.made_at.get(storage.data_ptr())
+        if entry is None or entry[1]() is not storage:
+            return None
+        return entry[0]
 
     def node_of(self, t: torch.Tensor) -> Node:
         node = self.nodes.get(t)
@@ -323,7 +334,8 @@ class Provenance:
         if not inputs and pos is not None:
             # `nn.Parameter(torch.empty(...))` hides the factory's tensor behind a new object
             # on the same storage: remember where each freshly made storage came from
-            self.made_at[t.untyped_storage().data_ptr()] = pos
+            storage = t.untyped_storage()
+            self.made_at[storage.data_ptr()] = (pos, weakref.ref(storage))
             if len(self.made_at) > 65536:
                 del self.made_at[next(iter(self.made_at))]
         if not inputs and op in _REWRAP_OPS:
