@@ -18,6 +18,17 @@ pytestmark = pytest.mark.slow  # dynamo compiles in fresh processes: many second
 
 ROOT = Path(__file__).resolve().parents[2]
 
+
+def _run_scenario(tmp_path_factory: pytest.TempPathFactory, name: str, source: str) -> dict:
+    """Run a scenario script in a fresh process (dynamo's caches and counters start empty; a
+    file, so that its lines can be shown) and return the JSON its last line prints."""
+    script = tmp_path_factory.mktemp("compiled") / name
+    script.write_text(source)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
 # What the compiled-model and compiled-step scenarios share: imports and a model whose `forward`
 # may cut its hidden layer off with `.detach()`.
 _PRELUDE = textwrap.dedent("""
@@ -92,12 +103,7 @@ _SCENARIO = _PRELUDE + textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def compiled_runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    script = tmp_path_factory.mktemp("compiled") / "compiled_loop.py"  # a file: its lines can be shown
-    script.write_text(_SCENARIO)
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
-                          cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return _run_scenario(tmp_path_factory, "compiled_loop.py", _SCENARIO)
 
 
 def test_dynamo_sees_the_same_program_with_and_without_gradwatch(compiled_runs: dict) -> None:
@@ -182,12 +188,7 @@ _STEP_SCENARIO = _PRELUDE + textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def compiled_steps(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    script = tmp_path_factory.mktemp("compiled") / "compiled_step.py"
-    script.write_text(_STEP_SCENARIO)
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
-                          cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return _run_scenario(tmp_path_factory, "compiled_step.py", _STEP_SCENARIO)
 
 
 def _graph_breaks(counters: dict) -> dict[str, int]:
@@ -312,12 +313,7 @@ _GRAPH_SCENARIO = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def compiled_graphs(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    script = tmp_path_factory.mktemp("compiled") / "compiled_graphs.py"
-    script.write_text(_GRAPH_SCENARIO)
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
-                          cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return _run_scenario(tmp_path_factory, "compiled_graphs.py", _GRAPH_SCENARIO)
 
 
 @pytest.mark.parametrize("case", ["mask", "softmax", "functional", "sigmoid", "log_softmax"])
@@ -416,12 +412,7 @@ _ACROSS_CELLS_SCENARIO = _PRELUDE + textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def across_cells(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    script = tmp_path_factory.mktemp("compiled") / "across_cells.py"
-    script.write_text(_ACROSS_CELLS_SCENARIO)
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
-                          cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return _run_scenario(tmp_path_factory, "across_cells.py", _ACROSS_CELLS_SCENARIO)
 
 
 def _dynamo_view(cell: dict) -> dict:
