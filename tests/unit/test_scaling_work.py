@@ -128,6 +128,7 @@ def test_a_watched_cell_reads_each_namespace_entry_once_whatever_its_size():
 def _python_calls_in_a_watched_cell(size: int) -> int:
     """Python-level calls (functions and builtins, as a profiler sees them) while a watched
     4-step loop runs over a notebook of ``size`` entries."""
+    import gc
     import sys
 
     from gradwatch.session import Watch
@@ -139,12 +140,17 @@ def _python_calls_in_a_watched_cell(size: int) -> int:
         if event in ("call", "c_call"):
             calls[0] += 1
 
-    with Watch(namespace=ns, warn=False) as report:
-        sys.setprofile(count)
-        try:
-            exec(_LOOP, ns)
-        finally:
-            sys.setprofile(None)
+    gc.collect()
+    gc.disable()  # a collection inside the loop runs weakref callbacks: calls that vary run to run
+    try:
+        with Watch(namespace=ns, warn=False) as report:
+            sys.setprofile(count)
+            try:
+                exec(_LOOP, ns)
+            finally:
+                sys.setprofile(None)
+    finally:
+        gc.enable()
     assert report.codes == []
     return calls[0]
 
@@ -231,9 +237,25 @@ def test_the_index_keeps_no_user_object_after_the_cell():
 
 
 # --- tracing: per-op work does not grow with the number of parameters --------------------------------
-def _python_calls_in_traced_forward(extra_parameters: int) -> int:
+def _python_calls(fn) -> tuple[int, object]:
+    """The Python function calls while ``fn()`` runs, and its result."""
     import sys
 
+    calls = [0]
+
+    def count(frame, event, arg):
+        if event == "call":
+            calls[0] += 1
+
+    sys.setprofile(count)
+    try:
+        result = fn()
+    finally:
+        sys.setprofile(None)
+    return calls[0], result
+
+
+def _python_calls_in_traced_forward(extra_parameters: int) -> int:
     import torch
 
     from gradwatch.session import Watch
@@ -243,26 +265,16 @@ def _python_calls_in_traced_forward(extra_parameters: int) -> int:
     frozen = torch.nn.ParameterList(torch.nn.Parameter(torch.zeros(2)) for _ in range(extra_parameters))
     opt = torch.optim.SGD([*model.parameters(), *frozen], lr=0.1)
     x = torch.randn(8, 4)
-    calls = [0]
-
-    def count(frame, event, arg):
-        if event == "call":
-            calls[0] += 1
-
     ns = {"model": model, "frozen": frozen, "opt": opt, "x": x}
     with Watch(namespace=ns, warn=False):
         opt.zero_grad()
         model(x).pow(2).mean().backward()  # the first (traced) step, names read once
         opt.step()
         opt.zero_grad()
-        sys.setprofile(count)
-        try:
-            out = model(x).pow(2).mean()  # traced: every op recorded
-        finally:
-            sys.setprofile(None)
+        calls, out = _python_calls(lambda: model(x).pow(2).mean())  # traced: every op recorded
         out.backward()
         opt.step()
-    return calls[0]
+    return calls
 
 
 def test_per_op_tracing_work_does_not_grow_with_the_parameter_count():
@@ -370,8 +382,6 @@ def test_the_eval_mode_check_walks_the_modules_once_per_iteration_whatever_the_o
 def _python_calls_through_traced_layers(layers: int, other_parameters: int) -> int:
     """Python function calls while the first traced forward runs ``layers`` linear layers (one
     op each), with ``other_parameters`` more parameter tensors in the optimizer and namespace."""
-    import sys
-
     import torch
 
     from gradwatch.session import Watch
@@ -381,22 +391,13 @@ def _python_calls_through_traced_layers(layers: int, other_parameters: int) -> i
     others = [torch.nn.Parameter(torch.randn(4)) for _ in range(other_parameters)]
     opt = torch.optim.SGD([*model.parameters(), *others], lr=0.1)
     x = torch.randn(8, 4)
-    calls = [0]
-
-    def count(frame, event, arg):
-        if event == "call":
-            calls[0] += 1
-
     with Watch(namespace={"model": model, "opt": opt, "x": x, "others": others}, warn=False) as report:
-        sys.setprofile(count)
-        try:
-            out = torch.stack([layer(x) for layer in model]).mean()  # traced: every op recorded
-        finally:
-            sys.setprofile(None)
+        # traced: every op recorded
+        calls, out = _python_calls(lambda: torch.stack([layer(x) for layer in model]).mean())
         (out + torch.stack(others).sum()).backward()  # every parameter trains: nothing to report
         opt.step()
     assert report.codes == []
-    return calls[0]
+    return calls
 
 
 def test_a_traced_op_costs_the_same_python_calls_whatever_the_parameter_count():
