@@ -28,7 +28,7 @@ from .locate import NamespaceIndex, Namer, SourceMap
 from .news import OnFinding
 from .report import Report
 from .trace import explain
-from .trace.flow import FlowAnalyzer, data_leaves, related_tensor_ids
+from .trace.flow import BackwardGraph, FlowAnalyzer, data_leaves, related_tensor_ids
 from .install.compiled import CompiledRegions, CompiledSteps
 from .monitors.schedule import StepSchedule
 from .monitors.training import TrainingMonitor
@@ -672,7 +672,8 @@ class Watch:
         frame = self.source_map.user_frame(sys._getframe(2))
         position = (frame.f_code, frame.f_lasti) if frame is not None else None
         index = self.events.n_backward
-        self._adopt_namespace_optimizers(related_tensor_ids(roots, self.provenance))
+        graph = BackwardGraph(roots, self.provenance)  # each graph walked once for the analyses below
+        self._adopt_namespace_optimizers(related_tensor_ids(roots, self.provenance, graph))
         self.optimizers.reindex()  # (parameter groups added since): once per traced backward
         event = BackwardEvent(index=index, location=self.location(position),
                               steps_before=self.events.n_steps)
@@ -681,7 +682,7 @@ class Watch:
         analyzer = FlowAnalyzer(self.provenance, self.location, lambda t: self._fact(t, namer),
                                 namer.name, self._enclosing_no_grad, self._no_grad_decorator,
                                 lambda t: [key for _, key in self.optimizers.owners(t)])
-        event.flow = analyzer.analyze(roots, trainables, bool(self.optimizers), owned)
+        event.flow = analyzer.analyze(roots, trainables, bool(self.optimizers), owned, graph)
         reached = analyzer.reached_ids
         event.reached_optimizers = {key for opt, key in list(self.optimizers.items())
                                     if any(id(p) in reached for g in opt.param_groups for p in g["params"])}
@@ -689,7 +690,7 @@ class Watch:
             self.events.backwards.append(event)
         if not self._inputs:
             self._inputs = [(weakref.ref(t), node.pos, target)
-                            for t, node, target in data_leaves(roots, self.provenance)]
+                            for t, node, target in data_leaves(roots, self.provenance, graph=graph)]
         return event
 
     def _trainables(self, namer: Namer, frame) -> tuple[list[torch.Tensor], set[int]]:

@@ -506,3 +506,45 @@ def test_a_gradient_zeroed_in_place_after_the_step_is_not_sampled_as_zero():
         grad_stats.GradStats._flush_short_series_together = flush
     # each optimizer loses its first deferred sample (3 steps: 2 rows each), then samples at once
     assert len(sampled) == 4 and 0.0 not in sampled
+
+
+# --- traced backward: each graph walked once, whatever the analyses --------------------------------
+def _graph_walks_in_traced_backwards(layers: int) -> tuple[int, int, int, list[str]]:
+    """(autograd graph walks, provenance ancestry walks, checkpoint lookups, codes) while two
+    traced iterations of ``layers`` linear layers side by side run."""
+    import torch
+
+    from gradwatch.session import Watch
+    from gradwatch.trace import flow
+
+    counts = {"autograd_leaves": 0, "_ancestry": 0, "checkpointed_parameters": 0}
+    originals = {name: getattr(flow, name) for name in counts}
+
+    def counting(name):
+        def call(*args, **kwargs):
+            counts[name] += 1
+            return originals[name](*args, **kwargs)
+        return call
+
+    torch.manual_seed(0)
+    model = torch.nn.ModuleList(torch.nn.Linear(4, 4) for _ in range(layers))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(8, 4), torch.randn(8, 4)
+    for name in counts:
+        setattr(flow, name, counting(name))
+    try:
+        with Watch(namespace={"model": model, "opt": opt, "x": x, "y": y}, warn=False, trace_steps=2) as report:
+            for _ in range(2):
+                opt.zero_grad()
+                torch.nn.functional.mse_loss(torch.stack([layer(x) for layer in model]).mean(0), y).backward()
+                opt.step()
+    finally:
+        for name, original in originals.items():
+            setattr(flow, name, original)
+    return counts["autograd_leaves"], counts["_ancestry"], counts["checkpointed_parameters"], report.codes
+
+
+def test_a_traced_backward_walks_each_graph_once_whatever_the_parameter_count():
+    # one walk of autograd's graph and one of the provenance graph per traced backward (the
+    # optimizers it feeds, the flow and the data share them); no checkpoint lookup per node
+    assert _graph_walks_in_traced_backwards(5) == _graph_walks_in_traced_backwards(500) == (2, 2, 0, [])

@@ -32,26 +32,54 @@ _MAX_TERMS = 16
 
 def autograd_leaves(roots: Iterable[torch.Tensor]) -> dict[int, torch.Tensor]:
     """The leaf tensors (by id) that a backward from ``roots`` accumulates into."""
-    seen: set[int] = set()
     leaves: dict[int, torch.Tensor] = {}
-    todo = deque(r.grad_fn for r in roots if r.grad_fn is not None)
+    todo: deque[Any] = deque()
     for r in roots:
-        if r.grad_fn is None and r.requires_grad:
+        if r.grad_fn is not None:
+            todo.append(r.grad_fn)
+        elif r.requires_grad:
             leaves[id(r)] = r
+    # the nodes met, kept alive for the walk: a node's Python object may be made anew each
+    # time it is asked for, and a freed one's id taken by the next
+    seen: dict[int, Any] = {}
+    kinds = _NODE_KINDS
     while todo and len(seen) < _MAX_NODES:
         fn = todo.popleft()
-        if fn is None or id(fn) in seen:
+        if id(fn) in seen:
             continue
-        seen.add(id(fn))
-        variable = getattr(fn, "variable", None)
-        if isinstance(variable, torch.Tensor):
+        seen[id(fn)] = fn
+        kind = kinds.get(type(fn))
+        if kind is None:
+            kind = _node_kind(fn)
+        if kind == _LEAF:
+            variable = fn.variable
             leaves[id(variable)] = variable
-        for p in checkpointed_parameters(fn):  # reached when a reentrant checkpoint recomputes
-            leaves[id(p)] = p
+            continue
+        if kind == _PYTHON:  # reached when a reentrant checkpoint recomputes
+            for p in checkpointed_parameters(fn):
+                leaves[id(p)] = p
         for nxt, _ in fn.next_functions:
-            if nxt is not None:
+            if nxt is not None and id(nxt) not in seen:
                 todo.append(nxt)
     return leaves
+
+
+# what a kind of autograd node is, learnt once per type (the walk visits every node of the graph)
+_LEAF, _PYTHON, _OTHER = 0, 1, 2
+_NODE_KINDS: dict[type, int] = {}
+
+
+def _node_kind(fn: Any) -> int:
+    if isinstance(getattr(fn, "variable", None), torch.Tensor):
+        kind = _LEAF  # AccumulateGrad
+    elif isinstance(fn, torch.autograd.function.BackwardCFunction):
+        kind = _PYTHON  # a custom Function's node (a reentrant checkpoint is one)
+    else:
+        kind = _OTHER
+    if kind != _OTHER or not hasattr(fn, "variable"):  # (a type whose nodes all look alike)
+        if len(_NODE_KINDS) < 4096:
+            _NODE_KINDS[type(fn)] = kind
+    return kind
 
 
 def _ancestry(start: Iterable[Node]) -> tuple[dict[int, Node | None], list[Node]]:
@@ -64,29 +92,65 @@ def _ancestry(start: Iterable[Node]) -> tuple[dict[int, Node | None], list[Node]
     state: dict[int, Node | None] = {}
     order: list[Node] = []
     todo: deque[tuple[Node, Node | None]] = deque((n, None) for n in start)
+    pop, push, entered = todo.popleft, todo.append, state.get
     while todo and len(order) < _MAX_NODES:
-        node, behind = todo.popleft()
+        node, behind = pop()
         key = id(node)
-        if key in state and (state[key] is None or behind is not None):
-            continue
-        if key not in state:
+        was = entered(key, _ABSENT)
+        if was is not _ABSENT:
+            if was is None or behind is not None:
+                continue
+        else:
             order.append(node)
         state[key] = behind
         nxt = behind
         if behind is None and node.cut is not None:
             nxt = node
         for parent in node.parents:
-            todo.append((parent, nxt))
+            # (not queued when it would be skipped: a parameter shared by many ops is met once)
+            was = entered(id(parent), _ABSENT)
+            if was is None or (was is not _ABSENT and nxt is not None):
+                continue
+            push((parent, nxt))
     return state, order
 
 
+_ABSENT: Any = object()
 
 
-def data_leaves(roots: list[torch.Tensor], prov: Provenance,
-                limit: int = 8) -> list[tuple[torch.Tensor, Node, bool]]:
+
+
+class BackwardGraph:
+    """One traced backward's two graphs, each walked at most once however many analyses ask
+    (the optimizers it feeds, the flow, the data): the autograd leaves it accumulates into, and
+    the provenance ancestry of its roots. Made per backward() and dropped after it."""
+
+    def __init__(self, roots: list[torch.Tensor], prov: Provenance) -> None:
+        self.roots = roots
+        self.prov = prov
+        self._leaves: dict[int, torch.Tensor] | None = None
+        self._ancestry: tuple[dict[int, Node | None], list[Node]] | None = None
+        self.walks = 0  # graph walks done (what the scaling tests count)
+
+    def leaves(self) -> dict[int, torch.Tensor]:
+        if self._leaves is None:
+            self.walks += 1
+            self._leaves = autograd_leaves(self.roots)
+        return self._leaves
+
+    def ancestry(self) -> tuple[dict[int, Node | None], list[Node]]:
+        if self._ancestry is None:
+            self.walks += 1
+            nodes = self.prov.nodes
+            self._ancestry = _ancestry(n for n in (nodes.get(r) for r in self.roots) if n is not None)
+        return self._ancestry
+
+
+def data_leaves(roots: list[torch.Tensor], prov: Provenance, limit: int = 8,
+                graph: BackwardGraph | None = None) -> list[tuple[torch.Tensor, Node, bool]]:
     """The data a loss was computed from: float tensors without history that nothing trains,
     each with whether it is a target (a loss function's second input) rather than an input."""
-    _, order = _ancestry(n for n in (prov.nodes.get(r) for r in roots) if n is not None)
+    _, order = (graph or BackwardGraph(roots, prov)).ancestry()
     targets: set[int] = set()
     for node in order:
         if node.op in LOSS_FUNCTIONS:
@@ -106,10 +170,12 @@ def data_leaves(roots: list[torch.Tensor], prov: Provenance,
     return out
 
 
-def related_tensor_ids(roots: list[torch.Tensor], prov: Provenance) -> set[int]:
+def related_tensor_ids(roots: list[torch.Tensor], prov: Provenance,
+                       graph: BackwardGraph | None = None) -> set[int]:
     """ids of the tensors a loss depends on, by autograd or by recorded data flow."""
-    ids = set(autograd_leaves(roots))
-    _, order = _ancestry(n for n in (prov.nodes.get(r) for r in roots) if n is not None)
+    graph = graph or BackwardGraph(roots, prov)
+    ids = set(graph.leaves())
+    _, order = graph.ancestry()
     for node in order:
         t = node.tensor
         if t is not None:
@@ -136,15 +202,15 @@ class FlowAnalyzer:
         self.reached_ids: set[int] = set()  # after analyze(): the leaves autograd reaches
 
     def analyze(self, roots: list[torch.Tensor], trainables: list[torch.Tensor],
-                has_optimizer: bool, owned: set[int]) -> Flow:
+                has_optimizer: bool, owned: set[int], graph: BackwardGraph | None = None) -> Flow:
         loss = roots[0]
         loss_node = self.prov.nodes.get(loss)
         flow = Flow(loss_name=self.name(loss))
-        reached = autograd_leaves(roots)
+        graph = graph or BackwardGraph(roots, self.prov)
+        reached = graph.leaves()
         self.reached_ids = set(reached)
         by_id = {id(t): t for t in trainables}
-        starts = [n for n in (self.prov.nodes.get(r) for r in roots) if n is not None]
-        state, order = _ancestry(starts)
+        state, order = graph.ancestry()
 
         # Where does each trainable tensor sit in the loss's data ancestry?
         behind: dict[int, Node | None] = {}
