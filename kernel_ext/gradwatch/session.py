@@ -35,7 +35,8 @@ from .monitors.training import TrainingMonitor
 from .install.installer import InstallConflict, Installer, Patch
 from .install.monitor_handle import MonitorHandle
 from .install.optimizer_table import OptimizerRecord, OptimizerTable
-from .trace.provenance import Provenance, ProvenanceMode, forget_callers, own_work
+from .trace.provenance import (DisableTorchFunction, Provenance, ProvenanceMode, dispatch_depth, forget_callers,
+                               own_work)
 
 _active = threading.local()
 _MAX_STEP_EVENTS = 32
@@ -415,12 +416,26 @@ class Watch:
     def _wrap_zero_grad(self, original):
         session = self
 
+        rows = self.optimizers.rows_by_id
+
         @functools.wraps(original)
         def zero_grad(opt, *args, **kwargs):
             __tracebackhide__ = True
+            # every step: the work inline, no frame of ours between the wrapper and the monitor
             try:
-                with own_work():
-                    session._on_zero_grad(opt)
+                with (DisableTorchFunction() if not dispatch_depth() else own_work()):
+                    if session._lifted_for_step:
+                        session._put_back_after_step()
+                    regions = session._regions
+                    if regions is not None and regions.entered:
+                        session._compiled_steps.catch_up()
+                    record = rows.get(id(opt))
+                    if record is None or record.ref() is not opt:
+                        record = session._record(opt)
+                    record.calls_at_step_or_zero_grad = session.events.n_backward
+                    monitor = session._monitor
+                    if monitor is not None:
+                        monitor.on_zero_grad(opt, record)
             except Exception as exc:
                 session._internal_error(exc)
             if session.mode is None:
@@ -428,16 +443,6 @@ class Watch:
             with session.installer.lifted(session.mode):  # clearing gradients is no forward op
                 return original(opt, *args, **kwargs)
         return zero_grad
-
-    def _on_zero_grad(self, opt) -> None:
-        if self._lifted_for_step:
-            self._put_back_after_step()
-        if self._regions is not None and self._regions.entered:
-            self._compiled_steps.catch_up()
-        record = self.optimizers.record(opt) or self._adopt_optimizer(opt)
-        record.calls_at_step_or_zero_grad = self.events.n_backward
-        if self._monitor is not None:
-            self._monitor.on_zero_grad(opt, record)
 
     def _record(self, opt) -> OptimizerRecord:
         """The optimizer's row of the table (one built before this cell is adopted now)."""
@@ -477,7 +482,7 @@ class Watch:
 
         def step_pre_hook(opt, args, kwargs):
             try:
-                with own_work():
+                with (DisableTorchFunction() if not dispatch_depth() else own_work()):
                     return session._on_step(opt, args, kwargs)
             except Exception as exc:
                 session._internal_error(exc)
@@ -518,7 +523,9 @@ class Watch:
         self._on_step(opt, (opt,), {})
 
     def _on_step(self, opt, args, kwargs) -> tuple | None:
-        record = self.optimizers.record(opt) or self._adopt_optimizer(opt)
+        record = self.optimizers.rows_by_id.get(id(opt))
+        if record is None or record.ref() is not opt:
+            record = self._record(opt)
         key = record.key
         if self._regions is not None and self._regions.entered:
             self._compiled_steps.stepped(key)
@@ -526,6 +533,7 @@ class Watch:
         events.n_steps += 1
         record.steps += 1
         step_number = record.steps
+        schedule = self.schedule
         if self.mode is not None:  # while tracing: where each optimizer steps (explains version errors)
             self.step_positions[key] = self._position()
         n = events.n_backward
@@ -541,7 +549,8 @@ class Watch:
             # `.grad` holds the previous step's (or nothing) now; check them after the closure
             checked = self._check_after(closure, opt, record, n)
             changed = ((opt, checked, *args[2:]), kwargs) if len(args) > 1 else (args, {**kwargs, "closure": checked})
-        elif self.schedule.checks_missing(step_number, since):
+        elif not (step_number > schedule.quiet_after and step_number % schedule.busy_every and since) \
+                and schedule.checks_missing(step_number, since):
             self._check_missing(opt, record, since)
         if self._monitor is not None:
             self._monitor.on_step(opt, record, closure, self.mode is not None)
@@ -611,7 +620,7 @@ class Watch:
                 nested.passing = True
             try:
                 try:
-                    with own_work():
+                    with (DisableTorchFunction() if not dispatch_depth() else own_work()):
                         call = session._before_backward(api, args, kwargs)
                 except Exception as err:
                     session._internal_error(err)

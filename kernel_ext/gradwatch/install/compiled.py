@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
@@ -105,7 +106,9 @@ class CompiledRegions:
             return
         self._hooked = True
         _skip_frames(self._installer.entry_codes())
-        self._installer.patch(module, "_maybe_set_eval_frame", self._wrap_set_eval_frame, dynamo_internal=True)
+        set_eval_frame = self._wrap_set_eval_frame(module._maybe_set_eval_frame)
+        _skip_frames((set_eval_frame.__code__,))
+        self._installer.replace(module, "_maybe_set_eval_frame", set_eval_frame)
         self._installer.add_undo(self._forget)
         output_graph = sys.modules.get("torch._dynamo.output_graph")
         if self._provenance is not None and output_graph is not None \
@@ -116,6 +119,8 @@ class CompiledRegions:
             self._installer.patch(module.OptimizedModule, "__call__", self._wrap_module_call)
 
     def _wrap_set_eval_frame(self, original: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        installer, get_ident = self._installer, threading.get_ident
+
         def set_eval_frame(callback: Any) -> Any:
             # dynamo sets a callback on entry and puts the prior one back on exit, from the same
             # frame (a compiled function's wrapper, a `disable` wrapper) or the same context
@@ -126,6 +131,8 @@ class CompiledRegions:
                 # no callback set and none to set (a `disable` wrapper outside compiled code):
                 # nothing changes, and its exit (None again) comes here too
                 return original(callback)
+            if get_ident() != installer.thread or installer.closed:
+                return original(callback)  # (another thread's; or a reference kept past the session)
             caller = _dynamo_caller(sys._getframe(1))
             entries = self._entries
             if entries and entries[-1][0] is caller:

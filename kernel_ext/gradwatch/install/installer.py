@@ -45,10 +45,13 @@ class InstallConflict(RuntimeError):
 class _Slot:
     """What a wrapper calls while its session lives; emptied when the session ends."""
 
-    __slots__ = ("handler", "thread", "callbacks", "passing")
+    __slots__ = ("handler", "handler_in_compiled", "thread", "callbacks", "passing")
 
     def __init__(self, handler: Callable[..., Any] | None, thread: int) -> None:
+        # the handler calls the original as it is (the common case: no dynamo callback set) ...
         self.handler: Callable[..., Any] | None = handler
+        # ... or, called eagerly from compiled code, with dynamo's callback back on for it
+        self.handler_in_compiled: Callable[..., Any] | None = handler
         self.thread = thread
         self.callbacks: list[Any] = []  # dynamo's eval-frame callbacks set aside for the handler
         # calls go straight to the original for a while: the session's handler of another
@@ -104,10 +107,13 @@ def _wrapper(original: Callable[..., Any], slot: _Slot) -> Callable[..., Any]:
         callback = get_eval_frame_callback()
         if callback is None:
             return handler(*args, **kwargs)
+        in_compiled = slot.handler_in_compiled
+        if in_compiled is None:
+            return original(*args, **kwargs)
         slot.callbacks.append(callback)  # called eagerly from compiled code
         set_eval_frame(None)
         try:
-            return handler(*args, **kwargs)
+            return in_compiled(*args, **kwargs)
         finally:
             set_eval_frame(callback)
             slot.callbacks.pop()
@@ -115,8 +121,8 @@ def _wrapper(original: Callable[..., Any], slot: _Slot) -> Callable[..., Any]:
 
 
 def _original_call(original: Callable[..., Any], slot: _Slot) -> Callable[..., Any]:
-    """``original`` as the handler calls it: with dynamo's callback back on when the wrapper
-    took it off."""
+    """``original`` as the handler that runs eagerly from compiled code calls it: with dynamo's
+    callback back on (the wrapper took it off)."""
     @functools.wraps(original)
     def call_original(*args: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True  # noqa: F841
@@ -230,17 +236,20 @@ class Installer:
 
         In code that torch.compile traces, the patched function is the original (the handler
         runs when it is called eagerly); a ``dynamo_internal`` function (one of dynamo's own)
-        calls the handler while dynamo compiles, too."""
+        calls the handler while dynamo compiles, too. ``build`` runs twice: the handler of
+        the common case calls the original itself (no frame in between, every step), the one
+        called eagerly from compiled code calls it with dynamo's callback back on."""
         saved = owner.__dict__.get(name, _MISSING) if isinstance(owner, type) else getattr(owner, name, _MISSING)
         original = getattr(owner, name)
         slot = _Slot(None, self.thread)
         if dynamo_internal:
             slot.handler, wrapper = build(original), _dynamo_internal_wrapper(original, slot)
         else:
-            slot.handler, wrapper = build(_original_call(original, slot)), _wrapper(original, slot)
+            slot.handler, wrapper = build(original), _wrapper(original, slot)
+            slot.handler_in_compiled = build(_original_call(original, slot))
 
         def undo() -> None:
-            slot.handler = None  # a wrapper that escaped passes through from now on
+            slot.handler = slot.handler_in_compiled = None  # a wrapper that escaped passes through from now on
             current = owner.__dict__.get(name, _MISSING) if isinstance(owner, type) else getattr(owner, name, _MISSING)
             if current is not wrapper:
                 return  # restored already, or someone patched on top of us: theirs stays
@@ -251,6 +260,24 @@ class Installer:
         self._undo.append(undo)
         setattr(owner, name, wrapper)
         return slot
+
+    def replace(self, owner: Any, name: str, wrapper: Callable[..., Any]) -> None:
+        """``owner.name = wrapper`` for the session: a wrapper that decides itself when it
+        passes through (on other threads, and after `close`, where it is the original again
+        unless someone patched on top of it). For a function called so often that the usual
+        wrapper's extra frame shows (dynamo's `_maybe_set_eval_frame`, twice per step())."""
+        saved = owner.__dict__.get(name, _MISSING) if isinstance(owner, type) else getattr(owner, name, _MISSING)
+
+        def undo() -> None:
+            current = owner.__dict__.get(name, _MISSING) if isinstance(owner, type) else getattr(owner, name, _MISSING)
+            if current is not wrapper:
+                return
+            if saved is _MISSING:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, saved)
+        self._undo.append(undo)
+        setattr(owner, name, wrapper)
 
     def hook(self, register: Callable[[Callable[..., Any]], Any], fn: Callable[..., Any]) -> Hook:
         """``register(fn)`` (a torch global hook), called on the owner thread only."""

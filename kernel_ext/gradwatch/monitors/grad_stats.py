@@ -167,8 +167,12 @@ class GradStats:
         if s is None:
             s = record.series = self.series[record.key] = _Series(record, record.key)
         self.last = s
-        if self.pending:
-            self._take_losses(s)
+        pending = self.pending
+        if pending:  # (`_take_losses`, inline: every step)
+            s.losses += pending
+            pending.clear()
+            if len(s.losses) >= _CHUNK:
+                self._chunk_losses(s)
         n = record.steps
         if n % s.stride:
             return  # the common case once the loop is known: one modulo

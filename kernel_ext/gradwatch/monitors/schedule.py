@@ -11,6 +11,7 @@ in one place. Step numbers count from 1, per optimizer.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -29,6 +30,18 @@ class StepSchedule:
     stats_max_stride: int = 32  # ... then of every stride-th step, the stride at most this
     stats_target: float = 0.002  # statistics time / loop time that the stride aims at
     stats_adapt_every: int = 32  # steps between stride decisions
+
+    @functools.cached_property
+    def quiet_after(self) -> int:
+        """Steps after this one are quiet (see `busy_every`) unless a multiple of `busy_every`."""
+        return max(self.missing_check_all, self.probe_all, self.keep_positions, 1)
+
+    @functools.cached_property
+    def busy_every(self) -> int:
+        """A step past `quiet_after` that is no multiple of this is checked by nothing above
+        (no missing-gradient check, probe, eval check or kept position): the per-step hooks
+        test ``step > quiet_after and step % busy_every`` inline and skip the calls."""
+        return math.gcd(self.missing_check_every, self.probe_every, self.eval_check_every)
 
     def checks_missing(self, step: int, backwards_since_step: int) -> bool:
         """Whether this step is checked for parameters without a gradient (always when no

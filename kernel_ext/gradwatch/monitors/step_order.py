@@ -149,9 +149,24 @@ class StepOrder:
 
     def on_step(self, opt: Any, record: OptimizerRecord) -> None:
         """(``record.steps`` counts this step already)"""
-        st = self._state(record)
+        st = record.order
+        if st is None:
+            st = self._state(record)
         key, steps = record.key, record.steps
         n = self.monitor.n_backward
+        schedule = self.schedule
+        if steps > schedule.quiet_after and steps % schedule.busy_every and n != record.backwards_at_step \
+                and st.probe is None and st.uncleared is None and st.accumulated_at is None \
+                and st.step_position is not None and not st.lr_zero and not self.eval_called:
+            # most steps of a long loop: nothing sampled, nothing pending, a backward() since the
+            # last step. What the full path below does then, without its calls:
+            self._pending = None
+            st.probe_checked = False
+            record.backwards_at_step = self.used = self.n_at_step = n
+            if self.pending:
+                self.pending.pop(key, None)
+                self._rewatch()
+            return
         if self.schedule.keeps_position(steps - 1) or st.step_position is None:
             st.step_position = self.monitor.position()
         if st.accumulated_at is not None and st.probe is not None:
@@ -237,7 +252,9 @@ class StepOrder:
         self._update_pending(record.key, st)
 
     def on_zero_grad(self, opt: Any, record: OptimizerRecord) -> None:
-        st = self._state(record)
+        st = record.order
+        if st is None:
+            st = self._state(record)
         n = self.monitor.n_backward
         at_step = record.backwards_at_step
         if n > self.used and n > at_step and not self.monitor.in_step:  # (not an LBFGS closure)

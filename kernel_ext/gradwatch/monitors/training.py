@@ -54,6 +54,9 @@ class TrainingMonitor:
         self.stats = GradStats(self)
         self.ops = OpChecks(self)
         self.local_names: dict[int, str] = {}  # names in the function that runs the loop
+        # whether `after_backward` has work after this backward (the session skips it otherwise):
+        # a plain attribute, read after every backward
+        self.wants_after_backward = False
         self._install(session.installer)
 
     # --- helpers for the parts ----------------------------------------------------------------
@@ -150,11 +153,12 @@ class TrainingMonitor:
         order = self.order
         if order.watching:
             order.on_backward()
+            self.wants_after_backward = order.checking
         if len(roots) == 1:
             root = roots[0]
             if self.scaled is not None and self.scaled[0]() is root:
                 root = self.scaled[1]  # the loss before `scaler.scale(loss)`: its scale is no trend
-            if not has_values(root):
+            if (type(root) is not torch.Tensor or root.is_meta) and not has_values(root):
                 pass  # a meta model or a FakeTensor: no values to follow
             elif not tracing:
                 self.stats.on_loss(root)
@@ -162,14 +166,10 @@ class TrainingMonitor:
                 with torch._C.DisableTorchFunction():
                     self.stats.on_loss(root)
 
-    @property
-    def wants_after_backward(self) -> bool:
-        """Whether `after_backward` has work after this backward (it is skipped otherwise)."""
-        return self.order.checking
-
     def after_backward(self) -> None:
         if self.order.checking:
             self.order.after_backward()
+        self.wants_after_backward = False
 
     def on_step(self, optimizer: Any, record: OptimizerRecord, closure: Any, tracing: bool) -> None:
         """(the session counted this step in ``record.steps`` already; ``closure``: the one

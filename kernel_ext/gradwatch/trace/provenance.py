@@ -431,13 +431,15 @@ def own_work() -> Any:
     the user's sees it (their counts, traces and logs stay as without gradwatch). Used like
     ``torch.no_grad()``; without a dispatch mode (every step of a plain loop) it is torch's own
     C context manager, no Python frame of ours."""
-    if _dispatch_depth():
+    if dispatch_depth():
         return _OwnWorkUnderDispatch()
-    return _DisableTorchFunction()
+    return DisableTorchFunction()
 
 
-_DisableTorchFunction = torch._C.DisableTorchFunction
-_dispatch_depth = torch._C._len_torch_dispatch_stack
+# (the per-step hooks inline `own_work`, one Python call fewer each:
+# ``with (DisableTorchFunction() if not dispatch_depth() else own_work()):``)
+DisableTorchFunction = torch._C.DisableTorchFunction
+dispatch_depth = torch._C._len_torch_dispatch_stack
 
 
 class _OwnWorkUnderDispatch:
@@ -446,7 +448,7 @@ class _OwnWorkUnderDispatch:
     def __enter__(self) -> None:
         from torch.utils._python_dispatch import _disable_current_modes
 
-        self._function = _DisableTorchFunction()
+        self._function = DisableTorchFunction()
         self._function.__enter__()
         self._dispatch = _disable_current_modes()
         self._dispatch.__enter__()
