@@ -100,8 +100,12 @@ class SourceMap:
 
     def user_frame(self, frame: FrameType | None) -> FrameType | None:
         """The innermost frame at or above ``frame`` that runs the user's own code."""
-        is_user = self.is_user_file
-        while frame is not None and not is_user(frame.f_code.co_filename):
+        known, is_user = self._user_file.get, self.is_user_file  # (the cache read inline: per frame)
+        while frame is not None:
+            filename = frame.f_code.co_filename
+            user = known(filename)
+            if user or (user is None and is_user(filename)):
+                return frame
             frame = frame.f_back
         return frame
 
