@@ -174,7 +174,7 @@ class Watch:
         installer.patch(torch.optim.Optimizer, "__init__", self._wrap_optimizer_init)
         installer.patch(torch.optim.Optimizer, "zero_grad", self._wrap_zero_grad)
         from torch.optim.optimizer import register_optimizer_step_pre_hook
-        installer.hook(register_optimizer_step_pre_hook, self._step_hook())
+        installer.hook(register_optimizer_step_pre_hook, self._on_step)
         if self._per_step_monitors:
             self._monitor = TrainingMonitor(self._monitor_handle())
         installer.add_undo(self._stop_tracing)
@@ -477,17 +477,6 @@ class Watch:
             self._trace_for = None  # seen what this optimizer's step is fed by
             self._stop_tracing()
 
-    def _step_hook(self):
-        session = self
-
-        def step_pre_hook(opt, args, kwargs):
-            try:
-                with (DisableTorchFunction() if not dispatch_depth() else own_work()):
-                    return session._on_step(opt, args, kwargs)
-            except Exception as exc:
-                session._internal_error(exc)
-        return step_pre_hook
-
     def _lift_for_step(self) -> None:
         """While tracing: the optimizer's own ops are not the user's forward (no closure runs
         one inside this step, and a non-differentiable step runs under no_grad), so step() runs
@@ -523,41 +512,49 @@ class Watch:
         self._on_step(opt, (opt,), {})
 
     def _on_step(self, opt, args, kwargs) -> tuple | None:
-        record = self.optimizers.rows_by_id.get(id(opt))
-        if record is None or record.ref() is not opt:
-            record = self._record(opt)
-        key = record.key
-        if self._regions is not None and self._regions.entered:
-            self._compiled_steps.stepped(key)
-        events = self.events
-        events.n_steps += 1
-        record.steps += 1
-        step_number = record.steps
-        schedule = self.schedule
-        if self.mode is not None:  # while tracing: where each optimizer steps (explains version errors)
-            self.step_positions[key] = self._position()
-        n = events.n_backward
-        last = record.calls_at_step_or_zero_grad
-        since = n - last
-        record.calls_at_step_or_zero_grad = n
-        if events.backwards and events.backwards[-1].index > last:  # only while traced events are new
-            self._mark_consumers(key, last)
-        closure = args[1] if len(args) > 1 else kwargs.get("closure")  # (args[0] is the optimizer)
-        changed = None
-        if callable(closure):
-            # the closure computes this step's gradients inside step() (LBFGS, SAM, Lightning):
-            # `.grad` holds the previous step's (or nothing) now; check them after the closure
-            checked = self._check_after(closure, opt, record, n)
-            changed = ((opt, checked, *args[2:]), kwargs) if len(args) > 1 else (args, {**kwargs, "closure": checked})
-        elif not (step_number > schedule.quiet_after and step_number % schedule.busy_every and since) \
-                and schedule.checks_missing(step_number, since):
-            self._check_missing(opt, record, since)
-        if self._monitor is not None:
-            self._monitor.on_step(opt, record, closure, self.mode is not None)
-        if self.mode is not None and closure is None and not self._lifted_for_step \
-                and not opt.defaults.get("differentiable"):
-            self._lift_for_step()
-        return changed  # as a step pre-hook's (args, kwargs): step() calls the checking closure
+        """The step pre-hook (also for a step compiled code ran): every step, so the guard and
+        `own_work` are inline."""
+        try:
+            with (DisableTorchFunction() if not dispatch_depth() else own_work()):
+                record = self.optimizers.rows_by_id.get(id(opt))
+                if record is None or record.ref() is not opt:
+                    record = self._record(opt)
+                key = record.key
+                if self._regions is not None and self._regions.entered:
+                    self._compiled_steps.stepped(key)
+                events = self.events
+                events.n_steps += 1
+                record.steps += 1
+                step_number = record.steps
+                schedule = self.schedule
+                if self.mode is not None:  # while tracing: where each optimizer steps (explains version errors)
+                    self.step_positions[key] = self._position()
+                n = events.n_backward
+                last = record.calls_at_step_or_zero_grad
+                since = n - last
+                record.calls_at_step_or_zero_grad = n
+                if events.backwards and events.backwards[-1].index > last:  # only while traced events are new
+                    self._mark_consumers(key, last)
+                closure = args[1] if len(args) > 1 else kwargs.get("closure")  # (args[0] is the optimizer)
+                changed = None
+                if callable(closure):
+                    # the closure computes this step's gradients inside step() (LBFGS, SAM, Lightning):
+                    # `.grad` holds the previous step's (or nothing) now; check them after the closure
+                    checked = self._check_after(closure, opt, record, n)
+                    changed = ((opt, checked, *args[2:]), kwargs) if len(args) > 1 \
+                        else (args, {**kwargs, "closure": checked})
+                elif not (step_number > schedule.quiet_after and step_number % schedule.busy_every and since) \
+                        and schedule.checks_missing(step_number, since):
+                    self._check_missing(opt, record, since)
+                if self._monitor is not None:
+                    self._monitor.on_step(opt, record, closure, self.mode is not None)
+                if self.mode is not None and closure is None and not self._lifted_for_step \
+                        and not opt.defaults.get("differentiable"):
+                    self._lift_for_step()
+                return changed  # as a step pre-hook's (args, kwargs): step() calls the checking closure
+        except Exception as exc:
+            self._internal_error(exc)
+            return None
 
     def _check_after(self, closure, opt, record: OptimizerRecord, n_before: int):
         """``closure``, checking the gradients it computed the first time it returns (LBFGS calls
@@ -608,6 +605,7 @@ class Watch:
     def _wrap_backward(self, original, api: str):
         session = self
         guard = self._guard
+        not_grad = api != "torch.autograd.grad"
 
         @functools.wraps(original)
         def backward(*args, **kwargs):
@@ -621,7 +619,26 @@ class Watch:
             try:
                 try:
                     with (DisableTorchFunction() if not dispatch_depth() else own_work()):
-                        call = session._before_backward(api, args, kwargs)
+                        # (`_before_backward`'s per-step part inline: every step)
+                        if session._lifted_for_step:
+                            session._put_back_after_step()
+                        regions = session._regions
+                        if regions is not None and regions.entered:  # (a step compiled code ran)
+                            session._compiled_steps.catch_up()
+                        session.events.n_backward += 1
+                        first = args[0] if args else None
+                        # (`loss.backward()`, every step: no call to find its root)
+                        roots = [first] if type(first) is torch.Tensor else session._roots(api, args, kwargs)
+                        monitor = session._monitor
+                        if not_grad and monitor is not None:
+                            # (gradients of inputs, as in penalties, are no training loss)
+                            monitor.on_backward(roots, session.mode is not None)
+                        mode = session.mode
+                        # the per-step fast path ends here; autograd.grad() computes gradients of
+                        # inputs (penalties, physics losses), not the training step's parameter
+                        # gradients: not analysed
+                        call = session._before_backward(roots) \
+                            if mode is not None and not mode.paused and roots and not_grad else None
                 except Exception as err:
                     session._internal_error(err)
                     call = None
@@ -662,22 +679,8 @@ class Watch:
             return [first]
         return [t for t in (first or ()) if isinstance(t, torch.Tensor)]
 
-    def _before_backward(self, api: str, args, kwargs) -> BackwardEvent | None:
-        if self._lifted_for_step:
-            self._put_back_after_step()
-        if self._regions is not None and self._regions.entered:  # (a step compiled code ran)
-            self._compiled_steps.catch_up()
-        self.events.n_backward += 1
-        first = args[0] if args else None
-        # (`loss.backward()`, every step: no call to find its root)
-        roots = [first] if type(first) is torch.Tensor else self._roots(api, args, kwargs)
-        if api != "torch.autograd.grad" and self._monitor is not None:
-            # (gradients of inputs, as in penalties, are no training loss)
-            self._monitor.on_backward(roots, self.mode is not None)
-        if self.mode is None or self.mode.paused or not roots or api == "torch.autograd.grad":
-            # the per-step fast path; autograd.grad() computes gradients of inputs (penalties,
-            # physics losses), not the training step's parameter gradients: not analysed
-            return None
+    def _before_backward(self, roots: list[torch.Tensor]) -> BackwardEvent:
+        """A traced backward() (of a training loss) that is about to run: its flow analysed."""
         frame = self.source_map.user_frame(sys._getframe(2))
         position = (frame.f_code, frame.f_lasti) if frame is not None else None
         index = self.events.n_backward

@@ -17,12 +17,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import signal
 import threading
 from types import CodeType, FrameType
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch.compiler as _compiler
 from torch.compiler import is_dynamo_compiling
@@ -169,6 +168,23 @@ def _owner_thread_hook(fn: Callable[..., Any], thread: int) -> Callable[..., Any
     return on_owner_thread
 
 
+class _Lifted:
+    """`Installer.lifted`'s block (a class: two calls per block, not a generator's five)."""
+
+    __slots__ = ("_installer", "_mode", "_lifted")
+
+    def __init__(self, installer: Installer, mode: Any) -> None:
+        self._installer, self._mode, self._lifted = installer, mode, False
+
+    def __enter__(self) -> None:
+        self._lifted = self._installer.lift(self._mode)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._lifted:
+            self._lifted = False
+            self._installer.put_back(self._mode)
+
+
 class Hook:
     """A hook registered with torch through the installer: removable any number of times."""
 
@@ -313,28 +329,22 @@ class Installer:
             modes.remove(mode)
             self._modes.remove(mode)
 
-    @contextlib.contextmanager
-    def lifted(self, mode: Any) -> Iterator[None]:
+    def lifted(self, mode: Any) -> _Lifted:
         """``mode`` off the top of the stack for the block (autograd then runs as without
         gradwatch); back on after it, unless it was removed meanwhile."""
-        if not self.lift(mode):
-            yield
-            return
-        try:
-            yield
-        finally:
-            self.put_back(mode)
+        return _Lifted(self, mode)
 
     def lift(self, mode: Any) -> bool:
         """Take ``mode`` off the top of the owner thread's stack for a while; whether it was
         there to take. `put_back` returns it (unless it was removed meanwhile)."""
-        if mode not in self._modes or not self.owner_thread() or not modes.on_top(mode):
+        # (while tracing, around every optimizer's zero_grad() and step(): checks inline)
+        if mode not in self._modes or threading.get_ident() != self.thread or not modes.on_top(mode):
             return False
         modes.pop_top()
         return True
 
     def put_back(self, mode: Any) -> None:
-        if mode in self._modes and self.owner_thread() and not self._closing:
+        if mode in self._modes and threading.get_ident() == self.thread and not self._closing:
             modes.push(mode)
 
     def _remove_modes(self) -> None:
