@@ -192,13 +192,13 @@ def test_namer_reads_each_namespace_once_and_only_when_a_name_is_asked():
 def test_the_index_reads_exactly_the_small_containers_that_hold_something_besides_numbers():
     import torch
 
-    from gradwatch.locate.naming import _KIND_OF_TYPE, _containers_to_read, _plain_tensor_types
+    from gradwatch.locate.naming import _containers_to_read, _kinds, _plain_tensor_types
 
     _plain_tensor_types(torch)
     t = torch.ones(1)
 
     def read(values: list) -> set[int]:
-        return _containers_to_read(values, list(map(_KIND_OF_TYPE.get, map(type, values))))
+        return _containers_to_read(values, _kinds(values))
 
     inert = [[1, 2], (3, "a"), {"k": 4.0}, [], {}, 5, "s"]
     assert read(inert) == set()  # (the usual case, found in one pass)

@@ -54,13 +54,17 @@ class NamespaceIndex:
         self._plain: set[int] = set()  # positions of entries that hold a tensor and name it by the entry's name
         self._live: set[int] = set()  # positions of the entries read again at every refresh
         self._kinds: dict[int, int] = {}  # position -> _OPTIMIZER or _MODULE, for those
+        # position -> `_structure` of a live entry's value when it was read: equal again, the
+        # entry names the same (a model of 10,000 parameters is not walked again at each moment)
+        self._structures: dict[int, tuple[Any, ...]] = {}
         self._owner: dict[int, int] = {}  # object id -> the position of the entry that names it
         self._shadowed: set[int] = set()  # ids of objects more than one entry names (the first one wins)
+        # object id -> name (the objects themselves are held by the entries read: their ids stay theirs)
         self.names: dict[int, str] = {}
-        self.objects: dict[int, Any] = {}
         self.unregistered: dict[int, str] = {}
         self.user_attributes: dict[int, str] = {}
         self.entries_read = 0  # namespace entries read one by one, in all (the cost that must not grow)
+        self.objects_named = 0  # names that reading entries produced, in all (a model's parameters...)
         self._frozen = False
         self._last_refresh = False
 
@@ -81,32 +85,35 @@ class NamespaceIndex:
         old = len(self._keys)
         if old and len(ns) >= old and all(map(is_, self._keys, ns)):
             # the same names first (an insertion-ordered dict): compare the bindings by identity,
-            # without copying the namespace (two passes at C speed)
-            keys, values = self._keys, self._values
-            changed = set(compress(count(), map(is_not, values, ns.values())))
-            if changed or len(ns) > old:
-                values = list(ns.values())
+            # without copying the namespace (two passes at C speed), and keep the lists up to
+            # date in place (a position read below takes its new value)
+            keys, values, parts = self._keys, self._values, self._parts
+            rebound = set(_found(bytes(map(is_not, values, ns.values())), 1))
             if len(ns) > old:
-                keys = keys + list(islice(ns, old, None))
-                changed.update(range(old, len(keys)))
-            changed.update(self._live)
+                keys.extend(islice(ns, old, None))
+                values.extend(repeat(None, len(keys) - old))
+                parts.extend(repeat(None, len(keys) - old))
+                rebound.update(range(old, len(keys)))
+            changed = rebound.union(self._live)
             if not changed:
                 return
-            parts = self._parts + [None] * (len(keys) - old)
             replaced: list[tuple[int, _Part | None, _Part | None]] = []
+            structures = self._structures
             for i in sorted(changed):
-                value = values[i]
-                new = None if type(value) in _INERT_TYPES else _entry(keys[i], value, torch)
-                self.entries_read += 1
+                value = ns[keys[i]]
+                if i not in rebound and i in structures:  # contents that can change in place
+                    self.entries_read += 1
+                    if _structure(value, torch) == structures[i]:
+                        continue  # the same modules, parameters and attributes: the same names
+                new = self._read_entry(i, keys[i], value, torch)
                 before = parts[i]
                 if i in self._plain:
                     self._plain.discard(i)
-                    before = _plain_part(self._values[i], keys[i])
+                    before = _plain_part(values[i], keys[i])
                 if not _same(before, new):
                     replaced.append((i, before, new))
-                parts[i] = new
+                values[i], parts[i] = value, new
                 self._classify(i, new)
-            self._keys, self._values, self._parts = keys, values, parts
             if replaced and not self._update(replaced):
                 self._merge()
             return
@@ -123,25 +130,45 @@ class NamespaceIndex:
         keys, values = list(ns), list(ns.values())
         parts: list[_Part | None] = [None] * len(keys)
         self._live, self._kinds = set(), {}
-        # each entry's kind, at C speed: most are numbers and strings, then tensors and containers
-        kinds = list(map(_KIND_OF_TYPE.get, map(type, values)))
+        # each entry's kind, one byte each, at C speed: most are numbers and strings, then
+        # tensors and containers; the positions of a kind are then found without a call each
+        kinds = _kinds(values)
         # containers of numbers and strings only (the usual ones) name nothing: their items'
         # types are looked at once, at C speed, instead of in a Python call per container
         holding = _containers_to_read(values, kinds)
-        tensors = list(compress(count(), map(is_, kinds, repeat(_PLAIN_TENSOR))))
+        tensors = _positions(kinds, _PLAIN_TENSOR)
         # a plain tensor's entry names it, unless its name starts with `_` (read like the others)
-        hidden = set(compress(tensors, map(str.startswith, map(keys.__getitem__, tensors), repeat("_"))))
+        tensor_keys = compress(keys, kinds.translate(_SELECTORS[_PLAIN_TENSOR]))
+        hidden = set(compress(tensors, map(str.startswith, tensor_keys, repeat("_"))))
         # most of what a large namespace names: kept as positions, merged at C speed (no record each)
-        self._plain = set(tensors).difference(hidden)
+        plain = [i for i in tensors if i not in hidden] if hidden else tensors
+        self._plain = set(plain)
         self.entries_read += len(self._plain)
-        others = sorted(chain(holding, hidden, compress(count(), map(is_, kinds, repeat(None)))))
+        others = sorted(chain(holding, hidden, _positions(kinds, _OTHER)))
+        self._structures = {}
         for i in others:
-            self.entries_read += 1
-            parts[i] = part = _entry(keys[i], values[i], torch)
+            parts[i] = part = self._read_entry(i, keys[i], values[i], torch)
             if part is not None and (part[_LIVE] or part[_KIND]):
                 self._classify(i, part)
         self._keys, self._values, self._parts = keys, values, parts
-        self._merge()
+        self._merge(plain)
+
+    def _read_entry(self, i: int, var: str, value: Any, torch: Any) -> _Part | None:
+        """What the entry at position ``i`` names, and the structure its names depend on when
+        its contents can change in place."""
+        self.entries_read += 1
+        if type(value) in _INERT_TYPES:
+            part = None
+        else:
+            structure = _structure(value, torch)  # (before the walk: nothing runs in between)
+            part = _entry(var, value, torch)
+            if part is not None:
+                self.objects_named += len(part[_NAMES])
+            if structure is not None and part is not None and part[_LIVE]:
+                self._structures[i] = structure
+                return part
+        self._structures.pop(i, None)
+        return part
 
     def _classify(self, i: int, part: _Part | None) -> None:
         if part is not None and part[_LIVE]:
@@ -156,7 +183,7 @@ class NamespaceIndex:
     def _update(self, replaced: list[tuple[int, _Part | None, _Part | None]]) -> bool:
         """The merged names after a few entries changed, without merging all again; False
         when an object is named by two entries, or a module's extras changed (merge again)."""
-        names, objects, owner = self.names, self.objects, self._owner
+        names, owner = self.names, self._owner
         for i, before, after in replaced:
             for part in (before, after):
                 if part is not None and (part[_UNREGISTERED] or part[_USER_ATTRIBUTES]):
@@ -170,22 +197,20 @@ class NamespaceIndex:
         for i, before, after in replaced:
             for obj, _ in before[_NAMES] if before is not None else ():
                 key = id(obj)
-                del names[key], objects[key], owner[key]
+                del names[key], owner[key]
             for obj, name in after[_NAMES] if after is not None else ():
                 key = id(obj)
-                names[key], objects[key], owner[key] = name, obj, i
+                names[key], owner[key] = name, i
         return True
 
-    def _merge(self) -> None:
+    def _merge(self, plain: list[int] | None = None) -> None:
         """All entries' names into one table, the first entry's name winning: the plain
         tensors' entries at C speed (a dict built from reversed pairs keeps each key's first
         value), then the other entries' names, each over a later entry's."""
-        plain = sorted(self._plain)
-        tensors = list(map(self._values.__getitem__, plain))
-        ids = list(map(id, tensors))
+        plain = sorted(self._plain) if plain is None else plain  # (positions in order)
+        ids = list(map(id, map(self._values.__getitem__, plain)))
         ids.reverse()
         names: dict[int, str] = dict(zip(ids, reversed(list(map(self._keys.__getitem__, plain))), strict=True))
-        objects: dict[int, Any] = dict(zip(ids, reversed(tensors), strict=True))
         owner: dict[int, int] = dict(zip(ids, reversed(plain), strict=True))
         shadowed: set[int] = set()
         if len(owner) < len(plain):  # a tensor held by two entries
@@ -203,12 +228,12 @@ class NamespaceIndex:
                 if first != never:
                     shadowed.add(key)
                 if first > i:
-                    names[key], objects[key], owner[key] = name, obj, i
+                    names[key], owner[key] = name, i
             for key, container in part[_UNREGISTERED]:
                 unregistered.setdefault(key, container)
             for key, attribute in part[_USER_ATTRIBUTES]:
                 user_attributes.setdefault(key, attribute)
-        self.names, self.objects, self._owner, self._shadowed = names, objects, owner, shadowed
+        self.names, self._owner, self._shadowed = names, owner, shadowed
         self.unregistered, self.user_attributes = unregistered, user_attributes
 
     def optimizers(self) -> list[tuple[str, Any]]:
@@ -230,26 +255,31 @@ class NamespaceIndex:
 
     def close(self) -> None:
         self._keys, self._values, self._parts, self._live, self._kinds, self._owner = [], [], [], set(), {}, {}
-        self._plain, self._shadowed = set(), set()
-        self.names, self.objects, self.unregistered, self.user_attributes = {}, {}, {}, {}
+        self._plain, self._shadowed, self._structures = set(), set(), {}
+        self.names, self.unregistered, self.user_attributes = {}, {}, {}
         self._frozen = True
 
 
-def _containers_to_read(values: list[Any], kinds: list[object]) -> set[int]:
+def _containers_to_read(values: list[Any], kinds: bytes) -> set[int]:
     """The positions of the small lists, tuples and dicts among ``values`` (``kinds``: their
-    `_KIND_OF_TYPE`) that hold something besides numbers, strings and the like
-    (``_INERT_TYPES``): the only containers that can name a tensor. Found at C speed, without
-    a Python call per container."""
+    `_kinds`) that hold something besides numbers, strings and the like (``_INERT_TYPES``):
+    the only containers that can name a tensor. Found at C speed, without a Python call per
+    container."""
     found: set[int] = set()
     small = (64).__ge__  # larger containers are not looked into at all (see `Namer._add`)
     for kind, items_of in ((_SEQUENCE, None), (_DICT, dict.values)):
-        positions = list(compress(count(), map(is_, kinds, repeat(kind))))
-        containers = list(map(values.__getitem__, positions))
-        kept = list(map(small, map(len, containers)))
-        if not all(kept):
-            positions, containers = list(compress(positions, kept)), list(compress(containers, kept))
+        if kind not in kinds:
+            continue
+        containers = list(compress(values, kinds.translate(_SELECTORS[kind])))
+        kept = None
+        if max(map(len, containers)) > 64:
+            kept = list(map(small, map(len, containers)))
+            containers = list(compress(containers, kept))
         if _INERT_TYPES.issuperset(map(type, _items(containers, items_of))):
             continue  # (the usual case: one pass over the items, no position worked out)
+        positions = _positions(kinds, kind)
+        if kept is not None:
+            positions = list(compress(positions, kept))
         ends = list(accumulate(map(len, containers)))
         items = _items(containers, items_of)
         for flat in compress(count(), map(not_, map(_INERT_TYPES.__contains__, map(type, items)))):
@@ -261,10 +291,81 @@ def _items(containers: list[Any], items_of: Callable[[Any], Any] | None) -> Iter
     return chain.from_iterable(map(items_of, containers) if items_of is not None else containers)
 
 
-# An entry's kind by the exact type of its value (None: any other type, read one by one).
-_INERT, _SEQUENCE, _DICT, _PLAIN_TENSOR = object(), object(), object(), object()
-_KIND_OF_TYPE: dict[type, object] = {**dict.fromkeys(_INERT_TYPES, _INERT), list: _SEQUENCE, tuple: _SEQUENCE,
-                                     dict: _DICT}
+# An entry's kind by the exact type of its value, one byte (_OTHER: any other type, read one by one).
+_OTHER, _INERT, _SEQUENCE, _DICT, _PLAIN_TENSOR = 0, 1, 2, 3, 4
+_KIND_OF_TYPE: dict[type, int] = {**dict.fromkeys(_INERT_TYPES, _INERT), list: _SEQUENCE, tuple: _SEQUENCE,
+                                  dict: _DICT}
+# per kind, a `bytes.translate` table: a kind string to 1 where it is that kind, else 0 (a
+# selector for `compress`)
+_SELECTORS = {kind: bytes(int(code == kind) for code in range(256)) for kind in range(5)}
+
+
+def _kinds(values: list[Any]) -> bytes:
+    return bytes(list(map(_KIND_OF_TYPE.get, map(type, values), repeat(_OTHER))))
+
+
+def _positions(kinds: bytes, kind: int) -> list[int]:
+    """Where ``kinds`` holds ``kind``: at C speed, one search each when they are few."""
+    if kinds.count(kind) * 16 < len(kinds):
+        return list(_found(kinds, kind))
+    return list(compress(range(len(kinds)), kinds.translate(_SELECTORS[kind])))
+
+
+def _found(data: bytes, byte: int) -> Iterator[int]:
+    """The positions of ``byte`` in ``data`` (a few: one search each)."""
+    i = data.find(byte)
+    while i >= 0:
+        yield i
+        i = data.find(byte, i + 1)
+
+
+def _structure(value: Any, torch: Any) -> tuple[Any, ...] | None:
+    """What the names of a module, or of a user object holding modules, depend on that can
+    change without a rebinding, by name and identity at C speed: for each module under it, its
+    attributes, and the keys and items of its plain lists, tuples and dicts (its parameters,
+    buffers and submodules among them: ``model.fc = nn.Linear(...)``, ``self.hids.append(...)``);
+    for a user object, its first 64 attributes and the modules among them. Equal structures,
+    the same names (items of a list inside such a list are not looked at). None: no summary (a
+    container of tensors is small: read again)."""
+    try:
+        if isinstance(value, torch.nn.Module):
+            return _module_structure(value)
+        if isinstance(value, (list, tuple, dict)):
+            return None
+        attributes = getattr(value, "__dict__", None)
+        if type(attributes) is not dict:
+            return None
+        items = list(attributes.items())[:64]
+        module = torch.nn.Module
+        return (tuple(k for k, _ in items), tuple(id(v) for _, v in items),
+                tuple(_module_structure(v) for _, v in items if isinstance(v, module)))
+    except Exception:
+        return None
+
+
+_PLAIN_CONTAINERS = frozenset({list, tuple, dict})
+
+
+def _module_structure(root: Any) -> tuple[Any, ...]:
+    out: list[Any] = []
+    add = out.append
+    stack = [root]
+    while stack:
+        m = stack.pop()
+        if m is None:  # (a submodule registered as None)
+            continue
+        attributes = m.__dict__
+        values = tuple(attributes.values())
+        add(tuple(attributes))
+        add(tuple(map(id, values)))
+        for container in compress(values, map(_PLAIN_CONTAINERS.__contains__, map(type, values))):
+            if type(container) is dict:
+                add(tuple(container))
+                add(tuple(map(id, container.values())))
+            else:
+                add(tuple(map(id, container)))
+        stack.extend(attributes["_modules"].values())
+    return tuple(out)
 
 
 def _plain_tensor_types(torch: Any) -> None:
