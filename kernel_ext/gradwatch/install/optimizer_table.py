@@ -52,7 +52,7 @@ class OptimizerTable:
         self._by_key: dict[int, OptimizerRecord] = {}  # key -> its row
         self.locations: dict[int, Location] = {}  # key -> where it was built
         # id(tensor) -> (the tensor, keys of the optimizers that hold it, in key order)
-        self._owners: dict[int, tuple[weakref.ref, list[int]]] = {}
+        self._owners: dict[int, tuple[weakref.ref, tuple[int, ...]]] = {}
         # id(optimizer) -> its row, for the per-step lookup at C speed (1,000 optimizers stepping
         # each iteration): a row counts only while ``row.ref() is optimizer`` (ids are reused)
         self.rows_by_id: dict[int, OptimizerRecord] = {}
@@ -119,10 +119,13 @@ class OptimizerTable:
             self._index(opt, key)
 
     def _index(self, optimizer: Any, key: int) -> None:
+        owners = self._owners
         for group in optimizer.param_groups:
             for p in group["params"]:
-                entry = self._owners.get(id(p))
+                entry = owners.get(id(p))
                 if entry is None or entry[0]() is not p:
-                    self._owners[id(p)] = (weakref.ref(p), [key])
+                    # (a tuple of keys: one object fewer per tensor for the collector to walk;
+                    # weakref.ref(p) is the tensor's shared plain reference, made once)
+                    owners[id(p)] = (weakref.ref(p), (key,))
                 elif key not in entry[1]:
-                    entry[1].append(key)
+                    owners[id(p)] = (entry[0], (*entry[1], key))

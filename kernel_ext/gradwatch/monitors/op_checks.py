@@ -50,9 +50,11 @@ class OpChecks:
         self.loss_calls: dict[tuple, tuple] = {}
         # traced iteration (provenance.step) -> [(finite flag, op, position, input refs)]
         self.records: dict[int, list] = {}
-        # this traced iteration's flags: tensor -> its finite flag (as the iteration found it)
+        # this traced iteration's flags: tensor -> its finite flag (as the iteration found it),
+        # or, once an op read it, its input entry (weak reference, flag, shape; records share it)
         self._flags = TensorMap()
         self._flags_step: int | None = None
+        self._records_now: list = []  # records[_flags_step]
         self.singular: list = []  # (device flag: input has an exact 0, op, position), traced ops only
 
     def observe(self, op: str, args: tuple, kwargs: dict, out: Any, position_fn: Any) -> None:
@@ -87,28 +89,37 @@ class OpChecks:
     # --- GW105: the first op that made a non-finite value -----------------------------------------
     def _finite(self, op: str, args: tuple, out: torch.Tensor, position_fn: Any) -> None:
         step = self.monitor.n_backward  # this forward belongs to iteration step + 1
+        if step != self._flags_step:  # a new iteration: parameters and data may have changed
+            self._start_iteration(step)
+        records = self._records_now
+        if len(records) >= _MAX_OPS:
+            return
+        flags = self._flags
+        # inputs' flags too: at the end of the cell a parameter may be NaN because of this op
+        inputs = []
+        by_id = flags.by_id
+        for a in args[:4]:
+            if isinstance(a, torch.Tensor) and a.is_floating_point() and a.numel():
+                ref = by_id.get(id(a))  # (flags.get, inline)
+                entry = ref.value if ref is not None and ref() is a else None
+                inputs.append(entry if type(entry) is tuple else _input_entry(flags, a, entry))
+        finite = _finite_flag(out)
+        flags[out] = finite  # (an in-place op: the tensor's flag from now on)
+        records.append((finite, op, position_fn(), tuple(inputs)))
+        if op in _SINGULAR_AT_ZERO and len(self.singular) < _MAX_SINGULAR and args \
+                and isinstance(args[0], torch.Tensor) and args[0].requires_grad:
+            self.singular.append(((args[0].detach() == 0).any(), op, position_fn()))
+
+    def _start_iteration(self, step: int) -> None:
         records = self.records.get(step)
         if records is None:
             if len(self.records) >= _KEEP_ITERATIONS:
                 # keep the first iterations and the latest ones
                 del self.records[sorted(self.records)[2]]
             records = self.records[step] = []
-        if len(records) >= _MAX_OPS:
-            return
-        flags = self._flags
-        if self._flags_step != step:  # a new iteration: parameters and data may have changed
-            flags = self._flags = TensorMap()
-            self._flags_step = step
-        # inputs' flags too: at the end of the cell a parameter may be NaN because of this op
-        inputs = []
-        for a in args[:4]:
-            if isinstance(a, torch.Tensor) and a.is_floating_point() and a.numel():
-                inputs.append((weakref.ref(a), _flag(flags, a), tuple(a.shape)))
-        finite = flags[out] = _finite_flag(out)  # (an in-place op: the tensor's flag from now on)
-        records.append((finite, op, position_fn(), tuple(inputs)))
-        if op in _SINGULAR_AT_ZERO and len(self.singular) < _MAX_SINGULAR and args \
-                and isinstance(args[0], torch.Tensor) and args[0].requires_grad:
-            self.singular.append(((args[0].detach() == 0).any(), op, position_fn()))
+        self._records_now = records
+        self._flags = TensorMap()
+        self._flags_step = step
 
     def _origin(self, namer: Any) -> NonFiniteOrigin | None:
         for step in sorted(self.records):
@@ -150,6 +161,8 @@ class OpChecks:
     def close(self) -> None:
         self.records.clear()
         self._flags = TensorMap()
+        self._flags_step = None
+        self._records_now = []
         self.singular.clear()
         self.loss_calls.clear()
 
@@ -166,9 +179,9 @@ def _finite_flag(t: torch.Tensor) -> torch.Tensor:
     return _vector_norm(t.detach(), _INF)
 
 
-def _flag(flags: TensorMap, t: torch.Tensor) -> torch.Tensor:
-    """``t``'s flag in this iteration: the one an earlier op left, else checked now."""
-    flag = flags.get(t)
-    if flag is None:
-        flag = flags[t] = _finite_flag(t)
-    return flag
+def _input_entry(flags: TensorMap, t: torch.Tensor, flag: torch.Tensor | None) -> tuple:
+    """``t``'s input entry in this iteration (weak reference, flag, shape), made once per tensor
+    and iteration and shared by the records: the flag an earlier op left, else checked now."""
+    entry = (weakref.ref(t), flag if flag is not None else _finite_flag(t), tuple(t.shape))
+    flags[t] = entry
+    return entry

@@ -30,13 +30,17 @@ def passes_no_gradient(op: str, func: Callable, args: tuple, kwargs: dict, out: 
     """Whether ``func`` (which made ``out`` from ``args``) gives its inputs a zero gradient by
     its nature. Cached per (op, backward node type); False when the probe cannot tell."""
     grad_fn = out.grad_fn
-    if grad_fn is None or torch.compiler.is_compiling():
+    if grad_fn is None:
         return False
     scalars = _scalars(args) + _scalars(tuple(kwargs.items())) if kwargs else _scalars(args)
     if scalars and any(v == 0 for v in scalars if isinstance(v, (int, float)) and not isinstance(v, bool)):
         return False  # `0 * aux_loss`: a zero weight in the data, not the op's nature (GW114's case)
     key = (op, type(grad_fn).__name__, scalars)  # `dropout(p=1.0)` is not `dropout(p=0.1)`
     verdict = _verdicts.get(key)
+    if verdict is False:  # (most ops: no compile check needed for that answer)
+        return False
+    if torch.compiler.is_compiling():
+        return False
     if verdict is None:
         if len(_verdicts) >= _MAX_VERDICTS:
             return False

@@ -42,51 +42,60 @@ _GETSET = type(torch.Tensor.data)
 
 
 class _KeyRef(weakref.ref):
-    """A weak reference that knows its tensor's id (to drop its entry when the tensor dies)."""
+    """A weak reference to a tensor that carries its entry: the tensor's id (to drop the entry
+    when the tensor dies) and the value stored for it."""
 
-    __slots__ = ("key",)
+    __slots__ = ("key", "value")
 
 
 class TensorMap:
     """Tensor -> value, weak in the tensor, as torch's ``WeakTensorKeyDictionary`` (keyed by
     identity), at a third of its cost per lookup, which the tracing mode makes several times per
-    op: entries are found by ``id`` and checked against their weak reference, and each one is
-    dropped by its reference's callback when its tensor dies (before the id can be reused)."""
+    op: entries are found by ``id`` and checked against their weak reference, which holds the
+    value (one object per entry), and each one is dropped by its reference's callback when its
+    tensor dies (before the id can be reused)."""
 
-    __slots__ = ("_data", "_drop")
+    __slots__ = ("by_id", "_drop")
 
     def __init__(self) -> None:
-        data: dict[int, tuple[_KeyRef, Any]] = {}
-        self._data = data
+        data: dict[int, _KeyRef] = {}
+        # id -> the weak reference that carries the value; read directly (no call) on the
+        # tracing hot path, written only here
+        self.by_id = data
 
-        def drop(ref: _KeyRef, data: dict[int, tuple[_KeyRef, Any]] = data) -> None:
-            entry = data.get(ref.key)
-            if entry is not None and entry[0] is ref:
+        def drop(ref: _KeyRef, data: dict[int, _KeyRef] = data) -> None:
+            if data.get(ref.key) is ref:
                 del data[ref.key]
         self._drop = drop
 
     def get(self, t: torch.Tensor, default: Any = None) -> Any:
-        entry = self._data.get(id(t))
-        return entry[1] if entry is not None and entry[0]() is t else default
+        ref = self.by_id.get(id(t))
+        return ref.value if ref is not None and ref() is t else default
 
     def __setitem__(self, t: torch.Tensor, value: Any) -> None:
+        key = id(t)
+        ref = self.by_id.get(key)
+        if ref is not None and ref() is t:  # (an in-place op's output: a new value, same entry)
+            ref.value = value
+            return
         ref = _KeyRef(t, self._drop)
-        ref.key = id(t)
-        self._data[id(t)] = (ref, value)
+        ref.key = key
+        ref.value = value
+        self.by_id[key] = ref
 
     def pop(self, t: torch.Tensor, default: Any = None) -> Any:
-        entry = self._data.get(id(t))
-        if entry is None or entry[0]() is not t:
+        ref = self.by_id.get(id(t))
+        if ref is None or ref() is not t:
             return default
-        del self._data[id(t)]
-        return entry[1]
+        del self.by_id[id(t)]
+        return ref.value
 
     def __contains__(self, t: torch.Tensor) -> bool:
-        entry = self._data.get(id(t))
-        return entry is not None and entry[0]() is t
+        ref = self.by_id.get(id(t))
+        return ref is not None and ref() is t
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self.by_id)
 
 
 class Node:
@@ -225,7 +234,10 @@ class Provenance:
         return node
 
     def record(self, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
-        op = _op_name(func)
+        try:
+            op = _OP_NAMES[func]
+        except (KeyError, TypeError):
+            op = _op_name(func)
         found: list[Position | None] = []
 
         def position() -> Position | None:  # worked out once per op, when asked
@@ -233,7 +245,8 @@ class Provenance:
                 found.append(self._position())
             return found[0]
 
-        if not isinstance(out, torch.Tensor) or has_values(out):  # (a meta model: no values to check)
+        if self.observers and (not isinstance(out, torch.Tensor) or (type(out) in _PLAIN_TENSORS and not out.is_meta)
+                               or has_values(out)):  # (a meta model: no values to check)
             for observe in self.observers:
                 observe(op, args, kwargs, out, position)
         inputs: list[torch.Tensor] = []
@@ -263,24 +276,30 @@ class Provenance:
             # `torch.tensor([[a, b], [c, d]])` of tensors copies their values: a cut
             inputs = []
             _tensors(args[0], inputs, limit=4)
-        outputs: list[torch.Tensor] = []
-        _tensors(out, outputs)
+        if type(out) is torch.Tensor:  # (most ops)
+            outputs = [out]
+        else:
+            outputs = []
+            _tensors(out, outputs)
         if not outputs:
             if op == "__setitem__" and inputs:
                 self._inplace(op, inputs[0], inputs[1:])
             return
-        parents = tuple(map(self.node_of, inputs))
+        found_nodes: list[Node] = []
         any_grad_in = False
-        for parent in parents:
-            if parent.requires_grad:
+        known = self.nodes.by_id
+        for t in inputs:  # (node_of, inline: a parameter's node is looked up once per op)
+            ref = known.get(id(t))
+            node = ref.value if ref is not None and ref() is t else self.node_of(t)
+            if node.requires_grad:
                 any_grad_in = True
-                break
+            found_nodes.append(node)
+        parents = tuple(found_nodes)
         grad_on = torch.is_grad_enabled()
         pos = position()
         for index, t in enumerate(outputs):
             try:
-                self._record_output(op, t, inputs, parents, any_grad_in, grad_on, pos, args,
-                                    lambda out: passes_no_gradient(op, func, args, kwargs, out))
+                self._record_output(op, t, inputs, parents, any_grad_in, grad_on, pos, func, args, kwargs)
                 if index:
                     node = self.nodes.get(t)
                     if node is not None:
@@ -292,7 +311,7 @@ class Provenance:
 
     def _record_output(self, op: str, t: torch.Tensor, inputs: list[torch.Tensor],
                        parents: tuple[Node, ...], any_grad_in: bool, grad_on: bool,
-                       pos: Position | None, args: tuple, no_gradient: Callable[[torch.Tensor], bool]) -> None:
+                       pos: Position | None, func: Callable, args: tuple, kwargs: dict) -> None:
         if inputs and t is inputs[0] and op.endswith("_"):  # in-place: t keeps its identity
             self._inplace(op, t, inputs[1:])
             if t.is_leaf or not grad_on:
@@ -316,7 +335,8 @@ class Provenance:
                     callers = checkpointed[1]
             else:
                 cut = "nondiff"
-        elif any_grad_in and grad_on and no_gradient(t):  # sampling, rounding (see grad_probe)
+        elif any_grad_in and grad_on and passes_no_gradient(op, func, args, kwargs, t):
+            # sampling, rounding (see grad_probe)
             cut = "zero_grad"
         node = Node(op, pos, parents, t, cut, self.step)
         if op in _NUMBER_OPERAND_OPS and self.escapes:
@@ -376,7 +396,9 @@ class ProvenanceMode(TorchFunctionMode):
             return func(*args, **kwargs)
         call = _call_as_from(sys._getframe(1))
         out = call(func, args, kwargs) if call is not None else func(*args, **kwargs)
-        if not self.paused and inspectable():
+        # (`inspectable()`, inline: every op)
+        if not self.paused and _get_tracing_state() is None and _functorch_level() is None \
+                and _get_dispatch_mode(_FAKE) is None:
             try:
                 with own_work():
                     self.provenance.record(func, args, kwargs, out)
@@ -401,6 +423,8 @@ _MARK_BEGIN, _MARK_END = _profiler_marks()
 
 # --- what gradwatch may look at, and how it stays unseen -----------------------------------------
 _FAKE = torch._C._TorchDispatchModeKey.FAKE
+_get_tracing_state = torch._C._get_tracing_state
+_get_dispatch_mode = torch._C._get_dispatch_mode
 _functorch_level = torch._C._functorch.peek_interpreter_stack  # pyright: ignore[reportAttributeAccessIssue]
 
 
@@ -409,8 +433,7 @@ def inspectable() -> bool:
     ``torch.jit.trace`` records (gradwatch's own ops would enter the trace, and reading a value
     warns), under a ``torch.func`` transform (``vmap``/``grad`` wrap tensors in levels that
     gradwatch's own ops must not mix) or under a ``FakeTensorMode``. Those ops are skipped."""
-    return torch._C._get_tracing_state() is None and _functorch_level() is None \
-        and torch._C._get_dispatch_mode(_FAKE) is None
+    return _get_tracing_state() is None and _functorch_level() is None and _get_dispatch_mode(_FAKE) is None
 
 
 _PLAIN_TENSORS = (torch.Tensor, torch.nn.Parameter)
@@ -471,12 +494,25 @@ _OVERRIDES = os.path.normcase(torch.overrides.__file__)
 _CALLERS: dict[tuple[CodeType, int], Callable] = {}
 
 
+_IN_OVERRIDES: dict[str, bool] = {}  # file name -> whether it is torch.overrides (asked every op)
+
+
+def _in_overrides(filename: str) -> bool:
+    found = _IN_OVERRIDES.get(filename)
+    if found is None:
+        if len(_IN_OVERRIDES) > 4096:
+            _IN_OVERRIDES.clear()
+        found = _IN_OVERRIDES[filename] = os.path.normcase(filename) == _OVERRIDES
+    return found
+
+
 def _call_as_from(frame: FrameType | None) -> Callable | None:
     caller = frame
-    if caller is not None and os.path.normcase(caller.f_code.co_filename) == _OVERRIDES:
+    if caller is not None and (_IN_OVERRIDES.get(caller.f_code.co_filename) is not False
+                               and _in_overrides(caller.f_code.co_filename)):
         # dispatched from Python (torch.nn.functional): the warning names the caller of the
         # public function, one frame above it
-        while caller is not None and os.path.normcase(caller.f_code.co_filename) == _OVERRIDES:
+        while caller is not None and _in_overrides(caller.f_code.co_filename):
             caller = caller.f_back
         caller = caller.f_back if caller is not None else None
     if caller is None:
