@@ -160,8 +160,10 @@ def data_leaves(roots: list[torch.Tensor], prov: Provenance, limit: int = 8,
                 targets.add(id(target))
     out = []
     for node in order:
+        if node.parents:  # (made by an op: no data; most nodes, asked first)
+            continue
         t = node.tensor
-        if node.parents or t is None or t.requires_grad or isinstance(t, torch.nn.Parameter) \
+        if t is None or t.requires_grad or isinstance(t, torch.nn.Parameter) \
                 or not t.is_floating_point() or t.numel() < 2:
             continue
         out.append((t, node, id(node) in targets))
@@ -177,7 +179,8 @@ def related_tensor_ids(roots: list[torch.Tensor], prov: Provenance,
     ids = set(graph.leaves())
     _, order = graph.ancestry()
     for node in order:
-        t = node.tensor
+        ref = node.ref  # (node.tensor, inline: every node of the graph)
+        t = ref() if ref is not None else None
         if t is not None:
             ids.add(id(t))
     return ids
@@ -215,8 +218,9 @@ class FlowAnalyzer:
         # Where does each trainable tensor sit in the loss's data ancestry?
         behind: dict[int, Node | None] = {}
         for node in order:
-            t = node.tensor
-            if t is not None and id(t) in by_id and by_id[id(t)] is t:
+            ref = node.ref  # (node.tensor, inline: every node of the graph)
+            t = ref() if ref is not None else None
+            if t is not None and by_id.get(id(t)) is t:
                 prev = behind.get(id(t), "absent")
                 cut = state[id(node)]
                 if prev == "absent" or (prev is not None and cut is None):

@@ -228,9 +228,11 @@ class Provenance:
 
     def node_of(self, t: torch.Tensor) -> Node:
         node = self.nodes.get(t)
-        if node is None:
-            node = Node("<external>", None, (), t, None, self.step)
-            self.nodes[t] = node
+        return node if node is not None else self._external(t)
+
+    def _external(self, t: torch.Tensor) -> Node:
+        """A node for a tensor made before tracing (a parameter, the data): no op made it."""
+        node = self.nodes[t] = Node("<external>", None, (), t, None, self.step)
         return node
 
     def record(self, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
@@ -290,7 +292,7 @@ class Provenance:
         known = self.nodes.by_id
         for t in inputs:  # (node_of, inline: a parameter's node is looked up once per op)
             ref = known.get(id(t))
-            node = ref.value if ref is not None and ref() is t else self.node_of(t)
+            node = ref.value if ref is not None and ref() is t else self._external(t)
             if node.requires_grad:
                 any_grad_in = True
             found_nodes.append(node)
@@ -362,9 +364,11 @@ class Provenance:
             self.rewraps.append((node, _ids(args[0]) if args else frozenset()))
             del self.rewraps[:-64]
         if grad_on and t.requires_grad:
+            known_uses = self.uses.by_id
             for inp in inputs:
                 if inp.requires_grad:
-                    uses = self.uses.get(inp)
+                    ref = known_uses.get(id(inp))  # (self.uses.get, inline)
+                    uses = ref.value if ref is not None and ref() is inp else None
                     if uses is None:
                         self.uses[inp] = uses = []
                     uses.append((op, pos, inp._version))
@@ -400,7 +404,7 @@ class ProvenanceMode(TorchFunctionMode):
         if not self.paused and _get_tracing_state() is None and _functorch_level() is None \
                 and _get_dispatch_mode(_FAKE) is None:
             try:
-                with own_work():
+                with (DisableTorchFunction() if not dispatch_depth() else own_work()):  # (own_work(), inline)
                     self.provenance.record(func, args, kwargs, out)
             except Exception as exc:  # gradwatch's fault: stop tracing, keep the user's result
                 self.paused = True
