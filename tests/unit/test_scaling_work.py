@@ -623,3 +623,34 @@ def test_a_module_changed_in_place_is_read_again():
     assert name(model.layers[0].scale) == "model.layers.0.scale"
     named = index.objects_named
     assert name(model) == "model" and index.objects_named == named  # unchanged since: not read again
+
+
+def test_a_call_with_thousands_of_tensors_is_not_probed(monkeypatch):
+    # the gradient probe re-runs an op on random inputs: for `torch.stack` of every layer's
+    # output it would make two random tensors per layer (~0.3 s at 5,000 layers); such a call
+    # is left unjudged, as one too big to probe is
+    import torch
+
+    from gradwatch.session import Watch
+    from gradwatch.trace import grad_probe
+
+    monkeypatch.setattr(grad_probe, "_verdicts", {})
+    probed: list[int] = []  # tensor arguments of each probed call
+    zero_at_scale = grad_probe._zero_at_scale
+
+    def counting(func, args, kwargs, scale):
+        probed.append(sum(len(a) if isinstance(a, (list, tuple)) else 1 for a in args))
+        return zero_at_scale(func, args, kwargs, scale)
+
+    monkeypatch.setattr(grad_probe, "_zero_at_scale", counting)
+    torch.manual_seed(0)
+    model = torch.nn.ModuleList(torch.nn.Linear(4, 4) for _ in range(200))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.randn(8, 4)
+    with Watch(namespace={"model": model, "opt": opt, "x": x}, warn=False) as report:
+        torch.stack([layer(x) for layer in model]).round().mean().backward()
+        opt.step()
+    # linear (input, weight, bias) and the mean are probed; the stack of 200 is not; the
+    # rounding still is, and still cuts every layer off
+    assert 0 < max(probed) <= 3, probed
+    assert report.codes == ["GW003"]

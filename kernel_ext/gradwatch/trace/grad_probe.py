@@ -21,6 +21,9 @@ import torch
 
 _SCALES = (1.0, 100.0)
 _MAX_PROBE_ELEMENTS = 1 << 20  # bigger calls are not probed (a later, smaller call of the op is)
+# ... nor calls with a longer list of tensors (`torch.stack` of 5,000 layer outputs: the probe
+# would make 10,000 random tensors and run a backward through them, ~0.3 s)
+_MAX_PROBE_TENSORS = 64
 _MAX_VERDICTS = 4096
 _verdicts: dict[tuple[str, str, tuple], bool] = {}
 _ENGINE = torch.autograd.Variable._execution_engine  # pyright: ignore[reportAttributeAccessIssue]
@@ -53,6 +56,8 @@ def passes_no_gradient(op: str, func: Callable, args: tuple, kwargs: dict, out: 
 
 def _probe(func: Callable, args: tuple, kwargs: dict) -> bool | None:
     """The verdict, or None when this call is too big to probe."""
+    if _long_tensor_list((args, tuple(kwargs.values()))):
+        return None
     tensors: list[torch.Tensor] = []
     _collect(args, tensors)
     _collect(list(kwargs.values()), tensors)
@@ -135,6 +140,18 @@ def _scalars(values: tuple) -> tuple:
         if isinstance(v, (int, float, bool, str)) or v is None:
             out.append(v)
     return tuple(out)
+
+
+def _long_tensor_list(values: tuple, depth: int = 0) -> bool:
+    """Whether the arguments (positional, keyword), an argument or an item of one is a list of
+    more than _MAX_PROBE_TENSORS tensors."""
+    for v in values:
+        if isinstance(v, (list, tuple)) and v:
+            if len(v) > _MAX_PROBE_TENSORS and isinstance(v[0], torch.Tensor):
+                return True
+            if depth < 2 and _long_tensor_list(v, depth + 1):
+                return True
+    return False
 
 
 def _collect(values: Any, out: list[torch.Tensor], depth: int = 0) -> None:
