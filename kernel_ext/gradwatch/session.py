@@ -87,6 +87,9 @@ class Watch:
         self.provenance = Provenance(self._position, self._callers)
         self.mode: ProvenanceMode | None = None
         self.optimizers = OptimizerTable()
+        # optimizers that stepped after the current backward() call (and after the one before):
+        # with many of them, they take turns for the sampled checks (`StepSchedule.thinned`)
+        self._stepped_at, self._stepped, self._stepped_before = -1, 0, 0
         self._opt_locations = self.optimizers.locations  # key -> where it was built
         self.installer = Installer(self._internal_error)  # replaced by the one `__enter__` claims with
         self._in_backward = False  # inside a watched backward(): calls it makes are not watched again
@@ -527,9 +530,15 @@ class Watch:
                 record.steps += 1
                 step_number = record.steps
                 schedule = self.schedule
+                n = events.n_backward
+                if n != self._stepped_at:
+                    self._stepped_at, self._stepped_before, self._stepped = n, self._stepped, 0
+                self._stepped += 1
+                stepping = max(self._stepped, self._stepped_before)
+                record.thinned = thinned = stepping > schedule.checked_per_backward and \
+                    schedule.thinned(schedule.thinning(stepping), key, n)
                 if self.mode is not None:  # while tracing: where each optimizer steps (explains version errors)
                     self.step_positions[key] = self._position()
-                n = events.n_backward
                 last = record.calls_at_step_or_zero_grad
                 since = n - last
                 record.calls_at_step_or_zero_grad = n
@@ -543,7 +552,8 @@ class Watch:
                     checked = self._check_after(closure, opt, record, n)
                     changed = ((opt, checked, *args[2:]), kwargs) if len(args) > 1 \
                         else (args, {**kwargs, "closure": checked})
-                elif not (step_number > schedule.quiet_after and step_number % schedule.busy_every and since) \
+                elif not since or not (thinned or step_number > schedule.quiet_after
+                                       and step_number % schedule.busy_every) \
                         and schedule.checks_missing(step_number, since):
                     self._check_missing(opt, record, since)
                 if self._monitor is not None:

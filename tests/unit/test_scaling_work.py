@@ -412,10 +412,12 @@ def test_a_traced_op_costs_the_same_python_calls_whatever_the_parameter_count():
 
 def _norm_calls_and_rows(n_optimizers: int) -> tuple[int, list[list[float]]]:
     """`_foreach_norm` calls of the gradient statistics while ``n_optimizers`` one-tensor SGD
-    optimizers take 3 steps (one loss over all), and the sampled norms of the first three."""
+    optimizers take 3 steps (one loss over all), and the sampled norms of the first three
+    (every step of every optimizer sampled: no turns taken, see `StepSchedule.thinned`)."""
     import torch
 
     from gradwatch.monitors import grad_stats
+    from gradwatch.monitors.schedule import StepSchedule
     from gradwatch.session import Watch
 
     torch.manual_seed(0)
@@ -430,7 +432,8 @@ def _norm_calls_and_rows(n_optimizers: int) -> tuple[int, list[list[float]]]:
 
     grad_stats.GradStats._flush_short_series_together = keep_rows
     try:
-        with Watch(namespace={"params": params}, warn=False) as report:
+        with Watch(namespace={"params": params}, warn=False,
+                   schedule=StepSchedule(checked_per_backward=n_optimizers)) as report:
             opts = [torch.optim.SGD([p], lr=1e-2) for p in params]
             for _ in range(3):
                 for o in opts:
@@ -654,3 +657,48 @@ def test_a_call_with_thousands_of_tensors_is_not_probed(monkeypatch):
     # rounding still is, and still cuts every layer off
     assert 0 < max(probed) <= 3, probed
     assert report.codes == ["GW003"]
+
+
+def _missing_checks(n_optimizers: int, iterations: int, monkeypatch) -> tuple[list[tuple[int, int]], list[str]]:
+    """(backward calls so far, optimizer key) of each missing-gradient check while
+    ``n_optimizers`` one-tensor SGD optimizers step after one loss, and the report's codes."""
+    import torch
+
+    from gradwatch.monitors.schedule import StepSchedule
+    from gradwatch.session import Watch
+
+    checked: list[tuple[int, int]] = []
+    check = Watch._check_missing
+
+    def spy(self, opt, record, since):
+        checked.append((self.events.n_backward, record.key))
+        return check(self, opt, record, since)
+
+    monkeypatch.setattr(Watch, "_check_missing", spy)
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(4)) for _ in range(n_optimizers)]
+    # (every one of the first 32 steps would be checked: the turns show in that window)
+    with Watch(namespace={}, warn=False, trace_steps=0, schedule=StepSchedule(missing_check_all=32)) as report:
+        opts = [torch.optim.SGD([p], lr=1e-2) for p in params]
+        for _ in range(iterations):
+            for o in opts:
+                o.zero_grad()
+            torch.stack(params).square().sum().backward()
+            for o in opts:
+                o.step()
+    return checked, report.codes
+
+
+def test_many_optimizers_stepping_together_take_turns_for_the_sampled_checks(monkeypatch):
+    import collections
+
+    # a few optimizers: each one's every step is checked
+    checked, codes = _missing_checks(10, 3, monkeypatch)
+    assert collections.Counter(n for n, _ in checked) == {1: 10, 2: 10, 3: 10} and codes == []
+    # 1,000 stepping after each backward(): past the first iteration, 64 checked steps per
+    # iteration at most (not 1,000), and every optimizer has its turn within 16 iterations
+    checked, codes = _missing_checks(1_000, 18, monkeypatch)
+    per_iteration = collections.Counter(n for n, _ in checked)
+    assert max(per_iteration[n] for n in range(2, 19)) <= 64, per_iteration
+    assert {key for n, key in checked if 2 <= n <= 17} == set(range(1, 1_001))
+    assert codes == []

@@ -10,7 +10,7 @@ all optimizers per tensor made registering n optimizers quadratic).
 from __future__ import annotations
 
 import weakref
-from typing import Any, Iterator
+from typing import Any
 
 from torch.utils.weak import WeakIdKeyDictionary
 
@@ -23,7 +23,7 @@ class OptimizerRecord:
     zero_grad(); everyone reads them."""
 
     __slots__ = ("key", "ref", "steps", "checked_steps", "steps_missing", "calls_at_step_or_zero_grad",
-                 "backwards_at_step", "backwards_at_zero_grad", "has_values", "order", "series")
+                 "backwards_at_step", "backwards_at_zero_grad", "has_values", "order", "series", "thinned")
 
     def __init__(self, optimizer: Any, key: int) -> None:
         self.key = key
@@ -41,6 +41,9 @@ class OptimizerRecord:
         self.has_values = False  # its parameters hold values (not meta tensors or FakeTensors), once seen to
         self.order: Any = None  # StepOrder's state for it (step_order._Opt), once it has some
         self.series: Any = None  # GradStats' gradient statistics of it (grad_stats._Series)
+        # this step is left out of the sampled checks: many optimizers step per iteration and
+        # it is another's turn (`StepSchedule.thinned`; set by the session before each step)
+        self.thinned = False
 
     def optimizer(self) -> Any:
         return self.ref()
@@ -94,11 +97,13 @@ class OptimizerTable:
         return list(self._by_key.values())
 
     def items(self) -> list[tuple[Any, int]]:
-        """(optimizer, key) of the live optimizers, in key order."""
-        return [(opt, record.key) for opt, record in self._records.items()]
+        """(optimizer, key) of the live optimizers, in key order (a list built at C speed: a
+        traced backward reads it a few times, with 1,000 optimizers)."""
+        live = [(record.ref(), record.key) for record in self._by_key.values()]
+        return [item for item in live if item[0] is not None]
 
-    def keys(self) -> Iterator[Any]:
-        return (opt for opt, _ in self.items())
+    def keys(self) -> list[Any]:
+        return [opt for opt, _ in self.items()]
 
     def owners(self, tensor: Any) -> list[tuple[Any, int]]:
         """(optimizer, key) of the live optimizers that hold ``tensor``, in key order."""

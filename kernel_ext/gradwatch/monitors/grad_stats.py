@@ -174,7 +174,7 @@ class GradStats:
             if len(s.losses) >= _CHUNK:
                 self._chunk_losses(s)
         n = record.steps
-        if n % s.stride:
+        if n % s.stride or record.thinned:
             return  # the common case once the loop is known: one modulo
         if self.schedule.adapts_stride(n):
             self._adapt(s)

@@ -30,6 +30,10 @@ class StepSchedule:
     stats_max_stride: int = 32  # ... then of every stride-th step, the stride at most this
     stats_target: float = 0.002  # statistics time / loop time that the stride aims at
     stats_adapt_every: int = 32  # steps between stride decisions
+    # optimizers whose step gets the sampled checks above (missing gradients, probe, gradient
+    # norms), per backward() call: with more optimizers stepping in one iteration (1,000 small
+    # ones), each one's step is checked in one iteration out of every ceil(n / this), in turn
+    checked_per_backward: int = 64
 
     @functools.cached_property
     def quiet_after(self) -> int:
@@ -42,6 +46,16 @@ class StepSchedule:
         (no missing-gradient check, probe, eval check or kept position): the per-step hooks
         test ``step > quiet_after and step % busy_every`` inline and skip the calls."""
         return math.gcd(self.missing_check_every, self.probe_every, self.eval_check_every)
+
+    def thinning(self, optimizers: int) -> int:
+        """With ``optimizers`` stepping per iteration: an optimizer's step gets the sampled
+        checks only in one iteration out of this many (1 up to `checked_per_backward`)."""
+        return max(1, -(-optimizers // max(self.checked_per_backward, 1)))
+
+    def thinned(self, thinning: int, key: int, backward_calls: int) -> bool:
+        """Whether optimizer ``key``'s step after ``backward_calls`` backward() calls is left
+        out of the sampled checks (the optimizers take turns, one iteration in ``thinning``)."""
+        return thinning > 1 and (key + backward_calls) % thinning != 0
 
     def checks_missing(self, step: int, backwards_since_step: int) -> bool:
         """Whether this step is checked for parameters without a gradient (always when no

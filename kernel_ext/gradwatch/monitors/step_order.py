@@ -155,7 +155,8 @@ class StepOrder:
         key, steps = record.key, record.steps
         n = self.monitor.n_backward
         schedule = self.schedule
-        if steps > schedule.quiet_after and steps % schedule.busy_every and n != record.backwards_at_step \
+        if (steps > schedule.quiet_after and steps % schedule.busy_every
+                or record.thinned and steps % schedule.eval_check_every) and n != record.backwards_at_step \
                 and st.probe is None and st.uncleared is None and st.accumulated_at is None \
                 and st.step_position is not None and not st.lr_zero and not self.eval_called:
             # most steps of a long loop: nothing sampled, nothing pending, a backward() since the
@@ -167,7 +168,8 @@ class StepOrder:
                 self.pending.pop(key, None)
                 self._rewatch()
             return
-        if self.schedule.keeps_position(steps - 1) or st.step_position is None:
+        thinned = record.thinned  # (another optimizer's turn for the sampled checks)
+        if not thinned and self.schedule.keeps_position(steps - 1) or st.step_position is None:
             st.step_position = self.monitor.position()
         if st.accumulated_at is not None and st.probe is not None:
             p, g = st.probe[0](), st.probe[1]()
@@ -187,7 +189,7 @@ class StepOrder:
         # the probe: one gradient and its version, as this step sees them (step() itself does
         # not write to .grad)
         probe, st.probe, st.probe_checked = st.probe, None, False
-        if self.schedule.probes(steps):
+        if not thinned and self.schedule.probes(steps):
             p = probe[0]() if probe is not None else None
             g = p.grad if p is not None else None
             if g is None:
