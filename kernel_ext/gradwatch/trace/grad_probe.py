@@ -142,7 +142,7 @@ def _scalars(values: tuple) -> tuple:
     return tuple(out)
 
 
-def _long_tensor_list(values: tuple, depth: int = 0) -> bool:
+def _long_tensor_list(values: tuple | list, depth: int = 0) -> bool:
     """Whether the arguments (positional, keyword), an argument or an item of one is a list of
     more than _MAX_PROBE_TENSORS tensors."""
     for v in values:
