@@ -48,7 +48,7 @@ class OpChecks:
         self.monitor = monitor
         # (op, position, producer, broadcasts) -> the call's op, position, producer and shapes
         self.loss_calls: dict[tuple, tuple] = {}
-        # traced iteration (provenance.step) -> [(finite flag, op, position, input refs)]
+        # traced iteration (provenance.step) -> [(finite flag, op, position, *input entries)]
         self.records: dict[int, list] = {}
         # this traced iteration's flags: tensor -> its finite flag (as the iteration found it),
         # or, once an op read it, its input entry (weak reference, flag, shape; records share it)
@@ -105,7 +105,7 @@ class OpChecks:
                 inputs.append(entry if type(entry) is tuple else _input_entry(flags, a, entry))
         finite = _finite_flag(out)
         flags[out] = finite  # (an in-place op: the tensor's flag from now on)
-        records.append((finite, op, position_fn(), tuple(inputs)))
+        records.append((finite, op, position_fn(), *inputs))  # (one object per op: its inputs inline)
         if op in _SINGULAR_AT_ZERO and len(self.singular) < _MAX_SINGULAR and args \
                 and isinstance(args[0], torch.Tensor) and args[0].requires_grad:
             self.singular.append(((args[0].detach() == 0).any(), op, position_fn()))
@@ -127,7 +127,7 @@ class OpChecks:
             if not records:
                 continue
             flags = torch.stack([r[0] for r in records]).isfinite().tolist()  # the one host read
-            for ok, (_, op, position, inputs) in zip(flags, records, strict=True):
+            for ok, (_, op, position, *inputs) in zip(flags, records, strict=True):
                 if ok:
                     continue
                 bad_inputs = []

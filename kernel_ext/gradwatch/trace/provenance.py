@@ -367,12 +367,14 @@ class Provenance:
             known_uses = self.uses.by_id
             for inp in inputs:
                 if inp.requires_grad:
+                    use = (op, pos, inp._version)
                     ref = known_uses.get(id(inp))  # (self.uses.get, inline)
-                    uses = ref.value if ref is not None and ref() is inp else None
-                    if uses is None:
-                        self.uses[inp] = uses = []
-                    uses.append((op, pos, inp._version))
-                    del uses[:-8]
+                    # (the last 8, as a tuple: of plain values only, so the collector stops
+                    # walking it, where a list per parameter stayed one more object to walk)
+                    if ref is not None and ref() is inp:
+                        ref.value = (*ref.value, use)[-8:]
+                    else:
+                        self.uses[inp] = (use,)
 
     def _inplace(self, op: str, t: torch.Tensor, others: list[torch.Tensor]) -> None:
         if torch.is_grad_enabled() and (t.requires_grad or any(o.requires_grad for o in others)):
