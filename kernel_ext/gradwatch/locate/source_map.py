@@ -31,6 +31,9 @@ _LIBRARY_DIRS = tuple(
 Position = tuple[CodeType, int]
 
 
+_MISSING: Any = object()
+
+
 @dataclass
 class _Cell:
     execution_count: int | None
@@ -57,6 +60,9 @@ class SourceMap:
         self._indexes: dict[tuple[str, str], Any] = {}
         self._found: dict[tuple[str, bool, tuple[str, ...]], Location | None] = {}
         self._positions: dict[CodeType, list] = {}
+        # position -> its Location: 1,000 optimizers built on one line are one Location (dropped
+        # when a cell is registered: a file's cell may change)
+        self._locations: dict[tuple[CodeType, int], Location | None] = {}
 
     # --- registration --------------------------------------------------------------------
     def register_cell(self, filename: str, execution_count: int | None,
@@ -67,6 +73,7 @@ class SourceMap:
                                       code_text.splitlines(), tree)
         self._user_file[filename] = True
         self._history_key = None
+        self._locations.clear()
 
     def _cell_for(self, filename: str) -> _Cell | None:
         cell = self._cells.get(filename)
@@ -113,14 +120,17 @@ class SourceMap:
     def location(self, position: Position | None) -> Location | None:
         if position is None:
             return None
+        found = self._locations.get(position, _MISSING)
+        if found is not _MISSING:
+            return found
         code, lasti = position
         positions = self._positions.get(code)
         if positions is None:  # once per code object: a 5,000-line cell has 30,000 instructions
             positions = self._positions[code] = list(code.co_positions())
         span = _span(positions, lasti)
-        if span is None:
-            return None
-        return self.location_of_span(code.co_filename, *span)
+        found = self.location_of_span(code.co_filename, *span) if span is not None else None
+        self._locations[position] = found
+        return found
 
     def location_of_span(self, filename: str, line: int, end_line: int,
                          col: int, end_col: int) -> Location | None:
