@@ -702,3 +702,30 @@ def test_many_optimizers_stepping_together_take_turns_for_the_sampled_checks(mon
     assert max(per_iteration[n] for n in range(2, 19)) <= 64, per_iteration
     assert {key for n, key in checked if 2 <= n <= 17} == set(range(1, 1_001))
     assert codes == []
+
+
+def test_the_graph_walk_keeps_no_node_type_of_the_users():
+    # node kinds are learnt once per type of torch's own nodes; a custom Function's node type is
+    # made from the user's class (whose methods hold the notebook's globals): not kept
+    import torch
+
+    from gradwatch.session import Watch
+    from gradwatch.trace import flow
+
+    class Double(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad * 2
+
+    w = torch.ones(3, requires_grad=True)
+    opt = torch.optim.SGD([w], lr=0.1)
+    with Watch(namespace={"w": w, "opt": opt}, warn=False):
+        Double.apply(w).sum().backward()  # traced: the walk meets the Function's node
+        opt.step()
+    assert w.grad is not None and w.grad.tolist() == [2.0, 2.0, 2.0]
+    assert Double._backward_cls not in flow._NODE_KINDS  # pyright: ignore[reportAttributeAccessIssue]
+    assert any(kind.__name__ == "AccumulateGrad" for kind in flow._NODE_KINDS)

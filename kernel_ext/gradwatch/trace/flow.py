@@ -64,21 +64,23 @@ def autograd_leaves(roots: Iterable[torch.Tensor]) -> dict[int, torch.Tensor]:
     return leaves
 
 
-# what a kind of autograd node is, learnt once per type (the walk visits every node of the graph)
+# what a kind of autograd node is, learnt once per type of torch's own (C++) nodes: the walk
+# visits every node of the graph
 _LEAF, _PYTHON, _OTHER = 0, 1, 2
 _NODE_KINDS: dict[type, int] = {}
 
 
 def _node_kind(fn: Any) -> int:
+    if isinstance(fn, torch.autograd.function.BackwardCFunction):
+        # a custom Function's node (a reentrant checkpoint is one): its type is made from the
+        # user's Function class, so it is not kept (asked again each time, at C speed)
+        return _PYTHON
     if isinstance(getattr(fn, "variable", None), torch.Tensor):
         kind = _LEAF  # AccumulateGrad
-    elif isinstance(fn, torch.autograd.function.BackwardCFunction):
-        kind = _PYTHON  # a custom Function's node (a reentrant checkpoint is one)
     else:
         kind = _OTHER
-    if kind != _OTHER or not hasattr(fn, "variable"):  # (a type whose nodes all look alike)
-        if len(_NODE_KINDS) < 4096:
-            _NODE_KINDS[type(fn)] = kind
+    if (kind == _LEAF or not hasattr(fn, "variable")) and len(_NODE_KINDS) < 4096:
+        _NODE_KINDS[type(fn)] = kind  # (a type whose nodes all look alike)
     return kind
 
 
