@@ -177,12 +177,16 @@ class _Lifted:
         self._installer, self._mode, self._lifted = installer, mode, False
 
     def __enter__(self) -> None:
-        self._lifted = self._installer.lift(self._mode)
+        installer, mode = self._installer, self._mode  # (`Installer.lift`, inline)
+        self._lifted = mode in installer._modes and threading.get_ident() == installer.thread \
+            and modes.pop_if_top(mode)
 
     def __exit__(self, *exc: Any) -> None:
         if self._lifted:
             self._lifted = False
-            self._installer.put_back(self._mode)
+            installer, mode = self._installer, self._mode  # (`Installer.put_back`, inline)
+            if mode in installer._modes and threading.get_ident() == installer.thread and not installer._closing:
+                modes.push(mode)
 
 
 class Hook:
@@ -338,10 +342,7 @@ class Installer:
         """Take ``mode`` off the top of the owner thread's stack for a while; whether it was
         there to take. `put_back` returns it (unless it was removed meanwhile)."""
         # (while tracing, around every optimizer's zero_grad() and step(): checks inline)
-        if mode not in self._modes or threading.get_ident() != self.thread or not modes.on_top(mode):
-            return False
-        modes.pop_top()
-        return True
+        return mode in self._modes and threading.get_ident() == self.thread and modes.pop_if_top(mode)
 
     def put_back(self, mode: Any) -> None:
         if mode in self._modes and threading.get_ident() == self.thread and not self._closing:

@@ -34,13 +34,14 @@ def remove(mode: Any) -> None:
         torch._C._push_on_torch_function_stack(other)
 
 
-def on_top(mode: Any) -> bool:
+def pop_if_top(mode: Any) -> bool:
+    """Take ``mode`` off this thread's stack if it is on top (one call: while tracing, every
+    optimizer's step() and zero_grad() lift the tracing mode); whether it was."""
     depth = torch._C._len_torch_function_stack()
-    return depth > 0 and torch._C._get_function_stack_at(depth - 1) is mode
-
-
-def pop_top() -> Any:
-    return torch._C._pop_torch_function_stack()
+    if depth > 0 and torch._C._get_function_stack_at(depth - 1) is mode:
+        torch._C._pop_torch_function_stack()
+        return True
+    return False
 
 
 def disabled() -> Any:
