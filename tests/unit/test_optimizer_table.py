@@ -79,3 +79,28 @@ def test_the_monitor_keeps_no_optimizer_table_of_its_own() -> None:
                    for value in vars(monitor).values())
     with pytest.raises(AttributeError):
         monitor.records  # noqa: B018
+
+
+def test_the_owner_index_is_rebuilt_only_when_parameter_groups_change(monkeypatch):
+    from gradwatch.install.optimizer_table import OptimizerTable
+
+    indexed: list[int] = []  # optimizer keys indexed
+    index = OptimizerTable._index
+    monkeypatch.setattr(OptimizerTable, "_index", lambda self, opt, key: indexed.append(key) or index(self, opt, key))
+    torch.manual_seed(0)
+    model, extra = nn.Linear(4, 2), nn.Linear(2, 2)
+    x = torch.randn(8, 4)
+    watch = gradwatch.watch(warn=False, namespace={}, trace_steps=4)
+    with watch:
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)  # indexed when registered ...
+        model(x).sum().backward()  # ... and not again at each traced backward while its
+        model(x).sum().backward()  # groups hold the same tensors
+        assert indexed == [1]
+        opt.add_param_group({"params": list(extra.parameters())})
+        extra(model(x)).sum().backward()  # a group added: indexed again, its tensors owned
+        assert indexed == [1, 1]
+        assert [key for _, key in watch.optimizers.owners(extra.weight)] == [1]
+        opt.param_groups[1]["params"][0] = replaced = nn.Parameter(torch.zeros(2, 2))
+        (extra(model(x)).sum() + replaced.sum()).backward()  # a tensor replaced: again
+        assert indexed == [1, 1, 1]
+        assert [key for _, key in watch.optimizers.owners(replaced)] == [1]
