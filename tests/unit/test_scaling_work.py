@@ -729,3 +729,17 @@ def test_the_graph_walk_keeps_no_node_type_of_the_users():
     assert w.grad is not None and w.grad.tolist() == [2.0, 2.0, 2.0]
     assert Double._backward_cls not in flow._NODE_KINDS  # pyright: ignore[reportAttributeAccessIssue]
     assert any(kind.__name__ == "AccumulateGrad" for kind in flow._NODE_KINDS)
+
+
+def test_a_modules_structure_does_not_list_a_long_list_of_the_users():
+    from torch import nn
+
+    from gradwatch.locate.naming import _module_structure
+
+    model = nn.Sequential(*[nn.Linear(2, 2) for _ in range(300)])
+    model.losses = [0.5] * 100_000  # (a list `Namer._add_contained` does not look into either)
+    structure = _module_structure(model)
+    longest = max(len(part) for part in structure if isinstance(part, tuple))
+    assert longest == 300  # the 300 submodules, by name and id; the losses by their count only
+    model.losses.append(0.25)
+    assert _module_structure(model) != structure

@@ -358,13 +358,17 @@ def _module_structure(root: Any) -> tuple[Any, ...]:
         values = tuple(attributes.values())
         add(tuple(attributes))
         add(tuple(map(id, values)))
+        modules = attributes["_modules"]
         for container in compress(values, map(_PLAIN_CONTAINERS.__contains__, map(type, values))):
-            if type(container) is dict:
+            if len(container) > 256 and container is not modules and container is not attributes["_parameters"] \
+                    and container is not attributes["_buffers"]:
+                add(len(container))  # a long list of the user's (losses): not looked into by `Namer._add_contained`
+            elif type(container) is dict:
                 add(tuple(container))
                 add(tuple(map(id, container.values())))
             else:
                 add(tuple(map(id, container)))
-        stack.extend(attributes["_modules"].values())
+        stack.extend(modules.values())
     return tuple(out)
 
 
