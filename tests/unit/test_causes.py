@@ -107,6 +107,49 @@ def predict(model, x):
     assert found == [("GW002", 1, 6)]
 
 
+def test_a_custom_autograd_function_is_no_cut(shell):
+    # its forward runs under no_grad by design and its backward() gives the gradient: neither
+    # a Function in the middle of the model (a straight-through rounding, a gradient reversal)
+    # nor a loss written as a Function is a graph cut; a real no_grad forward still is
+    functions = SETUP + """
+class RoundSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return torch.round(x * 4) / 4
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+class MSE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, pred, y):
+        ctx.save_for_backward(pred, y)
+        return ((pred - y) ** 2).mean()
+
+    @staticmethod
+    def backward(ctx, grad):
+        pred, y = ctx.saved_tensors
+        return grad * 2 * (pred - y) / pred.numel(), None
+"""
+    clean = """
+        model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        x, y = torch.randn(8, 3), torch.randn(8, 1)
+        for epoch in range(3):
+            opt.zero_grad()
+            loss = MSE.apply(RoundSTE.apply(model(x)), y)
+            loss.backward()
+            opt.step()
+        """
+    assert run(shell, functions, clean) == []
+    cut = clean.replace("loss = MSE.apply(RoundSTE.apply(model(x)), y)",
+                        "with torch.no_grad():\n                out = model(x)\n"
+                        "            loss = MSE.apply(RoundSTE.apply(out), y).requires_grad_()")
+    assert [code for code, _, _ in run(shell, functions, cut)] == ["GW002"]
+
+
 def test_a_closure_called_inside_a_no_grad_step_is_the_line_to_edit(shell):
     found = run(shell, SETUP + """
 class PlainSGD(torch.optim.Optimizer):

@@ -335,6 +335,10 @@ class Provenance:
                 if checkpointed is not None:  # a reentrant checkpoint's no_grad (see checkpointing.py)
                     cut = None if checkpointed[0] else "checkpoint"
                     callers = checkpointed[1]
+                elif _in_function_forward():
+                    # a custom autograd.Function's forward runs under no_grad by design: its
+                    # backward() gives the gradient (`apply` joins the output to the graph)
+                    cut = None
             else:
                 cut = "nondiff"
         elif any_grad_in and grad_on and passes_no_gradient(op, func, args, kwargs, t):
@@ -453,6 +457,21 @@ def has_values(t: torch.Tensor) -> bool:
         return True
     fake = sys.modules.get("torch._subclasses.fake_tensor")
     return fake is None or not isinstance(t, fake.FakeTensor)
+
+
+_FUNCTION_APPLY = torch.autograd.function.Function.apply.__func__.__code__
+
+
+def _in_function_forward(depth: int = 24) -> bool:
+    """Whether the current op runs inside a custom ``autograd.Function``'s ``forward`` (its
+    ``apply`` is a few frames up: the forward, the user's helpers, the tracing mode). Asked only
+    for an op that would be a no_grad cut."""
+    frame = sys._getframe(2)
+    while frame is not None and depth:
+        if frame.f_code is _FUNCTION_APPLY:
+            return True
+        frame, depth = frame.f_back, depth - 1
+    return False
 
 
 def own_work() -> Any:
