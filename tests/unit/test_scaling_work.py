@@ -689,6 +689,7 @@ def _missing_checks(n_optimizers: int, iterations: int, monkeypatch) -> tuple[li
     return checked, report.codes
 
 
+@pytest.mark.slow  # 18,000 steps (~9 s): the full run and CI
 def test_many_optimizers_stepping_together_take_turns_for_the_sampled_checks(monkeypatch):
     import collections
 
