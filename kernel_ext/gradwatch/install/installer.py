@@ -168,6 +168,11 @@ def _owner_thread_hook(fn: Callable[..., Any], thread: int) -> Callable[..., Any
     return on_owner_thread
 
 
+def _own_attribute(owner: Any, name: str) -> Any:
+    """``owner.name`` as set on ``owner`` itself (a class's own dict, not inherited)."""
+    return owner.__dict__.get(name, _MISSING) if isinstance(owner, type) else getattr(owner, name, _MISSING)
+
+
 class _Lifted:
     """`Installer.lifted`'s block (a class: two calls per block, not a generator's five)."""
 
@@ -177,16 +182,12 @@ class _Lifted:
         self._installer, self._mode, self._lifted = installer, mode, False
 
     def __enter__(self) -> None:
-        installer, mode = self._installer, self._mode  # (`Installer.lift`, inline)
-        self._lifted = mode in installer._modes and threading.get_ident() == installer.thread \
-            and modes.pop_if_top(mode)
+        self._lifted = self._installer.lift(self._mode)
 
     def __exit__(self, *exc: Any) -> None:
         if self._lifted:
             self._lifted = False
-            installer, mode = self._installer, self._mode  # (`Installer.put_back`, inline)
-            if mode in installer._modes and threading.get_ident() == installer.thread and not installer._closing:
-                modes.push(mode)
+            self._installer.put_back(self._mode)
 
 
 class Hook:
@@ -259,7 +260,6 @@ class Installer:
         calls the handler while dynamo compiles, too. ``build`` runs twice: the handler of
         the common case calls the original itself (no frame in between, every step), the one
         called eagerly from compiled code calls it with dynamo's callback back on."""
-        saved = owner.__dict__.get(name, _MISSING) if isinstance(owner, type) else getattr(owner, name, _MISSING)
         original = getattr(owner, name)
         slot = _Slot(None, self.thread)
         if dynamo_internal:
@@ -268,17 +268,10 @@ class Installer:
             slot.handler, wrapper = build(original), _wrapper(original, slot)
             slot.handler_in_compiled = build(_original_call(original, slot))
 
-        def undo() -> None:
-            slot.handler = slot.handler_in_compiled = None  # a wrapper that escaped passes through from now on
-            current = owner.__dict__.get(name, _MISSING) if isinstance(owner, type) else getattr(owner, name, _MISSING)
-            if current is not wrapper:
-                return  # restored already, or someone patched on top of us: theirs stays
-            if saved is _MISSING:
-                delattr(owner, name)
-            else:
-                setattr(owner, name, saved)
-        self._undo.append(undo)
-        setattr(owner, name, wrapper)
+        def empty_slot() -> None:  # (undone after the attribute: a wrapper that escaped passes through)
+            slot.handler = slot.handler_in_compiled = None
+        self._undo.append(empty_slot)
+        self.replace(owner, name, wrapper)
         return slot
 
     def replace(self, owner: Any, name: str, wrapper: Callable[..., Any]) -> None:
@@ -286,12 +279,11 @@ class Installer:
         passes through (on other threads, and after `close`, where it is the original again
         unless someone patched on top of it). For a function called so often that the usual
         wrapper's extra frame shows (dynamo's `_maybe_set_eval_frame`, twice per step())."""
-        saved = owner.__dict__.get(name, _MISSING) if isinstance(owner, type) else getattr(owner, name, _MISSING)
+        saved = _own_attribute(owner, name)
 
         def undo() -> None:
-            current = owner.__dict__.get(name, _MISSING) if isinstance(owner, type) else getattr(owner, name, _MISSING)
-            if current is not wrapper:
-                return
+            if _own_attribute(owner, name) is not wrapper:
+                return  # restored already, or someone patched on top of us: theirs stays
             if saved is _MISSING:
                 delattr(owner, name)
             else:
