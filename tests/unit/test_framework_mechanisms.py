@@ -243,6 +243,24 @@ def test_an_infinite_value_that_reaches_the_loss_is_still_reported_at_its_op(she
     assert found == [("GW105", 1, 7)]
 
 
+
+def test_a_value_an_in_place_op_makes_infinite_is_reported_at_that_op(shell):
+    # the multiplication's output is finite when it is made, the in-place division makes it
+    # infinite: the checks wait in a queue, which is checked before the division writes
+    found = run(shell, SETUP, """
+        model = nn.Linear(4, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        raw, y = torch.rand(32, 4) + 0.5, torch.randn(32, 1)
+        for step in range(3):
+            features = raw * 2.0
+            features.div_(0.0)
+            loss = F.mse_loss(model(features), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        """)
+    assert found == [("GW105", 1, 7)]  # `features.div_(0.0)`, not `raw * 2.0`
+
 NET = """
 class Net(nn.Module):
     def __init__(self):

@@ -299,9 +299,9 @@ def test_the_tensor_map_finds_by_identity_and_forgets_dead_tensors():
     assert len(records) == 1 and records.get(tensors[-1]) == 2  # the dead tensor's entry is gone
 
 
-def _finite_checks_in_traced_forward(layers: int) -> int:
-    """Non-finite checks (``op_checks._finite_flag`` calls) made while the first traced forward
-    of ``x`` through ``layers`` linear layers runs: each layer reads ``x`` and two parameters."""
+def _finite_checks_in_traced_forward(layers: int) -> tuple[int, int]:
+    """Non-finite checks made while the first traced forward of ``x`` through ``layers`` linear
+    layers runs (each layer reads ``x`` and two parameters): (tensors checked, batched calls)."""
     import torch
 
     from gradwatch.monitors import op_checks
@@ -311,30 +311,33 @@ def _finite_checks_in_traced_forward(layers: int) -> int:
     model = torch.nn.ModuleList(torch.nn.Linear(4, 4) for _ in range(layers))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     x = torch.randn(8, 4)
-    checks = [0]
-    finite_flag = op_checks._finite_flag
+    checked, calls = [0], [0]
+    finite_flags = op_checks._finite_flags
 
-    def counting_finite_flag(t):
-        checks[0] += 1
-        return finite_flag(t)
+    def counting_finite_flags(tensors):
+        checked[0] += len(tensors)
+        calls[0] += 1
+        return finite_flags(tensors)
 
     with Watch(namespace={"model": model, "opt": opt, "x": x}, warn=False) as report:
-        op_checks._finite_flag = counting_finite_flag
+        op_checks._finite_flags = counting_finite_flags
         try:
             out = torch.stack([layer(x) for layer in model]).mean()  # traced: every op recorded
+            out.backward()
         finally:
-            op_checks._finite_flag = finite_flag
-        out.backward()
+            op_checks._finite_flags = finite_flags
         opt.step()
     assert report.codes == []
-    return checks[0]
+    return checked[0], calls[0]
 
 
 def test_a_traced_op_checks_each_tensor_once_per_iteration():
     # each linear's output and its two parameters; `x` once, not once per layer; the stack and
-    # the mean: their outputs (their inputs were made by earlier ops)
-    assert _finite_checks_in_traced_forward(10) == 10 * 3 + 1 + 2
-    assert _finite_checks_in_traced_forward(40) == 40 * 3 + 1 + 2
+    # the mean: their outputs (their inputs were made by earlier ops). Checked in batches of 64
+    # (the last one at backward()): a call per 64 tensors, not one per tensor
+    assert _finite_checks_in_traced_forward(10) == (10 * 3 + 1 + 2, 1)
+    assert _finite_checks_in_traced_forward(40) == (40 * 3 + 1 + 2, 2)
+    assert _finite_checks_in_traced_forward(400) == (400 * 3 + 1 + 2, 19)
 
 
 def _eval_mode_walks(n_optimizers: int) -> tuple[int, list[str]]:

@@ -3,15 +3,18 @@ the loss calls and the ops that made their inputs (judged by GW109 softmax into 
 GW110 sigmoid into BCELoss, GW111 loss shapes that broadcast) and, for GW105, the first forward
 op whose output is not finite.
 
-The non-finite check keeps one device value per traced op instead of reading it, the tensor's
-largest magnitude (``vector_norm(out, inf)``: NaN or Inf exactly when an element is; one kernel,
-where ``isfinite(out).all()`` is several), so even traced iterations add no host-device sync; the
-values are read at the end of the cell. Each tensor is checked once per traced iteration: an
-input that an earlier op of the iteration made (or that an earlier op read) has its flag
-already, so an op costs one check for its output plus one for each input seen for the first
-time (a parameter, the batch). Records are kept for a few traced iterations only (the first
-ones, and the ones traced after `grad_stats` saw a NaN/Inf), so memory stays bounded in long
-loops.
+The non-finite check keeps one device value per traced op instead of reading it: whether the
+tensor's largest magnitude is finite (``vector_norm(out, inf)``: NaN or Inf exactly when an
+element is), so even traced iterations add no host-device sync; the values are read at the end
+of the cell. The tensors wait in a short queue and are checked together, one ``_foreach_norm``
+for up to 64 of them (a model of 10,000 small layers pays one call per 64 tensors, not one per
+tensor); the queue is checked before anything can change their values: before an op that writes
+into a tensor (the tracing mode asks, ``Provenance.before_write``), before a backward(), a step()
+or a zero_grad(), and when an iteration ends. Each tensor is checked once per traced iteration:
+an input that an earlier op of the iteration made (or that an earlier op read) has its flag
+already, so an op costs one check for its output plus one for each input seen for the first time
+(a parameter, the batch). Records are kept for a few traced iterations only (the first ones, and
+the ones traced after `grad_stats` saw a NaN/Inf), so memory stays bounded in long loops.
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ _SINGULAR_AT_ZERO = {"sqrt", "rsqrt", "log", "log2", "log10", "norm", "cdist", "
 _MAX_SINGULAR = 256
 _KEEP_ITERATIONS = 4
 _MAX_LOSS_CALLS = 32
+# tensors (and their elements) that wait for their check at most: the queue keeps them alive
+_QUEUE_TENSORS = 64
+_QUEUE_ELEMENTS = 1 << 22
 
 
 class OpChecks:
@@ -48,13 +54,20 @@ class OpChecks:
         self.monitor = monitor
         # (op, position, producer, broadcasts) -> the call's op, position, producer and shapes
         self.loss_calls: dict[tuple, tuple] = {}
-        # traced iteration (provenance.step) -> [(finite flag, op, position, *input entries)]
+        # traced iteration -> [(slot, op, position, *input entries)]; an input entry is
+        # (weak reference, slot, shape); a slot numbers a checked tensor within its iteration
         self.records: dict[int, list] = {}
-        # this traced iteration's flags: tensor -> its finite flag (as the iteration found it),
-        # or, once an op read it, its input entry (weak reference, flag, shape; records share it)
+        # traced iteration -> [(slots, finite flags)]: the checks made, one device tensor each
+        self.checked: dict[int, list[tuple[Any, torch.Tensor]]] = {}
+        # this traced iteration's slots: tensor -> its slot (as the iteration found it), or,
+        # once an op read it, its input entry (records share it)
         self._flags = TensorMap()
         self._flags_step: int | None = None
         self._records_now: list = []  # records[_flags_step]
+        self._checked_now: list = []  # checked[_flags_step]
+        self._slots = 0  # slots given out in this iteration
+        self.queue: list[torch.Tensor] = []  # the last slots' tensors, not checked yet
+        self._queued_elements = 0
         self.singular: list = []  # (device flag: input has an exact 0, op, position), traced ops only
 
     def observe(self, op: str, args: tuple, kwargs: dict, out: Any, position_fn: Any) -> None:
@@ -102,37 +115,93 @@ class OpChecks:
             if isinstance(a, torch.Tensor) and a.is_floating_point() and a.numel():
                 ref = by_id.get(id(a))  # (flags.get, inline)
                 entry = ref.value if ref is not None and ref() is a else None
-                inputs.append(entry if type(entry) is tuple else _input_entry(flags, a, entry))
-        finite = _finite_flag(out)
-        flags[out] = finite  # (an in-place op: the tensor's flag from now on)
-        records.append((finite, op, position_fn(), *inputs))  # (one object per op: its inputs inline)
+                if type(entry) is not tuple:
+                    entry = (weakref.ref(a), self._check(a) if entry is None else entry, tuple(a.shape))
+                    flags[a] = entry
+                inputs.append(entry)
+        slot = self._check(out)
+        flags[out] = slot  # (an in-place op: the tensor's slot from now on)
+        records.append((slot, op, position_fn(), *inputs))  # (one object per op: its inputs inline)
         if op in _SINGULAR_AT_ZERO and len(self.singular) < _MAX_SINGULAR and args \
                 and isinstance(args[0], torch.Tensor) and args[0].requires_grad:
             self.singular.append(((args[0].detach() == 0).any(), op, position_fn()))
 
+    def _check(self, t: torch.Tensor) -> int:
+        """``t`` queued for its check: its slot in this iteration."""
+        queue = self.queue
+        if not queue:  # the tracing mode calls `flush` before an op writes into a queued tensor
+            self.monitor.session.provenance.before_write = self.flush
+        queue.append(t)
+        self._queued_elements += t.numel()
+        slot = self._slots
+        self._slots = slot + 1
+        if len(queue) >= _QUEUE_TENSORS or self._queued_elements >= _QUEUE_ELEMENTS:
+            self.flush()
+        return slot
+
+    def flush(self) -> None:
+        """The queued tensors checked now, before their values can change."""
+        queue = self.queue
+        if not queue:
+            return
+        self.queue = []
+        self._queued_elements = 0
+        self.monitor.session.provenance.before_write = None
+        start = self._slots - len(queue)
+        first = queue[0]
+        dtype, device = first.dtype, first.device
+        if all(t.dtype == dtype and t.device == device for t in queue):
+            self._checked_now.append((range(start, self._slots), _finite_flags(queue)))
+            return
+        groups: dict[tuple, tuple[list[int], list[torch.Tensor]]] = {}  # (a model on two devices)
+        for slot, t in enumerate(queue, start):
+            slots, tensors = groups.setdefault((t.dtype, t.device), ([], []))
+            slots.append(slot)
+            tensors.append(t)
+        for slots, tensors in groups.values():
+            self._checked_now.append((slots, _finite_flags(tensors)))
+
     def _start_iteration(self, step: int) -> None:
+        self.flush()  # (the last iteration's slots)
         records = self.records.get(step)
         if records is None:
             if len(self.records) >= _KEEP_ITERATIONS:
                 # keep the first iterations and the latest ones
-                del self.records[sorted(self.records)[2]]
+                dropped = sorted(self.records)[2]
+                del self.records[dropped]
+                self.checked.pop(dropped, None)
             records = self.records[step] = []
         self._records_now = records
+        self._checked_now = self.checked.setdefault(step, [])
+        self._slots = sum(len(slots) for slots, _ in self._checked_now)  # (all checked: flushed above)
         self._flags = TensorMap()
         self._flags_step = step
 
+    def _finite_by_slot(self, step: int) -> dict[int, bool]:
+        """The checks of one iteration read: one host read per device, at the end of the cell."""
+        by_device: dict[Any, tuple[list, list[torch.Tensor]]] = {}
+        for slots, flags in self.checked.get(step, ()):
+            all_slots, all_flags = by_device.setdefault(flags.device, ([], []))
+            all_slots.extend(slots)
+            all_flags.append(flags)
+        finite: dict[int, bool] = {}
+        for all_slots, all_flags in by_device.values():
+            finite.update(zip(all_slots, torch.cat(all_flags).tolist(), strict=True))
+        return finite
+
     def _origin(self, namer: Any) -> NonFiniteOrigin | None:
+        self.flush()
         for step in sorted(self.records):
             records = self.records[step]
             if not records:
                 continue
-            flags = torch.stack([r[0] for r in records]).isfinite().tolist()  # the one host read
-            for ok, (_, op, position, *inputs) in zip(flags, records, strict=True):
-                if ok:
+            finite = self._finite_by_slot(step)
+            for slot, op, position, *inputs in records:
+                if finite.get(slot, True):
                     continue
                 bad_inputs = []
-                for ref, finite, shape in inputs:
-                    if not bool(finite.isfinite()):
+                for ref, input_slot, shape in inputs:
+                    if not finite.get(input_slot, True):
                         t = ref()
                         bad_inputs.append((namer.name(t) if t is not None else None)
                                           or f"a tensor of shape {shape}")
@@ -159,7 +228,13 @@ class OpChecks:
         return out
 
     def close(self) -> None:
+        self.queue = []
+        self._queued_elements = 0
+        if self.monitor.session.provenance.before_write == self.flush:
+            self.monitor.session.provenance.before_write = None
         self.records.clear()
+        self.checked.clear()
+        self._checked_now = []
         self._flags = TensorMap()
         self._flags_step = None
         self._records_now = []
@@ -171,17 +246,15 @@ _INF = float("inf")
 _vector_norm = torch.linalg.vector_norm
 
 
-def _finite_flag(t: torch.Tensor) -> torch.Tensor:
-    """``t``'s largest magnitude (a 0-dim tensor of t's dtype; ``t`` not empty): finite exactly
-    when every element is (NaN propagates through the max, an Inf is its own maximum)."""
-    # detached: the norm would record an autograd node that saves ``t``, which
-    # torch.utils.checkpoint counts
-    return _vector_norm(t.detach(), _INF)
-
-
-def _input_entry(flags: TensorMap, t: torch.Tensor, flag: torch.Tensor | None) -> tuple:
-    """``t``'s input entry in this iteration (weak reference, flag, shape), made once per tensor
-    and iteration and shared by the records: the flag an earlier op left, else checked now."""
-    entry = (weakref.ref(t), flag if flag is not None else _finite_flag(t), tuple(t.shape))
-    flags[t] = entry
-    return entry
+def _finite_flags(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Whether each tensor (of one dtype, on one device, not empty) is finite: a bool device
+    tensor, one value each; the largest magnitude of each is NaN or Inf exactly when one of its
+    elements is (NaN propagates through the max, an Inf is its own maximum)."""
+    # without autograd: a norm of a tensor that requires grad would record a node that saves
+    # it, which torch.utils.checkpoint counts
+    with torch.no_grad():
+        try:
+            norms = torch._foreach_norm(tensors, _INF)  # pyright: ignore[reportPrivateImportUsage]
+        except (RuntimeError, TypeError, NotImplementedError):  # (a layout foreach does not take)
+            norms = [_vector_norm(t, _INF) for t in tensors]
+        return torch.stack(norms).isfinite()

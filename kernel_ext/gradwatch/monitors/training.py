@@ -148,6 +148,8 @@ class TrainingMonitor:
         """A backward() that fills ``.grad`` (not ``torch.autograd.grad``, whose gradients of
         inputs, as in penalties, are no training step's); ``tracing``: the tracing mode is on."""
         self.n_backward += 1
+        if self.ops.queue:  # (values the traced forward made, checked before anything changes them)
+            self.ops.flush()
         if self.stats.deferred:  # gradient norms of the last steps, before this backward adds to them
             self.stats.settle()
         order = self.order
@@ -176,6 +178,8 @@ class TrainingMonitor:
         passed to step(), or None; ``tracing``: the tracing mode is on)"""
         # The post-step hook confirms suspicions, sees LBFGS-style closures (backward inside
         # step) and marks the optimizer's own ops while tracing; a plain loop does not pay for it.
+        if self.ops.queue:  # (before step() changes the parameters)
+            self.ops.flush()
         if closure is not None:
             self.closure_seen = True
         # a closure runs the forward inside step() (LBFGS, SAM, Lightning): while tracing, the
@@ -224,6 +228,8 @@ class TrainingMonitor:
             self.order.after_step(optimizer, record)
 
     def on_zero_grad(self, optimizer: Any, record: OptimizerRecord) -> None:
+        if self.ops.queue:  # (a gradient an op read, before it is zeroed)
+            self.ops.flush()
         if self.stats.deferred:  # gradient norms of the last steps, before they are cleared
             self.stats.settle()
         self.order.on_zero_grad(optimizer, record)

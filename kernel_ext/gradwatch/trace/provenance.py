@@ -175,6 +175,31 @@ def _op_name(func: Callable) -> str:
     return name
 
 
+_WRITES: dict[Any, bool] = {}
+_WRITING_DUNDERS = {"__setitem__", "__iadd__", "__isub__", "__imul__", "__itruediv__", "__ifloordiv__",
+                    "__imod__", "__ipow__", "__iand__", "__ior__", "__ixor__", "__ilshift__", "__irshift__",
+                    "__imatmul__"}
+
+
+def _writes(func: Callable, kwargs: dict) -> bool:
+    """Whether the op writes into a tensor it is given: in place (``relu_``, ``x += y``,
+    ``x[i] = v``), through ``out=``, or a setter (``.data = ...``)."""
+    if kwargs and kwargs.get("out") is not None:
+        return True
+    try:
+        return _WRITES[func]
+    except (KeyError, TypeError):
+        pass
+    op = _op_name(func)
+    writes = (op.endswith("_") and not op.endswith("__")) or op.endswith("=") or op in _WRITING_DUNDERS
+    try:
+        if len(_WRITES) < 4096:
+            _WRITES[func] = writes
+    except TypeError:
+        pass
+    return writes
+
+
 def _name_of(func: Callable) -> str:
     if isinstance(getattr(func, "__self__", None), _GETSET):  # a property such as Tensor.data
         setter = "=" if getattr(func, "__name__", "") == "__set__" else ""
@@ -216,6 +241,9 @@ class Provenance:
         self._position = position
         # Extra per-op checks that run only while tracing: f(op, args, kwargs, out, position).
         self.observers: list[Callable[[str, tuple, dict, Any, Callable[[], Position | None]], None]] = []
+        # Called before an op that writes into a tensor runs (in-place, `out=`, a setter), while
+        # set: an observer that reads values later (in batches) reads them before they change.
+        self.before_write: Callable[[], None] | None = None
 
     def made_position(self, t: torch.Tensor) -> Position | None:
         """Where a factory made ``t``'s storage (``nn.Parameter(torch.empty(...))``), if it was
@@ -404,6 +432,15 @@ class ProvenanceMode(TorchFunctionMode):
         kwargs = kwargs or {}
         if func is _MARK_BEGIN or func is _MARK_END:  # in every optimizer step(): no op of the user's
             return func(*args, **kwargs)
+        before_write = self.provenance.before_write
+        if before_write is not None and _writes(func, kwargs):
+            try:
+                with (DisableTorchFunction() if not dispatch_depth() else own_work()):
+                    before_write()
+            except Exception as exc:  # gradwatch's fault: stop tracing, run the user's op
+                self.paused = True
+                self.provenance.before_write = None
+                self._on_error(exc)
         call = _call_as_from(sys._getframe(1))
         out = call(func, args, kwargs) if call is not None else func(*args, **kwargs)
         # (`inspectable()`, inline: every op)
@@ -561,3 +598,4 @@ def forget_callers() -> None:
     functions may be the user's)."""
     _CALLERS.clear()
     _OP_NAMES.clear()
+    _WRITES.clear()
