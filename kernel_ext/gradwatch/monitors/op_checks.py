@@ -19,13 +19,11 @@ the ones traced after `grad_stats` saw a NaN/Inf), so memory stays bounded in lo
 
 from __future__ import annotations
 
-import weakref
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..measurements import LossCall, Measurement, NonFiniteOrigin, ZeroIntoSingularOp
-from ..trace.provenance import TensorMap
 
 if TYPE_CHECKING:
     from .training import TrainingMonitor
@@ -54,14 +52,14 @@ class OpChecks:
         self.monitor = monitor
         # (op, position, producer, broadcasts) -> the call's op, position, producer and shapes
         self.loss_calls: dict[tuple, tuple] = {}
-        # traced iteration -> [(slot, op, position, *input entries)]; an input entry is
-        # (weak reference, slot, shape); a slot numbers a checked tensor within its iteration
+        # traced iteration -> [(slot, op, position, *inputs)]: three values per input (its weak
+        # reference, slot and shape); a slot numbers a checked tensor within its iteration
         self.records: dict[int, list] = {}
         # traced iteration -> [(slots, finite flags)]: the checks made, one device tensor each
         self.checked: dict[int, list[tuple[Any, torch.Tensor]]] = {}
-        # this traced iteration's slots: tensor -> its slot (as the iteration found it), or,
-        # once an op read it, its input entry (records share it)
-        self._flags = TensorMap()
+        # A tensor's slot in this iteration is kept on its provenance node (`Node.checked_in`,
+        # `Node.check`): no object per tensor, which the garbage collector would walk
+        self._nodes = monitor.session.provenance.nodes.by_id
         self._flags_step: int | None = None
         self._records_now: list = []  # records[_flags_step]
         self._checked_now: list = []  # checked[_flags_step]
@@ -107,21 +105,25 @@ class OpChecks:
         records = self._records_now
         if len(records) >= _MAX_OPS:
             return
-        flags = self._flags
+        nodes = self._nodes
         # inputs' flags too: at the end of the cell a parameter may be NaN because of this op
-        inputs = []
-        by_id = flags.by_id
+        record: list = [0, op, position_fn()]
         for a in args[:4]:
             if isinstance(a, torch.Tensor) and a.is_floating_point() and a.numel():
-                ref = by_id.get(id(a))  # (flags.get, inline)
-                entry = ref.value if ref is not None and ref() is a else None
-                if type(entry) is not tuple:
-                    entry = (weakref.ref(a), self._check(a) if entry is None else entry, tuple(a.shape))
-                    flags[a] = entry
-                inputs.append(entry)
-        slot = self._check(out)
-        flags[out] = slot  # (an in-place op: the tensor's slot from now on)
-        records.append((slot, op, position_fn(), *inputs))  # (one object per op: its inputs inline)
+                ref = nodes.get(id(a))  # (provenance.nodes.get, inline: the tracing mode made its node)
+                node = ref.value if ref is not None and ref() is a else None
+                if node is None:
+                    continue
+                if node.checked_in != step:  # a parameter, the batch: seen first in this iteration
+                    node.checked_in, node.check = step, self._check(a)
+                record += (node.ref, node.check, tuple(a.shape))
+        ref = nodes.get(id(out))
+        node = ref.value if ref is not None and ref() is out else None
+        if node is None:  # (a tensor torch would not let the tracing mode inspect)
+            return
+        slot = record[0] = self._check(out)
+        node.checked_in, node.check = step, slot  # (an in-place op: the tensor's slot from now on)
+        records.append(tuple(record))
         if op in _SINGULAR_AT_ZERO and len(self.singular) < _MAX_SINGULAR and args \
                 and isinstance(args[0], torch.Tensor) and args[0].requires_grad:
             self.singular.append(((args[0].detach() == 0).any(), op, position_fn()))
@@ -148,9 +150,7 @@ class OpChecks:
         self._queued_elements = 0
         self.monitor.session.provenance.before_write = None
         start = self._slots - len(queue)
-        first = queue[0]
-        dtype, device = first.dtype, first.device
-        if all(t.dtype == dtype and t.device == device for t in queue):
+        if len({(t.dtype, t.device) for t in queue}) == 1:  # (one model on one device)
             self._checked_now.append((range(start, self._slots), _finite_flags(queue)))
             return
         groups: dict[tuple, tuple[list[int], list[torch.Tensor]]] = {}  # (a model on two devices)
@@ -174,7 +174,6 @@ class OpChecks:
         self._records_now = records
         self._checked_now = self.checked.setdefault(step, [])
         self._slots = sum(len(slots) for slots, _ in self._checked_now)  # (all checked: flushed above)
-        self._flags = TensorMap()
         self._flags_step = step
 
     def _finite_by_slot(self, step: int) -> dict[int, bool]:
@@ -200,7 +199,7 @@ class OpChecks:
                 if finite.get(slot, True):
                     continue
                 bad_inputs = []
-                for ref, input_slot, shape in inputs:
+                for ref, input_slot, shape in zip(inputs[::3], inputs[1::3], inputs[2::3], strict=True):
                     if not finite.get(input_slot, True):
                         t = ref()
                         bad_inputs.append((namer.name(t) if t is not None else None)
@@ -235,7 +234,6 @@ class OpChecks:
         self.records.clear()
         self.checked.clear()
         self._checked_now = []
-        self._flags = TensorMap()
         self._flags_step = None
         self._records_now = []
         self.singular.clear()

@@ -102,7 +102,7 @@ class Node:
     """How one tensor came to be. ``cut`` names why gradient stops here, if it does."""
 
     __slots__ = ("op", "pos", "parents", "ref", "requires_grad", "cut", "step", "callers", "output",
-                 "__weakref__")
+                 "checked_in", "check", "__weakref__")
 
     def __init__(self, op: str, pos: Position | None, parents: tuple["Node", ...],
                  tensor: torch.Tensor | None, cut: str | None, step: int) -> None:
@@ -117,6 +117,10 @@ class Node:
         # to find the `with torch.no_grad():` or decorated function, which may sit up the stack
         self.callers: tuple[Position, ...] = ()
         self.output = 0  # which output of its op (`out, hidden = rnn(x, hidden)`: hidden is 1)
+        # an observer's per-iteration mark (OpChecks: the iteration and the slot of the
+        # tensor's non-finite check): kept here, so that it costs no object per tensor
+        self.checked_in = -1
+        self.check = 0
 
     @property
     def tensor(self) -> torch.Tensor | None:
@@ -275,10 +279,6 @@ class Provenance:
                 found.append(self._position())
             return found[0]
 
-        if self.observers and (not isinstance(out, torch.Tensor) or (type(out) in _PLAIN_TENSORS and not out.is_meta)
-                               or has_values(out)):  # (a meta model: no values to check)
-            for observe in self.observers:
-                observe(op, args, kwargs, out, position)
         inputs: list[torch.Tensor] = []
         _tensors(args, inputs)
         if kwargs:
@@ -338,6 +338,12 @@ class Provenance:
                 # torch refuses to inspect some tensors (a view made under no_grad whose base
                 # was modified in place later raises on `.is_leaf`): skip that one tensor
                 continue
+        # the observers last: the op's tensors have their nodes (an op without a tensor output,
+        # which returned above, is nothing they look at)
+        if self.observers and (type(out) in _PLAIN_TENSORS and not out.is_meta
+                               or not isinstance(out, torch.Tensor) or has_values(out)):  # (a meta model: no values)
+            for observe in self.observers:
+                observe(op, args, kwargs, out, position)
 
     def _record_output(self, op: str, t: torch.Tensor, inputs: list[torch.Tensor],
                        parents: tuple[Node, ...], any_grad_in: bool, grad_on: bool,
