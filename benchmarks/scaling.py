@@ -1,5 +1,5 @@
 """Costs that must not grow with the user's world: parameter tensors, namespace entries, cell
-length, optimizers, model size (memory).
+length, optimizers, model size (memory); and the traced first steps of a ResNet-sized model.
 
 Each scenario runs twice, plain and under ``%%gradwatch``, each time in a fresh Python process
 with a real (in-process) IPython shell, so that peak RSS is the process's own and nothing one run
@@ -119,6 +119,44 @@ x = torch.randn(64, {width})
     return setup, _loop("loss = model(x).square().mean()", 3)
 
 
+def _resnet(side: int) -> tuple[str, str]:
+    """A ResNet-18 (11.2M parameters in 62 tensors: the model the issue's "ResNet-sized" means),
+    written out here (torchvision is not installed), SGD, batches of 8 images ``side`` pixels
+    wide, 5 training steps."""
+    setup = f"""
+import time, torch
+from torch import nn
+torch.manual_seed(0)
+class Block(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+        self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+        self.short = nn.Sequential() if stride == 1 and cin == cout else \
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.short(x))
+class ResNet18(nn.Module):
+    def __init__(self, classes=10):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+                                  nn.MaxPool2d(3, 2, 1))
+        widths, blocks, cin = (64, 128, 256, 512), [], 64
+        for i, w in enumerate(widths):
+            blocks += [Block(cin, w, 1 if i == 0 else 2), Block(w, w, 1)]
+            cin = w
+        self.blocks = nn.Sequential(*blocks)
+        self.head = nn.Linear(512, classes)
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x)).mean((2, 3)))
+model = ResNet18()
+opt = torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)
+x, y = torch.randn(8, 3, {side}, {side}), torch.randint(0, 10, (8,))
+"""
+    return setup, _loop("loss = nn.functional.cross_entropy(model(x), y)", 5)
+
+
 def _loop(loss_line: str, steps: int) -> str:
     return f"""
 _t = []
@@ -134,7 +172,7 @@ for _ in range({steps}):
 
 SCENARIOS: dict[str, Callable[[int], tuple[str, str]]] = {
     "tensors": _tensors, "namespace": _namespace, "cell-lines": _cell_lines,
-    "optimizers": _optimizers, "mlp-memory": _mlp_memory,
+    "optimizers": _optimizers, "mlp-memory": _mlp_memory, "resnet": _resnet,
 }
 
 
@@ -250,15 +288,16 @@ class Row:
 
 # The sizes of the issue's table (the "full" ones) and of the growth table; --quick shrinks them.
 FULL_SIZES = {"tensors": (1_000, 10_000), "namespace": (1_000, 100_000), "cell-lines": (100, 5_000),
-              "optimizers": (10, 1_000), "mlp-memory": (4096,)}
+              "optimizers": (10, 1_000), "mlp-memory": (4096,), "resnet": (64,)}
 QUICK_SIZES = {"tensors": (100, 1_000), "namespace": (100, 5_000), "cell-lines": (50, 500),
-               "optimizers": (5, 100), "mlp-memory": (256,)}
+               "optimizers": (5, 100), "mlp-memory": (256,), "resnet": (32,)}
 WANTED = {
     "tensors": "traced step <= 2x a plain step",
     "namespace": "+50 ms at most against the small namespace",
     "cell-lines": "whole cell <= 1.2x",
     "optimizers": "whole cell <= 2x",
     "mlp-memory": "peak RSS <= +10%, nothing retained",
+    "resnet": "traced step <= 2x a plain step",
 }
 RETAINED_BUDGET_MB = 50.0
 
@@ -267,7 +306,7 @@ def verdict(row: Row, small: Row | None) -> str | None:
     """None when ``row`` (the large size) is within the issue's "wanted" figure, else why not."""
     if row.watched["codes"]:
         return f"watched cell reported {row.watched['codes']} on correct code"
-    if row.scenario == "tensors":
+    if row.scenario in ("tensors", "resnet"):
         traced = row.traced_step_ratio
         return None if traced is not None and traced <= 2.0 else f"traced step {traced:.2f}x > 2x"
     if row.scenario == "namespace":

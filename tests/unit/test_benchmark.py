@@ -80,6 +80,8 @@ def test_scaling_verdicts_follow_the_issues_wanted_figures():
     # a traced step at most 2x a plain step
     assert scaling.verdict(row("tensors", 10_000, _run(1.0), _run(1.2, steps=(0.19, 0.15, 0.1))), None) is None
     assert "traced step 2.50x" in scaling.verdict(row("tensors", 10_000, _run(1.0), _run(1.2, steps=(0.25, 0.1))), None)
+    assert scaling.verdict(row("resnet", 64, _run(1.0), _run(1.2, steps=(0.19, 0.15, 0.1))), None) is None
+    assert "traced step 2.20x" in scaling.verdict(row("resnet", 64, _run(1.0), _run(1.2, steps=(0.1, 0.22))), None)
     # the namespace: +50 ms at most against the small namespace's added cost
     small = row("namespace", 1_000, _run(0.010), _run(0.030))
     assert scaling.verdict(row("namespace", 100_000, _run(0.010), _run(0.070)), small) is None
