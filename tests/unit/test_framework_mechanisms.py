@@ -261,6 +261,23 @@ def test_a_value_an_in_place_op_makes_infinite_is_reported_at_that_op(shell):
         """)
     assert found == [("GW105", 1, 7)]  # `features.div_(0.0)`, not `raw * 2.0`
 
+
+def test_a_non_finite_value_among_tensors_of_two_dtypes_is_reported_at_its_op(shell):
+    # float64 and float32 tensors wait in one queue: they are checked in one batch per dtype
+    found = run(shell, SETUP, """
+        model = nn.Linear(4, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        raw, y = torch.rand(32, 4, dtype=torch.float64) - 0.5, torch.randn(32, 1)
+        for step in range(3):
+            scaled = raw * 3.0
+            features = torch.sqrt(scaled).float()
+            loss = F.mse_loss(model(features), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        """)
+    assert found == [("GW105", 1, 7)]  # `torch.sqrt(scaled)`: NaN where `raw` is negative
+
 NET = """
 class Net(nn.Module):
     def __init__(self):
