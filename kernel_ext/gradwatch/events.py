@@ -68,9 +68,13 @@ class Flow:
 
 @dataclass
 class OptimizerEvent:
+    """An optimizer built in the cell (or adopted from an earlier one), as it was then."""
+
     key: int
     name: str | None
     location: Location | None
+    # its parameters (the first 512 of each group), made only when one of them is frozen or
+    # not a leaf (what GW001/GW004/GW008 report): empty when every one is a trainable leaf
     params: list[TensorFact]
     error: str | None = None
 

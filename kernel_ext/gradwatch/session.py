@@ -104,6 +104,7 @@ class Watch:
         self._step_post: Any = None  # the post-step hook that puts it back (while tracing)
         self._trace_requested = 0
         self._fed_traced: set[int] = set()  # optimizers stepped with gradients a traced backward() gave them
+        self._consumed: set[tuple[int, int]] = set()  # (backward index, optimizer key): in its `consumers`
         self._retraced: list[int] = []  # optimizers traced again because of a missing gradient
         self._missing: dict[int, int] = {}  # optimizer key -> parameters without grad at its last check
         self._trace_for: int | None = None  # trace until this optimizer's next step
@@ -380,12 +381,14 @@ class Watch:
             position = (frame.f_code, frame.f_lasti) if frame is not None else None
             if not isinstance(params, (list, tuple, dict)) and not isinstance(params, torch.Tensor):
                 params = list(params)  # a generator: keep it for both us and the optimizer
+            mode = session.mode  # building an optimizer is no forward op: not traced
+            lifted = mode is not None and session.installer.lift(mode)  # (inline: 1,000 optimizers)
             try:
-                if session.mode is None:
+                try:
                     original(opt, params, *args, **kwargs)
-                else:  # building an optimizer is no forward op: not traced
-                    with session.installer.lifted(session.mode):
-                        original(opt, params, *args, **kwargs)
+                finally:
+                    if lifted:
+                        session.installer.put_back(mode)
             except ValueError as exc:
                 session._guard(session._on_optimizer_error, exc, params, position, frame)
                 raise
@@ -394,14 +397,22 @@ class Watch:
 
     def _on_optimizer(self, opt, position, frame) -> None:
         location = self.location(position)
-        key = self._register_optimizer(opt, location).key
+        key = self.optimizers.register(opt, location).key if location is not None \
+            else self._register_optimizer(opt, None).key
         self.events.optimizers.append(self._optimizer_event(opt, key, location, frame))
 
     def _optimizer_event(self, opt, key: int, location: Location | None, frame) -> OptimizerEvent:
+        """The optimizer as it is now. Its parameters' facts (names, where made) are what a
+        frozen or non-leaf parameter is reported with; with every parameter a trainable leaf
+        no rule reads them, and none are made (1,000 optimizers: naming them cost more than
+        the cell). Its own name is found after the cell (`_name_new_optimizers`)."""
+        groups = [g["params"][:512] for g in opt.param_groups]
+        if not [p for params in groups for p in params if not p.requires_grad or not p.is_leaf]:
+            return OptimizerEvent(key=key, name=None, location=location, params=[])
         # its parameters are named by the optimizers that hold them, not by all optimizers
-        owners = {k: o for p in self._params(opt)[:512] for o, k in self.optimizers.owners(p)}
+        owners = {k: o for params in groups for p in params for o, k in self.optimizers.owners(p)}
         namer = self._namer(frame, [(o, k) for k, o in owners.items()])
-        facts = [self._fact(p, namer) for g in opt.param_groups for p in g["params"][:512]]
+        facts = [self._fact(p, namer) for params in groups for p in params]
         return OptimizerEvent(key=key, name=namer.name(opt), location=location, params=facts)
 
     def _on_optimizer_error(self, exc, params, position, frame) -> None:
@@ -418,7 +429,7 @@ class Watch:
 
     def _wrap_zero_grad(self, original):
         session = self
-
+        installer = self.installer
         rows = self.optimizers.rows_by_id
 
         @functools.wraps(original)
@@ -441,10 +452,13 @@ class Watch:
                         monitor.on_zero_grad(opt, record)
             except Exception as exc:
                 session._internal_error(exc)
-            if session.mode is None:
+            mode = session.mode  # clearing gradients is no forward op: not traced
+            if mode is None or not installer.lift(mode):  # (lifted inline: 1,000 optimizers while tracing)
                 return original(opt, *args, **kwargs)
-            with session.installer.lifted(session.mode):  # clearing gradients is no forward op
+            try:
                 return original(opt, *args, **kwargs)
+            finally:
+                installer.put_back(mode)
         return zero_grad
 
     def _record(self, opt) -> OptimizerRecord:
@@ -454,29 +468,30 @@ class Watch:
             record = self._adopt_optimizer(opt)
         return record
 
-    @staticmethod
-    def _params(opt) -> list[torch.Tensor]:
-        return [p for g in opt.param_groups for p in g["params"]]
-
     def _mark_consumers(self, key: int, since: int) -> None:
         """This optimizer steps with the gradients of the backward() calls since its last
         step or zero_grad(): it consumes those of them that reached its parameters."""
+        # (every optimizer's first step after a traced backward: 1,000 of them, work per step
+        # bounded by the traced backward() calls, not by the optimizers that stepped before)
+        tracing_for_it = self._trace_for == key
         saw = False  # a traced backward() reached this optimizer's parameters, or found their cut
+        n_backward, consumed = self.events.n_backward, self._consumed
         for event in reversed(self.events.backwards):
             if event.index <= since:
                 break
             flow = event.flow
-            if flow is not None and (key in event.reached_optimizers or any(
+            reached = key in event.reached_optimizers
+            if tracing_for_it and flow is not None and (reached or any(
                     key in f.owner_keys and any(f.name in c.cut_off for c in flow.cuts) for f in flow.unreached)):
                 saw = True
             # it consumes what it reached, and the backward() right before it (a G step's
             # backward reaches only D through a detach, but it is G's step)
-            if (key in event.reached_optimizers or event.index == self.events.n_backward) \
-                    and key not in event.consumers:
+            if (reached or event.index == n_backward) and (event.index, key) not in consumed:
+                consumed.add((event.index, key))
                 event.consumers.append(key)
                 if flow is not None:
                     self._fed_traced.add(key)
-        if self._trace_for == key and saw:
+        if tracing_for_it and saw:
             self._trace_for = None  # seen what this optimizer's step is fed by
             self._stop_tracing()
 
@@ -497,7 +512,11 @@ class Watch:
 
         def step_post_hook(opt, args, kwargs):
             try:
-                session._put_back_after_step()
+                if session._lifted_for_step:  # (`_put_back_after_step`, inline: every traced step)
+                    session._lifted_for_step = False
+                    mode = session.mode
+                    if mode is not None:
+                        session.installer.put_back(mode)
             except Exception as exc:
                 session._internal_error(exc)
         return step_post_hook
@@ -703,11 +722,9 @@ class Watch:
         trainables, owned = self._trainables(namer, frame)
         analyzer = FlowAnalyzer(self.provenance, self.location, lambda t: self._fact(t, namer),
                                 namer.name, self._enclosing_no_grad, self._no_grad_decorator,
-                                lambda t: [key for _, key in self.optimizers.owners(t)])
+                                self.optimizers.owner_keys_of)
         event.flow = analyzer.analyze(roots, trainables, bool(self.optimizers), owned, graph)
-        reached = analyzer.reached_ids
-        event.reached_optimizers = {key for opt, key in list(self.optimizers.items())
-                                    if any(id(p) in reached for g in opt.param_groups for p in g["params"])}
+        event.reached_optimizers = self.optimizers.owner_keys(analyzer.reached_ids)
         if len(self.events.backwards) < _MAX_STEP_EVENTS:
             self.events.backwards.append(event)
         if not self._inputs:

@@ -747,3 +747,53 @@ def test_a_modules_structure_does_not_list_a_long_list_of_the_users():
     assert longest == 300  # the 300 submodules, by name and id; the losses by their count only
     model.losses.append(0.25)
     assert _module_structure(model) != structure
+
+
+def _python_calls_of_many_optimizers(n: int, watch_options: dict | None) -> int:
+    """Python calls while ``n`` one-tensor SGD optimizers are built and take two traced steps
+    (the 1,000-optimizer row of benchmarks/scaling.py); ``watch_options`` None: unwatched."""
+    import contextlib
+
+    import torch
+
+    from gradwatch.session import Watch
+
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(4)) for _ in range(n)]
+
+    def cell():
+        opts = [torch.optim.SGD([p], lr=1e-2) for p in params]
+        for _ in range(2):
+            for o in opts:
+                o.zero_grad()
+            torch.stack(params).square().sum().backward()
+            for o in opts:
+                o.step()
+
+    watch = contextlib.nullcontext() if watch_options is None else \
+        Watch(namespace={"params": params}, warn=False, **watch_options)
+    with watch as report:
+        calls, _ = _python_calls(cell)
+    assert report is None or report.codes == []
+    return calls
+
+
+def test_an_optimizer_adds_the_same_few_python_calls_whatever_their_number():
+    _python_calls_of_many_optimizers(2, {})  # first-use work out of the counts
+    sizes = (70, 140, 210)  # (past 64 stepping per backward: they take turns for the sampled checks)
+    plain = {n: _python_calls_of_many_optimizers(n, None) for n in sizes}
+
+    def per_optimizer(options: dict) -> list[float]:
+        added = {n: _python_calls_of_many_optimizers(n, options) - plain[n] for n in sizes}
+        return [(added[b] - added[a]) / (b - a) for a, b in zip(sizes, sizes[1:], strict=False)]
+
+    session_only = per_optimizer({"per_step_monitors": False})
+    # linear in the optimizers (up to which of them have their turn for a check)
+    assert abs(session_only[0] - session_only[1]) <= 1, session_only
+    # built, zeroed twice, stepped twice, all while tracing: 96 today; 137 when each optimizer's
+    # parameters were named and their facts made as it was built, its tensor ids hashed per
+    # traced backward, and the tracing mode lifted through a context object per call
+    assert session_only[0] <= 100, session_only
+    # with the training monitor's checks too: not growing either
+    with_monitors = per_optimizer({})
+    assert with_monitors[1] <= with_monitors[0] + 1, with_monitors

@@ -6,13 +6,14 @@ pushed above ours stays where it is.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 
-def push(mode: Any) -> None:
-    torch._C._push_on_torch_function_stack(mode)
+# (torch's function itself, no Python frame: while tracing, every optimizer's step() and
+# zero_grad() put the tracing mode back)
+push: Callable[[Any], None] = torch._C._push_on_torch_function_stack
 
 
 def on_stack(mode: Any) -> bool:
