@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from IPython.core.displayhook import DisplayHook
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import MagicHelpFormatter, argument, kwds, magic_arguments, parse_argstring
 from IPython.display import display
 
@@ -84,6 +84,21 @@ Options (with "on"): as for %%gradwatch; see %%gradwatch?.
 _LINE_ACTIONS = ("on", "off", "status", "rules", "explain")
 
 
+def _expanded(shell: Any, line: str) -> str:
+    """The ``%%gradwatch`` line with ``$name`` and ``{expression}`` expanded as IPython expands
+    a cell magic's line, when it holds either: IPython's expansion copies the whole namespace
+    first (a notebook of 100,000 names: milliseconds), also for a line with nothing to expand."""
+    if "$" not in line and "{" not in line:
+        return line
+    frame, depth = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_name != "run_cell_magic":
+        frame, depth = frame.f_back, depth + 1
+    if frame is None:  # not run as a cell magic: IPython would not have expanded it either
+        return line
+    # (the frame IPython's `run_cell_magic` expands from: two above it)
+    return shell.var_expand(line, depth + 2)
+
+
 @magics_class
 class GradwatchMagics(Magics):
     shell: Any  # the InteractiveShell (Magics types it Optional: these magics always have one)
@@ -98,6 +113,7 @@ class GradwatchMagics(Magics):
     @magic_arguments("gradwatch")
     @kwds(usage=_CELL_USAGE, epilog=_CELL_EPILOG, formatter_class=_Help)
     @_options
+    @no_var_expand  # (see `_expanded`)
     @cell_magic("gradwatch")
     def gradwatch_cell(self, line: str, cell: str):
         """Run the cell and find out why gradients do not reach its parameters.
@@ -124,6 +140,7 @@ class GradwatchMagics(Magics):
         # Inside a cell that gradwatch already watches, %%gradwatch and gradwatch.watch() add
         # nothing: the enclosing session watches that code and reports it (see `_cell`).
         __tracebackhide__ = True
+        line = _expanded(self.shell, line)
         return _run_now(self._cell(self._cell_args(line), line, cell))
 
     @magic_arguments("gradwatch")

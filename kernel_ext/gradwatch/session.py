@@ -78,7 +78,7 @@ class Watch:
         self.source_map = source_map or SourceMap(shell)
         self._namespace = namespace if namespace is not None else {}  # the user's globals
         # its names, read once and then kept up to date by identity (see NamespaceIndex)
-        self._ns_index = NamespaceIndex(self._namespace, self._moment)
+        self._ns_index = NamespaceIndex(self._namespace, self._moment, code)
         self.warn = warn
         self._on_finding = on_finding  # news of an error-level finding while the cell runs
         self._told: set[str] = set()

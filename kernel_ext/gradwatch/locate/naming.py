@@ -4,12 +4,14 @@ by identity in the namespaces a diagnostic needs, on demand."""
 from __future__ import annotations
 
 import gc
+import re
 from bisect import bisect_right
 from collections import Counter
 from itertools import accumulate, chain, compress, count, islice, repeat
-from operator import is_, is_not, not_
-from types import BuiltinFunctionType, FunctionType, MethodType, ModuleType
-from typing import Any, Callable, Final, Hashable, Iterator
+from operator import is_, is_not, itemgetter, not_
+from opcode import opmap
+from types import BuiltinFunctionType, CodeType, FunctionType, MethodType, ModuleType
+from typing import Any, Callable, Final, Hashable, Iterator, Sequence
 
 
 # Values that never name a tensor, module or optimizer: skipped by their exact type, without
@@ -31,26 +33,54 @@ _KIND: Final = 4
 _OPTIMIZER, _MODULE = 1, 2
 
 
+# A namespace this large is not compared entry by entry at each refresh when the cell's code
+# is known: only the entries that code can rebind are (see `NamespaceIndex`). Below it, comparing
+# all bindings costs less than a tenth of a millisecond.
+COMPARE_ALL_BELOW = 4_096
+
+
 class NamespaceIndex:
     """The notebook namespace's names by object id, kept while one watched cell runs.
 
     Reading 100,000 names takes a fifth of a second, and names are asked for at every traced
     ``backward()`` and after the cell. So the index keeps what each entry names, and `refresh`
-    compares the bindings by identity (at C speed) and reads again only the entries that were
-    rebound or added, and those whose contents change in place (modules, user objects holding
-    them, small containers of tensors). An entry that held no tensor when read and gains one in
-    place, without a rebinding, is not seen. `close` drops every reference to the user's
-    objects (the session calls it after the cell).
+    reads again only the entries that were rebound or added, and those whose contents change in
+    place (modules, user objects holding them, small containers of tensors). An entry that
+    held no tensor when read and gains one in place, without a rebinding, is not seen.
+
+    Which entries were rebound: in a small namespace, or when the cell's ``code`` is not
+    known, all bindings are compared by identity (at C speed); in a large one, only those of
+    the names the cell's code mentions and of the globals the notebook's functions assign
+    (`_bindable_names`): a refresh then costs what the cell's code can change, not the size
+    of the namespace. A cell that rebinds names otherwise (``globals()``, ``exec``, ``del``,
+    IPython magics, a ``*`` import) is compared in full. Code that is neither the cell's nor a
+    notebook function or class (a module's code assigning the notebook's globals) is not seen
+    rebinding them: its names are those of the last read.
+    `close` drops every reference to the user's objects (the session calls it after the cell).
     """
 
-    def __init__(self, namespace: dict[str, Any], moment: Callable[[], Hashable] | None = None) -> None:
+    def __init__(self, namespace: dict[str, Any], moment: Callable[[], Hashable] | None = None,
+                 code: str | None = None) -> None:
         self.namespace = namespace
+        self._code = code  # the cell's code (its names are those it can rebind)
+        self._bindable: frozenset[str] | None = None  # `_bindable_names`, once worked out
+        self._bindable_known = False
+        self._kinds_read = b""  # `_kinds` of the last full read
+        # bindable name -> its value when last read (None: compare all bindings), and the
+        # positions of those entries found so far
+        self._watched: dict[str, Any] | None = None
+        self._watched_at: dict[str, int] = {}
         # where the user's code stands (a refresh at the same moment finds nothing new)
         self._moment = moment
         self._refreshed_at: Hashable = None
-        self._keys: list[str] = []
-        self._values: list[Any] = []
-        self._parts: list[_Part | None] = []  # None for a plain tensor's entry (in `_plain`)
+        # the entries by position: every one while all bindings are compared (lists), else
+        # only those that name something or were rebound (dicts: a hundred thousand references
+        # kept would cost a walk at each garbage collection and at `close`)
+        self._keys: list[str] | dict[int, str] = []
+        self._values: list[Any] | dict[int, Any] = []
+        self._size = 0  # entries read (0: none yet)
+        self._last_key: str | None = None
+        self._parts: dict[int, _Part] = {}  # what the entries that name something name (not plain tensors)
         self._plain: set[int] = set()  # positions of entries that hold a tensor and name it by the entry's name
         self._live: set[int] = set()  # positions of the entries read again at every refresh
         self._kinds: dict[int, int] = {}  # position -> _OPTIMIZER or _MODULE, for those
@@ -64,6 +94,7 @@ class NamespaceIndex:
         self.unregistered: dict[int, str] = {}
         self.user_attributes: dict[int, str] = {}
         self.entries_read = 0  # namespace entries read one by one, in all (the cost that must not grow)
+        self.entries_compared = 0  # bindings compared by identity after the first read, in all
         self.objects_named = 0  # names that reading entries produced, in all (a model's parameters...)
         self._frozen = False
         self._last_refresh = False
@@ -81,19 +112,10 @@ class NamespaceIndex:
 
         _plain_tensor_types(torch)
 
-        ns = self.namespace
-        old = len(self._keys)
-        if old and len(ns) >= old and all(map(is_, self._keys, ns)):
-            # the same names first (an insertion-ordered dict): compare the bindings by identity,
-            # without copying the namespace (two passes at C speed), and keep the lists up to
-            # date in place (a position read below takes its new value)
+        rebound = self._rebound() if self._size else None
+        if rebound is not None:
             keys, values, parts = self._keys, self._values, self._parts
-            rebound = set(_found(bytes(map(is_not, values, ns.values())), 1))
-            if len(ns) > old:
-                keys.extend(islice(ns, old, None))
-                values.extend(repeat(None, len(keys) - old))
-                parts.extend(repeat(None, len(keys) - old))
-                rebound.update(range(old, len(keys)))
+            ns = self.namespace
             changed = rebound.union(self._live)
             if not changed:
                 return
@@ -106,13 +128,17 @@ class NamespaceIndex:
                     if _structure(value, torch) == structures[i]:
                         continue  # the same modules, parameters and attributes: the same names
                 new = self._read_entry(i, keys[i], value, torch)
-                before = parts[i]
+                before = parts.get(i)
                 if i in self._plain:
                     self._plain.discard(i)
                     before = _plain_part(values[i], keys[i])
                 if not _same(before, new):
                     replaced.append((i, before, new))
-                values[i], parts[i] = value, new
+                values[i] = value
+                if new is not None:
+                    parts[i] = new
+                else:
+                    parts.pop(i, None)
                 self._classify(i, new)
             if replaced and not self._update(replaced):
                 self._merge()
@@ -125,10 +151,103 @@ class NamespaceIndex:
             if collecting:
                 gc.enable()
 
+    def _rebound(self) -> set[int] | None:
+        """The positions of the entries rebound or added since the last read (the lists are
+        extended in place for the added ones, to be read); None: read all again."""
+        found = self._rebound_by_the_cell()
+        if found is not None:
+            return found
+        ns, keys = self.namespace, self._keys
+        old = len(keys)
+        if type(keys) is not list or len(ns) < old or not all(map(is_, keys, ns)):
+            return None
+        # the same names first (an insertion-ordered dict): compare the bindings by identity,
+        # without copying the namespace (two passes at C speed)
+        self.entries_compared += old
+        rebound = set(_found(bytes(map(is_not, self._values, ns.values())), 1))
+        if len(ns) > old:
+            rebound.update(self._append(list(islice(ns, old, None))))
+        return rebound
+
+    def _rebound_by_the_cell(self) -> set[int] | None:
+        """`_rebound` looking only at the entries of the names the cell can rebind, and at
+        the names added after the last one read; None: compare all."""
+        watched = self._watched
+        if watched is None:
+            return None
+        ns, keys, values = self.namespace, self._keys, self._values
+        old, now = self._size, len(ns)
+        if now < old:
+            return None
+        added = list(islice(reversed(ns), now - old + 1))  # (newest first, then the last one read)
+        if added[-1] is not self._last_key:
+            return None
+        get, missing = ns.get, _MISSING
+        self.entries_compared += len(watched)
+        rebound: set[int] = set()
+        for name, value in [(name, value) for name, value in watched.items() if get(name, missing) is not value]:
+            if get(name, missing) is missing:
+                return None  # (a deletion: the positions moved)
+            i = self._watched_at.get(name)
+            if i is None:
+                i = self._watched_at[name] = _position(ns, name)  # (once per name and cell)
+            keys[i] = name
+            if isinstance(values, dict) and i not in values:  # (an entry that named nothing: not kept)
+                values[i] = value
+            watched[name] = ns[name]
+            rebound.add(i)
+        if now > old:
+            added.pop()
+            added.reverse()
+            rebound.update(self._append(added))
+        return rebound
+
+    def _append(self, names: list[str]) -> range:
+        old = self._size
+        added = range(old, old + len(names))
+        keys, values = self._keys, self._values
+        if isinstance(keys, list) and isinstance(values, list):
+            keys.extend(names)
+            values.extend(repeat(None, len(names)))
+        elif isinstance(keys, dict) and isinstance(values, dict):
+            keys.update(zip(added, names, strict=True))
+            values.update(dict.fromkeys(added))
+        self._size, self._last_key = old + len(names), names[-1]
+        if self._watched is not None:  # (a name added is watched from now on)
+            get = self.namespace.get
+            self._watched.update(zip(names, map(get, names), strict=True))
+            self._watched_at.update(zip(names, added, strict=True))
+        return added
+
+    def _watch_bindings(self) -> None:
+        """After a full read: the values of the names the cell can rebind, to compare (None:
+        compare all bindings)."""
+        self._watched, self._watched_at = None, {}
+        bindable = self._bindable_names()
+        if bindable is not None:
+            ns = self.namespace
+            self._watched = {name: ns[name] for name in bindable & ns.keys()}
+
+    def _bindable_names(self) -> frozenset[str] | None:
+        """The names the cell's code mentions (every word of it: a superset of those it
+        assigns), those the notebook's functions and methods assign as globals, and IPython's
+        ``_``; None: the cell can rebind others (or the namespace is small: compare all)."""
+        if not self._bindable_known:
+            self._bindable_known = True
+            code = self._code
+            if code is not None and self._size >= COMPARE_ALL_BELOW:
+                words = set(_WORD.findall(code))
+                if not (words & _REBINDS_ANY or _STAR_IMPORT.search(code)):
+                    functions = list(_pick(self._values, _positions(self._kinds_read, _CODE)))
+                    assigned = _globals_assigned(functions, self.namespace)
+                    if assigned is not None:
+                        self._bindable = frozenset(words | assigned | {"_", "__", "___"})
+        return self._bindable
+
     def _read_all(self, torch: Any) -> None:
         ns = self.namespace
         keys, values = list(ns), list(ns.values())
-        parts: list[_Part | None] = [None] * len(keys)
+        parts: dict[int, _Part] = {}
         self._live, self._kinds = set(), {}
         # each entry's kind, one byte each, at C speed: most are numbers and strings, then
         # tensors and containers; the positions of a kind are then found without a call each
@@ -138,20 +257,30 @@ class NamespaceIndex:
         holding = _containers_to_read(values, kinds)
         tensors = _positions(kinds, _PLAIN_TENSOR)
         # a plain tensor's entry names it, unless its name starts with `_` (read like the others)
-        tensor_keys = compress(keys, kinds.translate(_SELECTORS[_PLAIN_TENSOR]))
-        hidden = set(compress(tensors, map(str.startswith, tensor_keys, repeat("_"))))
+        tensor_keys = _pick(keys, tensors)
+        hidden = set(compress(tensors, map(str.startswith, tensor_keys, repeat("_")))) \
+            if "\n_" in "\n".join(("", *tensor_keys)) else set()
         # most of what a large namespace names: kept as positions, merged at C speed (no record each)
         plain = [i for i in tensors if i not in hidden] if hidden else tensors
         self._plain = set(plain)
+        self._kinds_read = kinds
         self.entries_read += len(self._plain)
         others = sorted(chain(holding, hidden, _positions(kinds, _OTHER)))
         self._structures = {}
         for i in others:
-            parts[i] = part = self._read_entry(i, keys[i], values[i], torch)
-            if part is not None and (part[_LIVE] or part[_KIND]):
-                self._classify(i, part)
+            part = self._read_entry(i, keys[i], values[i], torch)
+            if part is not None:
+                parts[i] = part
+                if part[_LIVE] or part[_KIND]:
+                    self._classify(i, part)
         self._keys, self._values, self._parts = keys, values, parts
+        self._size, self._last_key = len(keys), keys[-1] if keys else None
         self._merge(plain)
+        self._watch_bindings()
+        if self._watched is not None:  # only the entries that name something are kept
+            kept = sorted(chain(plain, parts))
+            self._keys = dict(zip(kept, _pick(keys, kept), strict=True))
+            self._values = dict(zip(kept, _pick(values, kept), strict=True))
 
     def _read_entry(self, i: int, var: str, value: Any, torch: Any) -> _Part | None:
         """What the entry at position ``i`` names, and the structure its names depend on when
@@ -208,9 +337,9 @@ class NamespaceIndex:
         tensors' entries at C speed (a dict built from reversed pairs keeps each key's first
         value), then the other entries' names, each over a later entry's."""
         plain = sorted(self._plain) if plain is None else plain  # (positions in order)
-        ids = list(map(id, map(self._values.__getitem__, plain)))
+        ids = list(map(id, _pick(self._values, plain)))
         ids.reverse()
-        names: dict[int, str] = dict(zip(ids, reversed(list(map(self._keys.__getitem__, plain))), strict=True))
+        names: dict[int, str] = dict(zip(ids, reversed(_pick(self._keys, plain)), strict=True))
         owner: dict[int, int] = dict(zip(ids, reversed(plain), strict=True))
         shadowed: set[int] = set()
         if len(owner) < len(plain):  # a tensor held by two entries
@@ -218,10 +347,9 @@ class NamespaceIndex:
         unregistered: dict[int, str] = {}
         user_attributes: dict[int, str] = {}
         parts = self._parts
-        never = len(parts)
-        for i in compress(count(), parts):
+        never = self._size
+        for i in sorted(parts):
             part = parts[i]
-            assert part is not None
             for obj, name in part[_NAMES]:
                 key = id(obj)
                 first = owner.get(key, never)
@@ -254,8 +382,10 @@ class NamespaceIndex:
         self._last_refresh = True
 
     def close(self) -> None:
-        self._keys, self._values, self._parts, self._live, self._kinds, self._owner = [], [], [], set(), {}, {}
+        self._keys, self._values, self._parts, self._live, self._kinds, self._owner = [], [], {}, set(), {}, {}
+        self._size, self._last_key = 0, None
         self._plain, self._shadowed, self._structures = set(), set(), {}
+        self._kinds_read, self._watched, self._watched_at = b"", None, {}
         self.names, self.unregistered, self.user_attributes = {}, {}, {}
         self._frozen = True
 
@@ -270,14 +400,14 @@ def _containers_to_read(values: list[Any], kinds: bytes) -> set[int]:
     for kind, items_of in ((_SEQUENCE, None), (_DICT, dict.values)):
         if kind not in kinds:
             continue
-        containers = list(compress(values, kinds.translate(_SELECTORS[kind])))
+        positions = _positions(kinds, kind)
+        containers = _pick(values, positions)  # (only those: each value looked at costs a cache miss)
         kept = None
         if max(map(len, containers)) > 64:
             kept = list(map(small, map(len, containers)))
             containers = list(compress(containers, kept))
         if _INERT_TYPES.issuperset(map(type, _items(containers, items_of))):
-            continue  # (the usual case: one pass over the items, no position worked out)
-        positions = _positions(kinds, kind)
+            continue  # (the usual case: one pass over the items)
         if kept is not None:
             positions = list(compress(positions, kept))
         ends = list(accumulate(map(len, containers)))
@@ -287,17 +417,76 @@ def _containers_to_read(values: list[Any], kinds: bytes) -> set[int]:
     return found
 
 
-def _items(containers: list[Any], items_of: Callable[[Any], Any] | None) -> Iterator[Any]:
+def _position(ns: dict[str, Any], name: str) -> int:
+    """Where ``name`` is in ``ns`` (it is): looked for among the first and the newest
+    entries, where IPython's and a cell's own names usually are, then in all."""
+    first = list(islice(ns, 256))
+    if name in first:
+        return first.index(name)
+    newest = list(islice(reversed(ns), 256))
+    if name in newest:
+        return len(ns) - 1 - newest.index(name)
+    return list(ns).index(name)
+
+
+def _pick(items: list[Any] | dict[int, Any], positions: list[int]) -> tuple[Any, ...]:
+    """``items`` at ``positions``, in one call."""
+    if len(positions) > 1:
+        return itemgetter(*positions)(items)
+    return (items[positions[0]],) if positions else ()
+
+
+def _items(containers: Sequence[Any], items_of: Callable[[Any], Any] | None) -> Iterator[Any]:
     return chain.from_iterable(map(items_of, containers) if items_of is not None else containers)
 
 
-# An entry's kind by the exact type of its value, one byte (_OTHER: any other type, read one by one).
-_OTHER, _INERT, _SEQUENCE, _DICT, _PLAIN_TENSOR = 0, 1, 2, 3, 4
+# An entry's kind by the exact type of its value, one byte (_OTHER: any other type, read one by
+# one; _CODE: functions and classes, which name nothing but can assign globals).
+_OTHER, _INERT, _SEQUENCE, _DICT, _PLAIN_TENSOR, _CODE = 0, 1, 2, 3, 4, 5
 _KIND_OF_TYPE: dict[type, int] = {**dict.fromkeys(_INERT_TYPES, _INERT), list: _SEQUENCE, tuple: _SEQUENCE,
-                                  dict: _DICT}
+                                  dict: _DICT, FunctionType: _CODE, type: _CODE}
 # per kind, a `bytes.translate` table: a kind string to 1 where it is that kind, else 0 (a
 # selector for `compress`)
-_SELECTORS = {kind: bytes(int(code == kind) for code in range(256)) for kind in range(5)}
+_SELECTORS = {kind: bytes(int(code == kind) for code in range(256)) for kind in range(6)}
+
+_MISSING: Final = object()
+_WORD = re.compile(r"[^\W\d]\w*")  # an identifier (or a word of a string or comment)
+# names that let code rebind any global: a cell or function using one is compared in full
+_REBINDS_ANY = frozenset({"globals", "vars", "locals", "exec", "eval", "execfile", "get_ipython", "__main__",
+                          "__name__", "__builtins__", "del"})
+_REBINDS_ANY_FROM_A_FUNCTION = frozenset({"globals", "exec", "eval", "execfile", "get_ipython", "__main__"})
+_STAR_IMPORT = re.compile(r"\bimport\s*\*")
+_ASSIGN_GLOBAL = (opmap["STORE_GLOBAL"], opmap["DELETE_GLOBAL"])
+_MAX_FUNCTIONS = 2_048  # more functions and classes in the notebook than this: compare in full
+
+
+def _globals_assigned(functions: list[Any], ns: dict[str, Any]) -> set[str] | None:
+    """The names that the notebook's functions and its classes' methods (those of ``ns``) may
+    assign as globals: all the names of those that assign one; None: one can assign any."""
+    codes: list[CodeType] = []
+    for value in functions:
+        if type(value) is FunctionType:
+            if value.__globals__ is ns:
+                codes.append(value.__code__)
+        elif isinstance(value, type) and value.__module__ == ns.get("__name__"):
+            for item in list(vars(value).values()):
+                item = getattr(item, "__func__", item)  # (staticmethod, classmethod)
+                accessors = (item.fget, item.fset, item.fdel) if isinstance(item, property) else (item,)
+                codes.extend(f.__code__ for f in accessors
+                             if type(f) is FunctionType and f.__globals__ is ns)
+        if len(codes) > _MAX_FUNCTIONS:
+            return None
+    assigned: set[str] = set()
+    while codes:
+        code = codes.pop()
+        names = code.co_names
+        if not _REBINDS_ANY_FROM_A_FUNCTION.isdisjoint(names):
+            return None
+        operations = code.co_code[::2]  # (two bytes an instruction: the operation, its argument)
+        if any(op in operations for op in _ASSIGN_GLOBAL):
+            assigned.update(names)
+        codes.extend(c for c in code.co_consts if type(c) is CodeType)
+    return assigned
 
 
 def _kinds(values: list[Any]) -> bytes:
