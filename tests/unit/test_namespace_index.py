@@ -118,6 +118,19 @@ def test_a_notebook_function_that_can_rebind_any_name_makes_the_index_compare_in
     assert index._watched is None
 
 
+def test_a_global_a_notebook_class_assigns_is_compared(compare_only_what_the_cell_rebinds):
+    ns = _notebook(50)
+    ns["__name__"] = "__main__"
+    exec("class Hostile:\n    def __getattr__(self, name):\n        raise RuntimeError(name)\n"
+         "class Trainer:\n    helper = Hostile()\n    @staticmethod\n    def reset():\n"
+         "        global model\n        model = nn.Linear(4, 1)\n", ns)
+    index = NamespaceIndex(ns, code="Trainer.reset()\n")
+    _same_names(ns, index)
+    assert index._watched is not None and "model" in index._watched
+    ns["Trainer"].reset()
+    _same_names(ns, index)
+
+
 def test_a_cell_with_nothing_to_expand_in_its_magic_line_does_not_copy_the_namespace(shell, monkeypatch):
     """IPython's expansion of a magic's line (``{name}``, ``$name``) copies the whole namespace
     first: ``%%gradwatch`` expands its line itself, only when there is something to expand."""

@@ -239,7 +239,10 @@ class NamespaceIndex:
                 words = set(_WORD.findall(code))
                 if not (words & _REBINDS_ANY or _STAR_IMPORT.search(code)):
                     functions = list(_pick(self._values, _positions(self._kinds_read, _CODE)))
-                    assigned = _globals_assigned(functions, self.namespace)
+                    try:
+                        assigned = _globals_assigned(functions, self.namespace)
+                    except Exception:  # (a class of the user's that cannot be looked into: compare all)
+                        assigned = None
                     if assigned is not None:
                         self._bindable = frozenset(words | assigned | {"_", "__", "___"})
         return self._bindable
@@ -470,7 +473,8 @@ def _globals_assigned(functions: list[Any], ns: dict[str, Any]) -> set[str] | No
                 codes.append(value.__code__)
         elif isinstance(value, type) and value.__module__ == ns.get("__name__"):
             for item in list(vars(value).values()):
-                item = getattr(item, "__func__", item)  # (staticmethod, classmethod)
+                if isinstance(item, (staticmethod, classmethod)):
+                    item = item.__func__
                 accessors = (item.fget, item.fset, item.fdel) if isinstance(item, property) else (item,)
                 codes.extend(f.__code__ for f in accessors
                              if type(f) is FunctionType and f.__globals__ is ns)
