@@ -42,6 +42,7 @@ _active = threading.local()
 _MAX_STEP_EVENTS = 32
 _NO_GRAD_NAMES = ("no_grad", "inference_mode", "set_grad_enabled")
 _GRAD_CALLS_FREE = 8  # autograd.grad() calls (inner loops, penalties) that do not use up tracing
+_NOT_TRACING = "not tracing"  # why the installer's step() patches are set aside
 
 
 class WatchError(RuntimeError):
@@ -105,6 +106,7 @@ class Watch:
         self._trace_requested = 0
         self._fed_traced: set[int] = set()  # optimizers stepped with gradients a traced backward() gave them
         self._consumed: set[tuple[int, int]] = set()  # (backward index, optimizer key): in its `consumers`
+        self._step_classes: set[type] = set()  # optimizer classes whose step() lifts the tracing mode
         self._retraced: list[int] = []  # optimizers traced again because of a missing gradient
         self._missing: dict[int, int] = {}  # optimizer key -> parameters without grad at its last check
         self._trace_for: int | None = None  # trace until this optimizer's next step
@@ -181,6 +183,7 @@ class Watch:
         installer.hook(register_optimizer_step_pre_hook, self._on_step)
         if self._per_step_monitors:
             self._monitor = TrainingMonitor(self._monitor_handle())
+        installer.set_aside(_NOT_TRACING)  # (until tracing starts)
         installer.add_undo(self._stop_tracing)
         # torch.compile: the tracing mode steps aside in compiled code, seen from outside instead
         regions = CompiledRegions(installer, lambda: self.mode, self.provenance, self._internal_error)
@@ -211,6 +214,7 @@ class Watch:
             mode = ProvenanceMode(self.provenance, self._internal_error)
             if self.installer.push_mode(mode):
                 self.mode = mode
+                self.installer.put_aside_back(_NOT_TRACING)  # (steps lift the mode: `_lift_in_steps_of`)
 
     def request_trace(self, backward_calls: int = 1) -> None:
         """Trace the next ``backward_calls`` iterations in full (e.g. after a NaN appeared).
@@ -227,6 +231,7 @@ class Watch:
             self._step_post = None
         if mode is None:
             return
+        self.installer.set_aside(_NOT_TRACING)
         mode.paused = True
         self.installer.remove_mode(mode)  # a mode the user pushed inside the cell stays
         forget_callers()
@@ -347,6 +352,7 @@ class Watch:
         """An optimizer built before this cell, met for the first time: registered, and recorded
         as it is now (a parameter created frozen in it is GW008's as in one built here)."""
         record = self._register_optimizer(opt, None)
+        self._guard(self._lift_in_steps_of, opt)
         self._guard(lambda: self.events.adopted_optimizers.append(
             self._optimizer_event(opt, record.key, self.optimizers.locations.get(record.key), None)))
         return record
@@ -396,6 +402,7 @@ class Watch:
         return __init__
 
     def _on_optimizer(self, opt, position, frame) -> None:
+        self._lift_in_steps_of(opt)
         location = self.location(position)
         key = self.optimizers.register(opt, location).key if location is not None \
             else self._register_optimizer(opt, None).key
@@ -460,6 +467,49 @@ class Watch:
             finally:
                 installer.put_back(mode)
         return zero_grad
+
+    def _lift_in_steps_of(self, opt) -> None:
+        """While tracing, ``opt``'s step() runs without the tracing mode from its start: the
+        profiling marks torch puts around every step() (before the pre-step hooks) cost more
+        with a mode on the stack than a small plain step (1,000 optimizers stepping). The
+        class that defines step() is patched once, set aside while not tracing (no call more
+        per step) and while compiled code runs (dynamo sees torch's own step())."""
+        owner = next((c for c in type(opt).__mro__ if "step" in c.__dict__), None)
+        if owner is None or owner is torch.optim.Optimizer or owner in self._step_classes:
+            return
+        self._step_classes.add(owner)
+        self.installer.patch(owner, "step", self._wrap_step, can_set_aside=True)
+
+    def _wrap_step(self, original):
+        session = self
+        installer = self.installer
+
+        @functools.wraps(original)
+        def step(opt, *args, **kwargs):
+            __tracebackhide__ = True
+            mode = session.mode
+            lifted = False
+            if mode is not None and not session._lifted_for_step:
+                try:
+                    # as `_on_step` would lift it: no closure (one runs the forward inside
+                    # step()), not a differentiable step (its ops are the user's graph)
+                    closure = args[0] if args else kwargs.get("closure")
+                    lifted = closure is None and not opt.defaults.get("differentiable") and installer.lift(mode)
+                except Exception as exc:
+                    session._internal_error(exc)
+            if not lifted:
+                return original(opt, *args, **kwargs)
+            session._lifted_for_step = True  # (`_on_step` lifts nothing more)
+            try:
+                return original(opt, *args, **kwargs)
+            finally:
+                # back unless put back already (a zero_grad() or backward() inside the step)
+                # or tracing ended meanwhile
+                if session._lifted_for_step:
+                    session._lifted_for_step = False
+                    if session.mode is mode:
+                        installer.put_back(mode)
+        return step
 
     def _record(self, opt) -> OptimizerRecord:
         """The optimizer's row of the table (one built before this cell is adopted now)."""

@@ -350,3 +350,29 @@ def test_registering_optimizers_costs_the_same_per_optimizer_with_many(untouched
 
     small, large = reads_for(25), reads_for(200)
     assert large <= 8 * small * 1.25  # linear: 8 times the optimizers, 8 times the reads
+
+
+def test_a_patch_set_aside_is_the_original_until_every_reason_is_gone():
+    from gradwatch.install.installer import Installer
+
+    class Owner:
+        def f(self):
+            return "original"
+
+    original = Owner.__dict__["f"]
+    installer = Installer(lambda exc: None)
+    installer.set_aside("not tracing")  # (before the patch: it starts aside)
+    installer.patch(Owner, "f", lambda orig: lambda self: "patched", can_set_aside=True)
+    assert Owner.__dict__["f"] is original
+    installer.put_aside_back("not tracing")
+    assert Owner().f() == "patched"
+    installer.set_aside("compiled code")  # dynamo runs frames: it sees the original
+    installer.set_aside("not tracing")
+    installer.put_aside_back("compiled code")
+    assert Owner.__dict__["f"] is original and Owner().f() == "original"
+    installer.put_aside_back("not tracing")
+    assert Owner().f() == "patched"
+    installer.set_aside("compiled code")
+    installer.close()  # closed while aside: the original stays
+    installer.put_aside_back("compiled code")
+    assert Owner.__dict__["f"] is original

@@ -159,6 +159,7 @@ class CompiledRegions:
 
     def _step_aside(self) -> None:
         self._hooks_aside.take_out()  # (each time: a hook registered meanwhile comes out too)
+        self._installer.set_aside("compiled code")  # (an optimizer class's step(), patched)
         mode = self._current_mode()
         if mode is not None and self._aside is None and modes.on_stack(mode):
             modes.remove(mode)
@@ -211,6 +212,7 @@ class CompiledRegions:
 
     def _step_back(self) -> None:
         self._hooks_aside.put_back()
+        self._installer.put_aside_back("compiled code")
         mode, self._aside = self._aside, None
         # back only while it is still the session's live mode (tracing may have ended meanwhile)
         if mode is not None and mode is self._current_mode() and not modes.on_stack(mode):

@@ -210,6 +210,9 @@ class Installer:
         self._undo: list[Callable[[], None]] = []  # in install order; undone last first
         self._hooks: dict[int, Hook] = {}
         self._modes: list[Any] = []  # modes pushed on the owner thread's stack
+        # patches that can be set aside: (owner, name, the wrapper, the original)
+        self._asides: list[tuple[Any, str, Callable[..., Any], Any]] = []
+        self._aside_for: set[str] = set()  # why they are the originals now ("compiled code runs")
         self._defer_codes: set[CodeType] = set()
         self._closing = False
         self._interrupted: FrameType | None = None  # a SIGINT deferred while closing
@@ -252,15 +255,19 @@ class Installer:
 
     # --- patches, hooks, modes ------------------------------------------------------------------
     def patch(self, owner: Any, name: str, build: Callable[[Callable[..., Any]], Callable[..., Any]],
-              dynamo_internal: bool = False) -> Patch:
+              dynamo_internal: bool = False, can_set_aside: bool = False) -> Patch:
         """Replace ``owner.name`` by ``build(original)`` on the owner thread, for the session.
 
         In code that torch.compile traces, the patched function is the original (the handler
         runs when it is called eagerly); a ``dynamo_internal`` function (one of dynamo's own)
         calls the handler while dynamo compiles, too. ``build`` runs twice: the handler of
         the common case calls the original itself (no frame in between, every step), the one
-        called eagerly from compiled code calls it with dynamo's callback back on."""
+        called eagerly from compiled code calls it with dynamo's callback back on.
+        ``can_set_aside``: ``owner.name`` is the original itself while `set_aside` says so,
+        e.g. while dynamo runs frames (a function compiled code inlines and dynamo guards on:
+        an optimizer's step()) or while the session does not need it (nothing per call)."""
         original = getattr(owner, name)
+        saved = _own_attribute(owner, name)
         slot = _Slot(None, self.thread)
         if dynamo_internal:
             slot.handler, wrapper = build(original), _dynamo_internal_wrapper(original, slot)
@@ -272,7 +279,28 @@ class Installer:
             slot.handler = slot.handler_in_compiled = None
         self._undo.append(empty_slot)
         self.replace(owner, name, wrapper)
+        if can_set_aside and saved is not _MISSING:
+            self._asides.append((owner, name, wrapper, saved))
+            if self._aside_for:
+                setattr(owner, name, saved)
         return slot
+
+    def set_aside(self, reason: str) -> None:
+        """The ``can_set_aside`` patches are the originals until `put_aside_back` of every
+        reason given (compiled code runs: dynamo sees the program as without gradwatch)."""
+        if not self._aside_for:
+            for owner, name, wrapper, original in self._asides:
+                if _own_attribute(owner, name) is wrapper:
+                    setattr(owner, name, original)
+        self._aside_for.add(reason)
+
+    def put_aside_back(self, reason: str) -> None:
+        self._aside_for.discard(reason)
+        if self._aside_for or self._closing:
+            return
+        for owner, name, wrapper, original in self._asides:
+            if _own_attribute(owner, name) is original:  # (not one someone set meanwhile)
+                setattr(owner, name, wrapper)
 
     def replace(self, owner: Any, name: str, wrapper: Callable[..., Any]) -> None:
         """``owner.name = wrapper`` for the session: a wrapper that decides itself when it
