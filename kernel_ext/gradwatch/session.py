@@ -15,6 +15,7 @@ import functools
 import sys
 import threading
 import traceback
+import types
 import weakref
 from typing import Any, Iterable
 
@@ -475,7 +476,8 @@ class Watch:
         class that defines step() is patched once, set aside while not tracing (no call more
         per step) and while compiled code runs (dynamo sees torch's own step())."""
         owner = next((c for c in type(opt).__mro__ if "step" in c.__dict__), None)
-        if owner is None or owner is torch.optim.Optimizer or owner in self._step_classes:
+        if owner is None or owner is torch.optim.Optimizer or owner in self._step_classes \
+                or not isinstance(owner.__dict__["step"], types.FunctionType):  # (a plain method only)
             return
         self._step_classes.add(owner)
         self.installer.patch(owner, "step", self._wrap_step, can_set_aside=True)
