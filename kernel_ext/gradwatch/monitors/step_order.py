@@ -377,7 +377,7 @@ class StepOrder:
             st = self.opts.get(key)
             opt = st.record.optimizer() if st is not None else None
             if opt is None:
-                opt = next((o for o, k in list(session.optimizers.items()) if k == key), None)
+                opt = session.optimizers.optimizer(key)
             optimizer = OptimizerRef(key=key, name=_opt_name(namer, opt, key),
                                      location=session.optimizers.locations.get(key), steps=st.record.steps if st else 0)
             at = {field: loc(data[field]) for field in ("backward", "step", "zero_grad", "eval_call")

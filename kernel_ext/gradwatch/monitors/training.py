@@ -54,6 +54,7 @@ class TrainingMonitor:
         self.stats = GradStats(self)
         self.ops = OpChecks(self)
         self.local_names: dict[int, str] = {}  # names in the function that runs the loop
+        self._locals_read: tuple[int, int] | None = None  # (frame id, backward calls) read last
         # whether `after_backward` has work after this backward (the session skips it otherwise):
         # a plain attribute, read after every backward
         self.wants_after_backward = False
@@ -213,7 +214,10 @@ class TrainingMonitor:
         from ..locate import Namer
 
         frame = self.session.user_frame(sys._getframe(1))
-        if frame is not None and frame.f_locals is not frame.f_globals:
+        if frame is None or (id(frame), self.n_backward) == self._locals_read:
+            return  # (1,000 optimizers' first steps in one iteration: the frame is read once)
+        self._locals_read = (id(frame), self.n_backward)  # (no reference to the user's frame)
+        if frame.f_locals is not frame.f_globals:
             for obj_id, name in Namer(frame.f_locals)._names.items():
                 self.local_names.setdefault(obj_id, name)
 
