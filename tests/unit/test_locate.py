@@ -101,6 +101,17 @@ def test_current_cell_comes_before_the_history():
     assert (loc.cell, loc.line, loc.text) == (3, 2, "torch.empty(1)")
 
 
+def test_a_long_cell_that_cannot_assign_the_name_is_not_parsed():
+    loop = "".join(f"z{i} = {i}\nopt.zero_grad()\nopt.step()\n" for i in range(400))  # > 10,000 characters
+    shell = _history_shell({1: "opt = SGD(params)", 2: loop})
+    sm = SourceMap(shell)
+    loc = sm.find_assignment("opt")
+    assert (loc.cell, loc.text) == (1, "SGD(params)")
+    assert [f.rsplit("/", 1)[1] for f in sm._trees] == ["1.py"]  # the long cell was not parsed
+    # a long cell that does assign it, over several lines (a bracketed target), is parsed
+    shell = _history_shell({1: "opt = SGD(params)", 2: loop + "(sched,\n opt\n) = make()\n"})
+    assert SourceMap(shell).find_assignment("opt").cell == 2
+
 def test_enclosing_with_finds_the_innermost_no_grad():
     sm = _cell_map("%%gradwatch\nwith torch.no_grad():\n    with open('f') as fh:\n"
                    "        pred = model(x)\nloss = f(pred)")

@@ -10,8 +10,10 @@ finds the assignment in the cell history that created them.
 from __future__ import annotations
 
 import ast
+import functools
 import linecache
 import os
+import re
 import sysconfig
 from dataclasses import dataclass
 from types import CodeType, FrameType
@@ -216,6 +218,8 @@ class SourceMap:
         for filename, code in sources:
             if code.isascii() and name not in code:
                 continue  # not in this cell's text: no need to parse it
+            if len(code) > _LONG_CELL and code.isascii() and not _may_assign(name).search(code):
+                continue  # a long cell (a 5,000-line one takes ~0.2 s to parse) with no line that can assign it
             best, best_key = None, None
             for node in self._nodes(filename, code, "assign-attr" if attribute else "assign").get(name, ()):
                 value = _assigned_value(node, name, attribute)
@@ -413,6 +417,20 @@ _NODE_KINDS: dict[str, tuple[type, ...]] = {
 }
 # Nodes that hold statements (statements never sit inside expressions).
 _BLOCKS = (ast.stmt, ast.excepthandler, ast.match_case)
+_LONG_CELL = 10_000  # characters
+
+
+@functools.lru_cache(maxsize=256)
+def _may_assign(name: str) -> re.Pattern[str]:
+    """A line that may bind ``name`` (or ``.name``): the word, then on its line an ``=`` that
+    is no comparison (``opt = ...``, ``a, opt = ...``, ``opt += ...``, also a keyword argument:
+    erring towards a parse), or a line the statement goes on from or that ends with the word (a
+    bracketed target over several lines), or ``as``/``for``/``import``/``def``/``class``/``:=``."""
+    word = re.escape(name)
+    return re.compile(
+        rf"\b{word}\b[^\n=]*(?<![!<>])=(?!=)|\b{word}\b[^\n]*[,(\[\\]\s*$|\b{word}\s*$|\bas\s+{word}\b"
+        rf"|\bfor\b[^\n]*\b{word}\b|\bimport\b[^\n]*\b{word}\b|\b(?:def|class)\s+{word}\b|\b{word}\s*:=",
+        re.MULTILINE)
 
 
 def _statements(tree: ast.Module | None) -> Iterable[ast.AST]:
