@@ -54,7 +54,7 @@ class TrainingMonitor:
         self.stats = GradStats(self)
         self.ops = OpChecks(self)
         self.local_names: dict[int, str] = {}  # names in the function that runs the loop
-        self._locals_read: tuple[int, int] | None = None  # (frame id, backward calls) read last
+        self._locals_read: tuple[int, int, int] | None = None  # (frame id, code id, backward calls) read last
         # whether `after_backward` has work after this backward (the session skips it otherwise):
         # a plain attribute, read after every backward
         self.wants_after_backward = False
@@ -214,9 +214,12 @@ class TrainingMonitor:
         from ..locate import Namer
 
         frame = self.session.user_frame(sys._getframe(1))
-        if frame is None or (id(frame), self.n_backward) == self._locals_read:
-            return  # (1,000 optimizers' first steps in one iteration: the frame is read once)
-        self._locals_read = (id(frame), self.n_backward)  # (no reference to the user's frame)
+        # read once per frame and iteration (1,000 optimizers' first steps in one loop); the
+        # frame is known by its id and its code (no reference kept: an id alone may be a new
+        # frame of another helper, made where the last one was freed)
+        if frame is None or (id(frame), id(frame.f_code), self.n_backward) == self._locals_read:
+            return
+        self._locals_read = (id(frame), id(frame.f_code), self.n_backward)
         if frame.f_locals is not frame.f_globals:
             for obj_id, name in Namer(frame.f_locals)._names.items():
                 self.local_names.setdefault(obj_id, name)
