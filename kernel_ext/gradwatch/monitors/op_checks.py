@@ -110,16 +110,14 @@ class OpChecks:
         record: list = [0, op, position_fn()]
         for a in args[:4]:
             if isinstance(a, torch.Tensor) and a.is_floating_point() and a.numel():
-                ref = nodes.get(id(a))  # (provenance.nodes.get, inline: the tracing mode made its node)
-                node = ref.value if ref is not None and ref() is a else None
-                if node is None:
+                node = nodes.get(id(a))  # (provenance.nodes.get, inline: the tracing mode made its node)
+                if node is None or node() is not a:
                     continue
                 if node.checked_in != step:  # a parameter, the batch: seen first in this iteration
                     node.checked_in, node.check = step, self._check(a)
-                record += (node.ref, node.check, tuple(a.shape))
-        ref = nodes.get(id(out))
-        node = ref.value if ref is not None and ref() is out else None
-        if node is None:  # (a tensor torch would not let the tracing mode inspect)
+                record += (node, node.check, tuple(a.shape))  # (the node is its weak reference)
+        node = nodes.get(id(out))
+        if node is None or node() is not out:  # (a tensor torch would not let the tracing mode inspect)
             return
         slot = record[0] = self._check(out)
         node.checked_in, node.check = step, slot  # (an in-place op: the tensor's slot from now on)

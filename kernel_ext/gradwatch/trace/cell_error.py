@@ -107,7 +107,7 @@ def _why(t: torch.Tensor, fact: TensorFact, event: GradNoneEvent, helpers: Helpe
         event.reason, event.cause, event.cut_op = "cut", helpers.location(cut.pos), cut.op
         event.cut_kind = cut.cut
         return
-    if prov.uses.get(t) and prov.previous_roots and prov.previous_roots[0].pos is not None:
+    if prov.uses_of(t) and prov.previous_roots and prov.previous_roots[0].pos is not None:
         # the forward did use it, but the loss leaves that output out: the loss is the line to edit
         event.reason, event.cause = "dropped", helpers.location(prov.previous_roots[0].pos)
         return

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from ..locate import Position
-from .provenance import Node
+from .provenance import Node, new_node
 
 # the ops a loss check judges its input's producer by (GW109, GW110)
 _PRODUCERS = {"softmax", "log_softmax", "sigmoid"}
@@ -106,11 +106,12 @@ def record_call(prov: Any, module: Any, args: tuple, kwargs: dict, out: Any, fac
         parents = tuple(kept)
         if cut:
             if not kept and producer is None:
-                prov.nodes[t] = CompiledCut("detach", facts.cut, tuple(cut), t, "detach", prov.step)
+                prov.nodes.add(new_node("detach", facts.cut, tuple(cut), t, "detach", prov.step, prov.nodes.drop,
+                                        CompiledCut))
                 continue
-            parents += (CompiledCut("detach", facts.cut, tuple(cut), None, "detach", prov.step),)
+            parents += (new_node("detach", facts.cut, tuple(cut), None, "detach", prov.step, None, CompiledCut),)
         op, pos = producer if producer is not None else (type(module).__name__, None)
-        prov.nodes[t] = Node(op, pos, parents, t, None, prov.step)
+        prov.nodes.add(new_node(op, pos, parents, t, None, prov.step, prov.nodes.drop))
 
 
 def _is_detach(node: Any) -> bool:

@@ -181,8 +181,7 @@ def related_tensor_ids(roots: list[torch.Tensor], prov: Provenance,
     ids = set(graph.leaves())
     _, order = graph.ancestry()
     for node in order:
-        ref = node.ref  # (node.tensor, inline: every node of the graph)
-        t = ref() if ref is not None else None
+        t = node()  # (node.tensor, inline: every node of the graph; a node is its weak reference)
         if t is not None:
             ids.add(id(t))
     return ids
@@ -220,8 +219,7 @@ class FlowAnalyzer:
         # Where does each trainable tensor sit in the loss's data ancestry?
         behind: dict[int, Node | None] = {}
         for node in order:
-            ref = node.ref  # (node.tensor, inline: every node of the graph)
-            t = ref() if ref is not None else None
+            t = node()  # (node.tensor, inline: every node of the graph; a node is its weak reference)
             if t is not None and by_id.get(id(t)) is t:
                 prev = behind.get(id(t), "absent")
                 cut = state[id(node)]

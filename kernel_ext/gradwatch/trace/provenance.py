@@ -98,36 +98,104 @@ class TensorMap:
         return len(self.by_id)
 
 
-class Node:
-    """How one tensor came to be. ``cut`` names why gradient stops here, if it does."""
+class Node(weakref.ref):
+    """How one tensor came to be. ``cut`` names why gradient stops here, if it does.
 
-    __slots__ = ("op", "pos", "parents", "ref", "requires_grad", "cut", "step", "callers", "output",
-                 "checked_in", "check", "__weakref__")
+    A node is itself the weak reference to its tensor (and its entry in `NodeMap`): one object
+    per traced tensor, not three (node, reference, map entry), since a traced iteration of a
+    model of 10,000 small layers made enough of them to bring on full garbage collections."""
 
-    def __init__(self, op: str, pos: Position | None, parents: tuple["Node", ...],
-                 tensor: torch.Tensor | None, cut: str | None, step: int) -> None:
-        self.op = op
-        self.pos = pos
-        self.parents = parents
-        self.ref = weakref.ref(tensor) if tensor is not None else None
-        self.requires_grad = tensor.requires_grad if tensor is not None else False
-        self.cut = cut
-        self.step = step
-        # for a cut by a no-grad mode: the user's frames that called the op (innermost first),
-        # to find the `with torch.no_grad():` or decorated function, which may sit up the stack
-        self.callers: tuple[Position, ...] = ()
-        self.output = 0  # which output of its op (`out, hidden = rnn(x, hidden)`: hidden is 1)
-        # an observer's per-iteration mark (OpChecks: the iteration and the slot of the
-        # tensor's non-finite check): kept here, so that it costs no object per tensor
-        self.checked_in = -1
-        self.check = 0
+    __slots__ = ("key", "op", "pos", "parents", "requires_grad", "cut", "step", "callers", "output",
+                 "checked_in", "check", "uses")
+    key: int
+    op: str
+    pos: Position | None
+    parents: tuple[Node, ...]
+    requires_grad: bool
+    cut: str | None
+    step: int
+    callers: tuple[Position, ...]
+    output: int
+    checked_in: int
+    check: int
+    uses: tuple[tuple[str, Position | None, int], ...]
+
+    # a node is its own tensor's reference (`node.ref()`), equal only to itself (a weak
+    # reference compares and hashes by its referent)
+    __eq__ = object.__eq__
+    __ne__ = object.__ne__
+    __hash__ = object.__hash__
+
+    @property
+    def ref(self) -> "Node":
+        return self
 
     @property
     def tensor(self) -> torch.Tensor | None:
-        return self.ref() if self.ref is not None else None
+        return self()
 
     def __repr__(self) -> str:
         return f"Node({self.op}, cut={self.cut}, parents={len(self.parents)})"
+
+
+def new_node(op: str, pos: Position | None, parents: tuple[Node, ...], tensor: torch.Tensor | None,
+             cut: str | None, step: int, drop: Callable[[Any], None] | None = None, kind: type[Node] = Node) -> Node:
+    """A node for ``tensor`` (None: a node of no tensor, whose reference is dead from the start);
+    ``drop``: its map's callback. (Built by torch's C constructor of weak references, then
+    filled in here: one Python call per traced tensor.)"""
+    node = kind(tensor if tensor is not None else _Gone(), drop)
+    node.key = id(tensor)
+    node.op = op
+    node.pos = pos
+    node.parents = parents
+    node.requires_grad = tensor.requires_grad if tensor is not None else False
+    node.cut = cut
+    node.step = step
+    # for a cut by a no-grad mode: the user's frames that called the op (innermost first),
+    # to find the `with torch.no_grad():` or decorated function, which may sit up the stack
+    node.callers = ()
+    node.output = 0  # which output of its op (`out, hidden = rnn(x, hidden)`: hidden is 1)
+    # an observer's per-iteration mark (OpChecks: the iteration and the slot of the tensor's
+    # non-finite check): kept here, so that it costs no object per tensor
+    node.checked_in = -1
+    node.check = 0
+    node.uses = ()  # the last ops that read the tensor while autograd recorded: (op, position, version)
+    return node
+
+
+class _Gone:
+    __slots__ = ("__weakref__",)
+
+
+class NodeMap:
+    """Tensor -> its `Node`, weak in the tensor, keyed by identity as `TensorMap`; the node is
+    the map's entry (its reference's callback drops it when the tensor dies)."""
+
+    __slots__ = ("by_id", "drop")
+
+    def __init__(self) -> None:
+        data: dict[int, Node] = {}
+        self.by_id = data  # id -> node; read directly (no call) on the tracing hot path
+
+        def drop(node: Any, data: dict[int, Node] = data) -> None:
+            if data.get(node.key) is node:
+                del data[node.key]
+        self.drop = drop
+
+    def get(self, t: torch.Tensor, default: Any = None) -> Any:
+        node = self.by_id.get(id(t))
+        return node if node is not None and node() is t else default
+
+    def add(self, node: Node) -> None:
+        """``node`` as its tensor's entry (a new one for the same tensor replaces the old: an
+        in-place op's output)."""
+        self.by_id[node.key] = node
+
+    def __contains__(self, t: torch.Tensor) -> bool:
+        return self.get(t) is not None
+
+    def __len__(self) -> int:
+        return len(self.by_id)
 
 
 class Escape:
@@ -226,7 +294,7 @@ class Provenance:
 
     def __init__(self, position: Callable[[], Position | None],
                  callers: Callable[[], tuple[Position, ...]] = tuple) -> None:
-        self.nodes = TensorMap()
+        self.nodes = NodeMap()
         self._callers = callers
         self.escapes: list[Escape] = []
         self.rewraps: list[tuple[Node, frozenset[int]]] = []
@@ -235,7 +303,6 @@ class Provenance:
         self.number_operands: list[tuple[Node, Escape]] = []
         self.grad_reads: list[tuple[Position | None, weakref.ref]] = []
         self.inplace: list[Inplace] = []
-        self.uses = TensorMap()
         self.step = 0
         self.previous_roots: list[Node] = []  # the last traced backward's losses
         # storage address -> where a factory made it, and the storage (an address is reused
@@ -264,8 +331,14 @@ class Provenance:
 
     def _external(self, t: torch.Tensor) -> Node:
         """A node for a tensor made before tracing (a parameter, the data): no op made it."""
-        node = self.nodes[t] = Node("<external>", None, (), t, None, self.step)
+        node = new_node("<external>", None, (), t, None, self.step, self.nodes.drop)
+        self.nodes.by_id[node.key] = node  # (self.nodes.add, inline)
         return node
+
+    def uses_of(self, t: torch.Tensor) -> tuple[tuple[str, Position | None, int], ...]:
+        """The last ops that read ``t`` while autograd recorded: (op, position, version)."""
+        node = self.nodes.get(t)
+        return node.uses if node is not None else ()
 
     def record(self, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
         try:
@@ -319,8 +392,9 @@ class Provenance:
         any_grad_in = False
         known = self.nodes.by_id
         for t in inputs:  # (node_of, inline: a parameter's node is looked up once per op)
-            ref = known.get(id(t))
-            node = ref.value if ref is not None and ref() is t else self._external(t)
+            node = known.get(id(t))
+            if node is None or node() is not t:
+                node = self._external(t)
             if node.requires_grad:
                 any_grad_in = True
             found_nodes.append(node)
@@ -378,7 +452,7 @@ class Provenance:
         elif any_grad_in and grad_on and passes_no_gradient(op, func, args, kwargs, t):
             # sampling, rounding (see grad_probe)
             cut = "zero_grad"
-        node = Node(op, pos, parents, t, cut, self.step)
+        node = new_node(op, pos, parents, t, cut, self.step, self.nodes.drop)
         if op in _NUMBER_OPERAND_OPS and self.escapes:
             numbers = {id(a) for a in args if isinstance(a, float)}
             for esc in reversed(self.escapes):
@@ -390,7 +464,7 @@ class Provenance:
             node.callers = callers
         elif cut in ("no_grad", "inference_mode") and not any(p.cut == cut for p in parents):
             node.callers = self._callers()
-        self.nodes[t] = node
+        self.nodes.by_id[node.key] = node  # (self.nodes.add, inline)
         if not inputs and pos is not None:
             # `nn.Parameter(torch.empty(...))` hides the factory's tensor behind a new object
             # on the same storage: remember where each freshly made storage came from
@@ -402,24 +476,20 @@ class Provenance:
             self.rewraps.append((node, _ids(args[0]) if args else frozenset()))
             del self.rewraps[:-64]
         if grad_on and t.requires_grad:
-            known_uses = self.uses.by_id
-            for inp in inputs:
+            for inp, parent in zip(inputs, parents, strict=True):
                 if inp.requires_grad:
-                    use = (op, pos, inp._version)
-                    ref = known_uses.get(id(inp))  # (self.uses.get, inline)
                     # (the last 8, as a tuple: of plain values only, so the collector stops
                     # walking it, where a list per parameter stayed one more object to walk)
-                    if ref is not None and ref() is inp:
-                        ref.value = (*ref.value, use)[-8:]
-                    else:
-                        self.uses[inp] = (use,)
+                    parent.uses = (*parent.uses, (op, pos, inp._version))[-8:]
+        if inputs and t is inputs[0]:  # an in-place op's output: what read the tensor, still
+            node.uses = parents[0].uses
 
     def _inplace(self, op: str, t: torch.Tensor, others: list[torch.Tensor]) -> None:
         if torch.is_grad_enabled() and (t.requires_grad or any(o.requires_grad for o in others)):
             # Keep what explaining a later version error needs: the tensor itself may be gone
             # by then (autograd keeps saved outputs without their Python object).
             self.inplace.append(Inplace(op, self._position(), weakref.ref(t), t._version,
-                                        tuple(t.shape), list(self.uses.get(t) or ()),
+                                        tuple(t.shape), list(self.uses_of(t)),
                                         self.nodes.get(t)))
             del self.inplace[:-64]
 
