@@ -605,3 +605,41 @@ def test_short_series_of_many_optimizers_are_reduced_together_with_the_same_figu
     assert len(together) == 4 and together == one_by_one
     assert [m.first_nonfinite_step for m in together][2] == [10.0, 10.0]
     assert together[1].zero_run == [12.0, 12.0] and together[3].n_present == [12.0, 12.0, 0.0]
+
+
+def test_nan_among_many_small_layers_is_found_by_the_checks_stacked_by_shape(monkeypatch):
+    """The traced ops' non-finite checks of a model of many small CPU layers go by shape group
+    (see `monitors.norms`), and still name the first op that made a NaN."""
+    from gradwatch.monitors import op_checks
+
+    torch.manual_seed(0)
+    layers = nn.ModuleList(nn.Linear(4, 4) for _ in range(40))
+    with torch.no_grad():
+        for j, layer in enumerate(layers):
+            layer.weight.zero_()
+            layer.bias.fill_(-1.0 if j == 30 else 1.0)  # log(-1) = NaN in branch 30 only
+    opt = torch.optim.SGD(layers.parameters(), lr=0.0)
+    x = torch.rand(8, 4)
+    stacked = []
+    grouped = op_checks.grouped_norms
+
+    def counting(tensors, groups, rest, *args, **kwargs):
+        stacked.append(sum(len(idx) for idx in groups))
+        return grouped(tensors, groups, rest, *args, **kwargs)
+
+    monkeypatch.setattr(op_checks, "grouped_norms", counting)
+
+    def run():
+        for _ in range(3):
+            opt.zero_grad()
+            hidden = [layer(x) for layer in layers]
+            logs = [torch.log(a) for a in hidden[:30]]
+            logs += [torch.log(b) for b in hidden[30:]]  # hidden[30] is -1: the first NaN
+            loss = torch.stack(logs).mean()
+            loss.backward()
+            opt.step()
+
+    report = watched(run)
+    [d] = [d for d in report if d.code == "GW105"]
+    assert d.location.text == "torch.log(b)" and d.evidence["op"] == "log"
+    assert sum(stacked) >= 80  # the 40 outputs of each kind, at least, checked stacked

@@ -301,7 +301,7 @@ def test_the_tensor_map_finds_by_identity_and_forgets_dead_tensors():
 
 def _finite_checks_in_traced_forward(layers: int) -> tuple[int, int]:
     """Non-finite checks made while the first traced forward of ``x`` through ``layers`` linear
-    layers runs (each layer reads ``x`` and two parameters): (tensors checked, batched calls)."""
+    layers runs (each layer reads ``x`` and two parameters): (tensors checked, batches checked)."""
     import torch
 
     from gradwatch.monitors import op_checks
@@ -312,20 +312,21 @@ def _finite_checks_in_traced_forward(layers: int) -> tuple[int, int]:
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     x = torch.randn(8, 4)
     checked, calls = [0], [0]
-    finite_flags = op_checks._finite_flags
+    flush = op_checks.OpChecks.flush
 
-    def counting_finite_flags(tensors):
-        checked[0] += len(tensors)
-        calls[0] += 1
-        return finite_flags(tensors)
+    def counting_flush(self):
+        if self.queue:
+            checked[0] += len(self.queue)
+            calls[0] += 1
+        return flush(self)
 
     with Watch(namespace={"model": model, "opt": opt, "x": x}, warn=False) as report:
-        op_checks._finite_flags = counting_finite_flags
+        op_checks.OpChecks.flush = counting_flush
         try:
             out = torch.stack([layer(x) for layer in model]).mean()  # traced: every op recorded
             out.backward()
         finally:
-            op_checks._finite_flags = finite_flags
+            op_checks.OpChecks.flush = flush
         opt.step()
     assert report.codes == []
     return checked[0], calls[0]
@@ -830,3 +831,50 @@ def test_a_traced_step_runs_without_the_tracing_mode_from_its_start(monkeypatch)
             assert patched_while_traced == (i == 0), i
     assert torch.optim.SGD.step is own_step and report.codes == []
     assert w.detach().tolist() == [-0.5, -0.5, -0.5]
+
+
+def test_many_small_cpu_gradients_are_normed_by_shape_group_with_the_same_norms():
+    """A sampled step of a model of many small CPU tensors: one kernel per shape, not one per
+    tensor (`_foreach_norm` on the CPU loops over its tensors: 10,000 small gradients cost more
+    than the step), and the same norms in parameter order: zeros, NaN and Inf included."""
+    import torch
+
+    from gradwatch.monitors import grad_stats
+    from gradwatch.session import Watch
+
+    torch.manual_seed(0)
+    layers = torch.nn.ModuleList([torch.nn.Linear(8, 8) for _ in range(300)] + [torch.nn.Linear(80, 80)])
+    params = list(layers.parameters())
+    rows: list[torch.Tensor] = []
+    foreach_widths: list[int] = []
+    add_row, foreach_norm = grad_stats.GradStats._add_row, torch._foreach_norm
+
+    def keep_row(self, s, row, step, cost):
+        rows.append(row.clone())
+        return add_row(self, s, row, step, cost)
+
+    def counting_foreach_norm(tensors, *args, **kwargs):
+        foreach_widths.append(len(tensors))
+        return foreach_norm(tensors, *args, **kwargs)
+
+    grad_stats.GradStats._add_row = keep_row
+    torch._foreach_norm = counting_foreach_norm
+    try:
+        with Watch(namespace={"layers": layers}, warn=False, trace_steps=0):
+            opt = torch.optim.SGD(params, lr=0.0)
+            opt.zero_grad()
+            sum(layer(torch.ones(1, layer.in_features)).sum() for layer in layers).backward()
+            with torch.no_grad():
+                params[2].grad.zero_()
+                params[4].grad[0, 0] = float("nan")
+                params[-1].grad[0] = float("inf")
+            expected = torch.stack(foreach_norm([p.grad for p in params], 2, dtype=torch.float32))
+            opt.step()
+    finally:
+        grad_stats.GradStats._add_row = add_row
+        torch._foreach_norm = foreach_norm
+    assert len(rows) == 1 and rows[0].shape == (602,)
+    assert torch.allclose(rows[0], expected, equal_nan=True)
+    assert rows[0][2].item() == 0.0 and rows[0][4].isnan() and rows[0][-1].isinf()
+    # the two tensors of the 80x80 layer (above the size stacked, or alone in their shape) only
+    assert foreach_widths == [2]

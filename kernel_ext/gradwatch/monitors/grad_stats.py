@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..measurements import GradientStatistics, LossStatistics, Measurement, OptimizerRef
+from .norms import ShapeGroups
 
 if TYPE_CHECKING:
     from ..install.optimizer_table import OptimizerRecord
@@ -95,6 +96,7 @@ class _Series:
         self.failed = False
         self.acc: dict[str, torch.Tensor] = {}
         self.eager = False  # sampled at once, never deferred (see `GradStats._defer`)
+        self.shapes: ShapeGroups | None = None  # many small CPU tensors: normed by shape (see `norms`)
         self.losses: list[torch.Tensor] = []  # 0-d, fewer than _CHUNK
         self.chunks: list[torch.Tensor] = []  # stacked losses, fewer than _LOSS_BLOCK in all
         self.n_chunked = 0
@@ -187,6 +189,7 @@ class GradStats:
             s.params = [p for g in opt.param_groups for p in g["params"] if p.requires_grad]
             s.numels = [p.numel() for p in s.params]
             s.ndims = [p.dim() for p in s.params]
+            s.shapes = ShapeGroups.plan(s.params)
         if not s.params:
             return
         grads = [p.grad for p in s.params]
@@ -198,7 +201,8 @@ class GradStats:
                 try:
                     # one stacked tensor per sample: few live Python objects between flushes
                     # (a None in grads raises the TypeError handled below)
-                    row = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))  # pyright: ignore[reportPrivateImportUsage, reportArgumentType]
+                    row = s.shapes.norms(grads, 2, torch.float32) if s.shapes is not None else \
+                        torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))  # pyright: ignore[reportPrivateImportUsage, reportArgumentType]
                 except TypeError:  # a missing gradient (None): the slower path from now on
                     if not any(g is None for g in grads):
                         raise
@@ -521,6 +525,7 @@ class GradStats:
     def close(self) -> None:
         for s in self.series.values():
             s.params = None
+            s.shapes = None
             s.rows = []
             s.losses = []
         self.series.clear()

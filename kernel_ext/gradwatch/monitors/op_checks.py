@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..measurements import LossCall, Measurement, NonFiniteOrigin, ZeroIntoSingularOp
+from .norms import grouped_norms, shape_groups
 
 if TYPE_CHECKING:
     from .training import TrainingMonitor
@@ -148,6 +149,11 @@ class OpChecks:
         self._queued_elements = 0
         self.monitor.session.provenance.before_write = None
         start = self._slots - len(queue)
+        by_shape = shape_groups(queue)  # (a model of many small layers on the CPU)
+        if by_shape is not None:
+            for positions, flags in _finite_flags_by_shape(queue, *by_shape):
+                self._checked_now.append(([start + i for i in positions], flags))
+            return
         if len({(t.dtype, t.device) for t in queue}) == 1:  # (one model on one device)
             self._checked_now.append((range(start, self._slots), _finite_flags(queue)))
             return
@@ -254,3 +260,19 @@ def _finite_flags(tensors: list[torch.Tensor]) -> torch.Tensor:
         except (RuntimeError, TypeError, NotImplementedError):  # (a layout foreach does not take)
             norms = [_vector_norm(t, _INF) for t in tensors]
         return torch.stack(norms).isfinite()
+
+
+def _finite_flags_by_shape(tensors: list[torch.Tensor], groups: list[list[int]],
+                           rest: list[int]) -> list[tuple[list[int], torch.Tensor]]:
+    """`_finite_flags` of small CPU tensors stacked by shape (see `norms`): (positions, flags)."""
+    with torch.no_grad():
+        # (the rest are of any dtype: each with the flags of its own kind, as `flush` groups them)
+        out = [(positions, _finite_flags([tensors[i] for i in positions])) for positions in _by_kind(tensors, rest)]
+        return out + [(idx, norms.isfinite()) for idx, norms in grouped_norms(tensors, groups, [], _INF)]
+
+
+def _by_kind(tensors: list[torch.Tensor], positions: list[int]) -> list[list[int]]:
+    kinds: dict[torch.dtype, list[int]] = {}
+    for i in positions:
+        kinds.setdefault(tensors[i].dtype, []).append(i)
+    return list(kinds.values())
