@@ -93,10 +93,13 @@ def _ancestry(start: Iterable[Node]) -> tuple[dict[int, Node | None], list[Node]
     """
     state: dict[int, Node | None] = {}
     order: list[Node] = []
-    todo: deque[tuple[Node, Node | None]] = deque((n, None) for n in start)
-    pop, push, entered = todo.popleft, todo.append, state.get
+    # (two queues side by side, not one of pairs: no object per step of the walk, which a
+    # graph of 15,000 nodes made enough of to bring on a full garbage collection)
+    todo: deque[Node] = deque(start)
+    behinds: deque[Node | None] = deque(None for _ in todo)
+    pop, push, pop_behind, push_behind, entered = todo.popleft, todo.append, behinds.popleft, behinds.append, state.get
     while todo and len(order) < _MAX_NODES:
-        node, behind = pop()
+        node, behind = pop(), pop_behind()
         key = id(node)
         was = entered(key, _ABSENT)
         if was is not _ABSENT:
@@ -113,7 +116,8 @@ def _ancestry(start: Iterable[Node]) -> tuple[dict[int, Node | None], list[Node]
             was = entered(id(parent), _ABSENT)
             if was is None or (was is not _ABSENT and nxt is not None):
                 continue
-            push((parent, nxt))
+            push(parent)
+            push_behind(nxt)
     return state, order
 
 
