@@ -43,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -135,7 +136,13 @@ def _spec_manager() -> KernelSpecManager:
 def _client(nb: nbformat.NotebookNode, *, async_km: bool, plain: bool = False) -> NotebookClient:
     km_class = AsyncKernelManager if async_km else KernelManager
     name = PLAIN_KERNEL_NAME if plain else KERNEL_NAME
-    km = km_class(kernel_name=name, kernel_spec_manager=_spec_manager())
+    # Unix sockets, each kernel's under a path of its own: with TCP, jupyter_client picks free
+    # ports by binding and closing them, and a kernel started at the same moment could take one
+    # before this kernel binds it ("Address already in use": the kernel dies before its first reply)
+    ipc = Path(kernel_dir()) / "ipc"
+    ipc.mkdir(exist_ok=True)
+    km = km_class(kernel_name=name, kernel_spec_manager=_spec_manager(), transport="ipc",
+                  ip=str(ipc / uuid.uuid4().hex[:12]))
     client = NotebookClient(nb, km=km, kernel_name=name, allow_errors=True,
                             timeout=CELL_TIMEOUT, startup_timeout=60,
                             shutdown_kernel="immediate", resources={"metadata": {"path": str(REPO)}})
