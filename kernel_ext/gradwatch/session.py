@@ -108,6 +108,7 @@ class Watch:
         self._fed_traced: set[int] = set()  # optimizers stepped with gradients a traced backward() gave them
         self._consumed: set[tuple[int, int]] = set()  # (backward index, optimizer key): in its `consumers`
         self._step_classes: set[type] = set()  # optimizer classes whose step() lifts the tracing mode
+        self._optimizer_classes: set[type] = set()  # classes of the optimizers built in the cell
         self._retraced: list[int] = []  # optimizers traced again because of a missing gradient
         self._missing: dict[int, int] = {}  # optimizer key -> parameters without grad at its last check
         self._trace_for: int | None = None  # trace until this optimizer's next step
@@ -277,8 +278,8 @@ class Watch:
         if frame is not None:
             spaces += [frame.f_locals, frame.f_globals]
         namer = Namer(*spaces, index=self._ns_index)
-        for opt, key in (self.optimizers.items() if optimizers is None else optimizers):
-            namer.add_optimizer(opt, f"optimizer#{key}")  # named when a name is asked for
+        namer.add_optimizers([(opt, f"optimizer#{key}") for opt, key in  # named when a name is asked for
+                              (self.optimizers.items() if optimizers is None else optimizers)])
         return namer
 
     def _fact(self, t: torch.Tensor, namer: Namer) -> TensorFact:
@@ -399,11 +400,17 @@ class Watch:
             except ValueError as exc:
                 session._guard(session._on_optimizer_error, exc, params, position, frame)
                 raise
-            session._guard(session._on_optimizer, opt, position, frame)
+            try:  # (`_guard`, inline: 1,000 optimizers built in a cell)
+                with (DisableTorchFunction() if not dispatch_depth() else own_work()):
+                    session._on_optimizer(opt, position, frame)
+            except Exception as exc:
+                session._internal_error(exc)
         return __init__
 
     def _on_optimizer(self, opt, position, frame) -> None:
-        self._lift_in_steps_of(opt)
+        if type(opt) not in self._optimizer_classes:  # (its step() looked at once per class)
+            self._optimizer_classes.add(type(opt))
+            self._lift_in_steps_of(opt)
         location = self.location(position)
         key = self.optimizers.register(opt, location).key if location is not None \
             else self._register_optimizer(opt, None).key
@@ -414,9 +421,9 @@ class Watch:
         frozen or non-leaf parameter is reported with; with every parameter a trainable leaf
         no rule reads them, and none are made (1,000 optimizers: naming them cost more than
         the cell). Its own name is found after the cell (`_name_new_optimizers`)."""
-        groups = [g["params"][:512] for g in opt.param_groups]
-        if not [p for params in groups for p in params if not p.requires_grad or not p.is_leaf]:
+        if not [p for g in opt.param_groups for p in g["params"][:512] if not p.requires_grad or not p.is_leaf]:
             return OptimizerEvent(key=key, name=None, location=location, params=[])
+        groups = [g["params"][:512] for g in opt.param_groups]
         # its parameters are named by the optimizers that hold them, not by all optimizers
         owners = {k: o for params in groups for p in params for o, k in self.optimizers.owners(p)}
         namer = self._namer(frame, [(o, k) for k, o in owners.items()])
@@ -609,7 +616,8 @@ class Watch:
                 record.thinned = thinned = stepping > schedule.checked_per_backward and \
                     schedule.thinned(schedule.thinning(stepping), key, n)
                 if self.mode is not None:  # while tracing: where each optimizer steps (explains version errors)
-                    self.step_positions[key] = self._position()
+                    frame = self.source_map.user_frame(sys._getframe(1))  # (`_position`, inline)
+                    self.step_positions[key] = (frame.f_code, frame.f_lasti) if frame is not None else None
                 last = record.calls_at_step_or_zero_grad
                 since = n - last
                 record.calls_at_step_or_zero_grad = n

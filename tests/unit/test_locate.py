@@ -200,6 +200,26 @@ def test_namer_reads_each_namespace_once_and_only_when_a_name_is_asked():
     assert Counting.reads == 1
 
 
+def test_namer_names_optimizers_parameters_only_when_a_tensor_is_not_found_otherwise():
+    # the names of 1,000 optimizers asked after the cell name none of their parameters
+    import torch
+    from torch import nn
+
+    params = [nn.Parameter(torch.ones(1)) for _ in range(3)]
+    shared = nn.Parameter(torch.ones(1))
+    opts = [torch.optim.SGD([p, shared], lr=0.1) for p in params]
+    namer = Namer({"first": opts[0], "w": params[2]})
+    namer.add_optimizers([(opt, f"optimizer#{key}") for key, opt in enumerate(opts, 1)])
+    assert [namer.name(opt) for opt in opts] == ["first", None, None]
+    assert len(namer._pending) == 3 and namer._by_id.keys() == {id(opts[0]), id(params[2])}
+    assert namer.name(params[2]) == "w" and len(namer._pending) == 3  # (found in the namespace)
+    # a tensor not found there: every optimizer's parameters named, in the order they were added
+    assert namer.name(params[1]) == "optimizer#2.param_groups[0]['params'][0]" and namer._pending == []
+    assert namer.name(shared) == "first.param_groups[0]['params'][1]"
+    assert namer.name(params[0]) == "first.param_groups[0]['params'][0]" and namer.name(params[2]) == "w"
+    assert namer.name(torch.ones(1)) is None
+
+
 def test_the_index_reads_exactly_the_small_containers_that_hold_something_besides_numbers():
     import torch
 

@@ -77,7 +77,11 @@ class OptimizerTable:
         if location is not None:
             self.locations[key] = location
         self._index(optimizer, key)
-        self._indexed_shapes += [(key, tuple(map(id, g["params"]))) for g in optimizer.param_groups]
+        groups = optimizer.param_groups
+        if len(groups) == 1:  # (without a comprehension: 1,000 one-group optimizers)
+            self._indexed_shapes.append((key, tuple(map(id, groups[0]["params"]))))
+        else:
+            self._indexed_shapes += [(key, tuple(map(id, g["params"]))) for g in groups]
         return record
 
     def record(self, optimizer: Any) -> OptimizerRecord | None:
@@ -121,8 +125,11 @@ class OptimizerTable:
         entry = self._owners.get(id(tensor))
         if entry is None or entry[0]() is not tensor:
             return []
+        keys = entry[1]
+        if len(keys) == 1:  # (the common case, without a comprehension: once per tensor a traced backward reaches)
+            return [keys[0]] if self._by_key[keys[0]].ref() is not None else []
         by_key = self._by_key
-        return [key for key in entry[1] if by_key[key].ref() is not None]
+        return [key for key in keys if by_key[key].ref() is not None]
 
     def reindex(self) -> None:
         """Index again when parameter groups changed since (added after construction, grown,

@@ -629,6 +629,7 @@ class Namer:
         self._base: dict[int, str] = {}  # the index's names (first), then `_by_id`
         self._namespaces: list[dict[str, Any]] | None = list(unique.values())
         self._pending: list[tuple[Any, str]] = []  # optimizers whose parameters get names
+        self._tensor_type: type | tuple[type, ...] = ()  # (torch.Tensor, once optimizers are added)
         self._by_id: dict[int, str] = {}
         self._objects: dict[int, Any] = {}  # keeps ids stable while the Namer lives
         self._unregistered: dict[int, str] = {}  # tensor id -> the plain container attribute
@@ -636,12 +637,20 @@ class Namer:
 
     @property
     def _names(self) -> dict[int, str]:
-        own = self._read()
+        own = self._read_all()
         return {**self._base, **own} if self._base else own
 
-    def _read(self) -> dict[int, str]:
+    def _read_all(self) -> dict[int, str]:
         """Object id -> name: the namespaces read in order (the first name wins), then the
         parameters of the optimizers added so far."""
+        self._read()
+        if self._pending:
+            self._add_pending()
+        return self._by_id
+
+    def _read(self) -> dict[int, str]:
+        """Object id -> name: the namespaces read in order (the first name wins); the optimizers'
+        parameters are named only when a tensor is not found there (`name`, `_read_all`)."""
         namespaces, self._namespaces = self._namespaces, None
         if namespaces is not None:
             import torch
@@ -659,13 +668,20 @@ class Namer:
                     if type(value) in inert or var.startswith("_") or var in ("In", "Out"):
                         continue
                     self._add(var, value, torch)
-        while self._pending:
-            opt, fallback = self._pending.pop(0)
-            self._add_params(opt, self._lookup(id(opt)) or fallback)
         return self._by_id
 
-    def _lookup(self, key: int) -> str | None:
-        return self._base.get(key) or self._by_id.get(key)
+    def _add_pending(self) -> None:
+        """The parameters of the optimizers added so far, named after them in the order they
+        were added (inline: a traced backward with 1,000 optimizers names them all)."""
+        pending, self._pending = self._pending, []
+        base, by_id, objects = self._base, self._by_id, self._objects
+        for opt, fallback in pending:
+            opt_name = base.get(id(opt)) or by_id.get(id(opt)) or fallback
+            for g, group in enumerate(opt.param_groups):
+                for i, p in enumerate(group["params"]):
+                    if id(p) not in by_id and id(p) not in base:
+                        by_id[id(p)] = f"{opt_name}.param_groups[{g}]['params'][{i}]"
+                        objects[id(p)] = p
 
     def _put(self, obj: Any, name: str) -> None:
         if id(obj) not in self._by_id and id(obj) not in self._base:
@@ -752,16 +768,33 @@ class Namer:
         return self._unregistered.get(id(obj))
 
     def name(self, obj: Any) -> str | None:
-        self._read()
-        return self._lookup(id(obj))
+        if self._namespaces is not None:
+            self._read()
+        key = id(obj)
+        found = self._base.get(key) or self._by_id.get(key)
+        if found is None and self._pending and isinstance(obj, self._tensor_type):
+            # (an optimizer's name is the namespaces' or none: naming 1,000 optimizers after
+            # the cell names none of their parameters)
+            self._add_pending()
+            found = self._by_id.get(key)
+        return found
 
     def add_optimizer(self, opt: Any, fallback: str) -> None:
         """Name ``opt``'s parameters after it (``opt.param_groups[0]['params'][3]``), by its
-        name in the namespaces, else ``fallback``; done when a name is first asked for."""
-        self._pending.append((opt, fallback))
+        name in the namespaces, else ``fallback``; done when a tensor's name is first asked
+        for and not found in the namespaces."""
+        self.add_optimizers([(opt, fallback)])
+
+    def add_optimizers(self, optimizers: list[tuple[Any, str]]) -> None:
+        """`add_optimizer` for each (optimizer, fallback), in order (one call for 1,000)."""
+        if self._tensor_type == ():
+            import torch
+
+            self._tensor_type = torch.Tensor
+        self._pending += optimizers
 
     def add_optimizer_params(self, opt: Any, opt_name: str) -> None:
-        self._read()  # the namespaces' names come first
+        self._read_all()  # the namespaces' names come first, then those of the optimizers added before
         self._add_params(opt, opt_name)
 
     def _add_params(self, opt: Any, opt_name: str) -> None:
