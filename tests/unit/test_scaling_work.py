@@ -881,3 +881,35 @@ def test_many_small_cpu_gradients_are_normed_by_shape_group_with_the_same_norms(
     assert rows[0][2].item() == 0.0 and rows[0][4].isnan() and rows[0][-1].isinf()
     # the two tensors of the 80x80 layer (above the size stacked, or alone in their shape) only
     assert foreach_widths == [2]
+
+
+def test_a_second_cells_traced_ops_compile_no_call_site_again(monkeypatch):
+    """Each traced op is called through a one-line function compiled at its caller's line (so
+    that warnings keep their place); the compiled code is kept across cells, the function (it
+    holds the caller's globals) is not."""
+    import torch
+
+    from gradwatch.session import Watch
+    from gradwatch.trace import provenance
+
+    compiled = []
+    compile_ = builtins.compile
+
+    def counting_compile(source, filename, *args, **kwargs):
+        if isinstance(source, str) and source.endswith("func(*args, **kwargs)"):
+            compiled.append(filename)
+        return compile_(source, filename, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "compile", counting_compile)
+    monkeypatch.setattr(provenance, "_CALL_CODES", {})  # (as in a fresh kernel)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    x = torch.randn(4, 3)
+    per_cell = []
+    for _ in range(2):
+        before = len(compiled)
+        with Watch(namespace={"model": model}, warn=False):
+            torch.nn.functional.mse_loss(model(x), torch.zeros(4, 1)).backward()
+        per_cell.append(len(compiled) - before)
+        assert provenance._CALLERS == {}  # (the functions, with the callers' globals, are gone)
+    assert per_cell[0] >= 2 and per_cell[1] == 0, per_cell

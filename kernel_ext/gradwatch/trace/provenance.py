@@ -660,13 +660,28 @@ def _call_as_from(frame: FrameType | None) -> Callable | None:
     if call is None:
         if len(_CALLERS) > 4096:
             _CALLERS.clear()
-        source = "\n" * (max(caller.f_lineno, 1) - 1) + (
-            "lambda func, args, kwargs, __tracebackhide__=True: func(*args, **kwargs)")
-        code = compile(source, caller.f_code.co_filename, "eval")
-        lam = [c for c in code.co_consts if isinstance(c, CodeType)][0]
-        call = _CALLERS[key] = types.FunctionType(lam, caller.f_globals, "<op>",
-                                                  (True,))
+        call = _CALLERS[key] = types.FunctionType(_call_code(caller.f_code.co_filename, caller.f_lineno),
+                                                  caller.f_globals, "<op>", (True,))
     return call
+
+
+# (file name, line) -> the compiled one-line call: kept across cells (it refers to no object of
+# the user's; the function made from it holds the caller's globals and is dropped with `_CALLERS`),
+# so a cell's first traced ops do not compile again what an earlier cell compiled
+_CALL_CODES: dict[tuple[str, int], CodeType] = {}
+
+
+def _call_code(filename: str, line: int) -> CodeType:
+    key = (filename, line)
+    code = _CALL_CODES.get(key)
+    if code is None:
+        if len(_CALL_CODES) > 4096:
+            _CALL_CODES.clear()
+        source = "\n" * (max(line, 1) - 1) + (
+            "lambda func, args, kwargs, __tracebackhide__=True: func(*args, **kwargs)")
+        module = compile(source, filename, "eval")
+        code = _CALL_CODES[key] = next(c for c in module.co_consts if isinstance(c, CodeType))
+    return code
 
 
 def forget_callers() -> None:
