@@ -104,3 +104,29 @@ def test_the_owner_index_is_rebuilt_only_when_parameter_groups_change(monkeypatc
         (extra(model(x)).sum() + replaced.sum()).backward()  # a tensor replaced: again
         assert indexed == [1, 1, 1]
         assert [key for _, key in watch.optimizers.owners(replaced)] == [1]
+
+
+def test_a_traced_backward_lists_the_live_optimizers_twice(monkeypatch):
+    # (1,000 optimizers: each listing is two passes over every row; the check for any optimizer
+    # and the trainables' list take none; it was four listings per traced backward)
+    import gc
+
+    from gradwatch.install.optimizer_table import OptimizerTable
+
+    listings: list[int] = []
+    items = OptimizerTable.items
+    monkeypatch.setattr(OptimizerTable, "items", lambda self: listings.append(1) or items(self))
+    params = [nn.Parameter(torch.ones(2)) for _ in range(3)]
+    watch = gradwatch.watch(warn=False, namespace={}, trace_steps=1)
+    with watch:
+        opts = [torch.optim.SGD([p], lr=0.5) for p in params]
+        listings.clear()
+        torch.stack(params).sum().backward()
+        assert len(listings) == 2  # the owner index's check and the namer's optimizers
+        assert bool(watch.optimizers) and watch.optimizers.keys() == opts
+        del opts[1]
+        gc.collect()
+        assert watch.optimizers.keys() == opts and bool(watch.optimizers)
+        del opts[:]
+        gc.collect()
+        assert watch.optimizers.keys() == [] and not watch.optimizers

@@ -65,6 +65,10 @@ class OptimizerTable:
         """How many of the optimizers are alive."""
         return len(self.items())
 
+    def __bool__(self) -> bool:
+        """Whether one of the optimizers is alive (stops at the first: once per traced backward)."""
+        return any(record.ref() is not None for record in self._by_key.values())
+
     def __contains__(self, optimizer: Any) -> bool:
         return self.record(optimizer) is not None
 
@@ -110,7 +114,8 @@ class OptimizerTable:
         return [item for item in live if item[0] is not None]
 
     def keys(self) -> list[Any]:
-        return [opt for opt, _ in self.items()]
+        """The live optimizers, in key order (one pass over the rows)."""
+        return [opt for record in self._by_key.values() for opt in (record.ref(),) if opt is not None]
 
     def owners(self, tensor: Any) -> list[tuple[Any, int]]:
         """(optimizer, key) of the live optimizers that hold ``tensor``, in key order."""

@@ -678,10 +678,12 @@ class Namer:
         for opt, fallback in pending:
             opt_name = base.get(id(opt)) or by_id.get(id(opt)) or fallback
             for g, group in enumerate(opt.param_groups):
+                prefix = f"{opt_name}.param_groups[{g}]['params']["
                 for i, p in enumerate(group["params"]):
-                    if id(p) not in by_id and id(p) not in base:
-                        by_id[id(p)] = f"{opt_name}.param_groups[{g}]['params'][{i}]"
-                        objects[id(p)] = p
+                    key = id(p)
+                    if key not in by_id and key not in base:
+                        by_id[key] = f"{prefix}{i}]"
+                        objects[key] = p
 
     def _put(self, obj: Any, name: str) -> None:
         if id(obj) not in self._by_id and id(obj) not in self._base:
