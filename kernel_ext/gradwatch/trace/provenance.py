@@ -679,8 +679,11 @@ def _call_code(filename: str, line: int) -> CodeType:
             _CALL_CODES.clear()
         source = "\n" * (max(line, 1) - 1) + (
             "lambda func, args, kwargs, __tracebackhide__=True: func(*args, **kwargs)")
-        module = compile(source, filename, "eval")
-        code = _CALL_CODES[key] = next(c for c in module.co_consts if isinstance(c, CodeType))
+        for const in compile(source, filename, "eval").co_consts:  # (a loop: no Python call)
+            if isinstance(const, CodeType):
+                code = _CALL_CODES[key] = const
+                break
+    assert code is not None
     return code
 
 
