@@ -48,25 +48,37 @@ class _KeyRef(weakref.ref):
     __slots__ = ("key", "value")
 
 
-class TensorMap:
-    """Tensor -> value, weak in the tensor, as torch's ``WeakTensorKeyDictionary`` (keyed by
-    identity), at a third of its cost per lookup, which the tracing mode makes several times per
-    op: entries are found by ``id`` and checked against their weak reference, which holds the
-    value (one object per entry), and each one is dropped by its reference's callback when its
-    tensor dies (before the id can be reused)."""
+class _IdentityMap:
+    """Tensor -> entry, weak in the tensor, keyed by identity: each entry is a weak reference to
+    its tensor that carries its ``key`` (the tensor's id), found by ``id`` and checked against
+    the reference, and dropped by the reference's callback (``drop``) when its tensor dies,
+    before the id can be reused."""
 
-    __slots__ = ("by_id", "_drop")
+    __slots__ = ("by_id", "drop")
 
     def __init__(self) -> None:
-        data: dict[int, _KeyRef] = {}
-        # id -> the weak reference that carries the value; read directly (no call) on the
-        # tracing hot path, written only here
+        data: dict[int, Any] = {}
+        # id -> the entry; read directly (no call) on the tracing hot path
         self.by_id = data
 
-        def drop(ref: _KeyRef, data: dict[int, _KeyRef] = data) -> None:
+        def drop(ref: Any, data: dict[int, Any] = data) -> None:
             if data.get(ref.key) is ref:
                 del data[ref.key]
-        self._drop = drop
+        self.drop = drop
+
+    def __contains__(self, t: torch.Tensor) -> bool:
+        ref = self.by_id.get(id(t))
+        return ref is not None and ref() is t
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+
+class TensorMap(_IdentityMap):
+    """Tensor -> value, as torch's ``WeakTensorKeyDictionary`` (keyed by identity), at a third
+    of its cost per lookup: the entry's weak reference holds the value (one object per entry)."""
+
+    __slots__ = ()
 
     def get(self, t: torch.Tensor, default: Any = None) -> Any:
         ref = self.by_id.get(id(t))
@@ -75,10 +87,10 @@ class TensorMap:
     def __setitem__(self, t: torch.Tensor, value: Any) -> None:
         key = id(t)
         ref = self.by_id.get(key)
-        if ref is not None and ref() is t:  # (an in-place op's output: a new value, same entry)
+        if ref is not None and ref() is t:  # (a new value, same entry)
             ref.value = value
             return
-        ref = _KeyRef(t, self._drop)
+        ref = _KeyRef(t, self.drop)
         ref.key = key
         ref.value = value
         self.by_id[key] = ref
@@ -89,13 +101,6 @@ class TensorMap:
             return default
         del self.by_id[id(t)]
         return ref.value
-
-    def __contains__(self, t: torch.Tensor) -> bool:
-        ref = self.by_id.get(id(t))
-        return ref is not None and ref() is t
-
-    def __len__(self) -> int:
-        return len(self.by_id)
 
 
 class Node(weakref.ref):
@@ -120,15 +125,10 @@ class Node(weakref.ref):
     check: int
     uses: tuple[tuple[str, Position | None, int], ...]
 
-    # a node is its own tensor's reference (`node.ref()`), equal only to itself (a weak
-    # reference compares and hashes by its referent)
+    # equal only to itself (a weak reference compares and hashes by its referent)
     __eq__ = object.__eq__
     __ne__ = object.__ne__
     __hash__ = object.__hash__
-
-    @property
-    def ref(self) -> "Node":
-        return self
 
     @property
     def tensor(self) -> torch.Tensor | None:
@@ -167,20 +167,11 @@ class _Gone:
     __slots__ = ("__weakref__",)
 
 
-class NodeMap:
-    """Tensor -> its `Node`, weak in the tensor, keyed by identity as `TensorMap`; the node is
-    the map's entry (its reference's callback drops it when the tensor dies)."""
+class NodeMap(_IdentityMap):
+    """Tensor -> its `Node`, which is the entry itself (the node is its tensor's weak reference;
+    its callback is the map's ``drop``)."""
 
-    __slots__ = ("by_id", "drop")
-
-    def __init__(self) -> None:
-        data: dict[int, Node] = {}
-        self.by_id = data  # id -> node; read directly (no call) on the tracing hot path
-
-        def drop(node: Any, data: dict[int, Node] = data) -> None:
-            if data.get(node.key) is node:
-                del data[node.key]
-        self.drop = drop
+    __slots__ = ()
 
     def get(self, t: torch.Tensor, default: Any = None) -> Any:
         node = self.by_id.get(id(t))
@@ -190,12 +181,6 @@ class NodeMap:
         """``node`` as its tensor's entry (a new one for the same tensor replaces the old: an
         in-place op's output)."""
         self.by_id[node.key] = node
-
-    def __contains__(self, t: torch.Tensor) -> bool:
-        return self.get(t) is not None
-
-    def __len__(self) -> int:
-        return len(self.by_id)
 
 
 class Escape:
