@@ -148,22 +148,26 @@ class OpChecks:
         self.queue = []
         self._queued_elements = 0
         self.monitor.session.provenance.before_write = None
-        start = self._slots - len(queue)
+        slots: range | list[int] = range(self._slots - len(queue), self._slots)
         by_shape = shape_groups(queue)  # (a model of many small layers on the CPU)
-        if by_shape is not None:
-            for positions, flags in _finite_flags_by_shape(queue, *by_shape):
-                self._checked_now.append(([start + i for i in positions], flags))
-            return
+        if by_shape is not None:  # small tensors of one shape: stacked (see `norms`)
+            groups, rest = by_shape
+            with torch.no_grad():
+                for idx, norms in grouped_norms(queue, groups, [], _INF):
+                    self._checked_now.append(([slots[i] for i in idx], norms.isfinite()))
+            queue, slots = [queue[i] for i in rest], [slots[i] for i in rest]
+            if not queue:
+                return
         if len({(t.dtype, t.device) for t in queue}) == 1:  # (one model on one device)
-            self._checked_now.append((range(start, self._slots), _finite_flags(queue)))
+            self._checked_now.append((slots, _finite_flags(queue)))
             return
-        groups: dict[tuple, tuple[list[int], list[torch.Tensor]]] = {}  # (a model on two devices)
-        for slot, t in enumerate(queue, start):
-            slots, tensors = groups.setdefault((t.dtype, t.device), ([], []))
-            slots.append(slot)
+        kinds: dict[tuple, tuple[list[int], list[torch.Tensor]]] = {}  # (a model on two devices)
+        for slot, t in zip(slots, queue, strict=True):
+            kind_slots, tensors = kinds.setdefault((t.dtype, t.device), ([], []))
+            kind_slots.append(slot)
             tensors.append(t)
-        for slots, tensors in groups.values():
-            self._checked_now.append((slots, _finite_flags(tensors)))
+        for kind_slots, tensors in kinds.values():
+            self._checked_now.append((kind_slots, _finite_flags(tensors)))
 
     def _start_iteration(self, step: int) -> None:
         self.flush()  # (the last iteration's slots)
@@ -261,18 +265,3 @@ def _finite_flags(tensors: list[torch.Tensor]) -> torch.Tensor:
             norms = [_vector_norm(t, _INF) for t in tensors]
         return torch.stack(norms).isfinite()
 
-
-def _finite_flags_by_shape(tensors: list[torch.Tensor], groups: list[list[int]],
-                           rest: list[int]) -> list[tuple[list[int], torch.Tensor]]:
-    """`_finite_flags` of small CPU tensors stacked by shape (see `norms`): (positions, flags)."""
-    with torch.no_grad():
-        # (the rest are of any dtype: each with the flags of its own kind, as `flush` groups them)
-        out = [(positions, _finite_flags([tensors[i] for i in positions])) for positions in _by_kind(tensors, rest)]
-        return out + [(idx, norms.isfinite()) for idx, norms in grouped_norms(tensors, groups, [], _INF)]
-
-
-def _by_kind(tensors: list[torch.Tensor], positions: list[int]) -> list[list[int]]:
-    kinds: dict[torch.dtype, list[int]] = {}
-    for i in positions:
-        kinds.setdefault(tensors[i].dtype, []).append(i)
-    return list(kinds.values())
