@@ -51,8 +51,11 @@ class OptimizerTable:
     def __init__(self) -> None:
         self._by_key: dict[int, OptimizerRecord] = {}  # key -> its row
         self.locations: dict[int, Location] = {}  # key -> where it was built
-        # id(tensor) -> (the tensor, keys of the optimizers that hold it, in key order)
-        self._owners: dict[int, tuple[weakref.ref, tuple[int, ...]]] = {}
+        # id(tensor) -> (key, group, position) of each optimizer that holds it, in key order: the
+        # entry counts for an optimizer while it holds a tensor of that id there (ids of dead
+        # tensors are reused). Numbers only: the collector stops walking them, where a weak
+        # reference per tensor was one object more to walk (10,000 tensors: 20,000 objects)
+        self._owners: dict[int, tuple[tuple[int, int, int], ...]] = {}
         # id(optimizer) -> its row, for the per-step lookup at C speed (1,000 optimizers stepping
         # each iteration): a row counts only while ``row.ref() is optimizer`` (ids are reused)
         self.rows_by_id: dict[int, OptimizerRecord] = {}
@@ -119,22 +122,37 @@ class OptimizerTable:
 
     def owners(self, tensor: Any) -> list[tuple[Any, int]]:
         """(optimizer, key) of the live optimizers that hold ``tensor``, in key order."""
-        entry = self._owners.get(id(tensor))
-        if entry is None or entry[0]() is not tensor:
-            return []
-        live = [(self._by_key[key].ref(), key) for key in entry[1]]
-        return [item for item in live if item[0] is not None]
+        live = [(self._by_key[key].ref(), key) for key in self._keys_of(id(tensor))]
+        return [item for item in live if item[0] is not None]  # (gone since, in a finalizer)
 
     def owner_keys_of(self, tensor: Any) -> list[int]:
         """The keys of the live optimizers that hold ``tensor``, in key order."""
         entry = self._owners.get(id(tensor))
-        if entry is None or entry[0]() is not tensor:
+        if entry is None:
             return []
-        keys = entry[1]
-        if len(keys) == 1:  # (the common case, without a comprehension: once per tensor a traced backward reaches)
-            return [keys[0]] if self._by_key[keys[0]].ref() is not None else []
+        if len(entry) == 1:  # (`_keys_of`, inline for the common case: once per tensor a traced backward reaches)
+            key, group, position = entry[0]
+            opt = self._by_key[key].ref()
+            if opt is not None and len(groups := opt.param_groups) > group \
+                    and len(params := groups[group]["params"]) > position and params[position] is tensor:
+                return [key]
+        return list(self._keys_of(id(tensor)))
+
+    def _keys_of(self, tensor_id: int) -> tuple[int, ...]:
+        """The keys of the live optimizers that hold the tensor of this id where it was indexed."""
+        entry = self._owners.get(tensor_id)
+        if entry is None:
+            return ()
         by_key = self._by_key
-        return [key for key in keys if by_key[key].ref() is not None]
+        keys = []
+        for key, group, position in entry:
+            opt = by_key[key].ref()
+            try:
+                if opt is not None and id(opt.param_groups[group]["params"][position]) == tensor_id:
+                    keys.append(key)
+            except (IndexError, KeyError, TypeError):
+                pass
+        return tuple(keys)
 
     def reindex(self) -> None:
         """Index again when parameter groups changed since (added after construction, grown,
@@ -155,22 +173,29 @@ class OptimizerTable:
         """The keys of the live optimizers that hold one of these (live) tensors, found through
         the owner index (current after `reindex`): work per tensor, none per optimizer."""
         keys: set[int] = set()
-        owners = self._owners
+        owners, by_key = self._owners, self._by_key
         for tensor_id in tensor_ids:
             entry = owners.get(tensor_id)
-            if entry is not None and entry[0]() is not None:
-                keys.update(entry[1])
-        by_key = self._by_key
-        return {key for key in keys if by_key[key].ref() is not None}
+            if entry is None:
+                continue
+            if len(entry) == 1:  # (`_keys_of`, inline for the common case: per tensor)
+                key, group, position = entry[0]
+                opt = by_key[key].ref()
+                if opt is not None and len(groups := opt.param_groups) > group \
+                        and len(params := groups[group]["params"]) > position and id(params[position]) == tensor_id:
+                    keys.add(key)
+                    continue
+            keys.update(self._keys_of(tensor_id))
+        return keys
 
     def _index(self, optimizer: Any, key: int) -> None:
         owners = self._owners
-        for group in optimizer.param_groups:
-            for p in group["params"]:
+        for g, group in enumerate(optimizer.param_groups):
+            for i, p in enumerate(group["params"]):
                 entry = owners.get(id(p))
-                if entry is None or entry[0]() is not p:
-                    # (a tuple of keys: one object fewer per tensor for the collector to walk;
-                    # weakref.ref(p) is the tensor's shared plain reference, made once)
-                    owners[id(p)] = (weakref.ref(p), (key,))
-                elif key not in entry[1]:
-                    owners[id(p)] = (entry[0], (*entry[1], key))
+                if entry is None:
+                    owners[id(p)] = ((key, g, i),)
+                elif all(k != key for k, _, _ in entry):
+                    # (entries of optimizers that no longer hold a tensor of this id: dropped)
+                    held = self._keys_of(id(p))
+                    owners[id(p)] = (*(e for e in entry if e[0] in held), (key, g, i))
