@@ -344,7 +344,7 @@ class Watch:
     # --- optimizers -------------------------------------------------------------------------------
     def _adopt_namespace_optimizers(self, related: set[int]) -> None:
         """Optimizers from earlier cells that train what this loss is computed from."""
-        self._ns_index.refresh()
+        self._ns_index.refresh(contents=False)  # (its optimizers only)
         for _, value in self._ns_index.optimizers():
             if value not in self.optimizers and any(
                     id(p) in related for g in value.param_groups for p in g["params"]):
@@ -368,7 +368,7 @@ class Watch:
         """Where an optimizer made in an earlier cell was built: ``opt = SGD(...)``, or, when
         that assignment calls a helper (``opt = build_opt(model)``), the newest ``SGD(...)`` call."""
         cls = type(opt).__name__
-        self._ns_index.refresh()
+        self._ns_index.refresh(contents=False)
         for var, value in self._ns_index.optimizers():
             if value is opt and not var.startswith("_"):
                 found = self.source_map.find_assignment(var)
@@ -932,7 +932,7 @@ class Watch:
         names = {}
         if not any(event.name is None for event in self.events.optimizers):
             return
-        self._ns_index.refresh()
+        self._ns_index.refresh(contents=False)
         for var, value in self._ns_index.optimizers():
             key = self.optimizers.get(value)
             if key is not None and not var.startswith("_"):

@@ -583,7 +583,7 @@ def _names_made_in_a_watched_cell(layers: int) -> tuple[int, int]:
     assert report.codes == []
     one_reading = _entry("model", ns["model"], torch)
     assert one_reading is not None
-    return session._ns_index.objects_named, len(one_reading[0])
+    return session._ns_index.objects_named, len(one_reading[0][1])
 
 
 def test_a_models_parameters_are_named_once_per_cell():

@@ -21,10 +21,13 @@ _INERT_TYPES = frozenset({int, float, complex, bool, str, bytes, type(None), typ
 
 
 # What one namespace entry names (a plain tuple: made by the ten thousand):
-# ((object, name) pairs in order, (tensor id, plain container) pairs of its modules' unregistered
-# tensors, (parameter id, attribute) pairs of user module classes, live: its contents can change
-# without a rebinding, kind: _OPTIMIZER, _MODULE or 0)
-_Part = tuple[tuple[tuple[Any, str], ...], tuple[tuple[int, str], ...], tuple[tuple[int, str], ...], bool, int]
+# ((the objects in order, their names), (tensor id, plain container) pairs of its modules'
+# unregistered tensors, (parameter id, attribute) pairs of user module classes, live: its contents
+# can change without a rebinding, kind: _OPTIMIZER, _MODULE or 0). The objects and names are two
+# tuples, not a pair per object: a model of 10,000 parameters is two objects for the collector
+# to walk, not 10,000 (their number decides when it walks the whole heap)
+_Part = tuple[tuple[tuple[Any, ...], tuple[str, ...]], tuple[tuple[int, str], ...], tuple[tuple[int, str], ...],
+              bool, int]
 _NAMES: Final = 0
 _UNREGISTERED: Final = 1
 _USER_ATTRIBUTES: Final = 2
@@ -73,6 +76,7 @@ class NamespaceIndex:
         # where the user's code stands (a refresh at the same moment finds nothing new)
         self._moment = moment
         self._refreshed_at: Hashable = None
+        self._bound_at: Hashable = None  # (the moment of the last refresh, of the bindings only or all)
         # the entries by position: every one while all bindings are compared (lists), else
         # only those that name something or were rebound (dicts: a hundred thousand references
         # kept would cost a walk at each garbage collection and at `close`)
@@ -99,15 +103,22 @@ class NamespaceIndex:
         self._frozen = False
         self._last_refresh = False
 
-    def refresh(self) -> None:
+    def refresh(self, contents: bool = True) -> None:
+        """The index brought up to date with the namespace. ``contents=False``: only the
+        bindings (`optimizers` and `modules` are current; the names of a module changed in
+        place are not): the live entries are not walked again (a model of 5,000 modules costs
+        a walk of tens of milliseconds)."""
         if self._frozen:
             return
-        self._frozen = self._last_refresh
         if self._moment is not None:
             now = self._moment()
-            if now is not None and now == self._refreshed_at:
+            if now is not None and (now == self._refreshed_at or not contents and now == self._bound_at):
                 return
-            self._refreshed_at = now
+            self._bound_at = now
+            if contents:
+                self._refreshed_at = now
+        if contents:
+            self._frozen = self._last_refresh
         import torch
 
         _plain_tensor_types(torch)
@@ -116,7 +127,7 @@ class NamespaceIndex:
         if rebound is not None:
             keys, values, parts = self._keys, self._values, self._parts
             ns = self.namespace
-            changed = rebound.union(self._live)
+            changed = rebound.union(self._live) if contents else rebound
             if not changed:
                 return
             replaced: list[tuple[int, _Part | None, _Part | None]] = []
@@ -295,7 +306,7 @@ class NamespaceIndex:
             structure = _structure(value, torch)  # (before the walk: nothing runs in between)
             part = _entry(var, value, torch)
             if part is not None:
-                self.objects_named += len(part[_NAMES])
+                self.objects_named += len(part[_NAMES][1])
             if structure is not None and part is not None and part[_LIVE]:
                 self._structures[i] = structure
                 return part
@@ -320,17 +331,17 @@ class NamespaceIndex:
             for part in (before, after):
                 if part is not None and (part[_UNREGISTERED] or part[_USER_ATTRIBUTES]):
                     return False
-            for obj, _ in before[_NAMES] if before is not None else ():
+            for obj in before[_NAMES][0] if before is not None else ():
                 if owner.get(id(obj)) != i or id(obj) in self._shadowed:  # (another entry names it too)
                     return False
-            for obj, _ in after[_NAMES] if after is not None else ():
+            for obj in after[_NAMES][0] if after is not None else ():
                 if id(obj) in owner and owner[id(obj)] != i:
                     return False
         for i, before, after in replaced:
-            for obj, _ in before[_NAMES] if before is not None else ():
+            for obj in before[_NAMES][0] if before is not None else ():
                 key = id(obj)
                 del names[key], owner[key]
-            for obj, name in after[_NAMES] if after is not None else ():
+            for obj, name in zip(*after[_NAMES], strict=True) if after is not None else ():
                 key = id(obj)
                 names[key], owner[key] = name, i
         return True
@@ -353,7 +364,7 @@ class NamespaceIndex:
         never = self._size
         for i in sorted(parts):
             part = parts[i]
-            for obj, name in part[_NAMES]:
+            for obj, name in zip(*part[_NAMES], strict=True):
                 key = id(obj)
                 first = owner.get(key, never)
                 if first != never:
@@ -571,22 +582,23 @@ def _plain_tensor_types(torch: Any) -> None:
 
 
 def _plain_part(tensor: Any, name: str) -> _Part:
-    return (((tensor, name),), (), (), False, 0)
+    return (((tensor,), (name,)), (), (), False, 0)
 
 
 def _same(a: _Part | None, b: _Part | None) -> bool:
     if a is None or b is None:
         return a is b
-    return len(a[_NAMES]) == len(b[_NAMES]) and a[_UNREGISTERED] == b[_UNREGISTERED] \
+    (a_objects, a_names), (b_objects, b_names) = a[_NAMES], b[_NAMES]
+    return a_names == b_names and a[_UNREGISTERED] == b[_UNREGISTERED] \
         and a[_USER_ATTRIBUTES] == b[_USER_ATTRIBUTES] and a[_KIND] == b[_KIND] \
-        and all(x[0] is y[0] and x[1] == y[1] for x, y in zip(a[_NAMES], b[_NAMES], strict=True))
+        and all(map(is_, a_objects, b_objects))
 
 
 def _entry(var: str, value: Any, torch: Any) -> _Part | None:
     """What the namespace entry ``var`` names (None: nothing)."""
     if var.startswith("_") or var in ("In", "Out"):
         if isinstance(value, torch.optim.Optimizer):  # adopted by the session, not named
-            return ((), (), (), False, _OPTIMIZER)
+            return (((), ()), (), (), False, _OPTIMIZER)
         return None
     cls = type(value)
     if cls is list or cls is tuple or cls is dict:  # `xs[0]`, `batch['x']`, as `Namer._add_items`
@@ -596,18 +608,20 @@ def _entry(var: str, value: Any, torch: Any) -> _Part | None:
         tensor = torch.Tensor
         pairs = value.items() if cls is dict else enumerate(value)
         seen: set[int] = set()
-        names = tuple((item, f"{var}[{k!r}]" if cls is dict else f"{var}[{k}]") for k, item in pairs
-                      if isinstance(item, tensor) and not (id(item) in seen or seen.add(id(item))))
-        return (names, (), (), cls is not tuple, 0) if names else None
+        named = [(item, f"{var}[{k!r}]" if cls is dict else f"{var}[{k}]") for k, item in pairs
+                 if isinstance(item, tensor) and not (id(item) in seen or seen.add(id(item)))]
+        return ((tuple(o for o, _ in named), tuple(n for _, n in named)), (), (), cls is not tuple, 0) \
+            if named else None
     if isinstance(value, torch.Tensor):
-        return (((value, var),), (), (), False, 0)
+        return (((value,), (var,)), (), (), False, 0)
     namer = Namer()
     namer._add(var, value, torch)
     if not namer._by_id:
         return None
     optimizer = isinstance(value, torch.optim.Optimizer)
     kind = _OPTIMIZER if optimizer else _MODULE if isinstance(value, torch.nn.Module) else 0
-    return (tuple((namer._objects[key], name) for key, name in namer._by_id.items()),
+    objects = namer._objects
+    return ((tuple(map(objects.__getitem__, namer._by_id)), tuple(namer._by_id.values())),
             tuple(namer._unregistered.items()), tuple(namer._user_attribute.items()), not optimizer, kind)
 
 

@@ -303,7 +303,7 @@ class StepOrder:
                 continue
             walked.add(id(ns))
             if ns is notebook:
-                session.namespace_index.refresh()
+                session.namespace_index.refresh(contents=False)
                 found += session.namespace_index.modules()
             else:
                 found += [(var, value) for var, value in list(ns.items())
