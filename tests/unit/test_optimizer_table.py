@@ -106,6 +106,25 @@ def test_the_owner_index_is_rebuilt_only_when_parameter_groups_change(monkeypatc
         assert [key for _, key in watch.optimizers.owners(replaced)] == [1]
 
 
+def test_the_owner_index_counts_an_optimizer_while_it_holds_the_tensor():
+    from gradwatch.install.optimizer_table import OptimizerTable
+
+    a, b = nn.Parameter(torch.zeros(2)), nn.Parameter(torch.zeros(3))
+    first, second = torch.optim.SGD([a, b], lr=0.1), torch.optim.SGD([b], lr=0.1)
+    table = OptimizerTable()
+    k1, k2 = table.register(first, None).key, table.register(second, None).key
+    assert table.owner_keys_of(a) == [k1] and table.owner_keys_of(b) == [k1, k2]
+    assert table.owner_keys({id(a), id(b)}) == {k1, k2}
+    first.param_groups[0]["params"][1] = nn.Parameter(torch.zeros(3))  # b taken out of `first`
+    assert table.owner_keys_of(b) == [k2] and [k for _, k in table.owners(b)] == [k2]
+    del first  # gone: it owns nothing (no reindex needed)
+    assert table.owner_keys_of(a) == [] and table.owner_keys({id(a)}) == set()
+    third = torch.optim.SGD([b], lr=0.1)  # a third owner of b, after the first one's entry
+    k3 = table.register(third, None).key
+    assert table.owner_keys_of(b) == [k2, k3]
+    assert table.owner_keys_of(nn.Parameter(torch.zeros(1))) == []
+
+
 def test_a_traced_backward_lists_the_live_optimizers_twice(monkeypatch):
     # (1,000 optimizers: each listing is two passes over every row; the check for any optimizer
     # and the trainables' list take none; it was four listings per traced backward)
