@@ -194,6 +194,27 @@ def test_names_kept_up_to_date_are_those_a_fresh_read_finds():
     assert [name for name, _ in index.optimizers()] == ["opt"] and [name for name, _ in index.modules()] == ["model"]
 
 
+@pytest.mark.parametrize("size", [50, 5_000])
+def test_asking_for_optimizers_names_nothing_until_a_name_is_asked_for(size):
+    # the adopted optimizer's assignment is looked for at the first zero_grad(): that must not
+    # name a model's parameters (the first traced backward names them, once)
+    from gradwatch.locate import NamespaceIndex, Namer
+
+    ns = _notebook(size)
+    code = "loss = model(x).sum()\nmodel.weight = nn.Parameter(torch.ones(1, 4))\nextra = nn.Linear(2, 2)"
+    index = NamespaceIndex(ns, code=code)
+    index.refresh(contents=False)
+    assert index.objects_named == 0 and index.names.get(id(ns["model"].weight)) is None
+    assert [n for n, _ in index.optimizers()] == ["opt"] and [n for n, _ in index.modules()] == ["model"]
+    exec(code, ns)  # rebound, changed in place, added
+    index.refresh(contents=False)
+    assert [n for n, _ in index.modules()] == ["model", "extra"]
+    fresh, kept = Namer(ns), Namer(ns, index=index)
+    for value in [*ns.values(), *ns["model"].parameters(), *ns["extra"].parameters()]:
+        assert kept.name(value) == fresh.name(value), fresh.name(value)
+    assert kept.name(ns["model"].weight) == "model.weight" and kept.name(ns["extra"].bias) == "extra.bias"
+
+
 def test_an_earlier_tensor_entry_names_a_parameter_before_its_module():
     import torch
 

@@ -100,6 +100,9 @@ class NamespaceIndex:
         self.entries_read = 0  # namespace entries read one by one, in all (the cost that must not grow)
         self.entries_compared = 0  # bindings compared by identity after the first read, in all
         self.objects_named = 0  # names that reading entries produced, in all (a model's parameters...)
+        # positions of the entries a bindings-only first read classified without naming what
+        # they hold (a model's 10,000 parameters): named at the first refresh of the contents
+        self._unread: set[int] | None = None
         self._frozen = False
         self._last_refresh = False
 
@@ -127,8 +130,15 @@ class NamespaceIndex:
         if rebound is not None:
             keys, values, parts = self._keys, self._values, self._parts
             ns = self.namespace
-            changed = rebound.union(self._live) if contents else rebound
-            if not changed:
+            unread = self._unread
+            if contents:
+                self._unread = None
+                changed = rebound.union(self._live, unread or ())
+            else:
+                changed = rebound
+                if unread:
+                    unread.difference_update(rebound)  # (read now)
+            if not changed and (unread is None or not contents):
                 return
             replaced: list[tuple[int, _Part | None, _Part | None]] = []
             structures = self._structures
@@ -151,13 +161,16 @@ class NamespaceIndex:
                 else:
                     parts.pop(i, None)
                 self._classify(i, new)
-            if replaced and not self._update(replaced):
+            if unread is not None:
+                if contents:
+                    self._merge()  # (the first names)
+            elif replaced and not self._update(replaced):
                 self._merge()
             return
         collecting = gc.isenabled()
         gc.disable()  # tens of thousands of small records: each collection they set off walks the whole heap
         try:
-            self._read_all(torch)
+            self._read_all(torch, contents)
         finally:
             if collecting:
                 gc.enable()
@@ -258,7 +271,10 @@ class NamespaceIndex:
                         self._bindable = frozenset(words | assigned | {"_", "__", "___"})
         return self._bindable
 
-    def _read_all(self, torch: Any) -> None:
+    def _read_all(self, torch: Any, contents: bool = True) -> None:
+        """Every entry read. ``contents=False``: the entries that can hold names are classified
+        (optimizers, modules) but not read (`_unread`): the callers that ask for optimizers do
+        not pay for naming a model's parameters."""
         ns = self.namespace
         keys, values = list(ns), list(ns.values())
         parts: dict[int, _Part] = {}
@@ -281,18 +297,29 @@ class NamespaceIndex:
         self.entries_read += len(self._plain)
         others = sorted(chain(holding, hidden, _positions(kinds, _OTHER)))
         self._structures = {}
-        for i in others:
-            part = self._read_entry(i, keys[i], values[i], torch)
-            if part is not None:
-                parts[i] = part
-                if part[_LIVE] or part[_KIND]:
-                    self._classify(i, part)
+        if contents:
+            self._unread = None
+            for i in others:
+                part = self._read_entry(i, keys[i], values[i], torch)
+                if part is not None:
+                    parts[i] = part
+                    if part[_LIVE] or part[_KIND]:
+                        self._classify(i, part)
+        else:
+            self._unread = set(others)
+            optimizer, module = torch.optim.Optimizer, torch.nn.Module
+            for i in others:  # (as `_entry` would classify them)
+                value = values[i]
+                if isinstance(value, optimizer):
+                    self._kinds[i] = _OPTIMIZER
+                elif isinstance(value, module) and not keys[i].startswith("_") and keys[i] not in ("In", "Out"):
+                    self._kinds[i] = _MODULE
         self._keys, self._values, self._parts = keys, values, parts
         self._size, self._last_key = len(keys), keys[-1] if keys else None
         self._merge(plain)
         self._watch_bindings()
-        if self._watched is not None:  # only the entries that name something are kept
-            kept = sorted(chain(plain, parts))
+        if self._watched is not None:  # only the entries that name something (or may) are kept
+            kept = sorted(chain(plain, parts, self._unread or ()))
             self._keys = dict(zip(kept, _pick(keys, kept), strict=True))
             self._values = dict(zip(kept, _pick(values, kept), strict=True))
 
@@ -401,6 +428,7 @@ class NamespaceIndex:
         self._plain, self._shadowed, self._structures = set(), set(), {}
         self._kinds_read, self._watched, self._watched_at = b"", None, {}
         self.names, self.unregistered, self.user_attributes = {}, {}, {}
+        self._unread = None
         self._frozen = True
 
 
