@@ -743,21 +743,7 @@ class Namer:
         elif isinstance(value, torch.nn.Module):
             self._put(value, var)
             try:
-                for pname, p in value.named_parameters(remove_duplicate=True):
-                    self._put(p, f"{var}.{pname}")
-                for mname, m in value.named_modules():
-                    prefix = f"{var}.{mname}" if mname else var
-                    if mname:
-                        self._put(m, prefix)
-                    for attr, item in list(vars(m).items()):  # plain tensor attributes, buffers
-                        if isinstance(item, torch.Tensor) and not attr.startswith("_"):
-                            self._put(item, f"{prefix}.{attr}")
-                    for bname, buf in m.named_buffers(recurse=False):
-                        self._put(buf, f"{prefix}.{bname}")
-                    if not type(m).__module__.startswith("torch."):  # a user's own module class
-                        for pname, p in m.named_parameters(recurse=False):
-                            self._user_attribute.setdefault(id(p), pname)
-                    self._add_unregistered(m, prefix, torch)
+                self._add_module(var, value, torch)
             except Exception:
                 pass
         elif isinstance(value, torch.optim.Optimizer):
@@ -771,6 +757,38 @@ class Namer:
         elif isinstance(value, (list, tuple, dict)) and len(value) <= 64:
             self._add_items(var, value, torch)
 
+    def _add_module(self, var: str, value: Any, torch: Any) -> None:
+        """A module's parameters (``named_parameters()``'s names, first), then its submodules,
+        their plain tensor attributes, buffers and the modules in their plain containers. The
+        modules are listed once and read through their registries (a model of 5,000 modules:
+        a generator of torch's per module and per kind was most of the cost)."""
+        modules = [(f"{var}.{mname}" if mname else var, m) for mname, m in value.named_modules()]
+        registries = [m.__dict__ for _, m in modules]
+        by_id, objects, base = self._by_id, self._objects, self._base
+        for (prefix, _), registry in zip(modules, registries, strict=True):  # (`_put`, inline)
+            for pname, p in registry["_parameters"].items():
+                if p is not None and id(p) not in by_id and id(p) not in base:
+                    by_id[id(p)] = f"{prefix}.{pname}"
+                    objects[id(p)] = p
+        tensor, containers = torch.Tensor, (list, tuple, dict)
+        for (prefix, m), attributes in zip(modules, registries, strict=True):
+            if m is not value:
+                self._put(m, prefix)
+            held = [(attr, item) for attr, item in attributes.items() if not attr.startswith("_")]
+            for attr, item in held:  # plain tensor attributes
+                if isinstance(item, tensor):
+                    self._put(item, f"{prefix}.{attr}")
+            for bname, buf in attributes["_buffers"].items():
+                if buf is not None:
+                    self._put(buf, f"{prefix}.{bname}")
+            if not type(m).__module__.startswith("torch."):  # a user's own module class
+                for pname, p in attributes["_parameters"].items():
+                    if p is not None:
+                        self._user_attribute.setdefault(id(p), pname)
+            for attr, item in held:  # modules kept in plain lists/dicts are not registered: named
+                if isinstance(item, containers):  # through the container (and it is remembered)
+                    self._add_contained(item, f"{prefix}.{attr}", f"{prefix}.{attr}", torch, 0)
+
     def _add_items(self, var: str, value: Any, torch: Any) -> None:
         """The tensors in a small list, tuple or dict: ``xs[0]``, ``batch['x']``."""
         tensor = torch.Tensor
@@ -782,13 +800,6 @@ class Namer:
             for i, item in enumerate(value):
                 if isinstance(item, tensor):
                     self._put(item, f"{var}[{i}]")
-
-    def _add_unregistered(self, module: Any, prefix: str, torch: Any) -> None:
-        """Modules kept in a plain list/dict attribute (``self.hids = []``) are not registered:
-        ``parameters()`` leaves them out. Name their parameters and remember the container."""
-        for attr, value in list(vars(module).items()):
-            if not attr.startswith("_") and isinstance(value, (list, tuple, dict)):
-                self._add_contained(value, f"{prefix}.{attr}", f"{prefix}.{attr}", torch, 0)
 
     def _add_contained(self, value: Any, path: str, container: str, torch: Any, depth: int) -> None:
         if len(value) > 256 or depth > 1:
