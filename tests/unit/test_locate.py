@@ -148,6 +148,35 @@ def test_namer_finds_qualified_names():
     assert first.name(ws[0]) == "local_w"  # the first namespace (the frame's locals) wins
 
 
+
+def test_namer_names_a_models_tensors_as_torch_does_the_first_name_winning():
+    import torch
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(10, 4)
+            self.bn = nn.BatchNorm1d(4)
+            self.head = nn.Linear(4, 10)
+            self.head.weight = self.emb.weight  # tied: named where torch lists it first
+            self.seq = nn.Sequential(nn.Linear(4, 4), self.bn)  # shared: named once
+            self.hids = [nn.Linear(2, 2)]  # a plain list: not registered
+            self.mask = torch.ones(3)  # a plain tensor attribute
+            self.register_buffer("empty", None)
+
+    model = Net()
+    namer = Namer({"model": model})
+    expected = {id(p): f"model.{n}" for n, p in reversed(list(model.named_parameters()))}
+    expected.update({id(b): f"model.{n}" for n, b in reversed(list(model.named_buffers()))})
+    for t in [*model.parameters(), *model.buffers()]:
+        assert namer.name(t) == expected[id(t)]
+    assert namer.name(model.head.weight) == "model.emb.weight" and namer.name(model.bn) == "model.bn"
+    assert namer.name(model.hids[0].bias) == "model.hids[0].bias"
+    assert namer.unregistered_in(model.hids[0].bias) == "model.hids"
+    assert namer.name(model.mask) == "model.mask"
+    assert namer.user_attribute(model.head.bias) is None  # (torch's Linear, not the user's class)
+
 # --- cost: once per cell, not once per tensor (issue 12) ----------------------------------------
 def test_cell_history_is_parsed_once_per_cell_and_searches_answer_as_before(monkeypatch):
     from gradwatch.locate import source_map as locate
