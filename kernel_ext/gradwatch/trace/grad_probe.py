@@ -25,7 +25,7 @@ _MAX_PROBE_ELEMENTS = 1 << 20  # bigger calls are not probed (a later, smaller c
 # would make 10,000 random tensors and run a backward through them, ~0.3 s)
 _MAX_PROBE_TENSORS = 64
 _MAX_VERDICTS = 4096
-_verdicts: dict[tuple[str, str, tuple], bool] = {}
+_verdicts: dict[tuple[str, type, tuple], bool] = {}
 _ENGINE = torch.autograd.Variable._execution_engine  # pyright: ignore[reportAttributeAccessIssue]
 
 
@@ -38,7 +38,7 @@ def passes_no_gradient(op: str, func: Callable, args: tuple, kwargs: dict, out: 
     scalars = _scalars(args) + _scalars(tuple(kwargs.items())) if kwargs else _scalars(args)
     if scalars and any(v == 0 for v in scalars if isinstance(v, (int, float)) and not isinstance(v, bool)):
         return False  # `0 * aux_loss`: a zero weight in the data, not the op's nature (GW114's case)
-    key = (op, type(grad_fn).__name__, scalars)  # `dropout(p=1.0)` is not `dropout(p=0.1)`
+    key = (op, type(grad_fn), scalars)  # `dropout(p=1.0)` is not `dropout(p=0.1)`
     verdict = _verdicts.get(key)
     if verdict is False:  # (most ops: no compile check needed for that answer)
         return False
@@ -131,10 +131,16 @@ def _zero_at_scale(func: Callable, args: tuple, kwargs: dict, scale: float) -> b
     return all(g is None or not bool(g.any()) for g in grads)
 
 
+_TENSOR_TYPES = frozenset({torch.Tensor, torch.nn.Parameter})
+
+
 def _scalars(values: tuple) -> tuple:
     """The plain numbers and flags among a call's arguments (one level into tuples)."""
     out: list[Any] = []
+    tensor_types = _TENSOR_TYPES
     for v in values[:32]:
+        if type(v) in tensor_types:  # (most arguments: every traced op asks)
+            continue
         if isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], str):  # a keyword argument
             v = v[1]
         if isinstance(v, (int, float, bool, str)) or v is None:
