@@ -760,14 +760,41 @@ def test_the_graph_walk_keeps_no_node_type_of_the_users():
 def test_a_modules_structure_does_not_list_a_long_list_of_the_users():
     from torch import nn
 
-    from gradwatch.locate.naming import _module_structure
+    from gradwatch.locate.naming import _module_structure, _Same
+
+    def size(structure) -> int:
+        return sum(len(part.objects) if isinstance(part, _Same) else len(part) for part in structure)
 
     model = nn.Sequential(*[nn.Linear(2, 2) for _ in range(300)])
+    model.losses = [0.5] * 300
+    listed = size(_module_structure(model))
     model.losses = [0.5] * 100_000  # (a list `Namer._add_contained` does not look into either)
     structure = _module_structure(model)
-    longest = max(len(part) for part in structure if isinstance(part, tuple))
-    assert longest == 300  # the 300 submodules, by name and id; the losses by their count only
+    assert size(structure) == listed < 20_000  # the 300 submodules' parts; the losses by their count only
     model.losses.append(0.25)
+    assert _module_structure(model) != structure
+    model.losses.pop()
+    assert _module_structure(model) == structure
+
+
+def test_a_modules_structure_compares_what_it_holds_by_identity():
+    import torch
+    from torch import nn
+
+    from gradwatch.locate.naming import _module_structure
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+    model[0].mask = torch.ones(3)
+    model[1].hids = [nn.Linear(1, 1)]
+    structure = _module_structure(model)
+    assert _module_structure(model) == structure
+    model[0].mask = torch.ones(3)  # an equal tensor, another object (no element-wise __eq__ called)
+    assert _module_structure(model) != structure
+    structure = _module_structure(model)
+    model[0].weight, model[0].bias = model[0].bias, model[0].weight  # swapped in the registry
+    assert _module_structure(model) != structure
+    structure = _module_structure(model)
+    model[1].hids[0] = nn.Linear(1, 1)  # an item of a plain list replaced
     assert _module_structure(model) != structure
 
 

@@ -578,30 +578,46 @@ def _structure(value: Any, torch: Any) -> tuple[Any, ...] | None:
 _PLAIN_CONTAINERS = frozenset({list, tuple, dict})
 
 
+class _Same:
+    """Objects compared by identity, in order: equal to another `_Same` of the same objects (no
+    `__eq__` of theirs is called: a tensor's compares element by element)."""
+
+    __slots__ = ("objects",)
+
+    def __init__(self, objects: list[Any]) -> None:
+        self.objects = objects
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is _Same and len(self.objects) == len(other.objects) \
+            and all(map(is_, self.objects, other.objects))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 def _module_structure(root: Any) -> tuple[Any, ...]:
-    out: list[Any] = []
-    add = out.append
-    stack = [root]
-    while stack:
-        m = stack.pop()
-        if m is None:  # (a submodule registered as None)
-            continue
-        attributes = m.__dict__
-        values = tuple(attributes.values())
-        add(tuple(attributes))
-        add(tuple(map(id, values)))
-        modules = attributes["_modules"]
-        for container in compress(values, map(_PLAIN_CONTAINERS.__contains__, map(type, values))):
-            if len(container) > 256 and container is not modules and container is not attributes["_parameters"] \
-                    and container is not attributes["_buffers"]:
-                add(len(container))  # a long list of the user's (losses): not looked into by `Namer._add_contained`
-            elif type(container) is dict:
-                add(tuple(container))
-                add(tuple(map(id, container.values())))
-            else:
-                add(tuple(map(id, container)))
-        stack.extend(modules.values())
-    return tuple(out)
+    # Every module under ``root`` (parents first), then what their attribute dicts and plain
+    # containers hold, flattened at C speed by the collector's own listing of what a dict, list
+    # or tuple refers to, with the lengths that tell where each part ends. A Python call per
+    # module, not a dozen: 5,000 modules compared in about 15 ms instead of 50 ms (a model is
+    # compared at each traced backward). The objects are held while the index lives, as the
+    # entries' values are.
+    modules = [root]
+    for m in modules:  # (grows as it goes)
+        if m is not None:  # (a submodule registered as None)
+            modules.extend(m.__dict__["_modules"].values())
+    dicts = [m.__dict__ for m in modules if m is not None]
+    values = gc.get_referents(*dicts)  # (their values, in order; a dict of str keys lists no key)
+    containers = list(compress(values, map(_PLAIN_CONTAINERS.__contains__, map(type, values))))
+    lengths = list(map(len, containers))
+    if lengths and max(lengths) > 256:
+        # a long list of the user's (losses) is not looked into by `Namer._add_contained`: its
+        # length only (a module's own registries are looked into, however long)
+        registries = {id(d[k]) for d in dicts for k in ("_modules", "_parameters", "_buffers") if k in d}
+        long = [n > 256 and id(c) not in registries for c, n in zip(containers, lengths, strict=True)]
+        containers = [() if is_long else c for c, is_long in zip(containers, long, strict=True)]
+        lengths = [-n if is_long else n for n, is_long in zip(lengths, long, strict=True)]
+    return (tuple(map(len, dicts)), tuple(chain.from_iterable(dicts)), _Same(values), tuple(lengths),
+            tuple(chain.from_iterable(c for c in containers if type(c) is dict)), _Same(gc.get_referents(*containers)))
 
 
 def _plain_tensor_types(torch: Any) -> None:
