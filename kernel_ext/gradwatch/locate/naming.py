@@ -13,6 +13,8 @@ from opcode import opmap
 from types import BuiltinFunctionType, CodeType, FunctionType, MethodType, ModuleType
 from typing import Any, Callable, Final, Hashable, Iterator, Sequence
 
+from ..install.collector import collection_paused
+
 
 # Values that never name a tensor, module or optimizer: skipped by their exact type, without
 # the checks `Namer._add` makes (a namespace of 100,000 numbers is read in milliseconds).
@@ -125,7 +127,10 @@ class NamespaceIndex:
         import torch
 
         _plain_tensor_types(torch)
+        with collection_paused():  # (a model's names: tens of thousands of short-lived records)
+            self._read(torch, contents)
 
+    def _read(self, torch: Any, contents: bool) -> None:
         rebound = self._rebound() if self._size else None
         if rebound is not None:
             keys, values, parts = self._keys, self._values, self._parts
@@ -167,13 +172,7 @@ class NamespaceIndex:
             elif replaced and not self._update(replaced):
                 self._merge()
             return
-        collecting = gc.isenabled()
-        gc.disable()  # tens of thousands of small records: each collection they set off walks the whole heap
-        try:
-            self._read_all(torch, contents)
-        finally:
-            if collecting:
-                gc.enable()
+        self._read_all(torch, contents)
 
     def _rebound(self) -> set[int] | None:
         """The positions of the entries rebound or added since the last read (the lists are
