@@ -786,10 +786,15 @@ class Namer:
                     by_id[id(p)] = f"{prefix}.{pname}"
                     objects[id(p)] = p
         tensor, containers = torch.Tensor, (list, tuple, dict)
+        public: dict[tuple[str, ...], list[str]] = {}  # attribute names -> those without `_` (a class's modules share them)
         for (prefix, m), attributes in zip(modules, registries, strict=True):
             if m is not value:
                 self._put(m, prefix)
-            held = [(attr, item) for attr, item in attributes.items() if not attr.startswith("_")]
+            names = tuple(attributes)
+            shown = public.get(names)
+            if shown is None:
+                shown = public[names] = [attr for attr in names if not attr.startswith("_")]
+            held = [(attr, attributes[attr]) for attr in shown]
             for attr, item in held:  # plain tensor attributes
                 if isinstance(item, tensor):
                     self._put(item, f"{prefix}.{attr}")
