@@ -786,7 +786,8 @@ class Namer:
                     by_id[id(p)] = f"{prefix}.{pname}"
                     objects[id(p)] = p
         tensor, containers = torch.Tensor, (list, tuple, dict)
-        public: dict[tuple[str, ...], list[str]] = {}  # attribute names -> those without `_` (a class's modules share them)
+        # attribute names -> those without `_` (the modules of a class share them)
+        public: dict[tuple[str, ...], list[str]] = {}
         for (prefix, m), attributes in zip(modules, registries, strict=True):
             if m is not value:
                 self._put(m, prefix)
