@@ -201,7 +201,8 @@ def test_asking_for_optimizers_names_nothing_until_a_name_is_asked_for(size):
     from gradwatch.locate import NamespaceIndex, Namer
 
     ns = _notebook(size)
-    code = "loss = model(x).sum()\nmodel.weight = nn.Parameter(torch.ones(1, 4))\nextra = nn.Linear(2, 2)"
+    code = "loss = model(x).sum()\nmodel.weight = nn.Parameter(torch.ones(1, 4))\nextra = nn.Linear(2, 2)\n" \
+        "pair = [model.weight]"  # (named by two entries read together: the first one's name wins)
     index = NamespaceIndex(ns, code=code)
     index.refresh(contents=False)
     assert index.objects_named == 0 and index.names.get(id(ns["model"].weight)) is None
@@ -213,6 +214,11 @@ def test_asking_for_optimizers_names_nothing_until_a_name_is_asked_for(size):
     for value in [*ns.values(), *ns["model"].parameters(), *ns["extra"].parameters()]:
         assert kept.name(value) == fresh.name(value), fresh.name(value)
     assert kept.name(ns["model"].weight) == "model.weight" and kept.name(ns["extra"].bias) == "extra.bias"
+    assert kept.name(ns["pair"][0]) == "model.weight"
+    index = NamespaceIndex(ns, code=code)  # the same, read together in one refresh of the contents
+    index.refresh(contents=False)
+    exec(code, ns)
+    assert Namer(ns, index=index).name(ns["pair"][0]) == "model.weight"
 
 
 def test_an_earlier_tensor_entry_names_a_parameter_before_its_module():

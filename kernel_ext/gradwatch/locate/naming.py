@@ -166,10 +166,7 @@ class NamespaceIndex:
                 else:
                     parts.pop(i, None)
                 self._classify(i, new)
-            if unread is not None:
-                if contents:
-                    self._merge()  # (the first names)
-            elif replaced and not self._update(replaced):
+            if replaced and not self._update(replaced):
                 self._merge()
             return
         self._read_all(torch, contents)
@@ -353,6 +350,7 @@ class NamespaceIndex:
         """The merged names after a few entries changed, without merging all again; False
         when an object is named by two entries, or a module's extras changed (merge again)."""
         names, owner = self.names, self._owner
+        claimed: set[int] = set()  # objects the changed entries name (two of them naming one: merge)
         for i, before, after in replaced:
             for part in (before, after):
                 if part is not None and (part[_UNREGISTERED] or part[_USER_ATTRIBUTES]):
@@ -361,8 +359,9 @@ class NamespaceIndex:
                 if owner.get(id(obj)) != i or id(obj) in self._shadowed:  # (another entry names it too)
                     return False
             for obj in after[_NAMES][0] if after is not None else ():
-                if id(obj) in owner and owner[id(obj)] != i:
+                if id(obj) in owner and owner[id(obj)] != i or id(obj) in claimed:
                     return False
+                claimed.add(id(obj))
         for i, before, after in replaced:
             for obj in before[_NAMES][0] if before is not None else ():
                 key = id(obj)
