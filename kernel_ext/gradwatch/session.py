@@ -342,12 +342,16 @@ class Watch:
         return self.source_map.find_assignment(parts[0]) if parts[0].isidentifier() else None
 
     # --- optimizers -------------------------------------------------------------------------------
-    def _adopt_namespace_optimizers(self, related: set[int]) -> None:
-        """Optimizers from earlier cells that train what this loss is computed from."""
+    def _adopt_namespace_optimizers(self, roots: list[torch.Tensor], graph: BackwardGraph) -> None:
+        """Optimizers from earlier cells that train what this loss is computed from (what it
+        is computed from is worked out only when one of them is not adopted yet)."""
         self._ns_index.refresh(contents=False)  # (its optimizers only)
-        for _, value in self._ns_index.optimizers():
-            if value not in self.optimizers and any(
-                    id(p) in related for g in value.param_groups for p in g["params"]):
+        candidates = [value for _, value in self._ns_index.optimizers() if value not in self.optimizers]
+        if not candidates:
+            return
+        related = related_tensor_ids(roots, self.provenance, graph)
+        for value in candidates:
+            if any(id(p) in related for g in value.param_groups for p in g["params"]):
                 self._adopt_optimizer(value)
 
     def _adopt_optimizer(self, opt) -> OptimizerRecord:
@@ -774,7 +778,7 @@ class Watch:
         position = (frame.f_code, frame.f_lasti) if frame is not None else None
         index = self.events.n_backward
         graph = BackwardGraph(roots, self.provenance)  # each graph walked once for the analyses below
-        self._adopt_namespace_optimizers(related_tensor_ids(roots, self.provenance, graph))
+        self._adopt_namespace_optimizers(roots, graph)
         self.optimizers.reindex()  # (parameter groups added since): once per traced backward
         event = BackwardEvent(index=index, location=self.location(position),
                               steps_before=self.events.n_steps)
