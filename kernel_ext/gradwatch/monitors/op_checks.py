@@ -56,9 +56,13 @@ class OpChecks:
         self.monitor = monitor
         # (op, position, producer, broadcasts) -> the call's op, position, producer and shapes
         self.loss_calls: dict[tuple, tuple] = {}
-        # traced iteration -> [(slot, op, position, *inputs)]: three values per input (its weak
-        # reference, slot and shape); a slot numbers a checked tensor within its iteration
+        # traced iteration -> [(slot, op, position, *inputs)]: two values per input (its slot and
+        # shape); a slot numbers a checked tensor within its iteration. Numbers, names and
+        # positions only: the collector stops walking a record (thousands per iteration, their
+        # number decides when it walks the whole heap)
         self.records: dict[int, list] = {}
+        # traced iteration -> {an input's slot: its provenance node (its weak reference)}
+        self.input_nodes: dict[int, dict[int, Any]] = {}
         # traced iteration -> [(slots, finite flags)]: the checks made, one device tensor each
         self.checked: dict[int, list[tuple[Any, torch.Tensor]]] = {}
         # A tensor's slot in this iteration is kept on its provenance node (`Node.checked_in`,
@@ -66,6 +70,7 @@ class OpChecks:
         self._nodes = monitor.session.provenance.nodes.by_id
         self._flags_step: int | None = None
         self._records_now: list = []  # records[_flags_step]
+        self._input_nodes_now: dict[int, Any] = {}  # input_nodes[_flags_step]
         self._checked_now: list = []  # checked[_flags_step]
         self._slots = 0  # slots given out in this iteration
         self.queue: list[torch.Tensor] = []  # the last slots' tensors, not checked yet
@@ -109,7 +114,7 @@ class OpChecks:
         records = self._records_now
         if len(records) >= _MAX_OPS:
             return
-        nodes = self._nodes
+        nodes, input_nodes = self._nodes, self._input_nodes_now
         # inputs' flags too: at the end of the cell a parameter may be NaN because of this op
         record: list = [0, op, position_fn()]
         for a in args[:4]:
@@ -119,7 +124,8 @@ class OpChecks:
                     continue
                 if node.checked_in != step:  # a parameter, the batch: seen first in this iteration
                     node.checked_in, node.check = step, self._check(a)
-                record += (node, node.check, tuple(a.shape))  # (the node is its weak reference)
+                input_nodes[node.check] = node  # (what names it, if its value is the bad one)
+                record += (node.check, tuple(a.shape))
         node = nodes.get(id(out))
         if node is None or node() is not out:  # (a tensor torch would not let the tracing mode inspect)
             return
@@ -181,8 +187,10 @@ class OpChecks:
                 dropped = sorted(self.records)[2]
                 del self.records[dropped]
                 self.checked.pop(dropped, None)
+                self.input_nodes.pop(dropped, None)
             records = self.records[step] = []
         self._records_now = records
+        self._input_nodes_now = self.input_nodes.setdefault(step, {})
         self._checked_now = self.checked.setdefault(step, [])
         self._slots = sum(len(slots) for slots, _ in self._checked_now)  # (all checked: flushed above)
         self._flags_step = step
@@ -210,9 +218,11 @@ class OpChecks:
                 if finite.get(slot, True):
                     continue
                 bad_inputs = []
-                for ref, input_slot, shape in zip(inputs[::3], inputs[1::3], inputs[2::3], strict=True):
+                nodes = self.input_nodes.get(step, {})
+                for input_slot, shape in zip(inputs[::2], inputs[1::2], strict=True):
                     if not finite.get(input_slot, True):
-                        t = ref()
+                        node = nodes.get(input_slot)
+                        t = node() if node is not None else None
                         bad_inputs.append((namer.name(t) if t is not None else None)
                                           or f"a tensor of shape {shape}")
                 return NonFiniteOrigin(op=op, location=self.monitor.location(position), inputs=bad_inputs,
@@ -243,6 +253,8 @@ class OpChecks:
         if self.monitor.session.provenance.before_write == self.flush:
             self.monitor.session.provenance.before_write = None
         self.records.clear()
+        self.input_nodes.clear()
+        self._input_nodes_now = {}
         self.checked.clear()
         self._checked_now = []
         self._flags_step = None
