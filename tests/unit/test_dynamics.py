@@ -607,6 +607,34 @@ def test_short_series_of_many_optimizers_are_reduced_together_with_the_same_figu
     assert together[1].zero_run == [12.0, 12.0] and together[3].n_present == [12.0, 12.0, 0.0]
 
 
+def test_the_first_non_finite_op_names_the_inputs_that_already_held_nan():
+    # an input's slot keeps the node that names it (the op's record holds numbers only)
+    from gradwatch.measurements import NonFiniteOrigin
+
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    x = torch.randn(8, 4)
+    x[3, 1] = float("inf")  # the data: non-finite before any op
+    y = torch.randn(8, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    found = []
+
+    def run():
+        for _ in range(2):
+            opt.zero_grad()
+            loss = nn.functional.mse_loss(torch.tanh(model(x)), y)
+            loss.backward()
+            opt.step()
+        found.append(session_mod.current().events)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with gradwatch.watch(warn=False, namespace={"model": model, "x": x, "y": y, "opt": opt}):
+            run()
+    [origin] = [m for m in found[0].measurements if isinstance(m, NonFiniteOrigin)]
+    assert origin.op == "linear" and origin.inputs == ["x"] and origin.iteration == 1
+
+
 def test_nan_among_many_small_layers_is_found_by_the_checks_stacked_by_shape(monkeypatch):
     """The traced ops' non-finite checks of a model of many small CPU layers go by shape group
     (see `monitors.norms`), and still name the first op that made a NaN."""
