@@ -34,20 +34,19 @@ def autograd_leaves(roots: Iterable[torch.Tensor]) -> dict[int, torch.Tensor]:
     """The leaf tensors (by id) that a backward from ``roots`` accumulates into."""
     leaves: dict[int, torch.Tensor] = {}
     todo: deque[Any] = deque()
-    for r in roots:
-        if r.grad_fn is not None:
-            todo.append(r.grad_fn)
-        elif r.requires_grad:
-            leaves[id(r)] = r
     # the nodes met, kept alive for the walk: a node's Python object may be made anew each
     # time it is asked for, and a freed one's id taken by the next
     seen: dict[int, Any] = {}
+    for r in roots:
+        fn = r.grad_fn
+        if fn is not None and id(fn) not in seen:
+            seen[id(fn)] = fn
+            todo.append(fn)
+        elif fn is None and r.requires_grad:
+            leaves[id(r)] = r
     kinds = _NODE_KINDS
     while todo and len(seen) < _MAX_NODES:
         fn = todo.popleft()
-        if id(fn) in seen:
-            continue
-        seen[id(fn)] = fn
         kind = kinds.get(type(fn))
         if kind is None:
             kind = _node_kind(fn)
@@ -59,7 +58,13 @@ def autograd_leaves(roots: Iterable[torch.Tensor]) -> dict[int, torch.Tensor]:
             for p in checkpointed_parameters(fn):
                 leaves[id(p)] = p
         for nxt, _ in fn.next_functions:
-            if nxt is not None and id(nxt) not in seen:
+            if nxt is None or id(nxt) in seen:
+                continue
+            seen[id(nxt)] = nxt
+            if kinds.get(type(nxt)) == _LEAF:  # (an AccumulateGrad, once its type is known: taken
+                variable = nxt.variable  # as met, in the order met, not queued: half the graph's nodes)
+                leaves[id(variable)] = variable
+            else:
                 todo.append(nxt)
     return leaves
 
