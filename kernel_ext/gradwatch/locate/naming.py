@@ -303,13 +303,10 @@ class NamespaceIndex:
                         self._classify(i, part)
         else:
             self._unread = set(others)
-            optimizer, module = torch.optim.Optimizer, torch.nn.Module
-            for i in others:  # (as `_entry` would classify them)
-                value = values[i]
-                if isinstance(value, optimizer):
-                    self._kinds[i] = _OPTIMIZER
-                elif isinstance(value, module) and not keys[i].startswith("_") and keys[i] not in ("In", "Out"):
-                    self._kinds[i] = _MODULE
+            for i in others:
+                kind = _kind(keys[i], values[i], torch)
+                if kind:
+                    self._kinds[i] = kind
         self._keys, self._values, self._parts = keys, values, parts
         self._size, self._last_key = len(keys), keys[-1] if keys else None
         self._merge(plain)
@@ -636,9 +633,22 @@ def _same(a: _Part | None, b: _Part | None) -> bool:
         and all(map(is_, a_objects, b_objects))
 
 
+def _hidden(var: str) -> bool:
+    """An entry that names nothing (``_x``, IPython's ``In``/``Out``)."""
+    return var.startswith("_") or var in ("In", "Out")
+
+
+def _kind(var: str, value: Any, torch: Any) -> int:
+    """The entry's kind as `_entry` gives it (without naming what it holds): _OPTIMIZER (also
+    under a hidden name: adopted by the session, not named), _MODULE (not hidden) or 0."""
+    if isinstance(value, torch.optim.Optimizer):
+        return _OPTIMIZER
+    return _MODULE if isinstance(value, torch.nn.Module) and not _hidden(var) else 0
+
+
 def _entry(var: str, value: Any, torch: Any) -> _Part | None:
     """What the namespace entry ``var`` names (None: nothing)."""
-    if var.startswith("_") or var in ("In", "Out"):
+    if _hidden(var):
         if isinstance(value, torch.optim.Optimizer):  # adopted by the session, not named
             return (((), ()), (), (), False, _OPTIMIZER)
         return None
@@ -660,11 +670,10 @@ def _entry(var: str, value: Any, torch: Any) -> _Part | None:
     namer._add(var, value, torch)
     if not namer._by_id:
         return None
-    optimizer = isinstance(value, torch.optim.Optimizer)
-    kind = _OPTIMIZER if optimizer else _MODULE if isinstance(value, torch.nn.Module) else 0
+    kind = _kind(var, value, torch)
     objects = namer._objects
     return ((tuple(map(objects.__getitem__, namer._by_id)), tuple(namer._by_id.values())),
-            tuple(namer._unregistered.items()), tuple(namer._user_attribute.items()), not optimizer, kind)
+            tuple(namer._unregistered.items()), tuple(namer._user_attribute.items()), kind != _OPTIMIZER, kind)
 
 
 class Namer:
@@ -721,7 +730,7 @@ class Namer:
             inert = _INERT_TYPES
             for ns in namespaces:
                 for var, value in list(ns.items()):
-                    if type(value) in inert or var.startswith("_") or var in ("In", "Out"):
+                    if type(value) in inert or _hidden(var):
                         continue
                     self._add(var, value, torch)
         return self._by_id
