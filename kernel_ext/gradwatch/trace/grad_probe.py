@@ -131,13 +131,15 @@ def _zero_at_scale(func: Callable, args: tuple, kwargs: dict, scale: float) -> b
     return all(g is None or not bool(g.any()) for g in grads)
 
 
-_TENSOR_TYPES = frozenset({torch.Tensor, torch.nn.Parameter})
+# the exact types of plain tensors (no subclass of the user's: the common case, told apart
+# from the others by one set lookup on the hot path); the tracing mode uses them too
+PLAIN_TENSORS = frozenset({torch.Tensor, torch.nn.Parameter})
 
 
 def _scalars(values: tuple) -> tuple:
     """The plain numbers and flags among a call's arguments (one level into tuples)."""
     out: list[Any] = []
-    tensor_types = _TENSOR_TYPES
+    tensor_types = PLAIN_TENSORS
     for v in values[:32]:
         if type(v) in tensor_types:  # (most arguments: every traced op asks)
             continue

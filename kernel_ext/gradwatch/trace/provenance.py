@@ -21,7 +21,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..locate import Position
 from .checkpointing import checkpoint_call
-from .grad_probe import passes_no_gradient
+from .grad_probe import PLAIN_TENSORS, passes_no_gradient
 
 # Ops whose output carries no gradient even though an input does.
 _DETACH_OPS = {"detach", "detach_"}
@@ -399,7 +399,7 @@ class Provenance:
                 continue
         # the observers last: the op's tensors have their nodes (an op without a tensor output,
         # which returned above, is nothing they look at)
-        if self.observers and (type(out) in _PLAIN_TENSORS and not out.is_meta
+        if self.observers and (type(out) in PLAIN_TENSORS and not out.is_meta
                                or not isinstance(out, torch.Tensor) or has_values(out)):  # (a meta model: no values)
             for observe in self.observers:
                 observe(op, args, kwargs, out, position)
@@ -544,14 +544,11 @@ def inspectable() -> bool:
     return _get_tracing_state() is None and _functorch_level() is None and _get_dispatch_mode(_FAKE) is None
 
 
-_PLAIN_TENSORS = (torch.Tensor, torch.nn.Parameter)
-
-
 def has_values(t: torch.Tensor) -> bool:
     """Whether ``t`` holds values (not a meta tensor or a FakeTensor: shape and dtype only)."""
     if t.is_meta:
         return False
-    if type(t) in _PLAIN_TENSORS:  # (the loss of every step: no subclass lookup)
+    if type(t) in PLAIN_TENSORS:  # (the loss of every step: no subclass lookup)
         return True
     fake = sys.modules.get("torch._subclasses.fake_tensor")
     return fake is None or not isinstance(t, fake.FakeTensor)
