@@ -1,11 +1,12 @@
 """The garbage collector paused while gradwatch does bulk work of its own.
 
-A traced backward's analysis and a namespace read make tens of thousands of short-lived
-records. A collection that runs while they live keeps them as survivors, and once enough
-objects survived since the last full collection (a quarter of the heap), the collector walks
-the whole heap: 0.15-0.2 s on a model of 10,000 tensors, in the user's next training step.
-Paused, the records are freed before any collection sees them. The previous state comes back
-on every exit, an exception or an interrupt included.
+Reading a model's names (`locate.naming.NamespaceIndex.refresh`) makes tens of thousands of
+short-lived records. A collection that runs while they live keeps them as survivors, and once
+enough objects survived since the last full collection (a quarter of the heap), the collector
+walks the whole heap: 0.15-0.2 s on a model of 10,000 tensors, in the user's next training step.
+Paused, the records are freed before any collection sees them. (Pausing it around a traced
+backward's analysis did not help: the graph's node wrappers that torch keeps survive anyway.)
+The previous state comes back on every exit, an exception or an interrupt included.
 """
 
 from __future__ import annotations
