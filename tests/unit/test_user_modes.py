@@ -153,3 +153,44 @@ def test_what_cannot_be_inspected_is_skipped_quietly(program: Callable[[], Any])
     assert watched == plain
     assert caught == []  # (FakeTensor warned from provenance.py about data pointers)
     assert codes == []  # no GW900
+
+
+# functorch keeps a stack of transforms in a per-thread state that torch makes on first use and
+# then copies at every autograd node of every backward of that thread (about 1.4% of a small
+# MLP's step, for the rest of the process). These calls make it; a torch.func transform's
+# dispatch keys tell gradwatch the same (`provenance.inspectable`) without it.
+_MAKES_FUNCTORCH_STATE = {"peek_interpreter_stack", "get_interpreter_stack", "current_level",
+                          "maybe_current_level", "get_dynamic_layer_stack_depth"}
+
+
+def test_watching_leaves_functorch_thread_state_unmade() -> None:
+    import sys
+    import threading
+
+    called: list[str] = []
+
+    def spy(frame: Any, event: str, arg: Any) -> None:
+        if event == "c_call" and getattr(arg, "__name__", "") in _MAKES_FUNCTORCH_STATE:
+            called.append(arg.__name__)
+
+    def program() -> None:  # traced steps (every op inspected) and steady ones
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        x, y = torch.randn(16, 4), torch.randn(16, 2)
+        for _ in range(6):
+            opt.zero_grad()
+            nn.functional.mse_loss(model(x), y).backward()
+            opt.step()
+
+    def in_thread() -> None:
+        sys.setprofile(spy)
+        try:
+            _watched(program)
+        finally:
+            sys.setprofile(None)
+
+    thread = threading.Thread(target=in_thread)  # (a thread of its own: the suite's stays as it is)
+    thread.start()
+    thread.join()
+    assert called == []

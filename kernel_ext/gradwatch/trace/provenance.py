@@ -505,7 +505,7 @@ class ProvenanceMode(TorchFunctionMode):
         call = _call_as_from(sys._getframe(1))
         out = call(func, args, kwargs) if call is not None else func(*args, **kwargs)
         # (`inspectable()`, inline: every op)
-        if not self.paused and _get_tracing_state() is None and _functorch_level() is None \
+        if not self.paused and _get_tracing_state() is None and not _functorch_active() \
                 and _get_dispatch_mode(_FAKE) is None:
             try:
                 with (DisableTorchFunction() if not dispatch_depth() else own_work()):  # (own_work(), inline)
@@ -533,7 +533,10 @@ _MARK_BEGIN, _MARK_END = _profiler_marks()
 _FAKE = torch._C._TorchDispatchModeKey.FAKE
 _get_tracing_state = torch._C._get_tracing_state
 _get_dispatch_mode = torch._C._get_dispatch_mode
-_functorch_level = torch._C._functorch.peek_interpreter_stack  # pyright: ignore[reportAttributeAccessIssue]
+# (not `torch._C._functorch.peek_interpreter_stack()`: its first call makes functorch's thread
+# state, which torch then copies at every autograd node of every later backward of the thread,
+# gradwatch's or not; a transform's dispatch keys say the same without it)
+_functorch_active = torch._C._are_functorch_transforms_active
 
 
 def inspectable() -> bool:
@@ -541,7 +544,7 @@ def inspectable() -> bool:
     ``torch.jit.trace`` records (gradwatch's own ops would enter the trace, and reading a value
     warns), under a ``torch.func`` transform (``vmap``/``grad`` wrap tensors in levels that
     gradwatch's own ops must not mix) or under a ``FakeTensorMode``. Those ops are skipped."""
-    return _get_tracing_state() is None and _functorch_level() is None and _get_dispatch_mode(_FAKE) is None
+    return _get_tracing_state() is None and not _functorch_active() and _get_dispatch_mode(_FAKE) is None
 
 
 def has_values(t: torch.Tensor) -> bool:
