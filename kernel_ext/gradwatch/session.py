@@ -92,6 +92,7 @@ class Watch:
         # optimizers that stepped after the current backward() call (and after the one before):
         # with many of them, they take turns for the sampled checks (`StepSchedule.thinned`)
         self._stepped_at, self._stepped, self._stepped_before = -1, 0, 0
+        self._traced_backward = 0  # the index of the last of `events.backwards` (0: none yet)
         self._opt_locations = self.optimizers.locations  # key -> where it was built
         self.installer = Installer(self._internal_error)  # replaced by the one `__enter__` claims with
         self._in_backward = False  # inside a watched backward(): calls it makes are not watched again
@@ -598,38 +599,46 @@ class Watch:
 
     def _on_step(self, opt, args, kwargs) -> tuple | None:
         """The step pre-hook (also for a step compiled code ran): every step, so the guard and
-        `own_work` are inline."""
+        `own_work` are inline, and a plain loop's step (no closure, not tracing) takes the
+        shortest path."""
         try:
             with (DisableTorchFunction() if not dispatch_depth() else own_work()):
                 record = self.optimizers.rows_by_id.get(id(opt))
                 if record is None or record.ref() is not opt:
                     record = self._record(opt)
                 key = record.key
-                if self._regions is not None and self._regions.entered:
+                regions = self._regions
+                if regions is not None and regions.entered:
                     self._compiled_steps.stepped(key)
                 events = self.events
                 events.n_steps += 1
-                record.steps += 1
-                step_number = record.steps
-                schedule = self.schedule
+                record.steps = step_number = record.steps + 1
                 n = events.n_backward
+                # optimizers that stepped after this backward() call and after the one before:
+                # with more than `checked_per_backward`, they take turns for the sampled checks
                 if n != self._stepped_at:
-                    self._stepped_at, self._stepped_before, self._stepped = n, self._stepped, 0
-                self._stepped += 1
-                stepping = max(self._stepped, self._stepped_before)
-                record.thinned = thinned = stepping > schedule.checked_per_backward and \
-                    schedule.thinned(schedule.thinning(stepping), key, n)
-                if self.mode is not None:  # while tracing: where each optimizer steps (explains version errors)
+                    self._stepped_at, self._stepped_before, self._stepped = n, self._stepped, 1
+                else:
+                    self._stepped += 1
+                schedule = self.schedule
+                if self._stepped > schedule.checked_per_backward or self._stepped_before > schedule.checked_per_backward:
+                    stepping = max(self._stepped, self._stepped_before)
+                    record.thinned = thinned = schedule.thinned(schedule.thinning(stepping), key, n)
+                else:
+                    record.thinned = thinned = False
+                tracing = self.mode is not None
+                if tracing:  # where each optimizer steps (explains version errors)
                     frame = self.source_map.user_frame(sys._getframe(1))  # (`_position`, inline)
                     self.step_positions[key] = (frame.f_code, frame.f_lasti) if frame is not None else None
                 last = record.calls_at_step_or_zero_grad
                 since = n - last
                 record.calls_at_step_or_zero_grad = n
-                if events.backwards and events.backwards[-1].index > last:  # only while traced events are new
+                if self._traced_backward > last:  # only while traced events are new
                     self._mark_consumers(key, last)
-                closure = args[1] if len(args) > 1 else kwargs.get("closure")  # (args[0] is the optimizer)
-                changed = None
-                if callable(closure):
+                changed = closure = None
+                if len(args) > 1 or kwargs:
+                    closure = args[1] if len(args) > 1 else kwargs.get("closure")  # (args[0] is the optimizer)
+                if closure is not None and callable(closure):
                     # the closure computes this step's gradients inside step() (LBFGS, SAM, Lightning):
                     # `.grad` holds the previous step's (or nothing) now; check them after the closure
                     checked = self._check_after(closure, opt, record, n)
@@ -640,8 +649,8 @@ class Watch:
                         and schedule.checks_missing(step_number, since):
                     self._check_missing(opt, record, since)
                 if self._monitor is not None:
-                    self._monitor.on_step(opt, record, closure, self.mode is not None)
-                if self.mode is not None and closure is None and not self._lifted_for_step \
+                    self._monitor.on_step(opt, record, closure, tracing)
+                if tracing and closure is None and not self._lifted_for_step \
                         and not opt.defaults.get("differentiable"):
                     self._lift_for_step()
                 return changed  # as a step pre-hook's (args, kwargs): step() calls the checking closure
@@ -791,6 +800,7 @@ class Watch:
         event.reached_optimizers = self.optimizers.owner_keys(analyzer.reached_ids)
         if len(self.events.backwards) < _MAX_STEP_EVENTS:
             self.events.backwards.append(event)
+            self._traced_backward = index
         if not self._inputs:
             self._inputs = [(weakref.ref(t), node.pos, target)
                             for t, node, target in data_leaves(roots, self.provenance, graph=graph)]
@@ -831,6 +841,7 @@ class Watch:
                                      steps_before=self.events.n_steps)
             if call not in self.events.backwards and len(self.events.backwards) < _MAX_STEP_EVENTS:
                 self.events.backwards.append(call)
+                self._traced_backward = call.index
             frame = self.source_map.user_frame(sys._getframe(2))
             explain.explain_error(self._explain_helpers(), call, self._roots(api, args, kwargs), exc, frame)
         if self.tracing:
