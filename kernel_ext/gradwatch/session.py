@@ -86,7 +86,7 @@ class Watch:
         self._told: set[str] = set()
         self.report = Report(execution_count=execution_count)
         self.events = Events()
-        self.provenance = Provenance(self._position, self._callers)
+        self.provenance = Provenance(self._position, self._callers, self._position_from)
         self.mode: ProvenanceMode | None = None
         self.optimizers = OptimizerTable()
         # optimizers that stepped after the current backward() call (and after the one before):
@@ -242,6 +242,10 @@ class Watch:
     # --- positions and names -------------------------------------------------------------------
     def _position(self):
         frame = self.source_map.user_frame(sys._getframe(2))
+        return (frame.f_code, frame.f_lasti) if frame is not None else None
+
+    def _position_from(self, frame):
+        frame = self.source_map.user_frame(frame)
         return (frame.f_code, frame.f_lasti) if frame is not None else None
 
     def _callers(self, limit: int = 8) -> tuple:

@@ -278,7 +278,8 @@ class Provenance:
     """The records of one watch session (plain data + weak maps)."""
 
     def __init__(self, position: Callable[[], Position | None],
-                 callers: Callable[[], tuple[Position, ...]] = tuple) -> None:
+                 callers: Callable[[], tuple[Position, ...]] = tuple,
+                 position_from: Callable[[FrameType], Position | None] | None = None) -> None:
         self.nodes = NodeMap()
         self._callers = callers
         self.escapes: list[Escape] = []
@@ -294,7 +295,10 @@ class Provenance:
         # once its storage is freed: a weak reference tells the two apart)
         self.made_at: dict[int, tuple[Position, weakref.ref]] = {}
         self.frozen_at = TensorMap()  # tensor -> where requires_grad was turned off
-        self._position = position
+        self._position = position  # where the user's code is (found from the caller's caller up)
+        # where the user's code is, found from a given frame up: from the frame that called the
+        # op, the walk skips the tracing mode's frames (every op)
+        self._position_from = position_from
         # Extra per-op checks that run only while tracing: f(op, args, kwargs, out, position).
         self.observers: list[Callable[[str, tuple, dict, Any, Callable[[], Position | None]], None]] = []
         # Called before an op that writes into a tensor runs (in-place, `out=`, a setter), while
@@ -325,7 +329,8 @@ class Provenance:
         node = self.nodes.get(t)
         return node.uses if node is not None else ()
 
-    def record(self, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    def record(self, func: Callable, args: tuple, kwargs: dict, out: Any, caller: FrameType | None = None) -> None:
+        """``func(*args, **kwargs)`` made ``out``; ``caller``: the frame that called it."""
         try:
             op = _OP_NAMES[func]
         except (KeyError, TypeError):
@@ -334,7 +339,8 @@ class Provenance:
 
         def position() -> Position | None:  # worked out once per op, when asked
             if not found:
-                found.append(self._position())
+                found.append(self._position() if caller is None or self._position_from is None
+                             else self._position_from(caller))
             return found[0]
 
         inputs: list[torch.Tensor] = []
@@ -371,7 +377,7 @@ class Provenance:
             _tensors(out, outputs)
         if not outputs:
             if op == "__setitem__" and inputs:
-                self._inplace(op, inputs[0], inputs[1:])
+                self._inplace(op, inputs[0], inputs[1:], position)
             return
         found_nodes: list[Node] = []
         any_grad_in = False
@@ -408,7 +414,7 @@ class Provenance:
                        parents: tuple[Node, ...], any_grad_in: bool, grad_on: bool,
                        pos: Position | None, func: Callable, args: tuple, kwargs: dict) -> None:
         if inputs and t is inputs[0] and op.endswith("_"):  # in-place: t keeps its identity
-            self._inplace(op, t, inputs[1:])
+            self._inplace(op, t, inputs[1:], lambda: pos)
             if t.is_leaf or not grad_on:
                 return  # an update (optimizer step, init): not part of the forward
         cut = None
@@ -469,11 +475,12 @@ class Provenance:
         if inputs and t is inputs[0]:  # an in-place op's output: what read the tensor, still
             node.uses = parents[0].uses
 
-    def _inplace(self, op: str, t: torch.Tensor, others: list[torch.Tensor]) -> None:
+    def _inplace(self, op: str, t: torch.Tensor, others: list[torch.Tensor],
+                 position: Callable[[], Position | None]) -> None:
         if torch.is_grad_enabled() and (t.requires_grad or any(o.requires_grad for o in others)):
             # Keep what explaining a later version error needs: the tensor itself may be gone
             # by then (autograd keeps saved outputs without their Python object).
-            self.inplace.append(Inplace(op, self._position(), weakref.ref(t), t._version,
+            self.inplace.append(Inplace(op, position(), weakref.ref(t), t._version,
                                         tuple(t.shape), list(self.uses_of(t)),
                                         self.nodes.get(t)))
             del self.inplace[:-64]
@@ -502,14 +509,15 @@ class ProvenanceMode(TorchFunctionMode):
                 self.paused = True
                 self.provenance.before_write = None
                 self._on_error(exc)
-        call = _call_as_from(sys._getframe(1))
+        caller = sys._getframe(1)
+        call = _call_as_from(caller)
         out = call(func, args, kwargs) if call is not None else func(*args, **kwargs)
         # (`inspectable()`, inline: every op)
         if not self.paused and _get_tracing_state() is None and not _functorch_active() \
                 and _get_dispatch_mode(_FAKE) is None:
             try:
                 with (DisableTorchFunction() if not dispatch_depth() else own_work()):  # (own_work(), inline)
-                    self.provenance.record(func, args, kwargs, out)
+                    self.provenance.record(func, args, kwargs, out, caller)
             except Exception as exc:  # gradwatch's fault: stop tracing, keep the user's result
                 self.paused = True
                 self._on_error(exc)
