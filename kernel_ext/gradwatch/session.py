@@ -23,7 +23,7 @@ import torch
 
 from . import intent
 from .diagnostics import Location, Severity
-from .events import (BackwardEvent, Events, GradReadEvent, InputScale, OptimizerEvent, StepCounts, StepEvent,
+from .events import (BackwardEvent, Events, Flow, GradReadEvent, InputScale, OptimizerEvent, StepCounts, StepEvent,
                      TensorFact)
 from .locate import NamespaceIndex, Namer, SourceMap
 from .news import OnFinding
@@ -93,6 +93,8 @@ class Watch:
         # with many of them, they take turns for the sampled checks (`StepSchedule.thinned`)
         self._stepped_at, self._stepped, self._stepped_before = -1, 0, 0
         self._traced_backward = 0  # the index of the last of `events.backwards` (0: none yet)
+        # traced flows whose reached trainables are not named yet (see `_reached_named_later`)
+        self._unnamed_flows: list[tuple[Flow, list[Any]]] = []
         self._opt_locations = self.optimizers.locations  # key -> where it was built
         self.installer = Installer(self._internal_error)  # replaced by the one `__enter__` claims with
         self._in_backward = False  # inside a watched backward(): calls it makes are not watched again
@@ -160,6 +162,7 @@ class Watch:
             if self._monitor is not None:
                 self._guard(self._monitor.close)
         try:
+            self._name_reached()
             self._conclude(exc)
         except Exception as err:
             self._internal_error(err)
@@ -437,6 +440,7 @@ class Watch:
         owners = {k: o for params in groups for p in params for o, k in self.optimizers.owners(p)}
         namer = self._namer(frame, [(o, k) for k, o in owners.items()])
         facts = [self._fact(p, namer) for params in groups for p in params]
+        self._name_reached(self._namer(frame) if self._unnamed_flows else None)  # (names compared with theirs)
         return OptimizerEvent(key=key, name=namer.name(opt), location=location, params=facts)
 
     def _on_optimizer_error(self, exc, params, position, frame) -> None:
@@ -447,6 +451,7 @@ class Watch:
             tensors.extend(item if isinstance(item, (list, tuple)) else [item])
         namer = self._namer(frame)
         facts = [self._fact(t, namer) for t in tensors[:512] if isinstance(t, torch.Tensor)]
+        self._name_reached(namer)  # (names compared with theirs)
         self.events.optimizers.append(OptimizerEvent(
             key=0, name=None, location=self.location(position), params=facts,
             error=f"{type(exc).__name__}: {exc}"))
@@ -625,8 +630,8 @@ class Watch:
                 else:
                     self._stepped += 1
                 schedule = self.schedule
-                if self._stepped > schedule.checked_per_backward or self._stepped_before > schedule.checked_per_backward:
-                    stepping = max(self._stepped, self._stepped_before)
+                stepping = self._stepped if self._stepped > self._stepped_before else self._stepped_before
+                if stepping > schedule.checked_per_backward:
                     record.thinned = thinned = schedule.thinned(schedule.thinning(stepping), key, n)
                 else:
                     record.thinned = thinned = False
@@ -702,6 +707,8 @@ class Watch:
                 self._start_tracing(self.schedule.retrace_limit)
         if (missing or since == 0) and len(events.steps) < _MAX_STEP_EVENTS:
             namer = self._namer(self.source_map.user_frame(sys._getframe(1)))
+            if missing:
+                self._name_reached(namer)  # (names compared with theirs)
             events.steps.append(StepEvent(
                 optimizer=key, name=namer.name(opt), location=self.location(self._position()),
                 backwards_since_step=since, without_grad=[self._fact(p, namer) for p in missing[:64]],
@@ -799,8 +806,9 @@ class Watch:
         trainables, owned = self._trainables(namer, frame)
         analyzer = FlowAnalyzer(self.provenance, self.location, lambda t: self._fact(t, namer),
                                 namer.name, self._enclosing_no_grad, self._no_grad_decorator,
-                                self.optimizers.owner_keys_of)
-        event.flow = analyzer.analyze(roots, trainables, bool(self.optimizers), owned, graph)
+                                self.optimizers.owner_keys_of, namer.bound_name)
+        event.flow = analyzer.analyze(roots, trainables, bool(self.optimizers), owned, graph, name_reached=False)
+        self._reached_named_later(event.flow, analyzer.reached_trainables, namer, frame)
         event.reached_optimizers = self.optimizers.owner_keys(analyzer.reached_ids)
         if len(self.events.backwards) < _MAX_STEP_EVENTS:
             self.events.backwards.append(event)
@@ -809,6 +817,34 @@ class Watch:
             self._inputs = [(weakref.ref(t), node.pos, target)
                             for t, node, target in data_leaves(roots, self.provenance, graph=graph)]
         return event
+
+    def _reached_named_later(self, flow: Flow, tensors: list[torch.Tensor], namer: Namer, frame) -> None:
+        """`Flow.reached`: the names of the trainables a traced backward reaches. They are
+        compared only with the names of other findings (a tensor cut off here that another
+        backward trains, a parameter found without a gradient later), so a clean flow's are
+        worked out when such a finding is made, or after the cell: naming a model of 10,000
+        parameters is not paid in the traced step. In a function (its own names, gone after
+        it returns), or when this flow has findings, they are named now."""
+        if flow.unreached or flow.cuts or (frame is not None and frame.f_locals is not frame.f_globals):
+            self._name_reached(namer)
+            flow.reached = [namer.name(t) or "<tensor>" for t in tensors]
+            return
+        nodes = self.provenance.nodes.by_id  # (a traced parameter's node is a weak reference to it)
+        refs = []
+        for t in tensors:
+            node = nodes.get(id(t))
+            refs.append(node if node is not None and node() is t else weakref.ref(t))
+        self._unnamed_flows.append((flow, refs))
+
+    def _name_reached(self, namer: Namer | None = None) -> None:
+        """The reached trainables of the flows left unnamed, named now (a tensor gone since has
+        no name to compare)."""
+        if not self._unnamed_flows:
+            return
+        namer = namer or self._namer()
+        pending, self._unnamed_flows = self._unnamed_flows, []
+        for flow, refs in pending:
+            flow.reached = [namer.name(t) or "<tensor>" for t in (ref() for ref in refs) if t is not None]
 
     def _trainables(self, namer: Namer, frame) -> tuple[list[torch.Tensor], set[int]]:
         seen: dict[int, torch.Tensor] = {}

@@ -621,6 +621,89 @@ def test_a_models_parameters_are_named_once_per_cell():
     assert one_reading < made <= one_reading + 10
 
 
+_WIDE = ("import torch\nfrom torch import nn\n"
+         "class Wide(nn.Module):\n"
+         "    def __init__(self, n):\n"
+         "        super().__init__()\n"
+         "        self.layers = nn.ModuleList(nn.Linear(4, 4) for _ in range(n))\n"
+         "    def forward(self, x):\n"
+         "        return torch.stack([layer(x) for layer in self.layers]).mean(0)\n")
+
+
+def _wide_model_cell(loop: str, layers: int = 50):
+    """(the session, the namespace) after a watched loop over ``layers`` Linear layers."""
+    import torch  # noqa: F401  (skips with the rest of the suite without torch)
+
+    from gradwatch.session import Watch
+
+    ns: dict = {}
+    exec(_WIDE + f"model = Wide({layers})\nopt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+         "x, y = torch.randn(8, 4), torch.randn(8, 4)\n", ns)
+    session = Watch(namespace=ns, warn=False)
+    ns["_index"] = session._ns_index
+    with session:
+        exec(compile(loop, "notebook_cell.py", "exec"), ns)
+    return session, ns
+
+
+def test_a_clean_loops_traced_steps_name_no_parameter_and_its_flows_get_the_names_after_the_cell():
+    session, ns = _wide_model_cell("""
+for i in range(4):
+    opt.zero_grad()
+    loss = nn.functional.mse_loss(model(x), y)
+    loss.backward()
+    opt.step()
+    if i == 1:
+        named_while_traced = _index.objects_named
+""")
+    assert session.report.codes == []
+    assert ns["named_while_traced"] <= 4  # x, y, loss: the variables, not the model's 100 tensors
+    flows = [event.flow for event in session.events.backwards if event.flow is not None]
+    assert len(flows) == 2 and all(flow.loss_name == "loss" for flow in flows)
+    assert [flow.reached[:3] for flow in flows] == [["model.layers.0.weight", "model.layers.0.bias",
+                                                     "model.layers.1.weight"]] * 2
+    assert all(len(flow.reached) == 100 for flow in flows)
+
+
+def test_a_flows_reached_trainables_are_named_when_a_finding_is_compared_with_them():
+    # a parameter found without a gradient later: its name is compared with the reached ones,
+    # so they are named then, by the names they have then (`model` is rebound after the loop:
+    # named after the cell, they would be the optimizer's `opt.param_groups[0]['params'][0]`)
+    session, _ = _wide_model_cell("""
+extra = torch.zeros(3, requires_grad=True)
+for i in range(6):
+    opt.zero_grad()
+    loss = nn.functional.mse_loss(model(x), y)
+    loss.backward()
+    opt.step()
+    if i == 2:
+        opt.add_param_group({"params": [extra]})
+model = Wide(50)
+""")
+    flows = [event.flow for event in session.events.backwards if event.flow is not None]
+    assert len(flows) >= 2 and session._unnamed_flows == []
+    assert flows[0].reached[:2] == ["model.layers.0.weight", "model.layers.0.bias"]
+    assert len(flows[0].reached) == 100
+
+
+def test_a_flow_in_a_function_names_its_reached_trainables_at_once():
+    # the function's own model: named by its locals, gone (and nameless) once it returns
+    session, _ = _wide_model_cell("""
+def train():
+    net = Wide(20)
+    sgd = torch.optim.SGD(net.parameters(), lr=0.1)
+    for _ in range(3):
+        sgd.zero_grad()
+        loss = nn.functional.mse_loss(net(x), y)
+        loss.backward()
+        sgd.step()
+train()
+""")
+    flows = [event.flow for event in session.events.backwards if event.flow is not None]
+    assert len(flows) == 2 and all(flow.reached[:2] == ["net.layers.0.weight", "net.layers.0.bias"]
+                                   for flow in flows)
+
+
 def test_a_module_changed_in_place_is_read_again():
     import torch
     from torch import nn

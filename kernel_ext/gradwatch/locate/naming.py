@@ -851,6 +851,24 @@ class Namer:
         self._read()
         return self._unregistered.get(id(obj))
 
+    def bound_name(self, obj: Any) -> str | None:
+        """`name`, found without reading what the namespaces' models and containers hold when
+        a variable holds ``obj`` itself (a loss): the notebook's bindings, then the frame's."""
+        namespaces = self._namespaces
+        if namespaces is None:
+            return self.name(obj)  # (read already)
+        index = self._index
+        found = None
+        if index is not None:
+            index.refresh(contents=False)
+            found = index.names.get(id(obj))
+            namespaces = namespaces[1:]
+        for ns in namespaces:
+            if found is not None or len(ns) > 1024:  # (a module's globals: read in full)
+                break
+            found = next((var for var, value in ns.items() if value is obj and not _hidden(var)), None)
+        return found if found is not None else self.name(obj)
+
     def name(self, obj: Any) -> str | None:
         if self._namespaces is not None:
             self._read()

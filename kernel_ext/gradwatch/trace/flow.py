@@ -203,22 +203,31 @@ class FlowAnalyzer:
                  fact: Callable[[torch.Tensor], TensorFact], name: Callable[[Any], str | None],
                  enclosing_with: Callable[[Location], Location | None],
                  enclosing_decorator: Callable[[Location], Location | None] = lambda _: None,
-                 owner_keys: Callable[[torch.Tensor], list[int]] | None = None) -> None:
+                 owner_keys: Callable[[torch.Tensor], list[int]] | None = None,
+                 bound_name: Callable[[Any], str | None] | None = None) -> None:
         self.prov = provenance
         self.location = location
         self.fact = fact
         # the keys of the optimizers that hold a tensor (without naming it, as a fact would)
         self.owner_keys = owner_keys or (lambda t: fact(t).owner_keys)
         self.name = name
+        # the loss's name when a variable holds it, without reading what the models hold
+        self.bound_name = bound_name or name
         self.enclosing_with = enclosing_with
         self.enclosing_decorator = enclosing_decorator
         self.reached_ids: set[int] = set()  # after analyze(): the leaves autograd reaches
+        # after analyze(name_reached=False): the trainables it reaches, for `Flow.reached`
+        self.reached_trainables: list[torch.Tensor] = []
 
     def analyze(self, roots: list[torch.Tensor], trainables: list[torch.Tensor],
-                has_optimizer: bool, owned: set[int], graph: BackwardGraph | None = None) -> Flow:
+                has_optimizer: bool, owned: set[int], graph: BackwardGraph | None = None,
+                name_reached: bool = True) -> Flow:
+        """``name_reached=False``: `Flow.reached` is left for the caller to fill from
+        `reached_trainables` (a clean flow's 10,000 reached parameters need names only when
+        another finding is compared with them)."""
         loss = roots[0]
         loss_node = self.prov.nodes.get(loss)
-        flow = Flow(loss_name=self.name(loss))
+        flow = Flow(loss_name=self.bound_name(loss))
         graph = graph or BackwardGraph(roots, self.prov)
         reached = graph.leaves()
         self.reached_ids = set(reached)
@@ -238,8 +247,8 @@ class FlowAnalyzer:
         escapes = self._escapes_into(order, by_id)
 
         cut_off: dict[int, tuple[Node | Any, list[str]]] = {}
+        reached_trainables: list[torch.Tensor] = []
         for t in trainables:
-            name = self.name(t) or "<tensor>"
             if id(t) in reached and isinstance(behind.get(id(t)), CompiledCut):
                 # a compiled module's backward lists it but returns no gradient for it
                 self.reached_ids.discard(id(t))
@@ -247,10 +256,11 @@ class FlowAnalyzer:
                 cut_node = behind.get(id(t))
                 if isinstance(cut_node, Node) and cut_node.cut == "zero_grad":
                     # reached, but only through ops whose gradient is zero (round, sign ...)
-                    cut_off.setdefault(id(cut_node), (cut_node, []))[1].append(name)
+                    cut_off.setdefault(id(cut_node), (cut_node, []))[1].append(self.name(t) or "<tensor>")
                 else:
-                    flow.reached.append(name)
+                    reached_trainables.append(t)
                 continue
+            name = self.name(t) or "<tensor>"
             fact = self.fact(t)
             flow.unreached.append(fact)
             if id(t) in behind and (behind[id(t)] is None or not t.requires_grad):
@@ -261,6 +271,9 @@ class FlowAnalyzer:
             elif id(t) in escapes:
                 esc = escapes[id(t)]
                 cut_off.setdefault(id(esc), (esc, []))[1].append(name)
+        self.reached_trainables = reached_trainables if not name_reached else []
+        if name_reached:
+            flow.reached = [self.name(t) or "<tensor>" for t in reached_trainables]
         for cut_node, names in cut_off.values():
             flow.cuts.append(self._cut(cut_node, names))
         if loss_node is not None and any(id(t) in reached for t in trainables):
