@@ -162,7 +162,7 @@ class Watch:
             if self._monitor is not None:
                 self._guard(self._monitor.close)
         try:
-            self._name_reached()
+            self._guard(self._name_reached)  # (its fault must not cost the report)
             self._conclude(exc)
         except Exception as err:
             self._internal_error(err)
