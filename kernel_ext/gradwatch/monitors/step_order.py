@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..locate.naming import submodules
 from ..measurements import (AccumulatedIntoUsedGradient, ClearedUnusedGradients, EvalModeAtStep,
                             LearningRateZero, Measurement, NeverStepped, OptimizerRef, StepWithoutBackward)
 
@@ -326,7 +327,7 @@ class StepOrder:
                 continue
             seen.add(id(value))
             # (named only when one is found: torch's generator names each of 5,000 layers)
-            if not any(isinstance(sub, _EVAL_KINDS) and not sub.training for sub in _submodules(value)):
+            if not any(isinstance(sub, _EVAL_KINDS) and not sub.training for sub in submodules(value)):
                 continue
             off = [(name, sub) for name, sub in value.named_modules()
                    if isinstance(sub, _EVAL_KINDS) and not sub.training]
@@ -424,14 +425,3 @@ def _names(namer: Any, opt: Any) -> list[str]:
         return []
     return [namer.name(p) or f"param {i}" for i, p in
             enumerate(p for g in opt.param_groups for p in g["params"])][:64]
-
-
-def _submodules(root: Any) -> list[Any]:
-    """``root`` and the modules it holds, each once, read from the registries directly."""
-    found, seen = [root], {id(root)}
-    for module in found:  # (grows while it is walked)
-        for sub in module._modules.values():
-            if sub is not None and id(sub) not in seen:
-                seen.add(id(sub))
-                found.append(sub)
-    return found
