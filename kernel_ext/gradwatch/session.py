@@ -86,13 +86,12 @@ class Watch:
         self._told: set[str] = set()
         self.report = Report(execution_count=execution_count)
         self.events = Events()
-        self.provenance = Provenance(self._position, self._callers, self._position_from)
+        self.provenance = Provenance(self._position_from, self._callers)
         self.mode: ProvenanceMode | None = None
         self.optimizers = OptimizerTable()
         # optimizers that stepped after the current backward() call (and after the one before):
         # with many of them, they take turns for the sampled checks (`StepSchedule.thinned`)
         self._stepped_at, self._stepped, self._stepped_before = -1, 0, 0
-        self._traced_backward = 0  # the index of the last of `events.backwards` (0: none yet)
         # traced flows whose reached trainables are not named yet (see `_reached_named_later`)
         self._unnamed_flows: list[tuple[Flow, list[Any]]] = []
         self._opt_locations = self.optimizers.locations  # key -> where it was built
@@ -244,8 +243,8 @@ class Watch:
 
     # --- positions and names -------------------------------------------------------------------
     def _position(self):
-        frame = self.source_map.user_frame(sys._getframe(2))
-        return (frame.f_code, frame.f_lasti) if frame is not None else None
+        """Where the user's code is that called the caller of this."""
+        return self._position_from(sys._getframe(2))
 
     def _position_from(self, frame):
         frame = self.source_map.user_frame(frame)
@@ -440,7 +439,7 @@ class Watch:
         owners = {k: o for params in groups for p in params for o, k in self.optimizers.owners(p)}
         namer = self._namer(frame, [(o, k) for k, o in owners.items()])
         facts = [self._fact(p, namer) for params in groups for p in params]
-        self._name_reached(self._namer(frame) if self._unnamed_flows else None)  # (names compared with theirs)
+        self._name_reached(frame=frame)  # (names compared with theirs)
         return OptimizerEvent(key=key, name=namer.name(opt), location=location, params=facts)
 
     def _on_optimizer_error(self, exc, params, position, frame) -> None:
@@ -642,7 +641,7 @@ class Watch:
                 last = record.calls_at_step_or_zero_grad
                 since = n - last
                 record.calls_at_step_or_zero_grad = n
-                if self._traced_backward > last:  # only while traced events are new
+                if events.backwards and events.backwards[-1].index > last:  # only while traced events are new
                     self._mark_consumers(key, last)
                 changed = closure = None
                 if len(args) > 1 or kwargs:
@@ -807,12 +806,11 @@ class Watch:
         analyzer = FlowAnalyzer(self.provenance, self.location, lambda t: self._fact(t, namer),
                                 namer.name, self._enclosing_no_grad, self._no_grad_decorator,
                                 self.optimizers.owner_keys_of, namer.bound_name)
-        event.flow = analyzer.analyze(roots, trainables, bool(self.optimizers), owned, graph, name_reached=False)
+        event.flow = analyzer.analyze(roots, trainables, bool(self.optimizers), owned, graph)
         self._reached_named_later(event.flow, analyzer.reached_trainables, namer, frame)
         event.reached_optimizers = self.optimizers.owner_keys(analyzer.reached_ids)
         if len(self.events.backwards) < _MAX_STEP_EVENTS:
             self.events.backwards.append(event)
-            self._traced_backward = index
         if not self._inputs:
             self._inputs = [(weakref.ref(t), node.pos, target)
                             for t, node, target in data_leaves(roots, self.provenance, graph=graph)]
@@ -836,12 +834,12 @@ class Watch:
             refs.append(node if node is not None and node() is t else weakref.ref(t))
         self._unnamed_flows.append((flow, refs))
 
-    def _name_reached(self, namer: Namer | None = None) -> None:
-        """The reached trainables of the flows left unnamed, named now (a tensor gone since has
-        no name to compare)."""
+    def _name_reached(self, namer: Namer | None = None, frame=None) -> None:
+        """The reached trainables of the flows left unnamed, named now by ``namer`` (default:
+        the names of the notebook and of ``frame``); a tensor gone since has no name to compare."""
         if not self._unnamed_flows:
             return
-        namer = namer or self._namer()
+        namer = namer or self._namer(frame)
         pending, self._unnamed_flows = self._unnamed_flows, []
         for flow, refs in pending:
             flow.reached = [namer.name(t) or "<tensor>" for t in (ref() for ref in refs) if t is not None]
@@ -881,7 +879,6 @@ class Watch:
                                      steps_before=self.events.n_steps)
             if call not in self.events.backwards and len(self.events.backwards) < _MAX_STEP_EVENTS:
                 self.events.backwards.append(call)
-                self._traced_backward = call.index
             frame = self.source_map.user_frame(sys._getframe(2))
             explain.explain_error(self._explain_helpers(), call, self._roots(api, args, kwargs), exc, frame)
         if self.tracing:

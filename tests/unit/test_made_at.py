@@ -15,7 +15,7 @@ from gradwatch.trace.provenance import Provenance
 
 
 def test_the_factory_of_a_parameters_storage_is_its_origin() -> None:
-    prov = Provenance(lambda: None)
+    prov = Provenance(lambda frame: None)
     made = torch.empty(4, 3)
     prov.made_at[made.untyped_storage().data_ptr()] = (("factory", 1), weakref.ref(made.untyped_storage()))
     param = nn.Parameter(made)
@@ -25,7 +25,7 @@ def test_the_factory_of_a_parameters_storage_is_its_origin() -> None:
 
 
 def test_a_record_of_a_freed_storage_at_the_same_address_is_not_a_new_parameters_origin() -> None:
-    prov = Provenance(lambda: None)
+    prov = Provenance(lambda frame: None)
     old = torch.empty(4, 3)
     old_address = old.untyped_storage().data_ptr()
     prov.made_at[old_address] = (("elsewhere", 7), weakref.ref(old.untyped_storage()))

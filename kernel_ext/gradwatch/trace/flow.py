@@ -216,15 +216,14 @@ class FlowAnalyzer:
         self.enclosing_with = enclosing_with
         self.enclosing_decorator = enclosing_decorator
         self.reached_ids: set[int] = set()  # after analyze(): the leaves autograd reaches
-        # after analyze(name_reached=False): the trainables it reaches, for `Flow.reached`
+        # after analyze(): the trainables it reaches, whose names make `Flow.reached` (the caller
+        # names them: a clean flow's 10,000 need names only when another finding is compared)
         self.reached_trainables: list[torch.Tensor] = []
 
     def analyze(self, roots: list[torch.Tensor], trainables: list[torch.Tensor],
-                has_optimizer: bool, owned: set[int], graph: BackwardGraph | None = None,
-                name_reached: bool = True) -> Flow:
-        """``name_reached=False``: `Flow.reached` is left for the caller to fill from
-        `reached_trainables` (a clean flow's 10,000 reached parameters need names only when
-        another finding is compared with them)."""
+                has_optimizer: bool, owned: set[int], graph: BackwardGraph | None = None) -> Flow:
+        """The flow of a backward from ``roots``; `Flow.reached` is left to the caller, from
+        `reached_trainables`."""
         loss = roots[0]
         loss_node = self.prov.nodes.get(loss)
         flow = Flow(loss_name=self.bound_name(loss))
@@ -271,9 +270,7 @@ class FlowAnalyzer:
             elif id(t) in escapes:
                 esc = escapes[id(t)]
                 cut_off.setdefault(id(esc), (esc, []))[1].append(name)
-        self.reached_trainables = reached_trainables if not name_reached else []
-        if name_reached:
-            flow.reached = [self.name(t) or "<tensor>" for t in reached_trainables]
+        self.reached_trainables = reached_trainables
         for cut_node, names in cut_off.values():
             flow.cuts.append(self._cut(cut_node, names))
         if loss_node is not None and any(id(t) in reached for t in trainables):

@@ -277,9 +277,8 @@ class Inplace:
 class Provenance:
     """The records of one watch session (plain data + weak maps)."""
 
-    def __init__(self, position: Callable[[], Position | None],
-                 callers: Callable[[], tuple[Position, ...]] = tuple,
-                 position_from: Callable[[FrameType], Position | None] | None = None) -> None:
+    def __init__(self, position_from: Callable[[FrameType | None], Position | None],
+                 callers: Callable[[], tuple[Position, ...]] = tuple) -> None:
         self.nodes = NodeMap()
         self._callers = callers
         self.escapes: list[Escape] = []
@@ -295,7 +294,6 @@ class Provenance:
         # once its storage is freed: a weak reference tells the two apart)
         self.made_at: dict[int, tuple[Position, weakref.ref]] = {}
         self.frozen_at = TensorMap()  # tensor -> where requires_grad was turned off
-        self._position = position  # where the user's code is (found from the caller's caller up)
         # where the user's code is, found from a given frame up: from the frame that called the
         # op, the walk skips the tracing mode's frames (every op)
         self._position_from = position_from
@@ -329,7 +327,7 @@ class Provenance:
         node = self.nodes.get(t)
         return node.uses if node is not None else ()
 
-    def record(self, func: Callable, args: tuple, kwargs: dict, out: Any, caller: FrameType | None = None) -> None:
+    def record(self, func: Callable, args: tuple, kwargs: dict, out: Any, caller: FrameType | None) -> None:
         """``func(*args, **kwargs)`` made ``out``; ``caller``: the frame that called it."""
         try:
             op = _OP_NAMES[func]
@@ -339,8 +337,7 @@ class Provenance:
 
         def position() -> Position | None:  # worked out once per op, when asked
             if not found:
-                found.append(self._position() if caller is None or self._position_from is None
-                             else self._position_from(caller))
+                found.append(self._position_from(caller))
             return found[0]
 
         inputs: list[torch.Tensor] = []
