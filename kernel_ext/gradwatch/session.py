@@ -36,6 +36,7 @@ from .monitors.training import TrainingMonitor
 from .install.installer import InstallConflict, Installer, Patch
 from .install.monitor_handle import MonitorHandle
 from .install.optimizer_table import OptimizerRecord, OptimizerTable
+from .install.steady_cycle import BACKWARD, STEP, ZERO_GRAD, SteadyCycle
 from .trace.provenance import (DisableTorchFunction, Provenance, ProvenanceMode, dispatch_depth, forget_callers,
                                own_work)
 
@@ -44,6 +45,7 @@ _MAX_STEP_EVENTS = 32
 _NO_GRAD_NAMES = ("no_grad", "inference_mode", "set_grad_enabled")
 _GRAD_CALLS_FREE = 8  # autograd.grad() calls (inner loops, penalties) that do not use up tracing
 _NOT_TRACING = "not tracing"  # why the installer's step() patches are set aside
+_torch_function_mode_on = torch._C._is_torch_function_mode_enabled
 
 
 class WatchError(RuntimeError):
@@ -107,6 +109,10 @@ class Watch:
         self._lifted_for_step = False  # the tracing mode is off the stack while step() runs
         self._step_post: Any = None  # the post-step hook that puts it back (while tracing)
         self._trace_requested = 0
+        # the steady cycle (see `install/steady_cycle.py`): armed at a step, settled before any
+        # call it does not take; and the last zero_grad() seen in full: (optimizer key, backward calls)
+        self._steady: SteadyCycle | None = None
+        self._last_zero_grad = (0, -1)
         self._fed_traced: set[int] = set()  # optimizers stepped with gradients a traced backward() gave them
         self._consumed: set[tuple[int, int]] = set()  # (backward index, optimizer key): in its `consumers`
         self._step_classes: set[type] = set()  # optimizer classes whose step() lifts the tracing mode
@@ -157,6 +163,7 @@ class Watch:
         finally:
             installer.close()  # (idempotent) again, in case an interrupt cut the first call short
             self._ns_index.freeze()  # the user's code has stopped: names are read at most once more
+            self._guard(self._settle_steady)
             self._finish_monitors()
             if self._monitor is not None:
                 self._guard(self._monitor.close)
@@ -206,7 +213,7 @@ class Watch:
             user_frame=self.source_map.user_frame, location=self.location, namespace=self.namespace,
             namespace_index=self._ns_index,
             namer=self._namer, optimizer_record=self._record, internal_error=self._internal_error,
-            request_trace=self.request_trace, tell=self.tell)
+            request_trace=self.request_trace, tell=self.tell, settle_steady=self._settle_steady)
 
     # --- tracing on/off -----------------------------------------------------------------------
     @property
@@ -214,6 +221,7 @@ class Watch:
         return self.mode is not None and not self.mode.paused
 
     def _start_tracing(self, backward_calls: int) -> None:
+        self._settle_steady()
         self._trace_until = self.events.n_backward + backward_calls
         if self.mode is None:
             mode = ProvenanceMode(self.provenance, self._internal_error)
@@ -419,6 +427,7 @@ class Watch:
         return __init__
 
     def _on_optimizer(self, opt, position, frame) -> None:
+        self._settle_steady()  # (its counters start from the session's)
         if type(opt) not in self._optimizer_classes:  # (its step() looked at once per class)
             self._optimizer_classes.add(type(opt))
             self._lift_in_steps_of(opt)
@@ -463,6 +472,14 @@ class Watch:
         @functools.wraps(original)
         def zero_grad(opt, *args, **kwargs):
             __tracebackhide__ = True
+            steady = session._steady
+            if steady is not None:  # (a steady cycle's zero_grad(): nothing to do but count it)
+                regions = session._regions
+                if steady.expect == ZERO_GRAD and steady.ref() is opt and (regions is None or not regions.entered):
+                    steady.expect = BACKWARD
+                    steady.zero_grads += 1
+                    return original(opt, *args, **kwargs)
+                session._guard(session._settle_steady)
             # every step: the work inline, no frame of ours between the wrapper and the monitor
             try:
                 with (DisableTorchFunction() if not dispatch_depth() else own_work()):
@@ -474,7 +491,8 @@ class Watch:
                     record = rows.get(id(opt))
                     if record is None or record.ref() is not opt:
                         record = session._record(opt)
-                    record.calls_at_step_or_zero_grad = session.events.n_backward
+                    record.calls_at_step_or_zero_grad = n = session.events.n_backward
+                    session._last_zero_grad = (record.key, n)
                     monitor = session._monitor
                     if monitor is not None:
                         monitor.on_zero_grad(opt, record)
@@ -608,7 +626,17 @@ class Watch:
     def _on_step(self, opt, args, kwargs) -> tuple | None:
         """The step pre-hook (also for a step compiled code ran): every step, so the guard and
         `own_work` are inline, and a plain loop's step (no closure, not tracing) takes the
-        shortest path."""
+        shortest path; a steady cycle's step counts itself and returns."""
+        steady = self._steady
+        if steady is not None:
+            regions = self._regions
+            if steady.expect == STEP and steady.steps_left and steady.ref() is opt and len(args) == 1 \
+                    and not kwargs and (regions is None or not regions.entered):
+                steady.expect = ZERO_GRAD
+                steady.steps += 1
+                steady.steps_left -= 1
+                return None
+            self._guard(self._settle_steady)
         try:
             with (DisableTorchFunction() if not dispatch_depth() else own_work()):
                 record = self.optimizers.rows_by_id.get(id(opt))
@@ -661,10 +689,70 @@ class Watch:
                 if tracing and closure is None and not self._lifted_for_step \
                         and not opt.defaults.get("differentiable"):
                     self._lift_for_step()
+                elif since == 1 and changed is None and self._last_zero_grad == (key, n - 1):
+                    self._arm_steady(record, n)
                 return changed  # as a step pre-hook's (args, kwargs): step() calls the checking closure
         except Exception as exc:
             self._internal_error(exc)
             return None
+
+    # --- the steady cycle (install/steady_cycle.py) ------------------------------------------------
+    def _arm_steady(self, record: OptimizerRecord, n: int) -> None:
+        """At a step that followed one zero_grad() and one backward() of this optimizer alone, not
+        tracing: a steady cycle for its next steps that need nothing but counting, if any do."""
+        schedule = self.schedule
+        steps = record.steps
+        regions = self._regions
+        if not schedule.steady_cycles or steps < schedule.quiet_after or record.thinned or self._stepped != 1 \
+                or self._stepped_before > 1 or self._trace_requested or self._trace_for is not None \
+                or self._lifted_for_step or (regions is not None and regions.entered):
+            return
+        # the next step that is a multiple of `cycle_checked_every` is checked (missing gradients)
+        every = schedule.cycle_checked_every
+        left = every - steps % every - 1
+        if left > 0 and self._monitor is not None:
+            left = min(left, self._monitor.quiet_steps(record))
+        if left > 0:
+            self._steady = SteadyCycle(record, left, n)
+
+    def _quiet_loss(self, steady: SteadyCycle, root: Any) -> bool:
+        """Whether the steady cycle takes this backward() of ``root``: a plain scalar loss with
+        values, no dispatch mode, no compiled code, no GradScaler (the loss is kept if so)."""
+        # (a plain tensor and no torch-function or dispatch mode: its methods below reach no
+        # Python code of the user's, as they would not inside `DisableTorchFunction`)
+        if type(root) is not torch.Tensor or dispatch_depth() or _torch_function_mode_on():
+            return False
+        regions = self._regions
+        if (regions is not None and regions.entered) or root.dim() or not root.is_floating_point() or root.is_meta:
+            return False
+        monitor = self._monitor
+        if monitor is not None:
+            if monitor.scaled is not None:
+                return False
+            steady.losses.append(root.detach())
+        steady.backwards += 1
+        steady.expect = STEP
+        return True
+
+    def _settle_steady(self) -> None:
+        """The calls the steady cycle took, counted as the per-step hooks count them; it ends."""
+        cycle, self._steady = self._steady, None
+        if cycle is None:
+            return
+        record, events = cycle.record, self.events
+        events.n_backward += cycle.backwards
+        at_step, at_zero_grad = cycle.step_counts()
+        if at_step is not None:
+            events.n_steps += cycle.steps
+            record.steps += cycle.steps
+            # each step was the only one after its backward() (see `_on_step`)
+            self._stepped_at, self._stepped_before, self._stepped = at_step, 1, 1
+        if cycle.steps or cycle.zero_grads:
+            record.calls_at_step_or_zero_grad = cycle.n_backward + cycle.steps  # (the last of them)
+        if at_zero_grad is not None:
+            self._last_zero_grad = (record.key, at_zero_grad)
+        if self._monitor is not None:
+            self._monitor.after_quiet(record, cycle)
 
     def _check_after(self, closure, opt, record: OptimizerRecord, n_before: int):
         """``closure``, checking the gradients it computed the first time it returns (LBFGS calls
@@ -718,14 +806,37 @@ class Watch:
         session = self
         guard = self._guard
         not_grad = api != "torch.autograd.grad"
+        quiet_api = api == "Tensor.backward"  # (`loss.backward()`: the one a steady cycle takes)
 
         @functools.wraps(original)
         def backward(*args, **kwargs):
             __tracebackhide__ = True
             if session._in_backward:
                 return original(*args, **kwargs)
-            session._in_backward = True
             nested = session._nested_backward
+            steady = session._steady
+            if steady is not None:
+                if steady.expect == BACKWARD and quiet_api and len(args) == 1 and not kwargs \
+                        and session._quiet_loss(steady, args[0]):
+                    # a steady cycle's backward(): its loss kept, nothing else to do
+                    session._in_backward = True
+                    if nested is not None:
+                        nested.passing = True
+                    try:
+                        return original(*args, **kwargs)
+                    except BaseException as exc:
+                        session._in_backward = False
+                        if nested is not None:
+                            nested.passing = False
+                        guard(session._settle_steady)
+                        guard(session._after_backward, None, api, args, kwargs, exc)
+                        raise
+                    finally:
+                        session._in_backward = False
+                        if nested is not None:
+                            nested.passing = False
+                guard(session._settle_steady)
+            session._in_backward = True
             if nested is not None:
                 nested.passing = True
             try:

@@ -36,3 +36,4 @@ class MonitorHandle:
     internal_error: Callable[[BaseException], None]  # gradwatch's own fault: reported as GW900
     request_trace: Callable[[int], None]  # trace the next iterations in full
     tell: Callable[[str, str], None]  # an error-level finding while the cell runs
+    settle_steady: Callable[[], None]  # the calls a steady cycle took counted now (before a hook of its own)

@@ -183,6 +183,21 @@ class GradStats:
         if not s.failed:
             self._sample(s, opt)
 
+    def quiet_steps(self, record: OptimizerRecord) -> int:
+        """How many next steps of this optimizer neither sample nor stack losses, in a steady
+        cycle (one loss per step): up to the next sampled step and the next full chunk."""
+        s = record.series
+        if s is None or self.pending or self.last is not s or self.loss_position is None or record.thinned:
+            return 0
+        return max(0, min(s.stride - record.steps % s.stride - 1, _CHUNK - 1 - len(s.losses)))
+
+    def after_quiet(self, record: OptimizerRecord, losses: list[torch.Tensor], steps: int) -> None:
+        """A steady cycle's losses where `on_loss` and `on_step` put them: those of backward
+        calls a step followed in the series, the rest pending."""
+        if steps:
+            record.series.losses += losses[:steps]  # (fewer than _CHUNK: see `quiet_steps`)
+        self.pending += losses[steps:]
+
     def _sample(self, s: _Series, opt: Any) -> None:
         t0 = time.perf_counter()
         if s.params is None:

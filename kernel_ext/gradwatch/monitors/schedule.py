@@ -34,6 +34,9 @@ class StepSchedule:
     # norms), per backward() call: with more optimizers stepping in one iteration (1,000 small
     # ones), each one's step is checked in one iteration out of every ceil(n / this), in turn
     checked_per_backward: int = 64
+    # the steps between those checks take the steady cycle (install/steady_cycle.py): they only
+    # count, at a fraction of a full step hook's cost; off, every step takes the full path
+    steady_cycles: bool = True
 
     @functools.cached_property
     def quiet_after(self) -> int:
@@ -46,6 +49,13 @@ class StepSchedule:
         (no missing-gradient check, probe, eval check or kept position): the per-step hooks
         test ``step > quiet_after and step % busy_every`` inline and skip the calls."""
         return math.gcd(self.missing_check_every, self.probe_every, self.eval_check_every)
+
+    @functools.cached_property
+    def cycle_checked_every(self) -> int:
+        """In a steady cycle (install/steady_cycle.py), a step past `quiet_after` that is no
+        multiple of this is checked by nothing: the probe is left out, since each cycle's own
+        ``zero_grad()`` clears the gradient it would follow, so it has nothing to find there."""
+        return math.gcd(self.missing_check_every, self.eval_check_every)
 
     def thinning(self, optimizers: int) -> int:
         """With ``optimizers`` stepping per iteration: an optimizer's step gets the sampled

@@ -213,6 +213,29 @@ class StepOrder:
         elif st.lr_zero:
             self._check_lr(key, opt, st)
 
+    def quiet_steps(self, record: OptimizerRecord) -> int:
+        """How many next steps of this optimizer leave the hooks nothing to do, in a steady
+        cycle: none while anything is pending or watched; otherwise the session's bound (the
+        next eval-mode and missing-gradient check) is the only one. A probe would have nothing
+        to find there: each cycle's zero_grad() clears the gradient it follows."""
+        st = record.order
+        if st is None or self.pending or self._pending is not None or self.watching or self.checking \
+                or st.probe is not None or st.uncleared is not None or st.accumulated_at is not None \
+                or st.step_position is None or st.zero_grad_position is None or st.lr_zero \
+                or self.eval_called or record.thinned:
+            return 0
+        return self.schedule.cycle_checked_every
+
+    def after_quiet(self, record: OptimizerRecord, at_step: int | None, at_zero_grad: int | None) -> None:
+        """What `on_step`'s quiet branch and `on_zero_grad` leave after a steady cycle's calls
+        (backward calls at the last step and the last zero_grad it took, None: none)."""
+        if at_step is not None:
+            self._pending = None
+            record.order.probe_checked = False
+            record.backwards_at_step = self.used = self.n_at_step = at_step
+        if at_zero_grad is not None:
+            record.backwards_at_zero_grad = at_zero_grad
+
     def after_step(self, opt: Any, record: OptimizerRecord) -> None:
         st = record.order
         if st is None:

@@ -31,6 +31,7 @@ from ..install.installer import Installer
 from ..install.monitor_handle import MonitorHandle
 from ..trace.provenance import has_values, own_work
 from ..install.optimizer_table import OptimizerRecord
+from ..install.steady_cycle import SteadyCycle
 
 
 _NULL = contextlib.nullcontext()
@@ -111,6 +112,7 @@ class TrainingMonitor:
             scale, step = GradScaler.scale, GradScaler.step
 
             def scaled(scaler, outputs):
+                monitor.session.settle_steady()  # (a scaled loss: the steady cycle takes none)
                 monitor.in_scaler += 1
                 try:
                     result = scale(scaler, outputs)
@@ -121,6 +123,7 @@ class TrainingMonitor:
                 return result
 
             def scaler_step(scaler, optimizer, *args, **kwargs):
+                guard(monitor.session.settle_steady)()
                 guard(monitor.order.on_scaler_step)(optimizer)
                 monitor.in_scaler += 1
                 try:
@@ -135,6 +138,7 @@ class TrainingMonitor:
         def module_train(module, mode=True):
             order = monitor.order
             if order._train_depth == 0:  # train() recurses into children: the user's call only
+                guard(monitor.session.settle_steady)()  # (an eval-mode check may be due at the next step)
                 guard(order.on_train)(module, mode)
             order._train_depth += 1
             try:
@@ -208,6 +212,22 @@ class TrainingMonitor:
             self._post.remove()
             self._post = None
         self.in_step = self._post is not None
+
+    def quiet_steps(self, record: OptimizerRecord) -> int:
+        """How many of this optimizer's next steps need nothing of the monitor but counting, if
+        the loop goes on in the steady cycle (zero_grad(), backward() of a scalar loss, step();
+        see install/steady_cycle.py): 0 if the next one does."""
+        if self.ops.queue or self.stats.deferred or self.scaled is not None or self._post is not None \
+                or self.closure_seen or self.in_step or self.wants_after_backward or not record.has_values:
+            return 0
+        return min(self.order.quiet_steps(record), self.stats.quiet_steps(record))
+
+    def after_quiet(self, record: OptimizerRecord, cycle: SteadyCycle) -> None:
+        """The state the hooks would have left after the calls the steady cycle took."""
+        self.n_backward += cycle.backwards
+        at_step, at_zero_grad = cycle.step_counts()
+        self.order.after_quiet(record, at_step, at_zero_grad)
+        self.stats.after_quiet(record, cycle.losses, cycle.steps)
 
     def _remember_local_names(self) -> None:
         """A loop inside a function: its locals are gone at the end of the cell, keep names."""

@@ -1,0 +1,48 @@
+"""The steady cycle: the steps of a training loop on which no check is due, at the cost of counting.
+
+Past the traced iterations, most steps of a loop run ``zero_grad()``, one ``backward()`` of a
+scalar loss and ``step()`` of the same optimizer, and on most of them no check is due: the
+schedule samples gradient norms every so many steps, probes and checks every so many more. The
+per-step hooks of those steps only keep counters and the loss. That bookkeeping spread over the
+session and three monitor parts cost more than a small model's step is allowed to.
+
+After a step whose checks are done, the session asks the monitor how many of this optimizer's
+next steps need nothing of it (`TrainingMonitor.quiet_steps`) and arms a `SteadyCycle` for
+them. While armed, each hook only checks that the call is the next one of the cycle (this
+optimizer's ``zero_grad()``, a ``backward()`` of a plain scalar loss, this optimizer's ``step()``
+without arguments) and keeps the loss. Any other call, the step at which a check is due, and the
+end of the cell settle it first: the counters, and the monitor's state through
+`TrainingMonitor.after_quiet`, become what the per-step hooks would have made of the calls the
+cycle took, and the call takes the full path. What the rules see is the same either way (checked
+by ``tests/unit/test_steady_cycle.py`` against sessions with the cycle switched off).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .optimizer_table import OptimizerRecord
+
+# the call the cycle expects next
+ZERO_GRAD, BACKWARD, STEP = 0, 1, 2
+
+
+class SteadyCycle:
+    """One optimizer's cycle, armed at one of its steps (before that step runs)."""
+
+    __slots__ = ("ref", "record", "expect", "steps_left", "n_backward", "zero_grads", "backwards", "steps", "losses")
+
+    def __init__(self, record: OptimizerRecord, steps_left: int, n_backward: int) -> None:
+        self.ref = record.ref  # the optimizer (weak: the cycle lives a few steps at most)
+        self.record = record
+        self.expect = ZERO_GRAD
+        self.steps_left = steps_left  # steps it may take; the next one takes the full path
+        self.n_backward = n_backward  # backward calls when it was armed
+        self.zero_grads = self.backwards = self.steps = 0  # calls it took
+        self.losses: list[Any] = []  # the losses of the backward calls it took (detached)
+
+    def step_counts(self) -> tuple[int | None, int | None]:
+        """Backward calls at the last step and at the last ``zero_grad()`` it took (None: none)."""
+        n0 = self.n_backward
+        return (n0 + self.steps if self.steps else None,
+                n0 + self.zero_grads - 1 if self.zero_grads else None)

@@ -1,0 +1,173 @@
+"""The steady cycle (install/steady_cycle.py) changes what a step costs, never what is found: the
+same loops, watched with the cycle on and off, give the same counters, measurements and report.
+In-process, real torch. Gradient statistics are sampled at a fixed stride here (their stride
+otherwise adapts to measured time, which differs between the two runs by design)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import gradwatch
+from gradwatch import session as session_module
+from gradwatch.monitors.schedule import StepSchedule
+
+_STEPS = 200
+
+
+def _model() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.1), nn.Linear(16, 4))
+    return model, torch.randn(16, 8), torch.randint(0, 4, (16,))
+
+
+def zero_backward_step(i, model, opt, x, y):
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+
+
+def backward_step_zero(i, model, opt, x, y):
+    nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+    opt.zero_grad()
+
+
+def never_zeroed(i, model, opt, x, y):
+    nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+
+
+def accumulating_four(i, model, opt, x, y):
+    (nn.functional.cross_entropy(model(x), y) / 4).backward()
+    if i % 4 == 3:
+        opt.step()
+        opt.zero_grad()
+
+
+def zeroed_between_once(i, model, opt, x, y):
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    if i == 150:
+        opt.zero_grad()  # the step finds no gradient, once
+    opt.step()
+
+
+def step_without_backward_once(i, model, opt, x, y):
+    opt.zero_grad()
+    if i != 130:
+        nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+
+
+def nan_from_120(i, model, opt, x, y):
+    opt.zero_grad()
+    loss = nn.functional.cross_entropy(model(x), y)
+    (loss * float("nan") if i >= 120 else loss).backward()
+    opt.step()
+
+
+def eval_from_100(i, model, opt, x, y):
+    if i == 100:
+        model.eval()  # and never back to train()
+    zero_backward_step(i, model, opt, x, y)
+
+
+def lr_zero_from_90(i, model, opt, x, y):
+    if i == 90:
+        for group in opt.param_groups:
+            group["lr"] = 0.0
+    zero_backward_step(i, model, opt, x, y)
+
+
+def layer_frozen_at_140(i, model, opt, x, y):
+    if i == 140:
+        model[0].weight.requires_grad_(False)
+    zero_backward_step(i, model, opt, x, y)
+
+
+def grad_set_to_none(i, model, opt, x, y):
+    for p in model.parameters():
+        p.grad = None
+    nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+
+
+def penalty_by_autograd_grad(i, model, opt, x, y):
+    opt.zero_grad()
+    xi = x.clone().requires_grad_(True)
+    loss = nn.functional.cross_entropy(model(xi), y)
+    (g,) = torch.autograd.grad(loss, xi, create_graph=True)
+    (loss + g.square().mean()).backward()
+    opt.step()
+
+
+def scalar_then_vector_loss(i, model, opt, x, y):
+    opt.zero_grad()
+    out = nn.functional.cross_entropy(model(x), y, reduction="none")
+    if i >= 170:
+        out.backward(torch.ones_like(out))  # not a scalar: the full path
+    else:
+        out.mean().backward()
+    opt.step()
+
+
+LOOPS = [zero_backward_step, backward_step_zero, never_zeroed, accumulating_four, zeroed_between_once,
+         step_without_backward_once, nan_from_120, eval_from_100, lr_zero_from_90, layer_frozen_at_140,
+         grad_set_to_none, penalty_by_autograd_grad, scalar_then_vector_loss]
+
+
+def _watched(loop, steady: bool, two_optimizers: bool = False) -> tuple:
+    """What a watched run of ``loop`` leaves: counters, measurements and the report."""
+    model, x, y = _model()
+    schedule = StepSchedule(steady_cycles=steady, stats_target=1e-12)  # stride: at once the largest
+    if two_optimizers:  # one optimizer per layer, stepping in turn
+        first = torch.optim.SGD(model[0].parameters(), lr=0.05)
+        last = torch.optim.Adam(model[3].parameters(), lr=1e-3)
+        opts = [first, last]
+    else:
+        opts = [torch.optim.Adam(model.parameters(), lr=1e-3)]
+    taken = []
+    arm = session_module.Watch._arm_steady
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with gradwatch.watch(warn=False, namespace={"model": model}, schedule=schedule) as report:
+            session = session_module.current()
+            for i in range(_STEPS):
+                loop(i, model, opts[i % len(opts)], x, y)
+                if session._steady is not None:
+                    taken.append(i)
+    records = [(r.key, r.steps, r.checked_steps, r.steps_missing, r.calls_at_step_or_zero_grad,
+                r.backwards_at_step, r.backwards_at_zero_grad) for r in session.optimizers.records()]
+    result = (session.events.n_backward, session.events.n_steps, records,
+              [repr(m) for m in session.events.measurements],
+              [(d.code, d.message, repr(d.location)) for d in report.diagnostics])
+    assert arm is session_module.Watch._arm_steady
+    return result, taken
+
+
+@pytest.mark.parametrize("loop", LOOPS, ids=[loop.__name__ for loop in LOOPS])
+def test_the_steady_cycle_finds_what_the_full_path_finds(loop) -> None:
+    with_cycle, armed = _watched(loop, steady=True)
+    without, never = _watched(loop, steady=False)
+    assert never == []
+    assert with_cycle == without
+
+
+def test_a_steady_loop_takes_most_steps_in_the_cycle() -> None:
+    # (the equality above would hold trivially if the cycle were never armed)
+    _, armed = _watched(zero_backward_step, steady=True)
+    assert len(armed) > _STEPS * 3 // 4
+    _, armed = _watched(backward_step_zero, steady=True)
+    assert len(armed) > _STEPS * 3 // 4
+    _, armed = _watched(never_zeroed, steady=True)
+    assert armed == []  # no zero_grad() in the loop: the probe watches every step
+
+
+def test_two_optimizers_in_turn_find_the_same() -> None:
+    with_cycle, _ = _watched(zero_backward_step, steady=True, two_optimizers=True)
+    without, _ = _watched(zero_backward_step, steady=False, two_optimizers=True)
+    assert with_cycle == without
