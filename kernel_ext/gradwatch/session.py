@@ -198,7 +198,9 @@ class Watch:
         installer.set_aside(_NOT_TRACING)  # (until tracing starts)
         installer.add_undo(self._stop_tracing)
         # torch.compile: the tracing mode steps aside in compiled code, seen from outside instead
-        regions = CompiledRegions(installer, lambda: self.mode, self.provenance, self._internal_error)
+        # (compiled code that runs ends a steady cycle: its steps are found from outside)
+        regions = CompiledRegions(installer, lambda: self.mode, self.provenance, self._internal_error,
+                                  on_first_entry=lambda: self._guard(self._settle_steady))
         regions.install()
         self._regions = regions
         self._compiled_steps = CompiledSteps(regions.may_have_run, self.optimizers.items, self._on_compiled_step)
@@ -474,8 +476,7 @@ class Watch:
             __tracebackhide__ = True
             steady = session._steady
             if steady is not None:  # (a steady cycle's zero_grad(): nothing to do but count it)
-                regions = session._regions
-                if steady.expect == ZERO_GRAD and steady.ref() is opt and (regions is None or not regions.entered):
+                if steady.expect == ZERO_GRAD and steady.ref() is opt:
                     steady.expect = BACKWARD
                     steady.zero_grads += 1
                     return original(opt, *args, **kwargs)
@@ -629,9 +630,7 @@ class Watch:
         shortest path; a steady cycle's step counts itself and returns."""
         steady = self._steady
         if steady is not None:
-            regions = self._regions
-            if steady.expect == STEP and steady.steps_left and steady.ref() is opt and len(args) == 1 \
-                    and not kwargs and (regions is None or not regions.entered):
+            if steady.expect == STEP and steady.steps_left and steady.ref() is opt and len(args) == 1 and not kwargs:
                 steady.expect = ZERO_GRAD
                 steady.steps += 1
                 steady.steps_left -= 1
@@ -717,13 +716,11 @@ class Watch:
 
     def _quiet_loss(self, steady: SteadyCycle, root: Any) -> bool:
         """Whether the steady cycle takes this backward() of ``root``: a plain scalar loss with
-        values, no dispatch mode, no compiled code, no GradScaler (the loss is kept if so)."""
+        values, no torch-function or dispatch mode, no GradScaler (the loss is kept if so)."""
         # (a plain tensor and no torch-function or dispatch mode: its methods below reach no
         # Python code of the user's, as they would not inside `DisableTorchFunction`)
-        if type(root) is not torch.Tensor or dispatch_depth() or _torch_function_mode_on():
-            return False
-        regions = self._regions
-        if (regions is not None and regions.entered) or root.dim() or not root.is_floating_point() or root.is_meta:
+        if type(root) is not torch.Tensor or dispatch_depth() or _torch_function_mode_on() \
+                or root.dim() or not root.is_floating_point() or root.is_meta:
             return False
         monitor = self._monitor
         if monitor is not None:

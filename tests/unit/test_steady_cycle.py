@@ -115,9 +115,18 @@ def scalar_then_vector_loss(i, model, opt, x, y):
     opt.step()
 
 
+_compiled: dict[int, nn.Module] = {}
+
+
+def compiled_model_from_100(i, model, opt, x, y):
+    if i >= 100:  # compiled code runs from here on (dynamo's eager backend: no compiler needed)
+        model = _compiled.setdefault(id(model), torch.compile(model, backend="eager"))
+    zero_backward_step(i, model, opt, x, y)
+
+
 LOOPS = [zero_backward_step, backward_step_zero, never_zeroed, accumulating_four, zeroed_between_once,
          step_without_backward_once, nan_from_120, eval_from_100, lr_zero_from_90, layer_frozen_at_140,
-         grad_set_to_none, penalty_by_autograd_grad, scalar_then_vector_loss]
+         grad_set_to_none, penalty_by_autograd_grad, scalar_then_vector_loss, compiled_model_from_100]
 
 
 def _watched(loop, steady: bool, two_optimizers: bool = False) -> tuple:
@@ -171,3 +180,22 @@ def test_two_optimizers_in_turn_find_the_same() -> None:
     with_cycle, _ = _watched(zero_backward_step, steady=True, two_optimizers=True)
     without, _ = _watched(zero_backward_step, steady=False, two_optimizers=True)
     assert with_cycle == without
+
+
+def test_compiled_code_that_starts_to_run_settles_the_cycle() -> None:
+    # (its steps are found from outside, by `CompiledSteps`, from counters the cycle must have
+    # settled first)
+    model, x, y = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    compiled = torch.compile(model, backend="eager")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with gradwatch.watch(warn=False, namespace={}):
+            session = session_module.current()
+            for i in range(40):
+                zero_backward_step(i, model, opt, x, y)
+            assert session._steady is not None and session._steady.steps  # armed, and taken
+            with torch.no_grad():
+                compiled(x)
+            assert session._steady is None
+            assert session.events.n_steps == 40

@@ -68,9 +68,11 @@ class CompiledRegions:
     records compiled modules' cuts from outside."""
 
     def __init__(self, installer: Any, current_mode: Callable[[], Any], provenance: Any = None,
-                 on_error: Callable[[BaseException], None] | None = None) -> None:
+                 on_error: Callable[[BaseException], None] | None = None,
+                 on_first_entry: Callable[[], None] | None = None) -> None:
         self._installer = installer
         self._on_error = on_error
+        self._on_first_entry = on_first_entry  # told once, when compiled code first runs
         self._current_mode = current_mode  # the session's tracing mode, or None
         self._provenance = provenance
         self._graphs: list[compiled_graph.GraphFacts] = []  # graphs compiled during compiled modules' calls
@@ -141,7 +143,10 @@ class CompiledRegions:
                 entries.append((caller, callback is not None))
                 self._active += callback is not None
             if self._active:
-                self.entered = True
+                if not self.entered:
+                    self.entered = True
+                    if self._on_first_entry is not None:
+                        self._on_first_entry()
                 self._runs += 1
                 self._step_aside()
                 return original(callback)
