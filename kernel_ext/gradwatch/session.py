@@ -706,9 +706,8 @@ class Watch:
                 or self._stepped_before > 1 or self._trace_requested or self._trace_for is not None \
                 or self._lifted_for_step or (regions is not None and regions.entered):
             return
-        # the next step that is a multiple of `cycle_checked_every` is checked (missing gradients)
-        every = schedule.cycle_checked_every
-        left = every - steps % every - 1
+        # the next step that is a multiple of `busy_every` is checked (missing gradients, probe)
+        left = schedule.busy_every - steps % schedule.busy_every - 1
         if left > 0 and self._monitor is not None:
             left = min(left, self._monitor.quiet_steps(record))
         if left > 0:

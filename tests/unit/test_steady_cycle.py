@@ -15,7 +15,7 @@ import gradwatch
 from gradwatch import session as session_module
 from gradwatch.monitors.schedule import StepSchedule
 
-_STEPS = 200
+_STEPS = 203  # (it ends inside a cycle: settled at the end, not at a checked step)
 
 
 def _model() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
@@ -115,6 +115,19 @@ def scalar_then_vector_loss(i, model, opt, x, y):
     opt.step()
 
 
+def stops_zeroing_at_151(i, model, opt, x, y):
+    if i < 151:  # (from here on gradients accumulate: found by the probe, at the same step)
+        opt.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+
+
+def zeroed_in_place(i, model, opt, x, y):
+    opt.zero_grad(set_to_none=False)
+    nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+
+
 _compiled: dict[int, nn.Module] = {}
 
 
@@ -126,7 +139,17 @@ def compiled_model_from_100(i, model, opt, x, y):
 
 LOOPS = [zero_backward_step, backward_step_zero, never_zeroed, accumulating_four, zeroed_between_once,
          step_without_backward_once, nan_from_120, eval_from_100, lr_zero_from_90, layer_frozen_at_140,
-         grad_set_to_none, penalty_by_autograd_grad, scalar_then_vector_loss, compiled_model_from_100]
+         grad_set_to_none, penalty_by_autograd_grad, scalar_then_vector_loss, compiled_model_from_100,
+         stops_zeroing_at_151, zeroed_in_place]
+
+
+def _monitor_state(session) -> tuple:
+    """What the monitor's parts hold between steps (the cycle settled)."""
+    order, stats = session._monitor.order, session._monitor.stats
+    probes = sorted(key for key, st in order.opts.items() if st.probe is not None)
+    return (session._monitor.n_backward, sorted(order.pending), probes, order.watching, order.checking,
+            order.used, order.n_at_step, len(stats.pending),
+            [(key, len(s.losses), len(s.chunks), len(s.rows)) for key, s in sorted(stats.series.items())])
 
 
 def _watched(loop, steady: bool, two_optimizers: bool = False) -> tuple:
@@ -149,9 +172,11 @@ def _watched(loop, steady: bool, two_optimizers: bool = False) -> tuple:
                 loop(i, model, opts[i % len(opts)], x, y)
                 if session._steady is not None:
                     taken.append(i)
+            session._settle_steady()
+            state = _monitor_state(session)
     records = [(r.key, r.steps, r.checked_steps, r.steps_missing, r.calls_at_step_or_zero_grad,
                 r.backwards_at_step, r.backwards_at_zero_grad) for r in session.optimizers.records()]
-    result = (session.events.n_backward, session.events.n_steps, records,
+    result = (state, session.events.n_backward, session.events.n_steps, records,
               [repr(m) for m in session.events.measurements],
               [(d.code, d.message, repr(d.location)) for d in report.diagnostics])
     assert arm is session_module.Watch._arm_steady
@@ -192,10 +217,10 @@ def test_compiled_code_that_starts_to_run_settles_the_cycle() -> None:
         warnings.simplefilter("ignore")
         with gradwatch.watch(warn=False, namespace={}):
             session = session_module.current()
-            for i in range(40):
+            for i in range(38):  # (steps 33-39 are one cycle: armed at step 32)
                 zero_backward_step(i, model, opt, x, y)
-            assert session._steady is not None and session._steady.steps  # armed, and taken
+            assert session._steady is not None and session._steady.steps == 6  # armed, and taken
             with torch.no_grad():
                 compiled(x)
             assert session._steady is None
-            assert session.events.n_steps == 40
+            assert session.events.n_steps == 38

@@ -28,6 +28,21 @@ _LIBRARY_DIRS = tuple(
     if p
 ) + (_PKG_DIR + os.sep,)
 
+
+@functools.lru_cache(maxsize=4096)
+def _outside_libraries_at(path: str) -> bool:
+    return not os.path.normcase(os.path.abspath(path)).startswith(_LIBRARY_DIRS)
+
+
+def _outside_libraries(filename: str) -> bool:
+    """Whether a file (not a cell) is the user's: not under the standard library, the installed
+    packages or gradwatch. Absolute paths are classified once per process (each session's own
+    cache starts empty; a relative one depends on the working directory)."""
+    if os.path.isabs(filename):
+        return _outside_libraries_at(filename)
+    return not os.path.normcase(os.path.abspath(filename)).startswith(_LIBRARY_DIRS)
+
+
 # A code position: the code object and the instruction offset. Kept instead of frames, which
 # would keep the user's locals (and tensors) alive.
 Position = tuple[CodeType, int]
@@ -102,8 +117,7 @@ class SourceMap:
             elif filename.startswith("<") and not filename.startswith("<ipython-input"):
                 known = False  # <frozen ...>, <string>, <timed exec> ...
             else:
-                path = os.path.normcase(os.path.abspath(filename))
-                known = not path.startswith(_LIBRARY_DIRS)
+                known = _outside_libraries(filename)
             self._user_file[filename] = known
         return known
 
@@ -144,19 +158,18 @@ class SourceMap:
             where: dict[str, Any] = {"cell": cell.execution_count}
         else:
             code_lines = self._file_lines.get(filename)
-            if code_lines is None:
-                code_lines = [text.rstrip("\n") for text in linecache.getlines(filename)]
-                self._file_lines[filename] = code_lines
+            if code_lines is None:  # (as linecache has them, ending in "\n": stripped where read)
+                code_lines = self._file_lines[filename] = linecache.getlines(filename)
             editor_lines = code_lines
             where = {"path": filename}
         if not 1 <= line <= len(code_lines):
             return None
         end_line = max(end_line, line)
-        first = code_lines[line - 1]
-        last = code_lines[end_line - 1] if end_line <= len(code_lines) else first
+        first = code_lines[line - 1].rstrip("\n")
+        last = code_lines[end_line - 1].rstrip("\n") if end_line <= len(code_lines) else first
         column = char_column(first, col)
         end_column = char_column(last, end_col)
-        source = editor_lines[line - 1 + offset] if line + offset <= len(editor_lines) else first
+        source = editor_lines[line - 1 + offset].rstrip("\n") if line + offset <= len(editor_lines) else first
         if source != first:  # a transformed line (a %magic): flag the whole editor line
             column, end_column, end_line = 0, len(source), line
         return Location(line=line + offset, column=column + 1, end_line=end_line + offset,

@@ -50,13 +50,6 @@ class StepSchedule:
         test ``step > quiet_after and step % busy_every`` inline and skip the calls."""
         return math.gcd(self.missing_check_every, self.probe_every, self.eval_check_every)
 
-    @functools.cached_property
-    def cycle_checked_every(self) -> int:
-        """In a steady cycle (install/steady_cycle.py), a step past `quiet_after` that is no
-        multiple of this is checked by nothing: the probe is left out, since each cycle's own
-        ``zero_grad()`` clears the gradient it would follow, so it has nothing to find there."""
-        return math.gcd(self.missing_check_every, self.eval_check_every)
-
     def thinning(self, optimizers: int) -> int:
         """With ``optimizers`` stepping per iteration: an optimizer's step gets the sampled
         checks only in one iteration out of this many (1 up to `checked_per_backward`)."""

@@ -215,23 +215,35 @@ class StepOrder:
 
     def quiet_steps(self, record: OptimizerRecord) -> int:
         """How many next steps of this optimizer leave the hooks nothing to do, in a steady
-        cycle: none while anything is pending or watched; otherwise the session's bound (the
-        next eval-mode and missing-gradient check) is the only one. A probe would have nothing
-        to find there: each cycle's zero_grad() clears the gradient it follows."""
+        cycle: none while anything but this optimizer's probe is pending or watched; otherwise
+        the session's bound (the next step `on_step` checks anything at) is the only one. A
+        probe left by this step has nothing to find in the cycle: its zero_grad() clears the
+        gradient the probe follows before the backward() that would look (see `after_quiet`)."""
         st = record.order
-        if st is None or self.pending or self._pending is not None or self.watching or self.checking \
-                or st.probe is not None or st.uncleared is not None or st.accumulated_at is not None \
-                or st.step_position is None or st.zero_grad_position is None or st.lr_zero \
-                or self.eval_called or record.thinned:
+        if st is None or self._pending is not None or self.checking or st.uncleared is not None \
+                or st.accumulated_at is not None or st.step_position is None or st.zero_grad_position is None \
+                or st.lr_zero or self.eval_called or record.thinned \
+                or (self.pending and (len(self.pending) > 1 or record.key not in self.pending)) \
+                or self.schedule.keeps_position(len(self.backward_positions)):
             return 0
-        return self.schedule.cycle_checked_every
+        return self.schedule.busy_every
 
-    def after_quiet(self, record: OptimizerRecord, at_step: int | None, at_zero_grad: int | None) -> None:
-        """What `on_step`'s quiet branch and `on_zero_grad` leave after a steady cycle's calls
-        (backward calls at the last step and the last zero_grad it took, None: none)."""
+    def after_quiet(self, record: OptimizerRecord, at_step: int | None, at_zero_grad: int | None,
+                    backwards: int) -> None:
+        """What `on_step`'s quiet branch, `on_zero_grad` and `on_backward` leave after a
+        steady cycle's calls (backward calls at the last step and the last zero_grad it took,
+        None: none; the backward calls it took)."""
+        st = record.order
+        if backwards and st.probe is not None:
+            # (its first backward() came after its zero_grad(): `on_backward` finds the
+            # gradient the probe follows cleared, and drops it)
+            st.probe = None
+            self._update_pending(record.key, st)
+            self.checked = []
+            self._rewatch()
         if at_step is not None:
             self._pending = None
-            record.order.probe_checked = False
+            st.probe_checked = False
             record.backwards_at_step = self.used = self.n_at_step = at_step
         if at_zero_grad is not None:
             record.backwards_at_zero_grad = at_zero_grad

@@ -226,7 +226,7 @@ class TrainingMonitor:
         """The state the hooks would have left after the calls the steady cycle took."""
         self.n_backward += cycle.backwards
         at_step, at_zero_grad = cycle.step_counts()
-        self.order.after_quiet(record, at_step, at_zero_grad)
+        self.order.after_quiet(record, at_step, at_zero_grad, cycle.backwards)
         self.stats.after_quiet(record, cycle.losses, cycle.steps)
 
     def _remember_local_names(self) -> None:
