@@ -713,23 +713,6 @@ class Watch:
         if left > 0:
             self._steady = SteadyCycle(record, left, n)
 
-    def _quiet_loss(self, steady: SteadyCycle, root: Any) -> bool:
-        """Whether the steady cycle takes this backward() of ``root``: a plain scalar loss with
-        values, no torch-function or dispatch mode, no GradScaler (the loss is kept if so)."""
-        # (a plain tensor and no torch-function or dispatch mode: its methods below reach no
-        # Python code of the user's, as they would not inside `DisableTorchFunction`)
-        if type(root) is not torch.Tensor or dispatch_depth() or _torch_function_mode_on() \
-                or root.dim() or not root.is_floating_point() or root.is_meta:
-            return False
-        monitor = self._monitor
-        if monitor is not None:
-            if monitor.scaled is not None:
-                return False
-            steady.losses.append(root.detach())
-        steady.backwards += 1
-        steady.expect = STEP
-        return True
-
     def _settle_steady(self) -> None:
         """The calls the steady cycle took, counted as the per-step hooks count them; it ends."""
         cycle, self._steady = self._steady, None
@@ -812,9 +795,18 @@ class Watch:
             nested = session._nested_backward
             steady = session._steady
             if steady is not None:
-                if steady.expect == BACKWARD and quiet_api and len(args) == 1 and not kwargs \
-                        and session._quiet_loss(steady, args[0]):
-                    # a steady cycle's backward(): its loss kept, nothing else to do
+                root = args[0] if len(args) == 1 and not kwargs else None
+                # a steady cycle's backward() (`loss.backward()` of a plain scalar loss with
+                # values, no torch-function or dispatch mode, so that the tensor methods below
+                # reach no Python code of the user's; no GradScaler): its loss kept, nothing else
+                if steady.expect == BACKWARD and quiet_api and type(root) is torch.Tensor \
+                        and not dispatch_depth() and not _torch_function_mode_on() and not root.dim() \
+                        and root.is_floating_point() and not root.is_meta \
+                        and ((monitor := session._monitor) is None or monitor.scaled is None):
+                    if monitor is not None:
+                        steady.losses.append(root.detach())
+                    steady.backwards += 1
+                    steady.expect = STEP
                     session._in_backward = True
                     if nested is not None:
                         nested.passing = True
