@@ -8,13 +8,16 @@ session and three monitor parts cost more than a small model's step is allowed t
 
 After a step whose checks are done, the session asks the monitor how many of this optimizer's
 next steps need nothing of it (`TrainingMonitor.quiet_steps`) and arms a `SteadyCycle` for
-them. While armed, each hook only checks that the call is the next one of the cycle (this
-optimizer's ``zero_grad()``, a ``backward()`` of a plain scalar loss, this optimizer's ``step()``
-without arguments) and keeps the loss. Any other call, the step at which a check is due, compiled
-code that starts to run, and the end of the cell settle it first: the counters, and the monitor's state through
-`TrainingMonitor.after_quiet`, become what the per-step hooks would have made of the calls the
-cycle took, and the call takes the full path. What the rules see is the same either way (checked
-by ``tests/unit/test_steady_cycle.py`` against sessions with the cycle switched off).
+them: up to the next step with a check due (every 8th: the probe, missing gradients, eval mode;
+and the monitor's sampled steps: gradient norms at their stride, losses stacked every 32), so 7
+of 8 steps of the benchmark's MLP loop. While armed, each hook only checks that the call is the
+next one of the cycle (this optimizer's ``zero_grad()``, a ``backward()`` of a plain scalar
+loss, this optimizer's ``step()`` without arguments) and keeps the loss. Any other call, the
+step at which a check is due, compiled code that starts to run, and the end of the cell settle
+it first: the counters, and the monitor's state through `TrainingMonitor.after_quiet`, become
+what the per-step hooks would have made of the calls the cycle took, and the call takes the
+full path. What the rules see is the same either way (checked by
+``tests/unit/test_steady_cycle.py`` against sessions with the cycle switched off).
 """
 
 from __future__ import annotations
