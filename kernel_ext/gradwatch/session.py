@@ -794,11 +794,12 @@ class Watch:
                 return original(*args, **kwargs)
             nested = session._nested_backward
             steady = session._steady
+            quiet = False  # a steady cycle's backward(): only counted, its loss kept
             if steady is not None:
                 root = args[0] if len(args) == 1 and not kwargs else None
-                # a steady cycle's backward() (`loss.backward()` of a plain scalar loss with
-                # values, no torch-function or dispatch mode, so that the tensor methods below
-                # reach no Python code of the user's; no GradScaler): its loss kept, nothing else
+                # (`loss.backward()` of a plain scalar loss with values, no torch-function or
+                # dispatch mode, so that the tensor methods below reach no Python code of the
+                # user's; no GradScaler)
                 if steady.expect == BACKWARD and quiet_api and type(root) is torch.Tensor \
                         and not dispatch_depth() and not _torch_function_mode_on() and not root.dim() \
                         and root.is_floating_point() and not root.is_meta \
@@ -807,52 +808,40 @@ class Watch:
                         steady.losses.append(root.detach())
                     steady.backwards += 1
                     steady.expect = STEP
-                    session._in_backward = True
-                    if nested is not None:
-                        nested.passing = True
-                    try:
-                        return original(*args, **kwargs)
-                    except BaseException as exc:
-                        session._in_backward = False
-                        if nested is not None:
-                            nested.passing = False
-                        guard(session._settle_steady)
-                        guard(session._after_backward, None, api, args, kwargs, exc)
-                        raise
-                    finally:
-                        session._in_backward = False
-                        if nested is not None:
-                            nested.passing = False
-                guard(session._settle_steady)
+                    quiet = True
+                else:
+                    guard(session._settle_steady)
             session._in_backward = True
             if nested is not None:
                 nested.passing = True
             try:
-                try:
-                    with (DisableTorchFunction() if not dispatch_depth() else own_work()):
-                        # (`_before_backward`'s per-step part inline: every step)
-                        if session._lifted_for_step:
-                            session._put_back_after_step()
-                        regions = session._regions
-                        if regions is not None and regions.entered:  # (a step compiled code ran)
-                            session._compiled_steps.catch_up()
-                        session.events.n_backward += 1
-                        first = args[0] if args else None
-                        # (`loss.backward()`, every step: no call to find its root)
-                        roots = [first] if type(first) is torch.Tensor else session._roots(api, args, kwargs)
-                        monitor = session._monitor
-                        if not_grad and monitor is not None:
-                            # (gradients of inputs, as in penalties, are no training loss)
-                            monitor.on_backward(roots, session.mode is not None)
-                        mode = session.mode
-                        # the per-step fast path ends here; autograd.grad() computes gradients of
-                        # inputs (penalties, physics losses), not the training step's parameter
-                        # gradients: not analysed
-                        call = session._before_backward(roots) \
-                            if mode is not None and not mode.paused and roots and not_grad else None
-                except Exception as err:
-                    session._internal_error(err)
-                    call = None
+                call = None
+                if not quiet:
+                    try:
+                        with (DisableTorchFunction() if not dispatch_depth() else own_work()):
+                            # (`_before_backward`'s per-step part inline: every step)
+                            if session._lifted_for_step:
+                                session._put_back_after_step()
+                            regions = session._regions
+                            if regions is not None and regions.entered:  # (a step compiled code ran)
+                                session._compiled_steps.catch_up()
+                            session.events.n_backward += 1
+                            first = args[0] if args else None
+                            # (`loss.backward()`, every step: no call to find its root)
+                            roots = [first] if type(first) is torch.Tensor else session._roots(api, args, kwargs)
+                            monitor = session._monitor
+                            if not_grad and monitor is not None:
+                                # (gradients of inputs, as in penalties, are no training loss)
+                                monitor.on_backward(roots, session.mode is not None)
+                            mode = session.mode
+                            # the per-step fast path ends here; autograd.grad() computes gradients
+                            # of inputs (penalties, physics losses), not the training step's
+                            # parameter gradients: not analysed
+                            call = session._before_backward(roots) \
+                                if mode is not None and not mode.paused and roots and not_grad else None
+                    except Exception as err:
+                        session._internal_error(err)
+                        call = None
                 try:
                     if session.mode is None:  # the common case once tracing is over
                         result = original(*args, **kwargs)
@@ -865,8 +854,11 @@ class Watch:
                     session._in_backward = False
                     if nested is not None:
                         nested.passing = False
+                    guard(session._settle_steady)  # (a steady cycle's: counted before it is explained)
                     guard(session._after_backward, call, api, args, kwargs, exc)
                     raise
+                if quiet:
+                    return result  # (nothing to do after it)
                 monitor = session._monitor
                 if call is not None or session.mode is not None or session._trace_requested \
                         or (monitor is not None and monitor.wants_after_backward):  # work after it? (reads only)

@@ -128,6 +128,22 @@ def zeroed_in_place(i, model, opt, x, y):
     opt.step()
 
 
+_previous: dict[int, torch.Tensor] = {}
+
+
+def backward_through_a_freed_graph_at_150(i, model, opt, x, y):
+    opt.zero_grad()
+    loss = nn.functional.cross_entropy(model(x), y)
+    if i == 150:  # (the cycle's backward raises: explained as the full path explains it)
+        try:
+            _previous[id(opt)].backward()
+        except RuntimeError:
+            pass
+    loss.backward()
+    _previous[id(opt)] = loss
+    opt.step()
+
+
 _compiled: dict[int, nn.Module] = {}
 
 
@@ -140,7 +156,7 @@ def compiled_model_from_100(i, model, opt, x, y):
 LOOPS = [zero_backward_step, backward_step_zero, never_zeroed, accumulating_four, zeroed_between_once,
          step_without_backward_once, nan_from_120, eval_from_100, lr_zero_from_90, layer_frozen_at_140,
          grad_set_to_none, penalty_by_autograd_grad, scalar_then_vector_loss, compiled_model_from_100,
-         stops_zeroing_at_151, zeroed_in_place]
+         stops_zeroing_at_151, zeroed_in_place, backward_through_a_freed_graph_at_150]
 
 
 def _monitor_state(session) -> tuple:
@@ -163,7 +179,6 @@ def _watched(loop, steady: bool, two_optimizers: bool = False) -> tuple:
     else:
         opts = [torch.optim.Adam(model.parameters(), lr=1e-3)]
     taken = []
-    arm = session_module.Watch._arm_steady
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with gradwatch.watch(warn=False, namespace={"model": model}, schedule=schedule) as report:
@@ -176,10 +191,10 @@ def _watched(loop, steady: bool, two_optimizers: bool = False) -> tuple:
             state = _monitor_state(session)
     records = [(r.key, r.steps, r.checked_steps, r.steps_missing, r.calls_at_step_or_zero_grad,
                 r.backwards_at_step, r.backwards_at_zero_grad) for r in session.optimizers.records()]
-    result = (state, session.events.n_backward, session.events.n_steps, records,
+    backwards = [(event.index, event.steps_before) for event in session.events.backwards]
+    result = (state, backwards, session.events.n_backward, session.events.n_steps, records,
               [repr(m) for m in session.events.measurements],
               [(d.code, d.message, repr(d.location)) for d in report.diagnostics])
-    assert arm is session_module.Watch._arm_steady
     return result, taken
 
 

@@ -40,7 +40,7 @@ def _outside_libraries(filename: str) -> bool:
     cache starts empty; a relative one depends on the working directory)."""
     if os.path.isabs(filename):
         return _outside_libraries_at(filename)
-    return not os.path.normcase(os.path.abspath(filename)).startswith(_LIBRARY_DIRS)
+    return _outside_libraries_at.__wrapped__(filename)
 
 
 # A code position: the code object and the instruction offset. Kept instead of frames, which

@@ -112,7 +112,7 @@ class TrainingMonitor:
             scale, step = GradScaler.scale, GradScaler.step
 
             def scaled(scaler, outputs):
-                monitor.session.settle_steady()  # (a scaled loss: the steady cycle takes none)
+                guard(monitor.session.settle_steady)()  # (a scaled loss: the steady cycle takes none)
                 monitor.in_scaler += 1
                 try:
                     result = scale(scaler, outputs)
