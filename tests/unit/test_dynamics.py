@@ -635,6 +635,61 @@ def test_the_first_non_finite_op_names_the_inputs_that_already_held_nan():
     assert origin.op == "linear" and origin.inputs == ["x"] and origin.iteration == 1
 
 
+def test_the_cpu_finite_check_flags_exactly_the_tensors_with_a_non_finite_element():
+    # On the CPU the traced ops are checked by 2-norms (the largest-magnitude norm has no
+    # vectorized kernel there): a large but finite tensor, whose squares overflow, is finite
+    from gradwatch.monitors import op_checks
+
+    big = torch.full((1000,), 3e30)  # 2-norm: Inf in float32
+    half = torch.full((100_000,), 100.0, dtype=torch.float16)  # 2-norm 31,623 (fp16 max 65,504)
+    half_big = torch.full((100_000,), 60_000.0, dtype=torch.float16)
+    nan, pos, neg = torch.randn(500), torch.randn(500), torch.randn(500)
+    nan[7], pos[3], neg[9] = float("nan"), float("inf"), float("-inf")
+    assert torch.linalg.vector_norm(big, 2).isinf()  # (what the exact re-check is for)
+    assert op_checks._finite_flags([big, nan, torch.randn(64), pos, neg]).tolist() == \
+        [True, False, True, False, False]
+    assert op_checks._finite_flags([half, half_big]).tolist() == [True, True]
+    assert op_checks._finite_flags([half_big, torch.tensor([1.0, float("nan")], dtype=torch.float16)]).tolist() \
+        == [True, False]
+    # the shape-grouped path (many small CPU tensors of one shape, stacked): the same flags
+    small = [torch.full((4, 4), 1e30) for _ in range(20)]
+    small[5] = small[5].clone()
+    small[5][1, 2] = float("-inf")
+    checks = op_checks.OpChecks.__new__(op_checks.OpChecks)
+    checks.queue, checks._queued_elements, checks._slots, checks._checked_now = list(small), 80, 20, []
+    checks.monitor = type("M", (), {"session": type("S", (), {"provenance": type("P", (), {})()})()})()
+    checks.flush()
+    flags = {}
+    for slots, finite in checks._checked_now:
+        flags.update(zip(slots, finite.tolist(), strict=True))
+    assert flags == {i: i != 5 for i in range(20)}
+
+
+def test_large_but_finite_activations_name_no_non_finite_op():
+    # activations near 1e30 (squares overflow float32) are no NaN: no origin, no GW105
+    torch.manual_seed(0)
+    model = nn.Linear(4, 4)
+    x = torch.randn(16, 4)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    found = []
+
+    def run():
+        for _ in range(3):
+            opt.zero_grad()
+            big = model(x) * 1e29
+            loss = (big / 1e29).square().mean()
+            loss.backward()
+            opt.step()
+        found.append(session_mod.current().events)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with gradwatch.watch(warn=False, namespace={"model": model, "x": x, "opt": opt}) as report:
+            run()
+    assert not [m for m in found[0].measurements if isinstance(m, NonFiniteOrigin)]
+    assert "GW105" not in report.codes
+
+
 def test_nan_among_many_small_layers_is_found_by_the_checks_stacked_by_shape(monkeypatch):
     """The traced ops' non-finite checks of a model of many small CPU layers go by shape group
     (see `monitors.norms`), and still name the first op that made a NaN."""
