@@ -940,6 +940,49 @@ def test_an_optimizer_adds_the_same_few_python_calls_whatever_their_number():
     assert with_monitors[1] <= with_monitors[0] + 1, with_monitors
 
 
+def test_a_step_hook_walks_to_the_users_frame_once_for_all_the_monitors_parts(monkeypatch):
+    # an optimizer's first step asks for the user's frame in several parts of the training
+    # monitor (the step's position, the eval-mode check, the loop's local names): one walk per
+    # hook call serves them all, and no frame is kept after the call
+    import torch
+
+    from gradwatch import session as session_mod
+    from gradwatch.locate.source_map import SourceMap
+    from gradwatch.monitors import training
+    from gradwatch.session import Watch
+
+    walks = [0]
+    walk = SourceMap.user_frame
+
+    def counting(self, frame):
+        walks[0] += 1
+        return walk(self, frame)
+
+    monkeypatch.setattr(SourceMap, "user_frame", counting)
+    memos = []
+
+    def run(n: int) -> int:
+        params = [torch.nn.Parameter(torch.randn(4)) for _ in range(n)]
+        walks[0] = 0
+        with Watch(namespace={"params": params}, warn=False) as report:
+            opts = [torch.optim.SGD([p], lr=1e-2) for p in params]
+            for _ in range(2):
+                for o in opts:
+                    o.zero_grad()
+                torch.stack(params).square().sum().backward()
+                for o in opts:
+                    o.step()
+            memos.append(session_mod.current()._monitor._frame_memo)
+        assert report.codes == []
+        return walks[0]
+
+    per_optimizer = (run(40) - run(20)) / 20
+    # built (1), first zero_grad() (1), first step() (the session's traced step position, and
+    # one for the monitor's parts: 2), second step() (1): 5, where each part walked on its own: 7
+    assert per_optimizer == 5, per_optimizer
+    assert memos == [training._NO_MEMO] * 2
+
+
 def test_a_traced_step_runs_without_the_tracing_mode_from_its_start(monkeypatch):
     # torch's profiling marks around every step() come before the pre-step hooks: with the
     # tracing mode on the stack they cost more than a small plain step (1,000 optimizers)

@@ -329,7 +329,7 @@ class StepOrder:
         """(name, module) in the user's frame, then its globals, then the notebook: the
         notebook's from its `NamespaceIndex` (a namespace of 100,000 names is not walked)."""
         session = self.monitor.session
-        frame = session.user_frame(sys._getframe(2))
+        frame = self.monitor.user_frame(sys._getframe(2))
         notebook = session.namespace()
         spaces = [frame.f_locals, frame.f_globals, notebook] if frame is not None else [notebook]
         found: list[tuple[str, Any]] = []
@@ -350,7 +350,7 @@ class StepOrder:
         """The modules in reach that hold a dropout or batch norm in eval mode, with those
         submodules: found once per backward() call (and again after a `train()`/`eval()`), so
         that 1,000 optimizers stepping in one iteration walk the namespace and modules once."""
-        frame = self.monitor.session.user_frame(sys._getframe(2))
+        frame = self.monitor.user_frame(sys._getframe(2))
         when = (self.monitor.n_backward, self._mode_changes, frame.f_code if frame is not None else None)
         if self._in_eval_when == when:
             return self._in_eval

@@ -32,9 +32,13 @@ from ..install.monitor_handle import MonitorHandle
 from ..trace.provenance import has_values, own_work
 from ..install.optimizer_table import OptimizerRecord
 from ..install.steady_cycle import SteadyCycle
+from ..locate import Namer
 
 
 _NULL = contextlib.nullcontext()
+# `TrainingMonitor._frame_memo`: outside `on_step`/`on_zero_grad` (each walk on its own), and
+# inside one before anything asked for the user's frame
+_NO_MEMO, _NOT_WALKED = object(), object()
 
 
 class TrainingMonitor:
@@ -56,6 +60,7 @@ class TrainingMonitor:
         self.ops = OpChecks(self)
         self.local_names: dict[int, str] = {}  # names in the function that runs the loop
         self._locals_read: tuple[int, int, int] | None = None  # (frame id, code id, backward calls) read last
+        self._frame_memo: Any = _NO_MEMO  # the user's frame of the hook call in progress (`user_frame`)
         # whether `after_backward` has work after this backward (the session skips it otherwise):
         # a plain attribute, read after every backward
         self.wants_after_backward = False
@@ -69,8 +74,20 @@ class TrainingMonitor:
 
     def position(self):
         """The user's code position that led here (a frame walk: only when needed)."""
-        frame = self.session.user_frame(sys._getframe(1))
+        frame = self.user_frame(sys._getframe(1))
         return (frame.f_code, frame.f_lasti) if frame is not None else None
+
+    def user_frame(self, frame: Any) -> Any:
+        """The innermost user frame at or above ``frame``. Within one `on_step` or `on_zero_grad`
+        call every part that asks gets the same frame (the one that called step() or
+        zero_grad()), so it is walked to once per call: the first step of each of 1,000
+        optimizers asked four times. The frame is not kept past the call."""
+        memo = self._frame_memo
+        if memo is _NO_MEMO:
+            return self.session.user_frame(frame)
+        if memo is _NOT_WALKED:
+            memo = self._frame_memo = self.session.user_frame(frame)
+        return memo
 
     def own_ops(self):
         """gradwatch's own torch ops must not be traced as the user's (nor cost a trace)."""
@@ -181,37 +198,41 @@ class TrainingMonitor:
     def on_step(self, optimizer: Any, record: OptimizerRecord, closure: Any, tracing: bool) -> None:
         """(the session counted this step in ``record.steps`` already; ``closure``: the one
         passed to step(), or None; ``tracing``: the tracing mode is on)"""
-        # The post-step hook confirms suspicions, sees LBFGS-style closures (backward inside
-        # step) and marks the optimizer's own ops while tracing; a plain loop does not pay for it.
-        if self.ops.queue:  # (before step() changes the parameters)
-            self.ops.flush()
-        if closure is not None:
-            self.closure_seen = True
-        # a closure runs the forward inside step() (LBFGS, SAM, Lightning): while tracing, the
-        # ops whose user frame is not the step() call are the closure's and observed
-        self.step_call = self.position() if closure is not None and tracing else None
-        if record.steps == 1:
-            self._remember_local_names()
-        order = self.order
-        order.on_step(optimizer, record)
-        if not record.has_values:  # (once it has, it keeps them: not asked again every step)
-            first = next((p for g in optimizer.param_groups for p in g["params"]), None)
-            record.has_values = first is None or has_values(first)
-        if not record.has_values:
-            pass  # a meta model or FakeTensors: no gradient values to follow
-        elif not tracing:
-            self.stats.on_step(optimizer, record)
-        else:
-            with torch._C.DisableTorchFunction():
+        outer, self._frame_memo = self._frame_memo, _NOT_WALKED  # (see `user_frame`)
+        try:
+            # The post-step hook confirms suspicions, sees LBFGS-style closures (backward inside
+            # step) and marks the optimizer's own ops while tracing; a plain loop does not pay for it.
+            if self.ops.queue:  # (before step() changes the parameters)
+                self.ops.flush()
+            if closure is not None:
+                self.closure_seen = True
+            # a closure runs the forward inside step() (LBFGS, SAM, Lightning): while tracing, the
+            # ops whose user frame is not the step() call are the closure's and observed
+            self.step_call = self.position() if closure is not None and tracing else None
+            if record.steps == 1:
+                self._remember_local_names()
+            order = self.order
+            order.on_step(optimizer, record)
+            if not record.has_values:  # (once it has, it keeps them: not asked again every step)
+                first = next((p for g in optimizer.param_groups for p in g["params"]), None)
+                record.has_values = first is None or has_values(first)
+            if not record.has_values:
+                pass  # a meta model or FakeTensors: no gradient values to follow
+            elif not tracing:
                 self.stats.on_step(optimizer, record)
-        # (a pre-hook: torch is not iterating over the post hooks, adding or removing is safe)
-        need = order._pending is not None or self.closure_seen or tracing
-        if need and self._post is None:
-            self._post = self._register_post()
-        elif not need and self._post is not None:
-            self._post.remove()
-            self._post = None
-        self.in_step = self._post is not None
+            else:
+                with torch._C.DisableTorchFunction():
+                    self.stats.on_step(optimizer, record)
+            # (a pre-hook: torch is not iterating over the post hooks, adding or removing is safe)
+            need = order._pending is not None or self.closure_seen or tracing
+            if need and self._post is None:
+                self._post = self._register_post()
+            elif not need and self._post is not None:
+                self._post.remove()
+                self._post = None
+            self.in_step = self._post is not None
+        finally:
+            self._frame_memo = outer  # (no frame kept past the call)
 
     def quiet_steps(self, record: OptimizerRecord) -> int:
         """How many of this optimizer's next steps need nothing of the monitor but counting, if
@@ -231,9 +252,7 @@ class TrainingMonitor:
 
     def _remember_local_names(self) -> None:
         """A loop inside a function: its locals are gone at the end of the cell, keep names."""
-        from ..locate import Namer
-
-        frame = self.session.user_frame(sys._getframe(1))
+        frame = self.user_frame(sys._getframe(1))
         # read once per frame and iteration (1,000 optimizers' first steps in one loop); the
         # frame is known by its id and its code (no reference kept: an id alone may be a new
         # frame of another helper, made where the last one was freed)
@@ -255,11 +274,15 @@ class TrainingMonitor:
             self.order.after_step(optimizer, record)
 
     def on_zero_grad(self, optimizer: Any, record: OptimizerRecord) -> None:
-        if self.ops.queue:  # (a gradient an op read, before it is zeroed)
-            self.ops.flush()
-        if self.stats.deferred:  # gradient norms of the last steps, before they are cleared
-            self.stats.settle()
-        self.order.on_zero_grad(optimizer, record)
+        outer, self._frame_memo = self._frame_memo, _NOT_WALKED  # (see `user_frame`)
+        try:
+            if self.ops.queue:  # (a gradient an op read, before it is zeroed)
+                self.ops.flush()
+            if self.stats.deferred:  # gradient norms of the last steps, before they are cleared
+                self.stats.settle()
+            self.order.on_zero_grad(optimizer, record)
+        finally:
+            self._frame_memo = outer  # (no frame kept past the call)
 
     def _observe(self, op, args, kwargs, out, position_fn) -> None:
         if self.in_scaler:
