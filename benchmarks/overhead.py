@@ -401,7 +401,8 @@ def scaling_section(quick: bool) -> list[str]:
     sizes = scaling.QUICK_SIZES if quick else scaling.FULL_SIZES
     print(f"\nscaling{' (--quick: small sizes, not judged)' if quick else ''}: each run in a fresh "
           f"process with an IPython shell; CPU seconds of the measured cell; peak RSS of the process; "
-          f"'traced step': the slower of the watched cell's two traced steps against a plain step", flush=True)
+          f"'traced step': the larger ratio of the watched cell's two traced steps to the plain cell's steps "
+          f"at the same place (in brackets: the slower one against the plain median step)", flush=True)
     rows = scaling.measure(sizes, progress=lambda what: print(f"  ... {what}", file=sys.stderr, flush=True))
     lines, failures = scaling.table(rows)
     print("\n".join(lines), flush=True)

@@ -82,6 +82,13 @@ def test_scaling_verdicts_follow_the_issues_wanted_figures():
     assert "traced step 2.50x" in scaling.verdict(row("tensors", 10_000, _run(1.0), _run(1.2, steps=(0.25, 0.1))), None)
     assert scaling.verdict(row("resnet", 64, _run(1.0), _run(1.2, steps=(0.19, 0.15, 0.1))), None) is None
     assert "traced step 2.20x" in scaling.verdict(row("resnet", 64, _run(1.0), _run(1.2, steps=(0.1, 0.22))), None)
+    # ... each traced step against the plain step at the same place: a fresh process's first step
+    # is slower in both modes, and that is torch's cost, not gradwatch's
+    first_slow = row("resnet", 64, _run(1.0, steps=(0.2, 0.1, 0.1, 0.1)), _run(1.2, steps=(0.3, 0.15, 0.1)))
+    assert first_slow.traced_step_ratio == pytest.approx(1.5) and first_slow.traced_step_vs_median == pytest.approx(3.0)
+    assert scaling.verdict(first_slow, None) is None
+    assert "traced step 2.10x" in scaling.verdict(
+        row("resnet", 64, _run(1.0, steps=(0.2, 0.1, 0.1)), _run(1.2, steps=(0.3, 0.21))), None)
     # the namespace: +50 ms at most against the small namespace's added cost
     small = row("namespace", 1_000, _run(0.010), _run(0.030))
     assert scaling.verdict(row("namespace", 100_000, _run(0.010), _run(0.070)), small) is None
