@@ -646,10 +646,10 @@ def test_the_cpu_finite_check_flags_exactly_the_tensors_with_a_non_finite_elemen
     nan, pos, neg = torch.randn(500), torch.randn(500), torch.randn(500)
     nan[7], pos[3], neg[9] = float("nan"), float("inf"), float("-inf")
     assert torch.linalg.vector_norm(big, 2).isinf()  # (what the exact re-check is for)
-    assert op_checks._finite_flags([big, nan, torch.randn(64), pos, neg]).tolist() == \
-        [True, False, True, False, False]
-    assert op_checks._finite_flags([half, half_big]).tolist() == [True, True]
-    assert op_checks._finite_flags([half_big, torch.tensor([1.0, float("nan")], dtype=torch.float16)]).tolist() \
+    # (CPU tensors' flags are read at once: a list)
+    assert op_checks._finite_flags([big, nan, torch.randn(64), pos, neg]) == [True, False, True, False, False]
+    assert op_checks._finite_flags([half, half_big]) == [True, True]
+    assert op_checks._finite_flags([half_big, torch.tensor([1.0, float("nan")], dtype=torch.float16)]) \
         == [True, False]
     # the shape-grouped path (many small CPU tensors of one shape, stacked): the same flags
     small = [torch.full((4, 4), 1e30) for _ in range(20)]
@@ -661,8 +661,25 @@ def test_the_cpu_finite_check_flags_exactly_the_tensors_with_a_non_finite_elemen
     checks.flush()
     flags = {}
     for slots, finite in checks._checked_now:
-        flags.update(zip(slots, finite.tolist(), strict=True))
+        flags.update(zip(slots, finite, strict=True))
     assert flags == {i: i != 5 for i in range(20)}
+
+
+def test_loss_shapes_broadcast_as_torch_broadcasts_them():
+    # GW111's shapes: torch's rule, worked out without torch.broadcast_shapes (a Python loop
+    # that raises for every class-index target, in every traced cross-entropy call)
+    import itertools
+
+    from gradwatch.monitors.op_checks import _broadcast
+
+    shapes = [list(s) for n in range(4) for s in itertools.product([0, 1, 2, 3], repeat=n)]
+    for a, b in itertools.product(shapes, shapes):
+        try:
+            want = list(torch.broadcast_shapes(torch.Size(a), torch.Size(b)))
+        except RuntimeError:
+            want = None
+        assert _broadcast(a, b) == want, (a, b)
+    assert _broadcast([64, 10], [64]) is None and _broadcast([8, 1], [8]) == [8, 8]
 
 
 def test_large_but_finite_activations_name_no_non_finite_op():

@@ -21,6 +21,7 @@ the ones traced after `grad_stats` saw a NaN/Inf), so memory stays bounded in lo
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -94,17 +95,15 @@ class OpChecks:
         node = self.monitor.session.provenance.nodes.get(inp)
         producer, producer_position = (node.op, node.pos) if node is not None else (None, None)
         target_shape = list(target.shape) if isinstance(target, torch.Tensor) else None
-        broadcast = None
-        if target_shape is not None and list(inp.shape) != target_shape:
-            try:
-                broadcast = list(torch.broadcast_shapes(inp.shape, torch.Size(target_shape)))
-            except RuntimeError:
-                pass  # not broadcastable: torch raises its own error
+        input_shape = list(inp.shape)
+        # (not broadcastable: torch raises its own error)
+        broadcast = _broadcast(input_shape, target_shape) \
+            if target_shape is not None and input_shape != target_shape else None
         position = position_fn()
         # one record per call site and kind of input: a loop calls the same loss every iteration
         key = (op, position, producer, broadcast is not None)
         if key not in self.loss_calls and len(self.loss_calls) < _MAX_LOSS_CALLS:
-            self.loss_calls[key] = (op, position, producer, producer_position, list(inp.shape),
+            self.loss_calls[key] = (op, position, producer, producer_position, input_shape,
                                     target_shape, broadcast)
 
     # --- GW105: the first op that made a non-finite value -----------------------------------------
@@ -165,7 +164,7 @@ class OpChecks:
             with torch.no_grad():
                 for group in groups:  # (one dtype each: the 2-norm's, see `_finite_flags`)
                     for idx, norms in grouped_norms(queue, [group], [], 2, _wide(queue[group[0]].dtype)):
-                        flags = _exact_on_cpu(norms.isfinite(), [queue[i] for i in idx])
+                        flags = _exact_on_cpu(norms.tolist(), [queue[i] for i in idx])
                         self._checked_now.append(([slots[i] for i in idx], flags))
             queue, slots = [queue[i] for i in rest], [slots[i] for i in rest]
             if not queue:
@@ -201,11 +200,14 @@ class OpChecks:
     def _finite_by_slot(self, step: int) -> dict[int, bool]:
         """The checks of one iteration read: one host read per device, at the end of the cell."""
         by_device: dict[Any, tuple[list, list[torch.Tensor]]] = {}
+        finite: dict[int, bool] = {}
         for slots, flags in self.checked.get(step, ()):
+            if isinstance(flags, list):  # (read already: CPU tensors' checks)
+                finite.update(zip(slots, flags, strict=True))
+                continue
             all_slots, all_flags = by_device.setdefault(flags.device, ([], []))
             all_slots.extend(slots)
             all_flags.append(flags)
-        finite: dict[int, bool] = {}
         for all_slots, all_flags in by_device.values():
             finite.update(zip(all_slots, torch.cat(all_flags).tolist(), strict=True))
         return finite
@@ -267,20 +269,35 @@ class OpChecks:
 
 
 _INF = float("inf")
+
+
+def _broadcast(a: list[int], b: list[int]) -> list[int] | None:
+    """The shape ``a`` and ``b`` broadcast to, None if they do not (``torch.broadcast_shapes``'
+    rule, without its Python loop over tensors and the exception a class-index target's shape
+    raises in it: every traced cross-entropy call)"""
+    out = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        x = a[-i] if i <= len(a) else 1
+        y = b[-i] if i <= len(b) else 1
+        if x != y and x != 1 and y != 1:
+            return None
+        out.append(y if x == 1 else x)
+    out.reverse()
+    return out
 _vector_norm = torch.linalg.vector_norm
 
 
-def _finite_flags(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """Whether each tensor (of one dtype, on one device, not empty) is finite: a bool device
-    tensor, one value each.
+def _finite_flags(tensors: list[torch.Tensor]) -> torch.Tensor | list[bool]:
+    """Whether each tensor (of one dtype, on one device, not empty) is finite, one value each:
+    a bool device tensor, or for CPU tensors a list of bools.
 
     Off the CPU: the largest magnitude of each (``_foreach_norm(inf)``, one fused kernel), NaN or
     Inf exactly when one of its elements is (NaN propagates through the max, an Inf is its own
-    maximum). On the CPU that norm has no vectorized kernel (14 ms for the 5M activation values
-    of a small ResNet's traced forward, against 0.5 ms for the 2-norm), so the 2-norm is taken
-    there, NaN or Inf whenever an element is; its squares may also overflow for a large but
-    finite tensor, so a non-finite one is checked again exactly (`_exact_on_cpu`: on the CPU
-    reading the flags costs no device sync)."""
+    maximum); read at the end of the cell. On the CPU that norm has no vectorized kernel (14 ms
+    for the 5M activation values of a small ResNet's traced forward, against 0.5 ms for the
+    2-norm), so the 2-norm is taken there, NaN or Inf whenever an element is, and read at once
+    (on the CPU a read is no device sync); its squares may also overflow for a large but finite
+    tensor, so a non-finite one is checked again exactly (`_exact_on_cpu`)."""
     # without autograd: a norm of a tensor that requires grad would record a node that saves
     # it, which torch.utils.checkpoint counts
     on_cpu = tensors[0].is_cpu
@@ -290,8 +307,9 @@ def _finite_flags(tensors: list[torch.Tensor]) -> torch.Tensor:
             norms = torch._foreach_norm(tensors, ord, dtype=dtype)  # pyright: ignore[reportPrivateImportUsage, reportArgumentType, reportCallIssue]
         except (RuntimeError, TypeError, NotImplementedError):  # (a layout foreach does not take)
             norms = [_vector_norm(t, ord, dtype=dtype) for t in tensors]
-        flags = torch.stack(norms).isfinite()
-        return _exact_on_cpu(flags, tensors) if on_cpu else flags
+        if on_cpu:
+            return _exact_on_cpu(torch.stack(norms).tolist(), tensors)
+        return torch.stack(norms).isfinite()
 
 
 def _wide(dtype: torch.dtype) -> torch.dtype | None:
@@ -300,13 +318,13 @@ def _wide(dtype: torch.dtype) -> torch.dtype | None:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else None
 
 
-def _exact_on_cpu(flags: torch.Tensor, tensors: list[torch.Tensor]) -> torch.Tensor:
-    """``flags`` (2-norms found finite) of CPU ``tensors``, with each tensor whose 2-norm was not
-    finite checked again by its largest magnitude: non-finite only if an element is (a 2-norm
-    also overflows when a large but finite tensor's squares do)."""
-    if bool(flags.all()):  # (the common case: one read of one CPU value)
-        return flags
-    flags = flags.clone()
-    for i in (~flags).nonzero().flatten().tolist():
-        flags[i] = _vector_norm(tensors[i], _INF).isfinite()
+def _exact_on_cpu(norms: list[float], tensors: list[torch.Tensor]) -> list[bool]:
+    """Whether each of the CPU ``tensors`` is finite, from their 2-norms: a tensor whose 2-norm is
+    not finite is checked again by its largest magnitude, non-finite only if an element is (a
+    2-norm also overflows when a large but finite tensor's squares do)."""
+    flags = [math.isfinite(v) for v in norms]
+    if not all(flags):
+        for i, ok in enumerate(flags):
+            if not ok:
+                flags[i] = bool(_vector_norm(tensors[i], _INF).isfinite())
     return flags
