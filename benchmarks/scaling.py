@@ -273,10 +273,10 @@ class Row:
         step at the same place. Both are the first steps of a fresh process: what torch itself
         pays there (a plain ResNet's first step takes 1.7x its median) is in both, and only
         gradwatch's own cost is in the ratio."""
-        traced, plain = self.watched["steps"][:2], self.plain["steps"][:2]
-        if not traced or len(plain) < len(traced):
+        pairs = list(zip(self.watched["steps"][:2], self.plain["steps"][:2], strict=False))
+        if not pairs:
             return None
-        return max(t / max(p, 1e-9) for t, p in zip(traced, plain, strict=True))
+        return max(t / max(p, 1e-9) for t, p in pairs)
 
     @property
     def traced_step_vs_median(self) -> float | None:
@@ -320,7 +320,9 @@ def verdict(row: Row, small: Row | None) -> str | None:
         return f"watched cell reported {row.watched['codes']} on correct code"
     if row.scenario in ("tensors", "resnet"):
         traced = row.traced_step_ratio
-        return None if traced is not None and traced <= 2.0 else f"traced step {traced:.2f}x > 2x"
+        if traced is None:
+            return "no step timings to compare"
+        return None if traced <= 2.0 else f"traced step {traced:.2f}x > 2x"
     if row.scenario == "namespace":
         growth = row.extra_s - (small.extra_s if small is not None else 0.0)
         return None if growth <= 0.05 else f"+{growth * 1e3:.0f} ms > +50 ms"

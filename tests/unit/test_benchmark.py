@@ -87,6 +87,10 @@ def test_scaling_verdicts_follow_the_issues_wanted_figures():
     first_slow = row("resnet", 64, _run(1.0, steps=(0.2, 0.1, 0.1, 0.1)), _run(1.2, steps=(0.3, 0.15, 0.1)))
     assert first_slow.traced_step_ratio == pytest.approx(1.5) and first_slow.traced_step_vs_median == pytest.approx(3.0)
     assert scaling.verdict(first_slow, None) is None
+    # fewer timed steps in one mode: the steps both have are compared; none, no verdict of met
+    assert row("resnet", 64, _run(1.0, steps=(0.2,)), _run(1.2, steps=(0.3, 0.9))).traced_step_ratio == \
+        pytest.approx(1.5)
+    assert scaling.verdict(row("resnet", 64, _run(1.0, steps=()), _run(1.2)), None) == "no step timings to compare"
     assert "traced step 2.10x" in scaling.verdict(
         row("resnet", 64, _run(1.0, steps=(0.2, 0.1, 0.1)), _run(1.2, steps=(0.3, 0.21))), None)
     # the namespace: +50 ms at most against the small namespace's added cost

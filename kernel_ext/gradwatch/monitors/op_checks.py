@@ -66,7 +66,8 @@ class OpChecks:
         # traced iteration -> {an input's slot: its provenance node (its weak reference)}
         self.input_nodes: dict[int, dict[int, Any]] = {}
         # traced iteration -> [(slots, finite flags)]: the checks made, one device tensor each
-        self.checked: dict[int, list[tuple[Any, torch.Tensor]]] = {}
+        # (read at the end of the cell), or for CPU tensors a list of bools (read at once)
+        self.checked: dict[int, list[tuple[Any, torch.Tensor | list[bool]]]] = {}
         # A tensor's slot in this iteration is kept on its provenance node (`Node.checked_in`,
         # `Node.check`): no object per tensor, which the garbage collector would walk
         self._nodes = monitor.session.provenance.nodes.by_id
@@ -284,6 +285,8 @@ def _broadcast(a: list[int], b: list[int]) -> list[int] | None:
         out.append(y if x == 1 else x)
     out.reverse()
     return out
+
+
 _vector_norm = torch.linalg.vector_norm
 
 
