@@ -478,7 +478,6 @@ class Watch:
             if steady is not None:  # (a steady cycle's zero_grad(): nothing to do but count it)
                 if steady.expect == ZERO_GRAD and steady.ref() is opt:
                     steady.expect = BACKWARD
-                    steady.zero_grads += 1
                     return original(opt, *args, **kwargs)
                 session._guard(session._settle_steady)
             # every step: the work inline, no frame of ours between the wrapper and the monitor
@@ -630,10 +629,10 @@ class Watch:
         shortest path; a steady cycle's step counts itself and returns."""
         steady = self._steady
         if steady is not None:
-            if steady.expect == STEP and steady.steps_left and steady.ref() is opt and len(args) == 1 and not kwargs:
+            if steady.expect == STEP and steady.steps < steady.limit and steady.ref() is opt and len(args) == 1 \
+                    and not kwargs:
                 steady.expect = ZERO_GRAD
                 steady.steps += 1
-                steady.steps_left -= 1
                 return None
             self._guard(self._settle_steady)
         try:
@@ -796,17 +795,15 @@ class Watch:
             steady = session._steady
             quiet = False  # a steady cycle's backward(): only counted, its loss kept
             if steady is not None:
-                root = args[0] if len(args) == 1 and not kwargs else None
                 # (`loss.backward()` of a plain scalar loss with values, no torch-function or
                 # dispatch mode, so that the tensor methods below reach no Python code of the
                 # user's; no GradScaler)
-                if steady.expect == BACKWARD and quiet_api and type(root) is torch.Tensor \
-                        and not dispatch_depth() and not _torch_function_mode_on() and not root.dim() \
+                if steady.expect == BACKWARD and quiet_api and len(args) == 1 and not kwargs \
+                        and type(root := args[0]) is torch.Tensor and not dispatch_depth() and not _torch_function_mode_on() and not root.dim() \
                         and root.is_floating_point() and not root.is_meta \
                         and ((monitor := session._monitor) is None or monitor.scaled is None):
                     if monitor is not None:
                         steady.losses.append(root.detach())
-                    steady.backwards += 1
                     steady.expect = STEP
                     quiet = True
                 else:

@@ -31,21 +31,35 @@ ZERO_GRAD, BACKWARD, STEP = 0, 1, 2
 
 
 class SteadyCycle:
-    """One optimizer's cycle, armed at one of its steps (before that step runs)."""
+    """One optimizer's cycle, armed at one of its steps (before that step runs).
 
-    __slots__ = ("ref", "record", "expect", "steps_left", "n_backward", "zero_grads", "backwards", "steps", "losses")
+    Each call it takes moves ``expect`` on (zero_grad -> backward -> step -> zero_grad ...) and a
+    step counts itself: the zero_grad() and backward() calls it took follow from the steps and
+    from where in the cycle it is (no counter of their own to keep on every call)."""
+
+    __slots__ = ("ref", "record", "expect", "limit", "n_backward", "steps", "losses")
 
     def __init__(self, record: OptimizerRecord, steps_left: int, n_backward: int) -> None:
         self.ref = record.ref  # the optimizer (weak: the cycle lives a few steps at most)
         self.record = record
         self.expect = ZERO_GRAD
-        self.steps_left = steps_left  # steps it may take; the next one takes the full path
+        self.limit = steps_left  # steps it may take; the next one takes the full path
         self.n_backward = n_backward  # backward calls when it was armed
-        self.zero_grads = self.backwards = self.steps = 0  # calls it took
+        self.steps = 0  # steps it took
         self.losses: list[Any] = []  # the losses of the backward calls it took (detached)
+
+    @property
+    def zero_grads(self) -> int:
+        """zero_grad() calls it took: one per step, and one more past its last step."""
+        return self.steps + (self.expect != ZERO_GRAD)
+
+    @property
+    def backwards(self) -> int:
+        """backward() calls it took: one per step, and one more waiting for its step."""
+        return self.steps + (self.expect == STEP)
 
     def step_counts(self) -> tuple[int | None, int | None]:
         """Backward calls at the last step and at the last ``zero_grad()`` it took (None: none)."""
-        n0 = self.n_backward
+        n0, zero_grads = self.n_backward, self.zero_grads
         return (n0 + self.steps if self.steps else None,
-                n0 + self.zero_grads - 1 if self.zero_grads else None)
+                n0 + zero_grads - 1 if zero_grads else None)
