@@ -799,7 +799,8 @@ class Watch:
                 # dispatch mode, so that the tensor methods below reach no Python code of the
                 # user's; no GradScaler)
                 if steady.expect == BACKWARD and quiet_api and len(args) == 1 and not kwargs \
-                        and type(root := args[0]) is torch.Tensor and not dispatch_depth() and not _torch_function_mode_on() and not root.dim() \
+                        and type(root := args[0]) is torch.Tensor and not dispatch_depth() \
+                        and not _torch_function_mode_on() and not root.dim() \
                         and root.is_floating_point() and not root.is_meta \
                         and ((monitor := session._monitor) is None or monitor.scaled is None):
                     if monitor is not None:
