@@ -110,6 +110,33 @@ def test_nan_seen_later_requests_a_trace_that_names_the_op():
     assert d.evidence["loss_step"] == 151 and d.evidence["op"] == "log"
 
 
+def test_a_nan_loss_is_seen_in_its_chunk_of_32_losses_and_traced_in_time():
+    # a loop too short for a block of gradient norms or of 256 losses after its first NaN: the
+    # chunk of 32 losses that holds it (its largest magnitude is NaN) asks for the trace that
+    # names the op
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-2)
+    good, y = torch.rand(16, 3) + 0.5, torch.randn(16, 1)
+    bad = good.clone()
+    bad[2, 1] = -1.0  # log(-1) = NaN from iteration 41 on
+
+    def run():
+        for i in range(120):
+            opt.zero_grad()
+            x = good if i < 40 else bad
+            features = torch.log(x)
+            loss = nn.functional.mse_loss(model(features), y)
+            loss.backward()
+            if torch.isfinite(loss):
+                opt.step()
+
+    report = watched(run)
+    [d] = [d for d in report if d.code == "GW105"]
+    assert d.location.text == "torch.log(x)" and d.evidence["op"] == "log"
+    assert d.evidence["loss_step"] == 41
+
+
 def test_gradwatch_keeps_no_user_object_after_the_cell():
     model = nn.Linear(3, 1)
     opt = torch.optim.Adam(model.parameters())

@@ -22,6 +22,7 @@ flap).
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -45,14 +46,15 @@ _DEFERRED_WIDTH = 8  # optimizers of at most so many tensors have their samples 
 
 
 class _DeviceFlag:
-    """A device bool read on the host without a sync (pinned copy + event on CUDA)."""
+    """A device value read on the host without a sync (pinned copy + event on CUDA): a bool, set
+    when True, or a number (a largest magnitude), set when it is not finite."""
 
     def __init__(self) -> None:
         self._pending: list[tuple[Any, Any, str]] = []
 
     def post(self, flag: torch.Tensor, what: str) -> None:
         if flag.device.type == "cuda":
-            host = torch.empty((), dtype=torch.bool, pin_memory=True)
+            host = torch.empty((), dtype=flag.dtype, pin_memory=True)
             host.copy_(flag, non_blocking=True)
             event = torch.cuda.Event()
             event.record()
@@ -69,8 +71,10 @@ class _DeviceFlag:
             if event is not None and not event.query():
                 break
             self._pending.pop(0)
-            if hit is None and bool(host):
-                hit = what
+            if hit is None:
+                value = host.item()
+                if value is True or (type(value) is float and not math.isfinite(value)):
+                    hit = what
         return hit
 
 
@@ -154,7 +158,8 @@ class GradStats:
         s.chunks.append(chunk)
         s.n_chunked += chunk.shape[0]
         if not self.traced_after_nonfinite:
-            self._nonfinite(~torch.isfinite(chunk).all(), "the loss")
+            # (their largest magnitude: NaN or Inf exactly when a loss is, in one op)
+            self._nonfinite(torch.linalg.vector_norm(chunk, _BIG), "the loss")
         if s.n_chunked >= _LOSS_BLOCK:
             self._flush_losses(s)
 
@@ -492,6 +497,7 @@ class GradStats:
         self._nonfinite(~fin.all(), "the loss")
 
     def _nonfinite(self, flag: torch.Tensor, what: str) -> None:
+        """(``flag``: see `_DeviceFlag`)"""
         if self.traced_after_nonfinite:
             return
         self.flag.post(flag, what)
