@@ -725,9 +725,8 @@ class Watch:
             record.steps += cycle.steps
             # each step was the only one after its backward() (see `_on_step`)
             self._stepped_at, self._stepped_before, self._stepped = at_step, 1, 1
-        if cycle.steps or cycle.zero_grads:
+        if at_zero_grad is not None:  # (it took a call: each of its steps follows a zero_grad())
             record.calls_at_step_or_zero_grad = cycle.n_backward + cycle.steps  # (the last of them)
-        if at_zero_grad is not None:
             self._last_zero_grad = (record.key, at_zero_grad)
         if self._monitor is not None:
             self._monitor.after_quiet(record, cycle)

@@ -533,8 +533,9 @@ class GradStats:
             optimizer = OptimizerRef(key=key, name=(namer.name(opt) if opt is not None else None)
                                      or (f"optimizer#{key}" if key else ""),
                                      location=session.optimizers.locations.get(key), steps=s.n_steps)
-            grads: dict[str, Any] | None = s.read if s.read is not None else \
-                {k: v.tolist() for k, v in s.acc.items()} if s.acc else None  # the one host read
+            if s.read is None and s.acc:
+                s.read = {k: v.tolist() for k, v in s.acc.items()}  # the one host read
+            grads = s.read
             if grads is not None:
                 out.append(GradientStatistics(
                     optimizer, loss, params=[namer.name(p) or f"param {i}" for i, p in enumerate(s.params or [])],

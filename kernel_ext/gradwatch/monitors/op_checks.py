@@ -164,9 +164,9 @@ class OpChecks:
             groups, rest = by_shape
             with torch.no_grad():
                 for group in groups:  # (one dtype each: the 2-norm's, see `_finite_flags`)
-                    for idx, norms in grouped_norms(queue, [group], [], 2, _wide(queue[group[0]].dtype)):
-                        flags = _exact_on_cpu(norms.tolist(), [queue[i] for i in idx])
-                        self._checked_now.append(([slots[i] for i in idx], flags))
+                    [(_, norms)] = grouped_norms(queue, [group], [], 2, _wide(queue[group[0]].dtype))
+                    flags = _exact_on_cpu(norms.tolist(), [queue[i] for i in group])
+                    self._checked_now.append(([slots[i] for i in group], flags))
             queue, slots = [queue[i] for i in rest], [slots[i] for i in rest]
             if not queue:
                 return
