@@ -86,26 +86,32 @@ def test_stride_adapts_and_dead_parameters_are_still_found():
     assert dead.evidence["zero_steps"] >= 1000
 
 
-def test_nan_seen_later_requests_a_trace_that_names_the_op():
+def _nan_from_a_log(steps: int, first_bad: int):
+    """GW105 of a ``steps``-iteration loop whose ``torch.log(x)`` makes NaN from iteration
+    ``first_bad + 1`` on (the user's own guard skips those steps: the parameters stay finite)."""
     torch.manual_seed(0)
     model = nn.Linear(3, 1)
     opt = torch.optim.SGD(model.parameters(), lr=1e-2)
     good, y = torch.rand(16, 3) + 0.5, torch.randn(16, 1)
     bad = good.clone()
-    bad[2, 1] = -1.0  # log(-1) = NaN from iteration 151 on
+    bad[2, 1] = -1.0  # log(-1) = NaN
 
     def run():
-        for i in range(400):
+        for i in range(steps):
             opt.zero_grad()
-            x = good if i < 150 else bad
+            x = good if i < first_bad else bad
             features = torch.log(x)
             loss = nn.functional.mse_loss(model(features), y)
             loss.backward()
-            if torch.isfinite(loss):  # the user's own guard keeps the parameters finite
+            if torch.isfinite(loss):
                 opt.step()
 
-    report = watched(run)
-    [d] = [d for d in report if d.code == "GW105"]
+    [d] = [d for d in watched(run) if d.code == "GW105"]
+    return d
+
+
+def test_nan_seen_later_requests_a_trace_that_names_the_op():
+    d = _nan_from_a_log(400, 150)
     assert d.location.text == "torch.log(x)"
     assert d.evidence["loss_step"] == 151 and d.evidence["op"] == "log"
 
@@ -114,25 +120,7 @@ def test_a_nan_loss_is_seen_in_its_chunk_of_32_losses_and_traced_in_time():
     # a loop too short for a block of gradient norms or of 256 losses after its first NaN: the
     # chunk of 32 losses that holds it (its largest magnitude is NaN) asks for the trace that
     # names the op
-    torch.manual_seed(0)
-    model = nn.Linear(3, 1)
-    opt = torch.optim.SGD(model.parameters(), lr=1e-2)
-    good, y = torch.rand(16, 3) + 0.5, torch.randn(16, 1)
-    bad = good.clone()
-    bad[2, 1] = -1.0  # log(-1) = NaN from iteration 41 on
-
-    def run():
-        for i in range(120):
-            opt.zero_grad()
-            x = good if i < 40 else bad
-            features = torch.log(x)
-            loss = nn.functional.mse_loss(model(features), y)
-            loss.backward()
-            if torch.isfinite(loss):
-                opt.step()
-
-    report = watched(run)
-    [d] = [d for d in report if d.code == "GW105"]
+    d = _nan_from_a_log(120, 40)
     assert d.location.text == "torch.log(x)" and d.evidence["op"] == "log"
     assert d.evidence["loss_step"] == 41
 
@@ -678,18 +666,6 @@ def test_the_cpu_finite_check_flags_exactly_the_tensors_with_a_non_finite_elemen
     assert op_checks._finite_flags([half, half_big]) == [True, True]
     assert op_checks._finite_flags([half_big, torch.tensor([1.0, float("nan")], dtype=torch.float16)]) \
         == [True, False]
-    # the shape-grouped path (many small CPU tensors of one shape, stacked): the same flags
-    small = [torch.full((4, 4), 1e30) for _ in range(20)]
-    small[5] = small[5].clone()
-    small[5][1, 2] = float("-inf")
-    checks = op_checks.OpChecks.__new__(op_checks.OpChecks)
-    checks.queue, checks._queued_elements, checks._slots, checks._checked_now = list(small), 80, 20, []
-    checks.monitor = type("M", (), {"session": type("S", (), {"provenance": type("P", (), {})()})()})()
-    checks.flush()
-    flags = {}
-    for slots, finite in checks._checked_now:
-        flags.update(zip(slots, finite, strict=True))
-    assert flags == {i: i != 5 for i in range(20)}
 
 
 def test_loss_shapes_broadcast_as_torch_broadcasts_them():
@@ -709,36 +685,53 @@ def test_loss_shapes_broadcast_as_torch_broadcasts_them():
     assert _broadcast([64, 10], [64]) is None and _broadcast([8, 1], [8]) == [8, 8]
 
 
-def test_large_but_finite_activations_name_no_non_finite_op():
-    # activations near 1e30 (squares overflow float32) are no NaN: no origin, no GW105
+def _count_stacked_checks(monkeypatch) -> list[int]:
+    """The tensors of each traced-op check that went stacked by shape (see `monitors.norms`)."""
+    from gradwatch.monitors import op_checks
+
+    stacked: list[int] = []
+    grouped = op_checks.grouped_norms
+
+    def counting(tensors, groups, rest, *args, **kwargs):
+        stacked.append(sum(len(idx) for idx in groups))
+        return grouped(tensors, groups, rest, *args, **kwargs)
+
+    monkeypatch.setattr(op_checks, "grouped_norms", counting)
+    return stacked
+
+
+def test_large_but_finite_activations_name_no_non_finite_op(monkeypatch):
+    # activations near 1e30 (squares overflow float32) are no NaN, whether checked stacked by
+    # shape (many small layers) or by `_foreach_norm` (a large tensor): no origin, no GW105
     torch.manual_seed(0)
-    model = nn.Linear(4, 4)
+    layers = nn.ModuleList(nn.Linear(4, 4) for _ in range(20))
     x = torch.randn(16, 4)
-    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    opt = torch.optim.SGD(layers.parameters(), lr=0.0)
+    stacked = _count_stacked_checks(monkeypatch)
     found = []
 
     def run():
         for _ in range(3):
             opt.zero_grad()
-            big = model(x) * 1e29
-            loss = (big / 1e29).square().mean()
+            big = [layer(x) * 1e29 for layer in layers]  # 16 x 4 each: checked stacked
+            wide = big[0].repeat(1, 2048)  # 131,072 values: checked by `_foreach_norm`
+            loss = (torch.stack(big) / 1e29).square().mean() + (wide / 1e29).square().mean()
             loss.backward()
             opt.step()
         found.append(session_mod.current().events)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with gradwatch.watch(warn=False, namespace={"model": model, "x": x, "opt": opt}) as report:
+        with gradwatch.watch(warn=False, namespace={"layers": layers, "x": x, "opt": opt}) as report:
             run()
     assert not [m for m in found[0].measurements if isinstance(m, NonFiniteOrigin)]
     assert "GW105" not in report.codes
+    assert sum(stacked) >= 40  # the layers' outputs and the products, at least
 
 
 def test_nan_among_many_small_layers_is_found_by_the_checks_stacked_by_shape(monkeypatch):
     """The traced ops' non-finite checks of a model of many small CPU layers go by shape group
     (see `monitors.norms`), and still name the first op that made a NaN."""
-    from gradwatch.monitors import op_checks
-
     torch.manual_seed(0)
     layers = nn.ModuleList(nn.Linear(4, 4) for _ in range(40))
     with torch.no_grad():
@@ -747,14 +740,7 @@ def test_nan_among_many_small_layers_is_found_by_the_checks_stacked_by_shape(mon
             layer.bias.fill_(-1.0 if j == 30 else 1.0)  # log(-1) = NaN in branch 30 only
     opt = torch.optim.SGD(layers.parameters(), lr=0.0)
     x = torch.rand(8, 4)
-    stacked = []
-    grouped = op_checks.grouped_norms
-
-    def counting(tensors, groups, rest, *args, **kwargs):
-        stacked.append(sum(len(idx) for idx in groups))
-        return grouped(tensors, groups, rest, *args, **kwargs)
-
-    monkeypatch.setattr(op_checks, "grouped_norms", counting)
+    stacked = _count_stacked_checks(monkeypatch)
 
     def run():
         for _ in range(3):

@@ -264,6 +264,22 @@ def test_the_index_keeps_no_user_object_after_the_cell():
 
 
 # --- tracing: per-op work does not grow with the number of parameters --------------------------------
+def _train_one_tensor_optimizers(params: list, iterations: int) -> list:
+    """One SGD optimizer per tensor of ``params``, built and trained together for ``iterations``
+    (zero_grad() each, one backward(), step() each: the 1,000-optimizer row of
+    benchmarks/scaling.py); the optimizers."""
+    import torch
+
+    opts = [torch.optim.SGD([p], lr=1e-2) for p in params]
+    for _ in range(iterations):
+        for o in opts:
+            o.zero_grad()
+        torch.stack(params).square().sum().backward()
+        for o in opts:
+            o.step()
+    return opts
+
+
 def _python_calls(fn) -> tuple[int, object]:
     """The Python function calls while ``fn()`` runs, and its result; not counting gradwatch's
     wrapper of dynamo's `_maybe_set_eval_frame`, which torch's `disable` wrappers (every step()
@@ -474,13 +490,7 @@ def _norm_calls_and_rows(n_optimizers: int) -> tuple[int, list[list[float]]]:
     try:
         with Watch(namespace={"params": params}, warn=False,
                    schedule=StepSchedule(checked_per_backward=n_optimizers)) as report:
-            opts = [torch.optim.SGD([p], lr=1e-2) for p in params]
-            for _ in range(3):
-                for o in opts:
-                    o.zero_grad()
-                torch.stack(params).square().sum().backward()
-                for o in opts:
-                    o.step()
+            _train_one_tensor_optimizers(params, 3)
             calls[0] = session_stats().norm_calls
     finally:
         grad_stats.GradStats._flush_short_series_together = flush
@@ -802,13 +812,7 @@ def _missing_checks(n_optimizers: int, iterations: int, monkeypatch) -> tuple[li
     params = [torch.nn.Parameter(torch.randn(4)) for _ in range(n_optimizers)]
     # (every one of the first 32 steps would be checked: the turns show in that window)
     with Watch(namespace={}, warn=False, trace_steps=0, schedule=StepSchedule(missing_check_all=32)) as report:
-        opts = [torch.optim.SGD([p], lr=1e-2) for p in params]
-        for _ in range(iterations):
-            for o in opts:
-                o.zero_grad()
-            torch.stack(params).square().sum().backward()
-            for o in opts:
-                o.step()
+        _train_one_tensor_optimizers(params, iterations)
     return checked, report.codes
 
 
@@ -908,19 +912,10 @@ def _python_calls_of_many_optimizers(n: int, watch_options: dict | None) -> int:
     torch.manual_seed(0)
     params = [torch.nn.Parameter(torch.randn(4)) for _ in range(n)]
 
-    def cell():
-        opts = [torch.optim.SGD([p], lr=1e-2) for p in params]
-        for _ in range(2):
-            for o in opts:
-                o.zero_grad()
-            torch.stack(params).square().sum().backward()
-            for o in opts:
-                o.step()
-
     watch = contextlib.nullcontext() if watch_options is None else \
         Watch(namespace={"params": params}, warn=False, **watch_options)
     with watch as report:
-        calls, _ = _python_calls(cell)
+        calls, _ = _python_calls(lambda: _train_one_tensor_optimizers(params, 2))
     assert report is None or report.codes == []
     return calls
 
@@ -937,7 +932,8 @@ def test_an_optimizer_adds_the_same_few_python_calls_whatever_their_number():
     session_only = per_optimizer({"per_step_monitors": False})
     # linear in the optimizers (up to which of them have their turn for a check)
     assert abs(session_only[0] - session_only[1]) <= 1, session_only
-    # built, zeroed twice, stepped twice, all while tracing: 68 today; 91 when each traced
+    # built, zeroed twice, stepped twice, all while tracing: 62 today (68 while garbage
+    # collections inside the count ran weakref callbacks); 91 when each traced
     # backward named every optimizer's parameters through four calls per optimizer (and three
     # per name asked), and each optimizer built went through the guard and a look at its
     # class's step(); 137 when each optimizer's parameters were named and their facts made as
@@ -974,13 +970,7 @@ def test_a_step_hook_walks_to_the_users_frame_once_for_all_the_monitors_parts(mo
         params = [torch.nn.Parameter(torch.randn(4)) for _ in range(n)]
         walks[0] = 0
         with Watch(namespace={"params": params}, warn=False) as report:
-            opts = [torch.optim.SGD([p], lr=1e-2) for p in params]
-            for _ in range(2):
-                for o in opts:
-                    o.zero_grad()
-                torch.stack(params).square().sum().backward()
-                for o in opts:
-                    o.step()
+            _train_one_tensor_optimizers(params, 2)
             memos.append(session_mod.current()._monitor._frame_memo)
         assert report.codes == []
         return walks[0]
