@@ -661,6 +661,7 @@ class Watch:
                 else:
                     record.thinned = thinned = False
                 tracing = self.mode is not None
+                frame = None
                 if tracing:  # where each optimizer steps (explains version errors)
                     frame = self.source_map.user_frame(sys._getframe(1))  # (`_position`, inline)
                     self.step_positions[key] = (frame.f_code, frame.f_lasti) if frame is not None else None
@@ -682,12 +683,16 @@ class Watch:
                                        and step_number % schedule.busy_every) \
                         and schedule.checks_missing(step_number, since):
                     self._check_missing(opt, record, since)
-                if self._monitor is not None:
-                    self._monitor.on_step(opt, record, closure, tracing)
+                arm = False
                 if tracing and closure is None and not self._lifted_for_step \
                         and not opt.defaults.get("differentiable"):
                     self._lift_for_step()
-                elif since == 1 and changed is None and self._last_zero_grad == (key, n - 1):
+                else:
+                    arm = since == 1 and changed is None and self._last_zero_grad == (key, n - 1)
+                if self._monitor is not None:
+                    # (tracing: the mode stays on while step() runs, its ops are seen)
+                    self._monitor.on_step(opt, record, closure, tracing and not self._lifted_for_step, frame)
+                if arm:
                     self._arm_steady(record, n)
                 return changed  # as a step pre-hook's (args, kwargs): step() calls the checking closure
         except Exception as exc:

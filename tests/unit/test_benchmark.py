@@ -110,3 +110,25 @@ def test_scaling_verdicts_follow_the_issues_wanted_figures():
     lines, failures = scaling.table([small, row("namespace", 100_000, _run(0.010), _run(0.090))])
     assert failures == ["namespace 100,000: +60 ms > +50 ms"]
     assert any(line.startswith("namespace") and "3.00x" in line and "9.00x" in line for line in lines)
+
+
+def test_a_quick_row_is_judged_by_the_median_of_interleaved_fresh_runs():
+    scaling = load_scaling()
+    calls: list[tuple[str, int, str]] = []
+    times = {("optimizers", "plain"): [0.05, 0.04, 0.06], ("optimizers", "watched"): [0.13, 0.09, 0.10],
+             ("resnet", "plain"): [2.0], ("resnet", "watched"): [2.5]}
+
+    def runner(scenario: str, size: int, mode: str) -> dict:
+        calls.append((scenario, size, mode))
+        return _run(times[scenario, mode][sum(c[0] == scenario and c[2] == mode for c in calls) - 1])
+
+    rows = scaling.measure({"optimizers": (1_000,), "resnet": (64,)}, runner=runner)
+    # under a second: three pairs, plain and watched in turn; the slow row: one pair
+    assert [c[2] for c in calls if c[0] == "optimizers"] == ["plain", "watched"] * 3
+    assert [c[2] for c in calls if c[0] == "resnet"] == ["plain", "watched"]
+    quick, slow = rows
+    assert (quick.runs, quick.plain["cell_s"], quick.watched["cell_s"]) == (3, 0.05, 0.10)
+    assert quick.ratio == pytest.approx(2.0) and scaling.verdict(quick, None) is None
+    assert (slow.runs, slow.ratio) == (1, 1.25)
+    lines, _ = scaling.table(rows)
+    assert lines[2].split()[:3] == ["optimizers", "1,000", "3"]

@@ -622,6 +622,48 @@ def test_short_series_of_many_optimizers_are_reduced_together_with_the_same_figu
     assert together[1].zero_run == [12.0, 12.0] and together[3].n_present == [12.0, 12.0, 0.0]
 
 
+def test_series_sampled_at_different_steps_are_reduced_together_with_the_same_figures(monkeypatch):
+    # 8 optimizers, 2 checked per backward(): they take turns, so each series holds rows of its
+    # own steps; the series with as many rows are reduced together, each with its own rows' figures
+    from gradwatch.monitors.schedule import StepSchedule
+
+    def measurements() -> list:
+        torch.manual_seed(0)
+        params = [nn.Parameter(torch.randn(3)) for _ in range(8)]
+        with torch.no_grad():
+            params[5].zero_()  # (a zero gradient: its zero run and last non-zero step)
+        opts = [torch.optim.SGD([p], lr=1e-2) for p in params]
+        found = []
+
+        def run():
+            for i in range(4):
+                for o in opts:
+                    o.zero_grad()
+                scale = float("nan") if i >= 2 else 1.0
+                loss = sum((p * (k + 1)).square().sum() for k, p in enumerate(params)) + params[0].sum() * scale
+                loss.backward()
+                for o in opts:
+                    o.step()
+            found.append(session_mod.current().events)
+
+        watched(run, schedule=StepSchedule(checked_per_backward=2))
+        return [m for m in found[0].measurements if isinstance(m, GradientStatistics)]
+
+    together = measurements()
+    flushed = []
+    monkeypatch.setattr(grad_stats.GradStats, "_flush_group", lambda self, group, B: flushed.append(len(group)))
+    one_by_one = measurements()
+    # two rows (steps 1 and 3, 1 and 2, 1 and 3) and one row (step 1, 4, 2, 1 or 4): two reductions
+    assert flushed == [3, 5]
+    assert len(together) == 8 and together == one_by_one
+    assert [m.sampled_steps for m in together] == [2, 2, 1, 1, 2, 1, 1, 1]
+    assert [m.last_sampled_step for m in together] == [3, 2, 1, 4, 3, 2, 1, 4]
+    assert [m.first_nonfinite_step for m in together][:3] == [[3.0], [math.inf], [math.inf]]
+    assert [m.last_finite_step for m in together][:2] == [1.0, 2.0]
+    assert [m.ever_nonzero for m in together][4:7] == [[True], [False], [True]]
+    assert [m.last_nonzero_step for m in together] == [[3.0], [2.0], [1.0], [4.0], [3.0], [0.0], [1.0], [4.0]]
+
+
 def test_the_first_non_finite_op_names_the_inputs_that_already_held_nan():
     # an input's slot keeps the node that names it (the op's record holds numbers only)
     from gradwatch.measurements import NonFiniteOrigin

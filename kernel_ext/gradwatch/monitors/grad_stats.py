@@ -383,7 +383,7 @@ class GradStats:
         groups: dict[tuple, list[_Series]] = {}
         for s in self.series.values():
             if s.rows and s.n_rows == 0:  # (a series with earlier blocks goes its own way)
-                groups.setdefault((s.rows[0].device, s.rows[0].dtype, tuple(s.row_steps)), []).append(s)
+                groups.setdefault((s.rows[0].device, s.rows[0].dtype, len(s.rows)), []).append(s)
         for group in groups.values():
             if len(group) < 2:
                 continue
@@ -396,10 +396,16 @@ class GradStats:
     def _flush_group(self, group: list[_Series], B: torch.Tensor) -> None:
         dev = B.device
         first = group[0]
-        steps = _steps_tensor(first.row_steps, dev)
         k = B.shape[0]
         widths = [s.rows[0].shape[0] for s in group]
         segment = torch.repeat_interleave(torch.arange(len(group)), torch.tensor(widths)).to(dev)  # column -> series
+        # the rows' step numbers, per column and per series: the same for all of them, or (1,000
+        # optimizers taking turns) each series' own
+        if all(s.row_steps == first.row_steps for s in group):
+            col_steps = series_steps = _steps_tensor(first.row_steps, dev)[:, None]
+        else:  # (at the end of the cell: the host-to-device copy waits for nothing more)
+            series_steps = torch.tensor([s.row_steps for s in group], dtype=torch.float32).T.to(dev)
+            col_steps = series_steps[:, segment]
 
         def by_series(columns: torch.Tensor) -> torch.Tensor:  # (k, columns) -> (k, series): sums
             out = torch.zeros((k, len(group)), dtype=columns.dtype, device=dev)
@@ -410,15 +416,15 @@ class GradStats:
         ok = fin & present
         bad = ~fin
         nz = (B != 0) | ~present
-        first_bad = torch.where(bad, steps[:, None], _BIG).amin(0)
+        first_bad = torch.where(bad, col_steps, _BIG).amin(0)
         series_first_bad = torch.full((len(group),), _BIG, device=dev).scatter_reduce(
             0, segment, first_bad, "amin")
         row_bad = by_series(bad.float()) > 0
-        before_bad = row_bad.logical_not() & (steps[:, None] < series_first_bad[None, :])
-        last_ok = torch.where(before_bad, steps[:, None], 0.0).amax(0)
+        before_bad = row_bad.logical_not() & (series_steps < series_first_bad[None, :])
+        last_ok = torch.where(before_bad, series_steps, 0.0).amax(0)
         last_nz = torch.where(nz, torch.arange(k, device=dev)[:, None], -1).amax(0)
         zero_run = torch.where(last_nz < 0, float(k), (k - 1 - last_nz).to(torch.float32))
-        nz_step = torch.where(nz, steps[:, None], 0.0).amax(0).clamp(min=0)
+        nz_step = torch.where(nz, col_steps, 0.0).amax(0).clamp(min=0)
         ever_nz = (nz & present).any(0)
         good = ok & (B > 0)
         sum_log = torch.where(good, B, 1.0).log10().sum(0)
@@ -527,6 +533,8 @@ class GradStats:
         self.settle()
         self._flush_short_series_together()
         for key, s in self.series.items():
+            if not (s.rows or s.acc or s.read or s.losses or s.chunks or s.lacc):
+                continue  # never sampled, no loss: nothing measured (most of 1,000 optimizers)
             self._flush(s)
             self._flush_losses(s)
             opt = s.record.optimizer() if s.record is not None else None

@@ -320,8 +320,13 @@ class StepOrder:
         return any(p.grad is not None for g in opt.param_groups for p in g["params"])
 
     def _check_lr(self, key: int, opt: Any, st: _Opt) -> None:
-        lrs = [g.get("lr") for g in opt.param_groups]
-        st.lr_zero = bool(lrs) and all(isinstance(lr, (int, float)) and lr == 0 for lr in lrs)
+        groups = opt.param_groups
+        if len(groups) == 1:  # (inline: the first steps of 1,000 one-group optimizers)
+            lr = groups[0].get("lr")
+            st.lr_zero = isinstance(lr, (int, float)) and lr == 0
+        else:
+            lrs = [g.get("lr") for g in groups]
+            st.lr_zero = bool(lrs) and all(isinstance(lr, (int, float)) and lr == 0 for lr in lrs)
         if st.lr_zero:
             self._saw("lr_zero", key, step=st.step_position)
 

@@ -195,10 +195,13 @@ class TrainingMonitor:
             self.order.after_backward()
         self.wants_after_backward = False
 
-    def on_step(self, optimizer: Any, record: OptimizerRecord, closure: Any, tracing: bool) -> None:
+    def on_step(self, optimizer: Any, record: OptimizerRecord, closure: Any, tracing: bool,
+                frame: Any = None) -> None:
         """(the session counted this step in ``record.steps`` already; ``closure``: the one
-        passed to step(), or None; ``tracing``: the tracing mode is on)"""
-        outer, self._frame_memo = self._frame_memo, _NOT_WALKED  # (see `user_frame`)
+        passed to step(), or None; ``tracing``: the tracing mode stays on while step() runs (a
+        closure's forward, a differentiable step; not lifted as for a plain step); ``frame``: the user's
+        frame that called step(), if the session walked to it already)"""
+        outer, self._frame_memo = self._frame_memo, _NOT_WALKED if frame is None else frame  # (see `user_frame`)
         try:
             # The post-step hook confirms suspicions, sees LBFGS-style closures (backward inside
             # step) and marks the optimizer's own ops while tracing; a plain loop does not pay for it.
