@@ -1092,3 +1092,43 @@ def test_a_second_cells_traced_ops_compile_no_call_site_again(monkeypatch):
         per_cell.append(len(compiled) - before)
         assert provenance._CALLERS == {}  # (the functions, with the callers' globals, are gone)
     assert per_cell[0] >= 2 and per_cell[1] == 0, per_cell
+
+
+def test_the_end_of_a_cell_names_the_optimizers_parameters_once(monkeypatch, tmp_path):
+    # after the user's code, the monitor's measurements and the traced flows' reached tensors
+    # are named: one namer serves both (the parameters of 100 optimizers named once, not twice),
+    # and it is gone with the cell
+    import traceback
+
+    import torch
+
+    from gradwatch import session as session_mod
+    from gradwatch.locate import naming
+
+    added_at_exit: list[int] = []
+    add_pending = naming.Namer._add_pending
+
+    def counting(self):
+        if any(f.name == "__exit__" for f in traceback.extract_stack()):
+            added_at_exit.append(len(self._pending))
+        return add_pending(self)
+
+    monkeypatch.setattr(naming.Namer, "_add_pending", counting)
+    ns = {"torch": torch, "params": [torch.nn.Parameter(torch.randn(4)) for _ in range(100)]}
+    code = """
+opts = [torch.optim.SGD([p], lr=1e-2) for p in params]
+for _ in range(2):
+    for o in opts:
+        o.zero_grad()
+    torch.stack(params).square().sum().backward()
+    for o in opts:
+        o.step()
+"""
+    cell = tmp_path / "cell.py"
+    cell.write_text(code)
+    watch = session_mod.Watch(namespace=ns, warn=False)
+    with watch as report:
+        exec(compile(code, str(cell), "exec"), ns)  # (the notebook's level: flows named after the cell)
+    assert report.codes == []
+    assert added_at_exit == [100], added_at_exit
+    assert getattr(watch, "_final_namer", None) is None
