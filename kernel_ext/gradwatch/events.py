@@ -59,7 +59,9 @@ class Flow:
     """How a traced backward's roots relate to the trainable tensors."""
 
     loss_name: str | None
-    reached: list[str] = field(default_factory=list)  # trainables autograd reaches
+    # the trainables autograd reaches, named when a finding is compared with them (else empty:
+    # see `Watch._reached_named_later`)
+    reached: list[str] = field(default_factory=list)
     unreached: list[TensorFact] = field(default_factory=list)
     direct: list[str] = field(default_factory=list)  # unreached, but data flows without a cut
     cuts: list[Cut] = field(default_factory=list)

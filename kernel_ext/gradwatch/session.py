@@ -172,7 +172,7 @@ class Watch:
             if self._monitor is not None:
                 self._guard(self._monitor.close)
         try:
-            self._guard(self._name_reached)  # (its fault must not cost the report)
+            self._guard(self._name_reached_if_compared)  # (its fault must not cost the report)
             self._conclude(exc)
         except Exception as err:
             self._internal_error(err)
@@ -927,9 +927,9 @@ class Watch:
         """`Flow.reached`: the names of the trainables a traced backward reaches. They are
         compared only with the names of other findings (a tensor cut off here that another
         backward trains, a parameter found without a gradient later), so a clean flow's are
-        worked out when such a finding is made, or after the cell: naming a model of 10,000
-        parameters is not paid in the traced step. In a function (its own names, gone after
-        it returns), or when this flow has findings, they are named now."""
+        worked out when such a finding is made, or after the cell if one was made, else never:
+        naming a model of 10,000 parameters is not paid in the traced step. In a function (its
+        own names, gone after it returns), or when this flow has findings, they are named now."""
         if flow.unreached or flow.cuts or (frame is not None and frame.f_locals is not frame.f_globals):
             self._name_reached(namer)
             flow.reached = [namer.name(t) or "<tensor>" for t in tensors]
@@ -940,6 +940,17 @@ class Watch:
             node = nodes.get(id(t))
             refs.append(node if node is not None and node() is t else weakref.ref(t))
         self._unnamed_flows.append((flow, refs))
+
+    def _name_reached_if_compared(self) -> None:
+        """After the cell: the flows left unnamed get their names only if a finding's names are
+        compared with them (GW001, GW002); a clean cell's flows keep `Flow.reached` empty (the
+        parameters of 1,000 optimizers, or a model's 10,000, named for nothing)."""
+        events = self.events
+        if any(e.flow is not None and (e.flow.unreached or e.flow.cuts) for e in events.backwards) \
+                or any(step.without_grad for step in events.steps) or any(opt.params for opt in events.optimizers):
+            self._name_reached()
+        else:
+            self._unnamed_flows = []
 
     def _name_reached(self, namer: Namer | None = None, frame=None) -> None:
         """The reached trainables of the flows left unnamed, named now by ``namer`` (default:

@@ -665,7 +665,7 @@ def _wide_model_cell(loop: str, layers: int = 50):
     return session, ns
 
 
-def test_a_clean_loops_traced_steps_name_no_parameter_and_its_flows_get_the_names_after_the_cell():
+def test_a_clean_loops_traced_steps_name_no_parameter_and_its_flows_are_never_named():
     session, ns = _wide_model_cell("""
 for i in range(4):
     opt.zero_grad()
@@ -679,9 +679,9 @@ for i in range(4):
     assert ns["named_while_traced"] <= 4  # x, y, loss: the variables, not the model's 100 tensors
     flows = [event.flow for event in session.events.backwards if event.flow is not None]
     assert len(flows) == 2 and all(flow.loss_name == "loss" for flow in flows)
-    assert [flow.reached[:3] for flow in flows] == [["model.layers.0.weight", "model.layers.0.bias",
-                                                     "model.layers.1.weight"]] * 2
-    assert all(len(flow.reached) == 100 for flow in flows)
+    # no finding is compared with the names of what they reach: none are worked out, after the
+    # cell either (the next test has one)
+    assert [flow.reached for flow in flows] == [[], []] and session._unnamed_flows == []
 
 
 def test_a_flows_reached_trainables_are_named_when_a_finding_is_compared_with_them():
@@ -1132,3 +1132,62 @@ for _ in range(2):
     assert report.codes == []
     assert added_at_exit == [100], added_at_exit
     assert getattr(watch, "_final_namer", None) is None
+
+
+def test_the_first_iteration_of_many_optimizers_samples_as_many_as_later_ones(monkeypatch):
+    # 200 one-tensor optimizers: in the first iteration nobody knows yet how many will step, so
+    # each one's step is sampled until the count says to take turns; the samples beyond the 64
+    # an iteration gets are dropped (they cost the end of the cell most of its work), and from
+    # the second iteration on the optimizers take turns
+    import torch
+
+    from gradwatch.monitors import grad_stats
+    from gradwatch.session import Watch
+
+    rows: dict[int, list[int]] = {}
+    flush = grad_stats.GradStats._flush_short_series_together
+
+    def keep_rows(self):  # (the cell's end: every sample is a row by now)
+        rows.update({key: list(s.row_steps) for key, s in self.series.items() if s.row_steps})
+        return flush(self)
+
+    monkeypatch.setattr(grad_stats.GradStats, "_flush_short_series_together", keep_rows)
+    params = [torch.nn.Parameter(torch.randn(4)) for _ in range(200)]
+    with Watch(namespace={"params": params}, warn=False) as report:
+        _train_one_tensor_optimizers(params, 2)
+    assert report.codes == []
+    first = sorted(key for key, steps in rows.items() if 1 in steps)
+    second = sorted(key for key, steps in rows.items() if 2 in steps)
+    # the first optimizer's step, sampled at once (alone so far), and the first 64 of those deferred
+    # (119 before: every step until the count of stepping optimizers made them take turns)
+    assert first == list(range(1, 66)), len(first)
+    assert second == [key for key in range(1, 201) if (key + 2) % 4 == 0]  # ceil(200 / 64): one in 4
+
+
+def test_a_clean_flow_is_named_after_the_cell_when_another_flows_cut_is_compared_with_it():
+    # a GAN's discriminator step cuts the generator off (`.detach()`, on purpose): the generator
+    # step's clean flow, left unnamed, is named after the cell, and what it reaches tells GW002
+    # that the cut tensors are trained by another backward()
+    import torch  # noqa: F401
+
+    from gradwatch.session import Watch
+
+    ns: dict = {}
+    exec("import torch\nfrom torch import nn\ng, d = nn.Linear(4, 4), nn.Linear(4, 1)\n"
+         "og, od = torch.optim.SGD(g.parameters(), lr=0.1), torch.optim.SGD(d.parameters(), lr=0.1)\n"
+         "x = torch.randn(8, 4)\n", ns)
+    session = Watch(namespace=ns, warn=False)
+    with session:
+        exec(compile("""
+for i in range(3):
+    od.zero_grad()
+    d(g(x).detach()).mean().backward()
+    od.step()
+    og.zero_grad()
+    (-d(g(x)).mean()).backward()
+    og.step()
+""", "notebook_cell.py", "exec"), ns)
+    assert session.report.codes == []
+    flows = [event.flow for event in session.events.backwards if event.flow is not None]
+    assert [bool(flow.cuts) for flow in flows] == [True, False]
+    assert flows[1].reached == ["d.weight", "d.bias", "g.weight", "g.bias"]

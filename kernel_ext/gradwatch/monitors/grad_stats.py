@@ -291,6 +291,14 @@ class GradStats:
         self.deferred, self.deferred_steps, self.deferred_widths = [], [], []
         self.deferred_grads, self.deferred_versions = [], []
         self.deferred_series = set()
+        cap = self.schedule.checked_per_backward
+        if len(series) > cap:
+            # more optimizers sampled than get the sampled checks per iteration: they stepped
+            # before it was known how many would (the first iteration of 1,000 optimizers; their
+            # turns start with the next one). The first ones keep their samples, as when taking turns
+            series, steps, widths = series[:cap], steps[:cap], widths[:cap]
+            kept = sum(widths)
+            grads, versions = grads[:kept], versions[:kept]
         t0 = time.perf_counter()
         changed = [g._version for g in grads] != versions
         by_device: dict[Any, list[int]] = {}  # device -> the samples' positions

@@ -321,11 +321,14 @@ class FlowAnalyzer:
                 for t_id, esc in self._escapes_into(order, by_id).items():
                     behind.setdefault(id(esc), (esc, []))[1].append(by_id[t_id])
             # a term that trains some tensors and cuts others off: which optimizers the trained
-            # ones belong to decides whether the cut is a stop-gradient (see GW002)
-            owners = frozenset(k for t in clean.values() for k in self.owner_keys(t)) if clean else None
+            # ones belong to decides whether the cut is a stop-gradient (see GW002); looked up
+            # only for a cut (a clean loss over 1,000 optimizers' tensors has none)
+            owners: frozenset[int] | None = None
             for cut_node, tensors in behind.values():
                 names = [self.name(t) or "<tensor>" for t in tensors if id(t) not in clean]
                 if names:
+                    if owners is None and clean:
+                        owners = frozenset(k for t in clean.values() for k in self.owner_keys(t))
                     cuts.append(replace(self._cut(cut_node, names), dead_term=where, term_trains=owners))
         return cuts
 
