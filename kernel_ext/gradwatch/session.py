@@ -905,15 +905,16 @@ class Watch:
         index = self.events.n_backward
         graph = BackwardGraph(roots, self.provenance)  # each graph walked once for the analyses below
         self._adopt_namespace_optimizers(roots, graph)
-        self.optimizers.reindex()  # (parameter groups added since): once per traced backward
+        live = self.optimizers.items()  # (listed once for all that follows: 1,000 optimizers)
+        self.optimizers.reindex(live)  # (parameter groups added since): once per traced backward
         event = BackwardEvent(index=index, location=self.location(position),
                               steps_before=self.events.n_steps)
-        namer = self._namer(frame)
-        trainables, owned = self._trainables(namer, frame)
+        namer = self._namer(frame, live)
+        trainables, owned = self._trainables(namer, frame, live)
         analyzer = FlowAnalyzer(self.provenance, self.location, lambda t: self._fact(t, namer),
                                 namer.name, self._enclosing_no_grad, self._no_grad_decorator,
                                 self.optimizers.owner_keys_of, namer.bound_name)
-        event.flow = analyzer.analyze(roots, trainables, bool(self.optimizers), owned, graph)
+        event.flow = analyzer.analyze(roots, trainables, bool(live), owned, graph)
         self._reached_named_later(event.flow, analyzer.reached_trainables, namer, frame)
         event.reached_optimizers = self.optimizers.owner_keys(analyzer.reached_ids)
         if len(self.events.backwards) < _MAX_STEP_EVENTS:
@@ -962,9 +963,11 @@ class Watch:
         for flow, refs in pending:
             flow.reached = [namer.name(t) or "<tensor>" for t in (ref() for ref in refs) if t is not None]
 
-    def _trainables(self, namer: Namer, frame) -> tuple[list[torch.Tensor], set[int]]:
+    def _trainables(self, namer: Namer, frame, live: list[tuple[Any, int]]) -> tuple[list[torch.Tensor], set[int]]:
+        """The tensors the live optimizers hold (their ids: ``owned``), then the tensors bound to
+        the names the cell trains."""
         seen: dict[int, torch.Tensor] = {}
-        for opt in list(self.optimizers.keys()):
+        for opt, _ in live:
             for g in opt.param_groups:
                 for p in g["params"]:
                     seen.setdefault(id(p), p)

@@ -647,7 +647,8 @@ def test_series_sampled_at_different_steps_are_reduced_together_with_the_same_fi
             found.append(session_mod.current().events)
 
         watched(run, schedule=StepSchedule(checked_per_backward=2))
-        return [m for m in found[0].measurements if isinstance(m, GradientStatistics)]
+        return sorted((m for m in found[0].measurements if isinstance(m, GradientStatistics)),
+                      key=lambda m: m.optimizer.key)  # (in the order their series were first needed)
 
     together = measurements()
     flushed = []

@@ -1147,8 +1147,11 @@ def test_the_first_iteration_of_many_optimizers_samples_as_many_as_later_ones(mo
     rows: dict[int, list[int]] = {}
     flush = grad_stats.GradStats._flush_short_series_together
 
+    made: list[int] = []
+
     def keep_rows(self):  # (the cell's end: every sample is a row by now)
         rows.update({key: list(s.row_steps) for key, s in self.series.items() if s.row_steps})
+        made.append(len(self.series))
         return flush(self)
 
     monkeypatch.setattr(grad_stats.GradStats, "_flush_short_series_together", keep_rows)
@@ -1162,6 +1165,9 @@ def test_the_first_iteration_of_many_optimizers_samples_as_many_as_later_ones(mo
     # (119 before: every step until the count of stepping optimizers made them take turns)
     assert first == list(range(1, 66)), len(first)
     assert second == [key for key in range(1, 201) if (key + 2) % 4 == 0]  # ceil(200 / 64): one in 4
+    # a series for each optimizer sampled (119 in the first iteration, the dropped samples'
+    # included; 29 more of the second's 50), none for the others: 148 of 200 (all 200 before)
+    assert made == [148]
 
 
 def test_a_clean_flow_is_named_after_the_cell_when_another_flows_cut_is_compared_with_it():

@@ -154,13 +154,15 @@ class OptimizerTable:
                 pass
         return tuple(keys)
 
-    def reindex(self) -> None:
+    def reindex(self, items: list[tuple[Any, int]] | None = None) -> None:
         """Index again when parameter groups changed since (added after construction, grown,
         a tensor replaced) or an optimizer is gone; once per traced backward. Unchanged (the
         common case), the groups' tensor ids are compared at C speed, with no Python call per
         optimizer, and nothing is indexed anew (10,000 tensors: 0.2 ms, not 10,000 index
-        entries rebuilt; 1,000 optimizers: one comprehension)."""
-        items = self.items()
+        entries rebuilt; 1,000 optimizers: one comprehension). ``items``: `items()`, if the
+        caller listed them already."""
+        if items is None:
+            items = self.items()
         shapes = [(key, tuple(map(id, g["params"]))) for opt, key in items for g in opt.param_groups]
         if shapes == self._indexed_shapes:
             return

@@ -120,7 +120,8 @@ class GradStats:
         self.schedule = monitor.session.schedule
         self.series: dict[int, _Series] = {}
         self.pending: list[torch.Tensor] = []  # losses since the last step
-        self.last: _Series | None = None  # the series of the last step
+        # the optimizer of the last step: its series (`last`) is made when something needs it
+        self.last_record: OptimizerRecord | None = None
         self.flag = _DeviceFlag()
         self.traced_after_nonfinite = False
         self.loss_position = None
@@ -169,13 +170,26 @@ class GradStats:
             s = self.series[0] = _Series(None, 0)
         return s
 
-    def on_step(self, opt: Any, record: OptimizerRecord) -> None:
-        """(``record.steps`` counts this step already)"""
+    @property
+    def last(self) -> _Series | None:
+        """The series of the last step's optimizer."""
+        return self._series_of(self.last_record) if self.last_record is not None else None
+
+    def _series_of(self, record: OptimizerRecord) -> _Series:
         s = record.series
         if s is None:
             s = record.series = self.series[record.key] = _Series(record, record.key)
-        self.last = s
+        return s
+
+    def on_step(self, opt: Any, record: OptimizerRecord) -> None:
+        """(``record.steps`` counts this step already)"""
+        self.last_record = record
+        s = record.series
         pending = self.pending
+        if s is None:
+            if record.thinned and not pending:
+                return  # nothing to keep yet: its series is made at its turn (1,000 optimizers)
+            s = self._series_of(record)
         if pending:  # (`_take_losses`, inline: every step)
             s.losses += pending
             pending.clear()
@@ -193,7 +207,8 @@ class GradStats:
         """How many next steps of this optimizer neither sample nor stack losses, in a steady
         cycle (one loss per step): up to the next sampled step and the next full chunk."""
         s = record.series
-        if s is None or self.pending or self.last is not s or self.loss_position is None or record.thinned:
+        if s is None or self.pending or self.last_record is not record or self.loss_position is None \
+                or record.thinned:
             return 0
         return max(0, min(s.stride - record.steps % s.stride - 1, _CHUNK - 1 - len(s.losses)))
 
@@ -580,7 +595,7 @@ class GradStats:
             s.losses = []
         self.series.clear()
         self.pending = []
-        self.last = None
+        self.last_record = None
         self.deferred, self.deferred_steps, self.deferred_widths = [], [], []
         self.deferred_grads, self.deferred_versions, self.deferred_series = [], [], set()
 
