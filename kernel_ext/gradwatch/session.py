@@ -119,6 +119,7 @@ class Watch:
         self._fed_traced: set[int] = set()  # optimizers stepped with gradients a traced backward() gave them
         self._consumed: set[tuple[int, int]] = set()  # (backward index, optimizer key): in its `consumers`
         self._step_classes: set[type] = set()  # optimizer classes whose step() lifts the tracing mode
+        self._step_caller: Any = None  # the frame that called a lifting step(), while its pre-hook is due
         self._optimizer_classes: set[type] = set()  # classes of the optimizers built in the cell
         self._retraced: list[int] = []  # optimizers traced again because of a missing gradient
         self._missing: dict[int, int] = {}  # optimizer key -> parameters without grad at its last check
@@ -443,7 +444,8 @@ class Watch:
         return __init__
 
     def _on_optimizer(self, opt, position, frame) -> None:
-        self._settle_steady()  # (its counters start from the session's)
+        if self._steady is not None:
+            self._settle_steady()  # (its counters start from the session's)
         if type(opt) not in self._optimizer_classes:  # (its step() looked at once per class)
             self._optimizer_classes.add(type(opt))
             self._lift_in_steps_of(opt)
@@ -484,6 +486,7 @@ class Watch:
         session = self
         installer = self.installer
         rows = self.optimizers.rows_by_id
+        get_frame = sys._getframe
 
         @functools.wraps(original)
         def zero_grad(opt, *args, **kwargs):
@@ -508,8 +511,8 @@ class Watch:
                     record.calls_at_step_or_zero_grad = n = session.events.n_backward
                     session._last_zero_grad = (record.key, n)
                     monitor = session._monitor
-                    if monitor is not None:
-                        monitor.on_zero_grad(opt, record)
+                    if monitor is not None:  # (a walk to the user's frame starts at this call's caller)
+                        monitor.on_zero_grad(opt, record, get_frame(1))
             except Exception as exc:
                 session._internal_error(exc)
             mode = session.mode  # clearing gradients is no forward op: not traced
@@ -532,11 +535,15 @@ class Watch:
                 or not isinstance(owner.__dict__["step"], types.FunctionType):  # (a plain method only)
             return
         self._step_classes.add(owner)
-        self.installer.patch(owner, "step", self._wrap_step, can_set_aside=True)
+        # (torch's own step(): nothing of the user's runs between its wrapper and the pre-hook)
+        torch_own = owner.__module__.startswith("torch.")
+        self.installer.patch(owner, "step", lambda original: self._wrap_step(original, torch_own),
+                             can_set_aside=True)
 
-    def _wrap_step(self, original):
+    def _wrap_step(self, original, torch_own: bool):
         session = self
         installer = self.installer
+        get_frame = sys._getframe
 
         @functools.wraps(original)
         def step(opt, *args, **kwargs):
@@ -554,9 +561,12 @@ class Watch:
             if not lifted:
                 return original(opt, *args, **kwargs)
             session._lifted_for_step = True  # (`_on_step` lifts nothing more)
+            if torch_own:  # the pre-hook walks to the user's frame from the caller of this call
+                session._step_caller = get_frame(1)
             try:
                 return original(opt, *args, **kwargs)
             finally:
+                session._step_caller = None  # (no frame kept)
                 # back unless put back already (a zero_grad() or backward() inside the step)
                 # or tracing ended meanwhile
                 if session._lifted_for_step:
@@ -677,7 +687,10 @@ class Watch:
                 tracing = self.mode is not None
                 frame = None
                 if tracing:  # where each optimizer steps (explains version errors)
-                    frame = self.source_map.user_frame(sys._getframe(1))  # (`_position`, inline)
+                    # (`_position`, inline; from the call of torch's step() that the step wrapper
+                    # saw, without the frames of torch's own between it and this hook)
+                    start, self._step_caller = self._step_caller, None
+                    frame = self.source_map.user_frame(start or sys._getframe(1))
                     self.step_positions[key] = (frame.f_code, frame.f_lasti) if frame is not None else None
                 last = record.calls_at_step_or_zero_grad
                 since = n - last

@@ -1197,3 +1197,50 @@ for i in range(3):
     flows = [event.flow for event in session.events.backwards if event.flow is not None]
     assert [bool(flow.cuts) for flow in flows] == [True, False]
     assert flows[1].reached == ["d.weight", "d.bias", "g.weight", "g.bias"]
+
+
+def test_the_walk_to_the_users_frame_starts_at_the_call_of_zero_grad_and_step(monkeypatch):
+    # a traced step's pre-hook and a first zero_grad()'s position walk up from the frame that
+    # called the patched method (the patch's own wrapper), not from inside torch's step wrapper
+    # and the monitor's parts: two frames each (5 and 6 before), the same frame found
+    import torch
+
+    from gradwatch.locate.source_map import SourceMap
+    from gradwatch.session import Watch
+
+    walks: list[tuple[int, str]] = []
+
+    def counting(self, frame):
+        known, is_user = self._user_file.get, self.is_user_file
+        n = 0
+        while frame is not None:
+            n += 1
+            user = known(frame.f_code.co_filename)
+            if user or (user is None and is_user(frame.f_code.co_filename)):
+                break
+            frame = frame.f_back
+        walks.append((n, frame.f_code.co_name if frame is not None else ""))
+        return frame
+
+    monkeypatch.setattr(SourceMap, "user_frame", counting)
+    params = [torch.nn.Parameter(torch.randn(4)) for _ in range(20)]
+    seen: dict[str, list[tuple[int, str]]] = {}
+
+    def loop():
+        opts = [torch.optim.SGD([p], lr=1e-2) for p in params]
+        walks.clear()
+        for o in opts:
+            o.zero_grad()
+        seen["zero_grad"] = list(walks)
+        torch.stack(params).square().sum().backward()
+        walks.clear()
+        for o in opts:
+            o.step()
+        seen["step"] = list(walks)
+
+    with Watch(namespace={"params": params}, warn=False) as report:
+        loop()
+    assert report.codes == []
+    assert seen["zero_grad"] == [(2, "loop")] * 20
+    # (the first step also locates the traced forward's ops, from their own frames)
+    assert seen["step"].count((2, "loop")) == 20 and {name for _, name in seen["step"]} == {"loop"}

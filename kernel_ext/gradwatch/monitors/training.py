@@ -39,6 +39,7 @@ _NULL = contextlib.nullcontext()
 # `TrainingMonitor._frame_memo`: outside `on_step`/`on_zero_grad` (each walk on its own), and
 # inside one before anything asked for the user's frame
 _NO_MEMO, _NOT_WALKED = object(), object()
+_START = object()  # (_START, frame): not walked yet, a walk starts at that frame
 
 
 class TrainingMonitor:
@@ -87,6 +88,8 @@ class TrainingMonitor:
             return self.session.user_frame(frame)
         if memo is _NOT_WALKED:
             memo = self._frame_memo = self.session.user_frame(frame)
+        elif type(memo) is tuple:  # (_START, the frame to walk from)
+            memo = self._frame_memo = self.session.user_frame(memo[1])
         return memo
 
     def own_ops(self):
@@ -276,8 +279,10 @@ class TrainingMonitor:
         if record is not None:
             self.order.after_step(optimizer, record)
 
-    def on_zero_grad(self, optimizer: Any, record: OptimizerRecord) -> None:
-        outer, self._frame_memo = self._frame_memo, _NOT_WALKED  # (see `user_frame`)
+    def on_zero_grad(self, optimizer: Any, record: OptimizerRecord, caller: Any = None) -> None:
+        """(``caller``: the frame that called zero_grad(), where a walk to the user's frame
+        may start, or None)"""
+        outer, self._frame_memo = self._frame_memo, _NOT_WALKED if caller is None else (_START, caller)
         try:
             if self.ops.queue:  # (a gradient an op read, before it is zeroed)
                 self.ops.flush()
