@@ -21,8 +21,9 @@ steps (it must not grow with the number of steps).
 
 Then the scaling section (``benchmarks/scaling.py``): costs that must not grow with the user's
 world (10,000 parameter tensors, 100,000 namespace entries, a 5,000-line cell, 1,000 optimizers,
-a 200M-parameter MLP's peak RSS), each run plain and watched in fresh processes, side by side,
-and a growth table (each scenario at a small and a large size).
+a 200M-parameter MLP's peak RSS), each run plain and watched in fresh processes, side by side
+(three interleaved pairs for the quick ones, judged by each mode's median run), and a growth
+table (each scenario at a small and a large size).
 
 Budgets (``--check``, issue 12): MLP <= 1.05x plain (best round and paired median) and <= 1.10x
 for the whole 300-step cell, CNN <= 1.02x, GPU <= 1.02x with zero added syncs, gradwatch state

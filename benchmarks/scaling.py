@@ -1,12 +1,14 @@
 """Costs that must not grow with the user's world: parameter tensors, namespace entries, cell
 length, optimizers, model size (memory); and the traced first steps of a ResNet-sized model.
 
-Each scenario runs twice, plain and under ``%%gradwatch``, each time in a fresh Python process
-with a real (in-process) IPython shell, so that peak RSS is the process's own and nothing one run
-left behind (caches, allocator arenas) flatters the other. A run: unmeasured setup cells (the
-model, the namespace), one small watched warm-up cell in both modes (gradwatch's imports), then
-the measured cell; it reports the cell's CPU time, the CPU time of each training step (measured by
-the cell's own code), peak RSS, and RSS before and after the cell.
+Each scenario runs plain and under ``%%gradwatch``, each time in a fresh Python process with a
+real (in-process) IPython shell, so that peak RSS is the process's own and nothing one run left
+behind (caches, allocator arenas) flatters the other; a scenario whose cells take under 2 s runs
+three such pairs, interleaved, and is judged by each mode's median run. A run: unmeasured setup
+cells (the model, the namespace), one small watched warm-up cell in both modes (gradwatch's
+imports, IPython's display machinery), then the measured cell; it reports the cell's CPU time,
+the CPU time of each training step (measured by the cell's own code), peak RSS, and RSS before
+and after the cell.
 
     python benchmarks/scaling.py SCENARIO SIZE                 # one row: plain and watched, fresh processes
     python benchmarks/scaling.py SCENARIO SIZE plain|watched   # one run, prints one JSON line
