@@ -96,8 +96,8 @@ class Watch:
         self._stepped_at, self._stepped, self._stepped_before = -1, 0, 0
         # traced flows whose reached trainables are not named yet (see `_reached_named_later`)
         self._unnamed_flows: list[tuple[Flow, list[Any]]] = []
-        # after the user's code stopped: one namer of the notebook's names for all (see `_namer`)
-        self._cell_over = False
+        # while the cell concludes (the user's code stopped): one namer for all (see `_namer`)
+        self._concluding = False
         self._final_namer: Namer | None = None
         self._opt_locations = self.optimizers.locations  # key -> where it was built
         self.installer = Installer(self._internal_error)  # replaced by the one `__enter__` claims with
@@ -167,7 +167,7 @@ class Watch:
         finally:
             installer.close()  # (idempotent) again, in case an interrupt cut the first call short
             self._ns_index.freeze()  # the user's code has stopped: names are read at most once more
-            self._cell_over = True
+            self._concluding = True
             self._guard(self._settle_steady)
             self._finish_monitors()
             if self._monitor is not None:
@@ -179,7 +179,7 @@ class Watch:
             self._internal_error(err)
         finally:
             self._ns_index.close()  # no reference to the user's objects after the cell
-            self._final_namer = None
+            self._concluding, self._final_namer = False, None
         if self.warn and self.report.diagnostics:
             if exc is None:
                 self.report.warn()  # under `-W error` this raises, as it should
@@ -295,10 +295,10 @@ class Watch:
 
     def _namer(self, frame=None, optimizers: list[tuple[Any, int]] | None = None) -> Namer:
         """Names in the notebook, then ``frame``'s, then as parameters of ``optimizers``
-        (default: all of them). Once the cell is over, the notebook's names and the optimizers
-        no longer change: the parts that conclude then share one namer (the parameters of 1,000
-        optimizers named once, not once by each of them)."""
-        if not (self._cell_over and frame is None and optimizers is None):
+        (default: all of them). While the cell concludes, the notebook's names and the optimizers
+        no longer change: the parts that conclude share one namer (the parameters of 1,000
+        optimizers named once, not once by each of them), dropped when the cell is over."""
+        if not (self._concluding and frame is None and optimizers is None):
             return self._new_namer(frame, optimizers)
         if self._final_namer is None:
             self._final_namer = self._new_namer(None, None)

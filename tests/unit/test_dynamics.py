@@ -584,8 +584,35 @@ def test_a_backward_looks_only_at_the_optimizers_with_something_pending(monkeypa
     assert few == many == [0] + [1] * 16 + [1]
 
 
-def test_short_series_of_many_optimizers_are_reduced_together_with_the_same_figures(monkeypatch):
+def _reduced_together_and_one_by_one(monkeypatch, setup, iterations: int, **options):
+    """The gradient statistics of a loop over the optimizers and the loss that ``setup()`` makes
+    (afresh for each run): reduced in groups at the cell's end, then again with each series
+    reduced on its own; and the sizes of the first run's groups. In the optimizers' key order."""
     def measurements() -> list:
+        opts, loss_at = setup()
+        found = []
+
+        def run():
+            for i in range(iterations):
+                for o in opts:
+                    o.zero_grad()
+                loss_at(i).backward()
+                for o in opts:
+                    o.step()
+            found.append(session_mod.current().events)
+
+        watched(run, **options)
+        return sorted((m for m in found[0].measurements if isinstance(m, GradientStatistics)),
+                      key=lambda m: m.optimizer.key)  # (in the order their series were first needed)
+
+    together = measurements()
+    flushed: list[int] = []
+    monkeypatch.setattr(grad_stats.GradStats, "_flush_group", lambda self, group, B: flushed.append(len(group)))
+    return together, measurements(), flushed
+
+
+def test_short_series_of_many_optimizers_are_reduced_together_with_the_same_figures(monkeypatch):
+    def setup():
         torch.manual_seed(0)
         live, dead, nan, partial = (nn.Linear(3, 2) for _ in range(4))
         with torch.no_grad():
@@ -595,27 +622,11 @@ def test_short_series_of_many_optimizers_are_reduced_together_with_the_same_figu
         opts = [torch.optim.SGD(m.parameters(), lr=1e-2) for m in (live, dead, nan)]
         opts.append(torch.optim.SGD([*partial.parameters(), unused], lr=1e-2))
         x = torch.randn(8, 3)
-        found = []
+        return opts, lambda i: (live(x).square().mean() + (dead(x) * 0).sum()
+                                + (nan(x) * (float("nan") if i >= 9 else 1.0)).mean()
+                                + partial(x).mean() * (i + 1) ** 3)
 
-        def run():
-            for i in range(12):
-                for o in opts:
-                    o.zero_grad()
-                scale = float("nan") if i >= 9 else 1.0
-                loss = (live(x).square().mean() + (dead(x) * 0).sum() + (nan(x) * scale).mean()
-                        + partial(x).mean() * (i + 1) ** 3)
-                loss.backward()
-                for o in opts:
-                    o.step()
-            found.append(session_mod.current().events)
-
-        watched(run)
-        return [m for m in found[0].measurements if isinstance(m, GradientStatistics)]
-
-    together = measurements()
-    flushed = []
-    monkeypatch.setattr(grad_stats.GradStats, "_flush_group", lambda self, group, B: flushed.append(len(group)))
-    one_by_one = measurements()
+    together, one_by_one, flushed = _reduced_together_and_one_by_one(monkeypatch, setup, 12)
     assert flushed == [4]  # (so the first run reduced the four series in one go)
     assert len(together) == 4 and together == one_by_one
     assert [m.first_nonfinite_step for m in together][2] == [10.0, 10.0]
@@ -627,33 +638,17 @@ def test_series_sampled_at_different_steps_are_reduced_together_with_the_same_fi
     # own steps; the series with as many rows are reduced together, each with its own rows' figures
     from gradwatch.monitors.schedule import StepSchedule
 
-    def measurements() -> list:
+    def setup():
         torch.manual_seed(0)
         params = [nn.Parameter(torch.randn(3)) for _ in range(8)]
         with torch.no_grad():
             params[5].zero_()  # (a zero gradient: its zero run and last non-zero step)
         opts = [torch.optim.SGD([p], lr=1e-2) for p in params]
-        found = []
+        return opts, lambda i: (sum((p * (k + 1)).square().sum() for k, p in enumerate(params))
+                                + params[0].sum() * (float("nan") if i >= 2 else 1.0))
 
-        def run():
-            for i in range(4):
-                for o in opts:
-                    o.zero_grad()
-                scale = float("nan") if i >= 2 else 1.0
-                loss = sum((p * (k + 1)).square().sum() for k, p in enumerate(params)) + params[0].sum() * scale
-                loss.backward()
-                for o in opts:
-                    o.step()
-            found.append(session_mod.current().events)
-
-        watched(run, schedule=StepSchedule(checked_per_backward=2))
-        return sorted((m for m in found[0].measurements if isinstance(m, GradientStatistics)),
-                      key=lambda m: m.optimizer.key)  # (in the order their series were first needed)
-
-    together = measurements()
-    flushed = []
-    monkeypatch.setattr(grad_stats.GradStats, "_flush_group", lambda self, group, B: flushed.append(len(group)))
-    one_by_one = measurements()
+    together, one_by_one, flushed = _reduced_together_and_one_by_one(
+        monkeypatch, setup, 4, schedule=StepSchedule(checked_per_backward=2))
     # the first iteration samples optimizers 1-3 (1 at once, 2 and 3 the two deferred ones it
     # keeps), then they take turns: optimizer k after backward() call n where (k + n) % 4 == 0
     # (7 is never sampled). Two rows (1 and 2), one row (3, 4, 5, 6, 8): two reductions

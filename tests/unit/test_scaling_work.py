@@ -1132,6 +1132,7 @@ for _ in range(2):
     assert report.codes == []
     assert added_at_exit == [100], added_at_exit
     assert getattr(watch, "_final_namer", None) is None
+    assert watch._namer() is not watch._namer()  # (after the cell: none kept)
 
 
 def test_the_first_iteration_of_many_optimizers_samples_as_many_as_later_ones(monkeypatch):
@@ -1145,9 +1146,8 @@ def test_the_first_iteration_of_many_optimizers_samples_as_many_as_later_ones(mo
     from gradwatch.session import Watch
 
     rows: dict[int, list[int]] = {}
-    flush = grad_stats.GradStats._flush_short_series_together
-
     made: list[int] = []
+    flush = grad_stats.GradStats._flush_short_series_together
 
     def keep_rows(self):  # (the cell's end: every sample is a row by now)
         rows.update({key: list(s.row_steps) for key, s in self.series.items() if s.row_steps})
@@ -1209,18 +1209,14 @@ def test_the_walk_to_the_users_frame_starts_at_the_call_of_zero_grad_and_step(mo
     from gradwatch.session import Watch
 
     walks: list[tuple[int, str]] = []
+    user_frame = SourceMap.user_frame
 
-    def counting(self, frame):
-        known, is_user = self._user_file.get, self.is_user_file
-        n = 0
-        while frame is not None:
-            n += 1
-            user = known(frame.f_code.co_filename)
-            if user or (user is None and is_user(frame.f_code.co_filename)):
-                break
-            frame = frame.f_back
-        walks.append((n, frame.f_code.co_name if frame is not None else ""))
-        return frame
+    def counting(self, frame):  # (the frames from where the walk starts to the one it finds)
+        found, n = user_frame(self, frame), 1
+        while frame is not None and frame is not found:
+            frame, n = frame.f_back, n + 1
+        walks.append((n, found.f_code.co_name if found is not None else ""))
+        return found
 
     monkeypatch.setattr(SourceMap, "user_frame", counting)
     params = [torch.nn.Parameter(torch.randn(4)) for _ in range(20)]

@@ -36,10 +36,11 @@ from ..locate import Namer
 
 
 _NULL = contextlib.nullcontext()
-# `TrainingMonitor._frame_memo`: outside `on_step`/`on_zero_grad` (each walk on its own), and
-# inside one before anything asked for the user's frame
-_NO_MEMO, _NOT_WALKED = object(), object()
-_START = object()  # (_START, frame): not walked yet, a walk starts at that frame
+# `TrainingMonitor._frame_memo`: outside `on_step`/`on_zero_grad` (each walk on its own); inside
+# one before anything asked for the user's frame, (_START, the frame a walk starts at, or None:
+# the asker's); then the frame found
+_NO_MEMO, _START = object(), object()
+_NOT_WALKED = (_START, None)
 
 
 class TrainingMonitor:
@@ -86,10 +87,8 @@ class TrainingMonitor:
         memo = self._frame_memo
         if memo is _NO_MEMO:
             return self.session.user_frame(frame)
-        if memo is _NOT_WALKED:
-            memo = self._frame_memo = self.session.user_frame(frame)
-        elif type(memo) is tuple:  # (_START, the frame to walk from)
-            memo = self._frame_memo = self.session.user_frame(memo[1])
+        if type(memo) is tuple:  # not walked yet
+            memo = self._frame_memo = self.session.user_frame(memo[1] or frame)
         return memo
 
     def own_ops(self):
@@ -282,7 +281,7 @@ class TrainingMonitor:
     def on_zero_grad(self, optimizer: Any, record: OptimizerRecord, caller: Any = None) -> None:
         """(``caller``: the frame that called zero_grad(), where a walk to the user's frame
         may start, or None)"""
-        outer, self._frame_memo = self._frame_memo, _NOT_WALKED if caller is None else (_START, caller)
+        outer, self._frame_memo = self._frame_memo, (_START, caller)
         try:
             if self.ops.queue:  # (a gradient an op read, before it is zeroed)
                 self.ops.flush()
