@@ -824,11 +824,11 @@ class Watch:
                 return original(*args, **kwargs)
             nested = session._nested_backward
             steady = session._steady
-            quiet = False  # a steady cycle's backward(): only counted, its loss kept
             if steady is not None:
-                # (`loss.backward()` of a plain scalar loss with values, no torch-function or
-                # dispatch mode, so that the tensor methods below reach no Python code of the
-                # user's; no GradScaler)
+                # a steady cycle's backward(): only counted, its loss kept, in a branch of its own
+                # (every step of a long loop). `loss.backward()` of a plain scalar loss with values,
+                # no torch-function or dispatch mode, so that the tensor methods below reach no
+                # Python code of the user's; no GradScaler
                 if steady.expect == BACKWARD and quiet_api and len(args) == 1 and not kwargs \
                         and type(root := args[0]) is torch.Tensor and not dispatch_depth() \
                         and not _torch_function_mode_on() and not root.dim() \
@@ -837,40 +837,53 @@ class Watch:
                     if monitor is not None:
                         steady.losses.append(root.detach())
                     steady.expect = STEP
-                    quiet = True
-                else:
-                    guard(session._settle_steady)
+                    session._in_backward = True
+                    if nested is not None:
+                        nested.passing = True
+                    try:  # (not tracing: a cycle ends before tracing starts)
+                        return original(*args, **kwargs)
+                    except BaseException as exc:
+                        session._in_backward = False
+                        if nested is not None:
+                            nested.passing = False
+                        guard(session._settle_steady)  # (counted before it is explained)
+                        guard(session._after_backward, None, api, args, kwargs, exc)
+                        raise
+                    finally:
+                        session._in_backward = False
+                        if nested is not None:
+                            nested.passing = False
+                guard(session._settle_steady)
             session._in_backward = True
             if nested is not None:
                 nested.passing = True
             try:
                 call = None
-                if not quiet:
-                    try:
-                        with (DisableTorchFunction() if not dispatch_depth() else own_work()):
-                            # (`_before_backward`'s per-step part inline: every step)
-                            if session._lifted_for_step:
-                                session._put_back_after_step()
-                            regions = session._regions
-                            if regions is not None and regions.entered:  # (a step compiled code ran)
-                                session._compiled_steps.catch_up()
-                            session.events.n_backward += 1
-                            first = args[0] if args else None
-                            # (`loss.backward()`, every step: no call to find its root)
-                            roots = [first] if type(first) is torch.Tensor else session._roots(api, args, kwargs)
-                            monitor = session._monitor
-                            if not_grad and monitor is not None:
-                                # (gradients of inputs, as in penalties, are no training loss)
-                                monitor.on_backward(roots, session.mode is not None)
-                            mode = session.mode
-                            # the per-step fast path ends here; autograd.grad() computes gradients
-                            # of inputs (penalties, physics losses), not the training step's
-                            # parameter gradients: not analysed
-                            call = session._before_backward(roots) \
-                                if mode is not None and not mode.paused and roots and not_grad else None
-                    except Exception as err:
-                        session._internal_error(err)
-                        call = None
+                try:
+                    with (DisableTorchFunction() if not dispatch_depth() else own_work()):
+                        # (`_before_backward`'s per-step part inline: every step)
+                        if session._lifted_for_step:
+                            session._put_back_after_step()
+                        regions = session._regions
+                        if regions is not None and regions.entered:  # (a step compiled code ran)
+                            session._compiled_steps.catch_up()
+                        session.events.n_backward += 1
+                        first = args[0] if args else None
+                        # (`loss.backward()`, every step: no call to find its root)
+                        roots = [first] if type(first) is torch.Tensor else session._roots(api, args, kwargs)
+                        monitor = session._monitor
+                        if not_grad and monitor is not None:
+                            # (gradients of inputs, as in penalties, are no training loss)
+                            monitor.on_backward(roots, session.mode is not None)
+                        mode = session.mode
+                        # the per-step fast path ends here; autograd.grad() computes gradients
+                        # of inputs (penalties, physics losses), not the training step's
+                        # parameter gradients: not analysed
+                        call = session._before_backward(roots) \
+                            if mode is not None and not mode.paused and roots and not_grad else None
+                except Exception as err:
+                    session._internal_error(err)
+                    call = None
                 try:
                     if session.mode is None:  # the common case once tracing is over
                         result = original(*args, **kwargs)
@@ -883,11 +896,9 @@ class Watch:
                     session._in_backward = False
                     if nested is not None:
                         nested.passing = False
-                    guard(session._settle_steady)  # (a steady cycle's: counted before it is explained)
+                    guard(session._settle_steady)  # (one armed meanwhile: counted before it is explained)
                     guard(session._after_backward, call, api, args, kwargs, exc)
                     raise
-                if quiet:
-                    return result  # (nothing to do after it)
                 monitor = session._monitor
                 if call is not None or session.mode is not None or session._trace_requested \
                         or (monitor is not None and monitor.wants_after_backward):  # work after it? (reads only)

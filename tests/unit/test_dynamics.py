@@ -52,7 +52,7 @@ def test_state_does_not_grow_with_steps():
     seen = {}
 
     def check(i):
-        if i + 1 in (300, 3000):
+        if i + 1 in (1500, 3000):
             m = monitor()
             s = m.stats.series[1]
             seen[i + 1] = (len(s.rows), len(s.losses), len(m.stats.pending), len(m.ops.records),
@@ -63,8 +63,31 @@ def test_state_does_not_grow_with_steps():
     rows, losses, pending, records, acc, lacc = seen[3000]
     assert rows < grad_stats._BLOCK and losses < grad_stats._CHUNK and pending <= 1
     assert records <= 4  # traced iterations only
-    assert acc == seen[300][4] and lacc == seen[300][5]  # fixed shapes: 4 parameter tensors
+    assert acc == seen[1500][4] and lacc == seen[1500][5]  # fixed shapes: 4 parameter tensors
     assert ("first_bad", (4,)) in acc and ("tail", (16,)) in lacc
+
+
+def test_a_nan_among_the_first_rows_asks_for_a_trace_before_they_are_reduced():
+    # the first sampled rows are reduced with the block they start, at its end or at the end of
+    # the cell, but whether they hold a NaN is posted once there are `_FIRST_BLOCK` of them
+    w = nn.Parameter(torch.ones(3))
+    opt = torch.optim.SGD([w], lr=0.0)
+    seen = {}
+
+    def train():
+        for i in range(grad_stats._FIRST_BLOCK + 2):
+            opt.zero_grad()
+            loss = torch.sqrt(w * 0.0).sum()  # a finite loss, a NaN gradient (0 * inf)
+            loss.backward()
+            opt.step()
+            stats = monitor().stats
+            seen[i + 1] = (stats.traced_after_nonfinite, len(stats.series[1].rows), bool(stats.series[1].acc))
+
+    report = watched(train)
+    first = grad_stats._FIRST_BLOCK
+    assert seen[first - 1] == (False, first - 1, False)
+    assert seen[first] == (True, first, False)  # asked for a trace; the rows not reduced yet
+    assert "GW105" in [d.code for d in report.diagnostics]
 
 
 def test_stride_adapts_and_dead_parameters_are_still_found():

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import _signal  # (signal's own calls convert to and from enums: a tenth of a millisecond per cell)
 import functools
 import signal
 import threading
@@ -391,11 +392,11 @@ class Installer:
     def _defer_sigint(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return  # signals are delivered to the main thread only
-        previous = signal.getsignal(signal.SIGINT)
+        previous = _signal.getsignal(signal.SIGINT)
         if not callable(previous):
             return  # SIG_IGN / SIG_DFL: nothing raises KeyboardInterrupt in Python code
         self._previous_sigint = previous
-        signal.signal(signal.SIGINT, self._on_sigint)
+        _signal.signal(signal.SIGINT, self._on_sigint)
         self._undo.append(self._restore_sigint)
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> Any:
@@ -406,8 +407,8 @@ class Installer:
         return self._previous_sigint(signum, frame)
 
     def _restore_sigint(self) -> None:
-        if signal.getsignal(signal.SIGINT) == self._on_sigint:  # (not a handler the user set since)
-            signal.signal(signal.SIGINT, self._previous_sigint)
+        if _signal.getsignal(signal.SIGINT) == self._on_sigint:  # (not a handler the user set since)
+            _signal.signal(signal.SIGINT, self._previous_sigint)
 
     # --- teardown -------------------------------------------------------------------------------
     def close(self) -> None:

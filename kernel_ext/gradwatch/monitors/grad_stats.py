@@ -3,11 +3,13 @@
 Per sampled step the only work is ``torch._foreach_norm`` over the optimizer's gradients and a
 ``torch.stack`` (what ``clip_grad_norm_`` does); per loss a ``detach()``, stacked every 32. Rows are
 kept on the device and reduced every `_BLOCK` rows into a fixed set of per-parameter device
-tensors (first non-finite step, run of exact zeros, mean log-norm, first and last block means),
-so the state grows with the number of parameter tensors, never with the number of steps.
+tensors (first non-finite step, run of exact zeros, mean log-norm, the means of the first
+`_FIRST_BLOCK` rows and of the last rows), so the state grows with the number of parameter
+tensors, never with the number of steps.
 
 Nothing here reads a device value on the host before the end of the cell, with one exception
-that costs no sync: after each block a "something was non-finite" flag is copied to pinned
+that costs no sync: after each block (and after the first `_FIRST_BLOCK` rows, which are
+reduced with the block they start) a "something was non-finite" flag is copied to pinned
 host memory with ``non_blocking=True`` and an event (on the CPU it is read directly); once the
 copy has landed it asks the session to trace the next iterations, so that `op_checks` can name
 the first forward op that produced a non-finite value (what anomaly mode is for).
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
     from .training import TrainingMonitor
 
 _BLOCK = 64  # rows per device reduction
-_FIRST_BLOCK = 16  # the first block is the baseline that later growth is measured against
+_FIRST_BLOCK = 16  # the first rows are the baseline that later growth is measured against
 _TAIL = 8  # ... and the last rows of each block are the latest state
 _LOSS_BLOCK = 256
 _CHUNK = 32
@@ -261,8 +263,14 @@ class GradStats:
         s.row_steps.append(step)
         s.samples += 1
         s.cost += cost
-        if len(s.rows) >= (_FIRST_BLOCK if s.n_rows == 0 else _BLOCK):
+        n = len(s.rows)
+        if n >= _BLOCK:
             self._flush(s)
+        elif n == _FIRST_BLOCK and not s.n_rows:
+            # the baseline rows are reduced with the rows after them (a short loop's figures in
+            # one reduction, at the end of the cell), but whether they hold a NaN or Inf is
+            # posted now, as a reduction of theirs would: the trace that names the op follows soon
+            self._nonfinite(torch.isfinite(torch.stack(s.rows)).all().logical_not(), "a gradient")
 
     def _defer(self, s: _Series, grads: list, t0: float) -> bool:
         """Whether this sample waits for `settle`: many small optimizers stepping in one
@@ -392,8 +400,8 @@ class GradStats:
         a["n_present"] += present.sum(0)
         a["all_zero"] += ((B == 0) | ~present).all(1).logical_and(present.any(1)).sum()
         clean = torch.where(ok, B, 0.0)
-        if s.n_rows == 0:  # the baseline: the first block
-            a["first_mean"], a["first_global"] = _means(clean, ok)
+        if s.n_rows == 0:  # the baseline: the first rows
+            a["first_mean"], a["first_global"] = _means(clean[:_FIRST_BLOCK], ok[:_FIRST_BLOCK])
         a["last_mean"], a["last_global"] = _means(clean[-_TAIL:], ok[-_TAIL:])  # the latest rows
         s.n_rows += k
         self._nonfinite(bad.any(), "a gradient")
@@ -464,7 +472,7 @@ class GradStats:
             gnorm = squares.index_add_(1, segment, clean[rows].double().square()).sqrt()
             return mean, gnorm.mean(0).float()
 
-        first_mean, first_global = means(slice(None))
+        first_mean, first_global = means(slice(None, _FIRST_BLOCK))
         last_mean, last_global = means(slice(-_TAIL, None))
         # (at the end of the cell, where `finish` reads every figure anyway: read here, one host
         # read per figure for the whole group, and sliced per series as lists, not 13 reads and
