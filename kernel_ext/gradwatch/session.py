@@ -198,7 +198,7 @@ class Watch:
         installer.patch(torch.optim.Optimizer, "__init__", self._wrap_optimizer_init)
         installer.patch(torch.optim.Optimizer, "zero_grad", self._wrap_zero_grad)
         from torch.optim.optimizer import register_optimizer_step_pre_hook
-        installer.hook(register_optimizer_step_pre_hook, self._on_step)
+        installer.hook(register_optimizer_step_pre_hook, self._step_pre_hook())
         if self._per_step_monitors:
             self._monitor = TrainingMonitor(self._monitor_handle())
         installer.set_aside(_NOT_TRACING)  # (until tracing starts)
@@ -491,13 +491,17 @@ class Watch:
         @functools.wraps(original)
         def zero_grad(opt, *args, **kwargs):
             __tracebackhide__ = True
-            steady = session._steady
-            if steady is not None:  # (a steady cycle's zero_grad(): nothing to do but count it)
-                if steady.expect == ZERO_GRAD and steady.ref() is opt:
-                    steady.expect = BACKWARD
-                    return original(opt, *args, **kwargs)
+            steady = session._steady  # (a steady cycle's zero_grad(): nothing to do but count it)
+            if steady is not None and steady.expect == ZERO_GRAD and steady.ref() is opt:
+                steady.expect = BACKWARD
+                return original(opt, *args, **kwargs)
+            return full(opt, args, kwargs)
+
+        def full(opt, args, kwargs):
+            __tracebackhide__ = True
+            if session._steady is not None:
                 session._guard(session._settle_steady)
-            # every step: the work inline, no frame of ours between the wrapper and the monitor
+            # every other step: the work inline, no frame of ours between here and the monitor
             try:
                 with (DisableTorchFunction() if not dispatch_depth() else own_work()):
                     if session._lifted_for_step:
@@ -511,8 +515,8 @@ class Watch:
                     record.calls_at_step_or_zero_grad = n = session.events.n_backward
                     session._last_zero_grad = (record.key, n)
                     monitor = session._monitor
-                    if monitor is not None:  # (a walk to the user's frame starts at this call's caller)
-                        monitor.on_zero_grad(opt, record, get_frame(1))
+                    if monitor is not None:  # (a walk to the user's frame starts at the call of zero_grad())
+                        monitor.on_zero_grad(opt, record, get_frame(2))
             except Exception as exc:
                 session._internal_error(exc)
             mode = session.mode  # clearing gradients is no forward op: not traced
@@ -647,17 +651,28 @@ class Watch:
         """A step that compiled code ran (found by `CompiledSteps`), as the step hook sees one."""
         self._on_step(opt, (opt,), {})
 
-    def _on_step(self, opt, args, kwargs) -> tuple | None:
-        """The step pre-hook (also for a step compiled code ran): every step, so the guard and
-        `own_work` are inline, and a plain loop's step (no closure, not tracing) takes the
-        shortest path; a steady cycle's step counts itself and returns."""
-        steady = self._steady
-        if steady is not None:
-            if steady.expect == STEP and steady.steps < steady.limit and steady.ref() is opt and len(args) == 1 \
-                    and not kwargs:
+    def _step_pre_hook(self):
+        """The step pre-hook: a steady cycle's step counts itself in this small frame; the
+        others take `_on_step`. (Run on most steps of a long loop, where what torch's step
+        leaves in the caches is cold: the call of a large function costs more than the count.)"""
+        session = self
+        on_step = self._on_step
+
+        def step_pre_hook(opt, args, kwargs):
+            steady = session._steady
+            if steady is not None and steady.expect == STEP and steady.steps < steady.limit \
+                    and steady.ref() is opt and len(args) == 1 and not kwargs:
                 steady.expect = ZERO_GRAD
                 steady.steps += 1
                 return None
+            return on_step(opt, args, kwargs)
+        return step_pre_hook
+
+    def _on_step(self, opt, args, kwargs) -> tuple | None:
+        """The step pre-hook's work (also for a step compiled code ran): every step but a
+        steady cycle's, so the guard and `own_work` are inline, and a plain loop's step (no
+        closure, not tracing) takes the shortest path."""
+        if self._steady is not None:
             self._guard(self._settle_steady)
         try:
             with (DisableTorchFunction() if not dispatch_depth() else own_work()):
@@ -822,13 +837,12 @@ class Watch:
             __tracebackhide__ = True
             if session._in_backward:
                 return original(*args, **kwargs)
-            nested = session._nested_backward
             steady = session._steady
             if steady is not None:
-                # a steady cycle's backward(): only counted, its loss kept, in a branch of its own
-                # (every step of a long loop). `loss.backward()` of a plain scalar loss with values,
-                # no torch-function or dispatch mode, so that the tensor methods below reach no
-                # Python code of the user's; no GradScaler
+                # a steady cycle's backward(): only counted, its loss kept, in this small frame
+                # (most steps of a long loop; the others take `full`). `loss.backward()` of a
+                # plain scalar loss with values, no torch-function or dispatch mode, so that the
+                # tensor methods below reach no Python code of the user's; no GradScaler
                 if steady.expect == BACKWARD and quiet_api and len(args) == 1 and not kwargs \
                         and type(root := args[0]) is torch.Tensor and not dispatch_depth() \
                         and not _torch_function_mode_on() and not root.dim() \
@@ -837,6 +851,7 @@ class Watch:
                     if monitor is not None:
                         steady.losses.append(root.detach())
                     steady.expect = STEP
+                    nested = session._nested_backward
                     session._in_backward = True
                     if nested is not None:
                         nested.passing = True
@@ -853,7 +868,13 @@ class Watch:
                         session._in_backward = False
                         if nested is not None:
                             nested.passing = False
+            return full(args, kwargs)
+
+        def full(args, kwargs):
+            __tracebackhide__ = True
+            if session._steady is not None:
                 guard(session._settle_steady)
+            nested = session._nested_backward
             session._in_backward = True
             if nested is not None:
                 nested.passing = True
@@ -924,7 +945,7 @@ class Watch:
 
     def _before_backward(self, roots: list[torch.Tensor]) -> BackwardEvent:
         """A traced backward() (of a training loss) that is about to run: its flow analysed."""
-        frame = self.source_map.user_frame(sys._getframe(2))
+        frame = self.source_map.user_frame(sys._getframe(3))  # (from the wrapper's caller)
         position = (frame.f_code, frame.f_lasti) if frame is not None else None
         index = self.events.n_backward
         graph = BackwardGraph(roots, self.provenance)  # each graph walked once for the analyses below
