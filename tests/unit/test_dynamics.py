@@ -140,7 +140,7 @@ def test_nan_seen_later_requests_a_trace_that_names_the_op():
 
 
 def test_a_nan_loss_is_seen_in_its_chunk_of_32_losses_and_traced_in_time():
-    # a loop too short for a block of gradient norms or of 256 losses after its first NaN: the
+    # a loop too short for a block of gradient norms or of `_LOSS_BLOCK` losses after its first NaN: the
     # chunk of 32 losses that holds it (its largest magnitude is NaN) asks for the trace that
     # names the op
     d = _nan_from_a_log(120, 40)

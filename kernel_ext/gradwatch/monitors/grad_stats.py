@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 _BLOCK = 64  # rows per device reduction
 _FIRST_BLOCK = 16  # the first rows are the baseline that later growth is measured against
 _TAIL = 8  # ... and the last rows of each block are the latest state
-_LOSS_BLOCK = 256
+_LOSS_BLOCK = 1024  # losses reduced together (a loop of a few hundred steps: once, at the end of the cell)
 _CHUNK = 32
 _FIRST_LOSSES = 16
 _BIG = float("inf")
@@ -375,30 +375,28 @@ class GradStats:
         bad = ~fin
         nz = (B != 0) | ~present  # a missing gradient breaks a run of zeros
         a = s.acc
-        if not a:
-            a["first_bad"] = torch.full((n,), _BIG, device=dev)
-            a["zero_run"] = torch.zeros(n, device=dev)  # rows
-            a["nz_step"] = torch.zeros(n, device=dev)  # the last step with a non-zero gradient
-            a["ever_nz"] = torch.zeros(n, dtype=torch.bool, device=dev)
-            a["sum_log"] = torch.zeros(n, device=dev)
-            a["n_log"] = torch.zeros(n, device=dev)
-            a["n_present"] = torch.zeros(n, device=dev)
-            a["all_zero"] = torch.zeros((), device=dev)
-            a["last_ok"] = torch.zeros((), device=dev)
-        a["first_bad"] = torch.minimum(a["first_bad"], torch.where(bad, steps[:, None], _BIG).amin(0))
+        first = not a  # the first block: its figures are the accumulators (no neutral start to combine)
+        first_bad = torch.where(bad, steps[:, None], _BIG).amin(0)
+        a["first_bad"] = first_bad if first else torch.minimum(a["first_bad"], first_bad)
         # rows come in step order: the last all-finite row before the first bad one tells GW105
         # whether the step before a first NaN loss still had finite gradients (a NaN made in the forward)
         before_bad = bad.any(1).logical_not() & (steps < a["first_bad"].amin())
-        a["last_ok"] = torch.maximum(a["last_ok"], torch.where(before_bad, steps, 0.0).amax())
+        last_ok = torch.where(before_bad, steps, 0.0).amax()
+        a["last_ok"] = last_ok if first else torch.maximum(a["last_ok"], last_ok)
         last_nz = torch.where(nz, torch.arange(k, device=dev)[:, None], -1).amax(0)
-        a["zero_run"] = torch.where(last_nz < 0, a["zero_run"] + k, (k - 1 - last_nz).to(torch.float32))
-        a["nz_step"] = torch.maximum(a["nz_step"], torch.where(nz, steps[:, None], 0.0).amax(0))
-        a["ever_nz"] |= (nz & present).any(0)
+        a["zero_run"] = torch.where(last_nz < 0, float(k) if first else a["zero_run"] + k,  # rows
+                                    (k - 1 - last_nz).to(torch.float32))
+        nz_step = torch.where(nz, steps[:, None], 0.0).amax(0)  # the last step with a non-zero gradient
+        a["nz_step"] = nz_step if first else torch.maximum(a["nz_step"], nz_step)
+        ever_nz = (nz & present).any(0)
+        a["ever_nz"] = ever_nz if first else a["ever_nz"] | ever_nz
         good = ok & (B > 0)
-        a["sum_log"] += torch.where(good, B, 1.0).log10().sum(0)
-        a["n_log"] += good.sum(0)
-        a["n_present"] += present.sum(0)
-        a["all_zero"] += ((B == 0) | ~present).all(1).logical_and(present.any(1)).sum()
+        counts = {"sum_log": torch.where(good, B, 1.0).log10().sum(0),
+                  "n_log": good.sum(0, dtype=torch.float32),
+                  "n_present": present.sum(0, dtype=torch.float32),
+                  "all_zero": ((B == 0) | ~present).all(1).logical_and(present.any(1)).sum(dtype=torch.float32)}
+        for name, value in counts.items():
+            a[name] = value if first else a[name] + value
         clean = torch.where(ok, B, 0.0)
         if s.n_rows == 0:  # the baseline: the first rows
             a["first_mean"], a["first_global"] = _means(clean[:_FIRST_BLOCK], ok[:_FIRST_BLOCK])
@@ -610,7 +608,10 @@ class GradStats:
 
 def _steps_tensor(steps: list[int], device: torch.device) -> torch.Tensor:
     """The step numbers of a block's rows, made on the device: ``torch.tensor(list)`` would be a
-    host-to-device copy (a sync on CUDA). The numbers are runs of one stride: one ``arange`` each."""
+    host-to-device copy (a sync on CUDA). The numbers are runs of one stride: one ``arange`` each
+    (on the CPU, where there is nothing to wait for: the list as it is, one op)."""
+    if device.type == "cpu":
+        return torch.tensor(steps, dtype=torch.float32)
     runs, start = [], 0
     for i in range(1, len(steps) + 1):
         if i == len(steps) or (i - start >= 2 and steps[i] - steps[i - 1] != steps[start + 1] - steps[start]):
