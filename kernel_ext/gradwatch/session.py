@@ -657,16 +657,35 @@ class Watch:
         leaves in the caches is cold: the call of a large function costs more than the count.)"""
         session = self
         on_step = self._on_step
+        sample = self._sample_in_cycle
 
         def step_pre_hook(opt, args, kwargs):
             steady = session._steady
             if steady is not None and steady.expect == STEP and steady.steps < steady.limit \
                     and steady.ref() is opt and len(args) == 1 and not kwargs:
-                steady.expect = ZERO_GRAD
-                steady.steps += 1
-                return None
+                step = steady.at + steady.steps + 1
+                if not steady.stride or step % steady.stride:
+                    steady.expect = ZERO_GRAD
+                    steady.steps += 1
+                    return None
+                if not dispatch_depth() and not _torch_function_mode_on():  # (else: `on_step`, in `own_work`)
+                    steady.expect = ZERO_GRAD
+                    steady.steps += 1
+                    sample(steady, opt, step)
+                    return None
             return on_step(opt, args, kwargs)
         return step_pre_hook
+
+    def _sample_in_cycle(self, cycle: SteadyCycle, opt, step: int) -> None:
+        """A steady cycle's step whose gradient norms are sampled: sampled here, as `on_step`
+        would. A NaN found asks for a trace: the cycle ends, the next backward() is traced."""
+        try:
+            with DisableTorchFunction():
+                self._monitor.sample_in_cycle(cycle.record, opt, step)  # pyright: ignore[reportOptionalMemberAccess]
+        except Exception as exc:
+            self._internal_error(exc)
+        if self._trace_requested:
+            self._guard(self._settle_steady)
 
     def _on_step(self, opt, args, kwargs) -> tuple | None:
         """The step pre-hook's work (also for a step compiled code ran): every step but a
@@ -753,11 +772,12 @@ class Watch:
                 or self._lifted_for_step or (regions is not None and regions.entered):
             return
         # the next step that is a multiple of `busy_every` is checked (missing gradients, probe)
-        left = schedule.busy_every - steps % schedule.busy_every - 1
+        left, stride = schedule.busy_every - steps % schedule.busy_every - 1, 0
         if left > 0 and self._monitor is not None:
-            left = min(left, self._monitor.quiet_steps(record))
+            quiet, stride = self._monitor.cycle_plan(record)
+            left = min(left, quiet)
         if left > 0:
-            self._steady = SteadyCycle(record, left, n)
+            self._steady = SteadyCycle(record, left, n, stride)
 
     def _settle_steady(self) -> None:
         """The calls the steady cycle took, counted as the per-step hooks count them; it ends."""

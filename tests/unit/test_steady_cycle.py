@@ -216,6 +216,13 @@ def test_a_steady_loop_takes_most_steps_in_the_cycle() -> None:
     assert armed == []  # no zero_grad() in the loop: the probe watches every step
 
 
+def test_the_first_steps_sampled_one_by_one_are_taken_in_the_cycle() -> None:
+    # steps 17-31 have their gradient norms sampled and nothing else checked (the stride is 1
+    # until the first decision, at step 32): the cycle takes them, with their samples
+    _, armed = _watched(zero_backward_step, steady=True)
+    assert [i for i in armed if i < 32] == list(range(15, 32))  # (armed after the 16th step on; were from the 32nd)
+
+
 def test_two_optimizers_in_turn_find_the_same() -> None:
     with_cycle, _ = _watched(zero_backward_step, steady=True, two_optimizers=True)
     without, _ = _watched(zero_backward_step, steady=False, two_optimizers=True)

@@ -7,12 +7,14 @@ per-step hooks of those steps only keep counters and the loss. That bookkeeping 
 session and three monitor parts cost more than a small model's step is allowed to.
 
 After a step whose checks are done, the session asks the monitor how many of this optimizer's
-next steps need nothing of it (`TrainingMonitor.quiet_steps`) and arms a `SteadyCycle` for
+next steps need nothing of it (`TrainingMonitor.cycle_plan`) and arms a `SteadyCycle` for
 them: up to the next step with a check due (every 8th: the probe, missing gradients, eval mode;
-and the monitor's sampled steps: gradient norms at their stride, losses stacked every 32), so 7
-of 8 steps of the benchmark's MLP loop. While armed, each hook only checks that the call is the
-next one of the cycle (this optimizer's ``zero_grad()``, a ``backward()`` of a plain scalar
-loss, this optimizer's ``step()`` without arguments) and keeps the loss. Any other call, the
+and the monitor's: losses stacked every 32, a decision on the stride of gradient norms every
+32), so 7 of 8 steps of the benchmark's MLP loop. While armed, each hook only checks that the
+call is the next one of the cycle (this optimizer's ``zero_grad()``, a ``backward()`` of a plain
+scalar loss, this optimizer's ``step()`` without arguments) and keeps the loss; a step whose
+number is a multiple of the stride of gradient norms takes its sample (every step of a loop's
+first ones, before the stride widens; every step of a GPU model's). Any other call, the
 step at which a check is due, compiled code that starts to run, and the end of the cell settle
 it first: the counters, and the monitor's state through `TrainingMonitor.after_quiet`, become
 what the per-step hooks would have made of the calls the cycle took, and the call takes the
@@ -37,9 +39,9 @@ class SteadyCycle:
     step counts itself: the zero_grad() and backward() calls it took follow from the steps and
     from where in the cycle it is (no counter of their own to keep on every call)."""
 
-    __slots__ = ("ref", "record", "expect", "limit", "n_backward", "steps", "losses")
+    __slots__ = ("ref", "record", "expect", "limit", "n_backward", "steps", "losses", "at", "stride")
 
-    def __init__(self, record: OptimizerRecord, steps_left: int, n_backward: int) -> None:
+    def __init__(self, record: OptimizerRecord, steps_left: int, n_backward: int, stride: int = 0) -> None:
         self.ref = record.ref  # the optimizer (weak: the cycle lives a few steps at most)
         self.record = record
         self.expect = ZERO_GRAD
@@ -47,6 +49,10 @@ class SteadyCycle:
         self.n_backward = n_backward  # backward calls when it was armed
         self.steps = 0  # steps it took
         self.losses: list[Any] = []  # the losses of the backward calls it took (detached)
+        self.at = record.steps  # the optimizer's step count when it was armed
+        # the steps whose number is a multiple of this take a sample of gradient norms, as the
+        # full path would (0: none; the first steps of a loop sample every one)
+        self.stride = stride
 
     @property
     def zero_grads(self) -> int:

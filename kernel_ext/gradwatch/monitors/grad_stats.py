@@ -136,6 +136,7 @@ class GradStats:
         self.deferred_versions: list[int] = []  # ... and those gradients' versions then
         self.deferred_series: set[int] = set()  # their series' keys
         self.norm_calls = 0  # `_foreach_norm` calls (counted by tests)
+        self.sampling_step: int | None = None  # the step a steady cycle samples (`sample_at`)
 
     # --- hooks ----------------------------------------------------------------------------------
     def on_loss(self, root: torch.Tensor) -> None:
@@ -206,13 +207,27 @@ class GradStats:
             self._sample(s, opt)
 
     def quiet_steps(self, record: OptimizerRecord) -> int:
-        """How many next steps of this optimizer neither sample nor stack losses, in a steady
-        cycle (one loss per step): up to the next sampled step and the next full chunk."""
+        """How many next steps of this optimizer neither decide a stride nor stack losses, in a
+        steady cycle (one loss per step): up to the next stride decision and the next full
+        chunk. Their sampled steps are taken in the cycle (`sample_at`)."""
         s = record.series
         if s is None or self.pending or self.last_record is not record or self.loss_position is None \
                 or record.thinned:
             return 0
-        return max(0, min(s.stride - record.steps % s.stride - 1, _CHUNK - 1 - len(s.losses)))
+        schedule, n = self.schedule, record.steps
+        every = max(schedule.stats_adapt_every, 1)
+        decision = -(-max(schedule.stats_warm, n + 1) // every) * every  # the next `adapts_stride` step
+        return max(0, min(decision - n - 1, _CHUNK - 1 - len(s.losses)))
+
+    def sample_at(self, record: OptimizerRecord, opt: Any, step: int) -> None:
+        """A steady cycle's sampled step, ``step`` of the optimizer's (its count moves on when
+        the cycle settles): the sample `on_step` would take, at once (nothing settles deferred
+        samples before the cycle's next zero_grad() clears the gradients)."""
+        self.sampling_step = step  # (news of a NaN found now names this step)
+        try:
+            self._sample(record.series, opt, step, defer=False)
+        finally:
+            self.sampling_step = None
 
     def after_quiet(self, record: OptimizerRecord, losses: list[torch.Tensor], steps: int) -> None:
         """A steady cycle's losses where `on_loss` and `on_step` put them: those of backward
@@ -221,7 +236,7 @@ class GradStats:
             record.series.losses += losses[:steps]  # (fewer than _CHUNK: see `quiet_steps`)
         self.pending += losses[steps:]
 
-    def _sample(self, s: _Series, opt: Any) -> None:
+    def _sample(self, s: _Series, opt: Any, step: int | None = None, defer: bool = True) -> None:
         t0 = time.perf_counter()
         if s.params is None:
             s.params = [p for g in opt.param_groups for p in g["params"] if p.requires_grad]
@@ -231,7 +246,7 @@ class GradStats:
         if not s.params:
             return
         grads = [p.grad for p in s.params]
-        if self._defer(s, grads, t0):
+        if defer and self._defer(s, grads, t0):
             return
         try:
             self.norm_calls += 1
@@ -256,7 +271,7 @@ class GradStats:
         except (RuntimeError, TypeError, NotImplementedError):
             s.failed = True  # sparse gradients, several devices ...: no statistics, no error
             return
-        self._add_row(s, row, s.n_steps, time.perf_counter() - t0)
+        self._add_row(s, row, s.n_steps if step is None else step, time.perf_counter() - t0)
 
     def _add_row(self, s: _Series, row: torch.Tensor, step: int, cost: float) -> None:
         s.rows.append(row)
@@ -545,7 +560,7 @@ class GradStats:
 
     def _tell(self, what: str) -> None:
         """GW105's news while the cell runs (see `news`), with where the loss's backward() is."""
-        step = self.last.n_steps if self.last is not None else 0
+        step = self.sampling_step or (self.last.n_steps if self.last is not None else 0)
         where = self.monitor.location(self.loss_position) if what == "the loss" else None
         self.monitor.session.tell("GW105", f"{what} became NaN/Inf by step {step:,}"
                          + (f" ({where.describe()})" if where is not None else ""))

@@ -239,14 +239,21 @@ class TrainingMonitor:
         finally:
             self._frame_memo = outer  # (no frame kept past the call)
 
-    def quiet_steps(self, record: OptimizerRecord) -> int:
-        """How many of this optimizer's next steps need nothing of the monitor but counting, if
-        the loop goes on in the steady cycle (zero_grad(), backward() of a scalar loss, step();
-        see install/steady_cycle.py): 0 if the next one does."""
+    def cycle_plan(self, record: OptimizerRecord) -> tuple[int, int]:
+        """How many of this optimizer's next steps need nothing of the monitor but counting (and
+        their samples of gradient norms), if the loop goes on in the steady cycle (zero_grad(),
+        backward() of a scalar loss, step(); see install/steady_cycle.py): 0 if the next one
+        does; and the stride of those samples (0: none)."""
         if self.ops.queue or self.stats.deferred or self.scaled is not None or self._post is not None \
                 or self.closure_seen or self.in_step or self.wants_after_backward or not record.has_values:
-            return 0
-        return min(self.order.quiet_steps(record), self.stats.quiet_steps(record))
+            return 0, 0
+        s = record.series
+        return (min(self.order.quiet_steps(record), self.stats.quiet_steps(record)),
+                0 if s is None or s.failed else s.stride)
+
+    def sample_in_cycle(self, record: OptimizerRecord, opt: Any, step: int) -> None:
+        """A steady cycle's sampled step (see `GradStats.sample_at`)."""
+        self.stats.sample_at(record, opt, step)
 
     def after_quiet(self, record: OptimizerRecord, cycle: SteadyCycle) -> None:
         """The state the hooks would have left after the calls the steady cycle took."""
