@@ -131,6 +131,8 @@ class NamespaceIndex:
             self._read(torch, contents)
 
     def _read(self, torch: Any, contents: bool) -> None:
+        if not self._size and not self.namespace:
+            return  # empty, and empty when last read: nothing to read again
         rebound = self._rebound() if self._size else None
         if rebound is not None:
             keys, values, parts = self._keys, self._values, self._parts
