@@ -17,7 +17,7 @@
 
 from __future__ import annotations
 
-import _signal  # (signal's own calls convert to and from enums: a tenth of a millisecond per cell)
+import _signal  # pyright: ignore[reportMissingImports]  (signal's own calls convert to and from enums)
 import functools
 import signal
 import threading
