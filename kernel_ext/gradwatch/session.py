@@ -664,14 +664,13 @@ class Watch:
             if steady is not None and steady.expect == STEP and steady.steps < steady.limit \
                     and steady.ref() is opt and len(args) == 1 and not kwargs:
                 step = steady.at + steady.steps + 1
-                if not steady.stride or step % steady.stride:
+                sampled = steady.stride and not step % steady.stride
+                # (a sample under the user's mode: `on_step` takes it, in `own_work`)
+                if not sampled or not dispatch_depth() and not _torch_function_mode_on():
                     steady.expect = ZERO_GRAD
                     steady.steps += 1
-                    return None
-                if not dispatch_depth() and not _torch_function_mode_on():  # (else: `on_step`, in `own_work`)
-                    steady.expect = ZERO_GRAD
-                    steady.steps += 1
-                    sample(steady, opt, step)
+                    if sampled:
+                        sample(steady, opt, step)
                     return None
             return on_step(opt, args, kwargs)
         return step_pre_hook
@@ -878,17 +877,22 @@ class Watch:
                     try:  # (not tracing: a cycle ends before tracing starts)
                         return original(*args, **kwargs)
                     except BaseException as exc:
-                        session._in_backward = False
-                        if nested is not None:
-                            nested.passing = False
-                        guard(session._settle_steady)  # (counted before it is explained)
-                        guard(session._after_backward, None, api, args, kwargs, exc)
+                        failed(nested, None, args, kwargs, exc)
                         raise
                     finally:
                         session._in_backward = False
                         if nested is not None:
                             nested.passing = False
             return full(args, kwargs)
+
+        def failed(nested, call, args, kwargs, exc) -> None:
+            """backward() raised: out of it first, then the steady cycle's calls counted (the
+            cycle's own, or one armed meanwhile), then the error explained."""
+            session._in_backward = False
+            if nested is not None:
+                nested.passing = False
+            guard(session._settle_steady)
+            guard(session._after_backward, call, api, args, kwargs, exc)
 
         def full(args, kwargs):
             __tracebackhide__ = True
@@ -934,11 +938,7 @@ class Watch:
                         with session.installer.lifted(session.mode):
                             result = original(*args, **kwargs)
                 except BaseException as exc:
-                    session._in_backward = False
-                    if nested is not None:
-                        nested.passing = False
-                    guard(session._settle_steady)  # (one armed meanwhile: counted before it is explained)
-                    guard(session._after_backward, call, api, args, kwargs, exc)
+                    failed(nested, call, args, kwargs, exc)
                     raise
                 monitor = session._monitor
                 if call is not None or session.mode is not None or session._trace_requested \

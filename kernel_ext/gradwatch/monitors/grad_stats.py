@@ -206,18 +206,17 @@ class GradStats:
         if not s.failed:
             self._sample(s, opt)
 
-    def quiet_steps(self, record: OptimizerRecord) -> int:
+    def cycle_plan(self, record: OptimizerRecord) -> tuple[int, int]:
         """How many next steps of this optimizer neither decide a stride nor stack losses, in a
         steady cycle (one loss per step): up to the next stride decision and the next full
-        chunk. Their sampled steps are taken in the cycle (`sample_at`)."""
+        chunk; and the stride at which the cycle samples them (`sample_at`; 0: none)."""
         s = record.series
         if s is None or self.pending or self.last_record is not record or self.loss_position is None \
                 or record.thinned:
-            return 0
-        schedule, n = self.schedule, record.steps
-        every = max(schedule.stats_adapt_every, 1)
-        decision = -(-max(schedule.stats_warm, n + 1) // every) * every  # the next `adapts_stride` step
-        return max(0, min(decision - n - 1, _CHUNK - 1 - len(s.losses)))
+            return 0, 0
+        n = record.steps
+        quiet = min(self.schedule.next_stride_decision(n) - n - 1, _CHUNK - 1 - len(s.losses))
+        return max(0, quiet), 0 if s.failed else s.stride
 
     def sample_at(self, record: OptimizerRecord, opt: Any, step: int) -> None:
         """A steady cycle's sampled step, ``step`` of the optimizer's (its count moves on when
@@ -233,7 +232,7 @@ class GradStats:
         """A steady cycle's losses where `on_loss` and `on_step` put them: those of backward
         calls a step followed in the series, the rest pending."""
         if steps:
-            record.series.losses += losses[:steps]  # (fewer than _CHUNK: see `quiet_steps`)
+            record.series.losses += losses[:steps]  # (fewer than _CHUNK: see `cycle_plan`)
         self.pending += losses[steps:]
 
     def _sample(self, s: _Series, opt: Any, step: int | None = None, defer: bool = True) -> None:

@@ -80,6 +80,11 @@ class StepSchedule:
     def adapts_stride(self, step: int) -> bool:
         return step >= self.stats_warm and step % self.stats_adapt_every == 0
 
+    def next_stride_decision(self, step: int) -> int:
+        """The first step after ``step`` at which `adapts_stride` is true."""
+        every = max(self.stats_adapt_every, 1)
+        return -(-max(self.stats_warm, step + 1) // every) * every
+
     def stride(self, current: int, seconds_per_sample: float, seconds_per_step: float) -> int:
         """The stride that keeps the statistics near `stats_target` of the loop's own time: a
         power of two (sampled steps stay aligned), raised at once, lowered only by a factor of

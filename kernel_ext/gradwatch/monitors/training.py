@@ -247,9 +247,8 @@ class TrainingMonitor:
         if self.ops.queue or self.stats.deferred or self.scaled is not None or self._post is not None \
                 or self.closure_seen or self.in_step or self.wants_after_backward or not record.has_values:
             return 0, 0
-        s = record.series
-        return (min(self.order.quiet_steps(record), self.stats.quiet_steps(record)),
-                0 if s is None or s.failed else s.stride)
+        quiet, stride = self.stats.cycle_plan(record)
+        return min(self.order.quiet_steps(record), quiet), stride
 
     def sample_in_cycle(self, record: OptimizerRecord, opt: Any, step: int) -> None:
         """A steady cycle's sampled step (see `GradStats.sample_at`)."""
