@@ -657,30 +657,38 @@ class Watch:
         leaves in the caches is cold: the call of a large function costs more than the count.)"""
         session = self
         on_step = self._on_step
-        sample = self._sample_in_cycle
+        due_in_cycle = self._due_in_cycle
 
         def step_pre_hook(opt, args, kwargs):
             steady = session._steady
             if steady is not None and steady.expect == STEP and steady.steps < steady.limit \
                     and steady.ref() is opt and len(args) == 1 and not kwargs:
                 step = steady.at + steady.steps + 1
-                sampled = steady.stride and not step % steady.stride
-                # (a sample under the user's mode: `on_step` takes it, in `own_work`)
-                if not sampled or not dispatch_depth() and not _torch_function_mode_on():
+                if step != steady.due:
                     steady.expect = ZERO_GRAD
                     steady.steps += 1
-                    if sampled:
-                        sample(steady, opt, step)
+                    return None
+                # (a sample or a probe under the user's mode: `on_step` takes it, in `own_work`)
+                if not dispatch_depth() and not _torch_function_mode_on():
+                    steady.expect = ZERO_GRAD
+                    steady.steps += 1
+                    steady.due = steady.next_due(step)
+                    due_in_cycle(steady, opt, step)
                     return None
             return on_step(opt, args, kwargs)
         return step_pre_hook
 
-    def _sample_in_cycle(self, cycle: SteadyCycle, opt, step: int) -> None:
-        """A steady cycle's step whose gradient norms are sampled: sampled here, as `on_step`
+    def _due_in_cycle(self, cycle: SteadyCycle, opt, step: int) -> None:
+        """A steady cycle's step that samples gradient norms or probes: done here, as `on_step`
         would. A NaN found asks for a trace: the cycle ends, the next backward() is traced."""
+        monitor = self._monitor
         try:
             with DisableTorchFunction():
-                self._monitor.sample_in_cycle(cycle.record, opt, step)  # pyright: ignore[reportOptionalMemberAccess]
+                if cycle.stride and not step % cycle.stride:
+                    monitor.sample_in_cycle(cycle.record, opt, step)  # pyright: ignore[reportOptionalMemberAccess]
+                if cycle.probe_every and not step % cycle.probe_every:
+                    cycle.probed = cycle.steps
+                    monitor.probe_in_cycle(cycle.record, opt)  # pyright: ignore[reportOptionalMemberAccess]
         except Exception as exc:
             self._internal_error(exc)
         if self._trace_requested:
@@ -770,13 +778,15 @@ class Watch:
                 or self._stepped_before > 1 or self._trace_requested or self._trace_for is not None \
                 or self._lifted_for_step or (regions is not None and regions.entered):
             return
-        # the next step that is a multiple of `busy_every` is checked (missing gradients, probe)
-        left, stride = schedule.busy_every - steps % schedule.busy_every - 1, 0
+        # the next step that is a multiple of `cycle_every` is checked (missing gradients, eval
+        # mode); the probes and samples of the steps before it, the cycle takes
+        left, stride = schedule.cycle_every - steps % schedule.cycle_every - 1, 0
         if left > 0 and self._monitor is not None:
             quiet, stride = self._monitor.cycle_plan(record)
             left = min(left, quiet)
         if left > 0:
-            self._steady = SteadyCycle(record, left, n, stride)
+            self._steady = SteadyCycle(record, left, n, stride,
+                                       schedule.probe_every if self._monitor is not None else 0)
 
     def _settle_steady(self) -> None:
         """The calls the steady cycle took, counted as the per-step hooks count them; it ends."""
@@ -860,15 +870,15 @@ class Watch:
             if steady is not None:
                 # a steady cycle's backward(): only counted, its loss kept, in this small frame
                 # (most steps of a long loop; the others take `full`). `loss.backward()` of a
-                # plain scalar loss with values, no torch-function or dispatch mode, so that the
-                # tensor methods below reach no Python code of the user's; no GradScaler
+                # plain tensor and no torch-function mode, so that reading `.data` (no op: no
+                # dispatch mode sees it) reaches no Python code of the user's; no GradScaler.
+                # Whether it is a scalar loss with values is asked when the cycle settles
+                # (`GradStats.after_quiet`): a root that is none is not kept, as `on_loss` does
                 if steady.expect == BACKWARD and quiet_api and len(args) == 1 and not kwargs \
-                        and type(root := args[0]) is torch.Tensor and not dispatch_depth() \
-                        and not _torch_function_mode_on() and not root.dim() \
-                        and root.is_floating_point() and not root.is_meta \
+                        and type(root := args[0]) is torch.Tensor and not _torch_function_mode_on() \
                         and ((monitor := session._monitor) is None or monitor.scaled is None):
                     if monitor is not None:
-                        steady.losses.append(root.detach())
+                        steady.losses.append(root.data)
                     steady.expect = STEP
                     nested = session._nested_backward
                     session._in_backward = True

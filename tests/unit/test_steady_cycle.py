@@ -122,6 +122,20 @@ def stops_zeroing_at_151(i, model, opt, x, y):
     opt.step()
 
 
+def stops_zeroing_after_a_probe_in_the_cycle(i, model, opt, x, y):
+    if i < 152:  # (step 152: a multiple of 8, not of 16, probed inside the cycle)
+        opt.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+
+
+def a_loss_of_shape_one_at_170(i, model, opt, x, y):
+    opt.zero_grad()
+    loss = nn.functional.cross_entropy(model(x), y)
+    (loss.view(1) if i == 170 else loss).backward()  # (one element: backward() takes it, no loss is kept)
+    opt.step()
+
+
 def zeroed_in_place(i, model, opt, x, y):
     opt.zero_grad(set_to_none=False)
     nn.functional.cross_entropy(model(x), y).backward()
@@ -156,7 +170,8 @@ def compiled_model_from_100(i, model, opt, x, y):
 LOOPS = [zero_backward_step, backward_step_zero, never_zeroed, accumulating_four, zeroed_between_once,
          step_without_backward_once, nan_from_120, eval_from_100, lr_zero_from_90, layer_frozen_at_140,
          grad_set_to_none, penalty_by_autograd_grad, scalar_then_vector_loss, compiled_model_from_100,
-         stops_zeroing_at_151, zeroed_in_place, backward_through_a_freed_graph_at_150]
+         stops_zeroing_at_151, stops_zeroing_after_a_probe_in_the_cycle, a_loss_of_shape_one_at_170,
+         zeroed_in_place, backward_through_a_freed_graph_at_150]
 
 
 def _monitor_state(session) -> tuple:
@@ -247,3 +262,21 @@ def test_compiled_code_that_starts_to_run_settles_the_cycle() -> None:
                 compiled(x)
             assert session._steady is None
             assert session.events.n_steps == 38
+
+
+def test_a_cycle_runs_across_its_probes_to_the_next_checked_step(monkeypatch) -> None:
+    # the probe (every 8th step) is left inside the cycle: a cycle ends only at the steps the
+    # full hook is needed for (every 16th: missing gradients, eval mode; losses stacked every 32)
+    armed_cycles = []
+
+    class Counted(session_module.SteadyCycle):
+        __slots__ = ()
+
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            armed_cycles.append((self.at, self.limit))
+
+    monkeypatch.setattr(session_module, "SteadyCycle", Counted)
+    _, armed = _watched(zero_backward_step, steady=True)
+    assert armed_cycles[:3] == [(16, 15), (32, 15), (48, 15)]
+    assert len(armed_cycles) == 12  # (one per 16 steps from the 16th; 24 while each probe ended one)

@@ -8,13 +8,16 @@ session and three monitor parts cost more than a small model's step is allowed t
 
 After a step whose checks are done, the session asks the monitor how many of this optimizer's
 next steps need nothing of it (`TrainingMonitor.cycle_plan`) and arms a `SteadyCycle` for
-them: up to the next step with a check due (every 8th: the probe, missing gradients, eval mode;
-and the monitor's: losses stacked every 32, a decision on the stride of gradient norms every
-32), so 7 of 8 steps of the benchmark's MLP loop. While armed, each hook only checks that the
-call is the next one of the cycle (this optimizer's ``zero_grad()``, a ``backward()`` of a plain
-scalar loss, this optimizer's ``step()`` without arguments) and keeps the loss; a step whose
-number is a multiple of the stride of gradient norms takes its sample (every step of a loop's
-first ones, before the stride widens; every step of a GPU model's). Any other call, the
+them: up to the next step with a check due (every 16th: missing gradients, eval mode; and the
+monitor's: losses stacked every 32, a decision on the stride of gradient norms every 32), so
+15 of 16 steps of the benchmark's MLP loop. While armed, each hook only checks that the call is
+the next one of the cycle (this optimizer's ``zero_grad()``, a ``backward()`` of a plain tensor,
+this optimizer's ``step()`` without arguments) and keeps the loss; a step whose number is a
+multiple of the stride of gradient norms takes its sample (every step of a loop's first ones,
+before the stride widens; every step of a GPU model's), and one that is a multiple of the
+probe's period (every 8th) leaves the probe for an uncleared gradient, as the full path
+would: the cycle's next ``zero_grad()`` clears that gradient, so the probe matters only if the
+loop leaves the cycle there (no ``zero_grad()``), and then it is in place. Any other call, the
 step at which a check is due, compiled code that starts to run, and the end of the cell settle
 it first: the counters, and the monitor's state through `TrainingMonitor.after_quiet`, become
 what the per-step hooks would have made of the calls the cycle took, and the call takes the
@@ -39,9 +42,11 @@ class SteadyCycle:
     step counts itself: the zero_grad() and backward() calls it took follow from the steps and
     from where in the cycle it is (no counter of their own to keep on every call)."""
 
-    __slots__ = ("ref", "record", "expect", "limit", "n_backward", "steps", "losses", "at", "stride")
+    __slots__ = ("ref", "record", "expect", "limit", "n_backward", "steps", "losses", "at", "stride",
+                 "probe_every", "due", "probed")
 
-    def __init__(self, record: OptimizerRecord, steps_left: int, n_backward: int, stride: int = 0) -> None:
+    def __init__(self, record: OptimizerRecord, steps_left: int, n_backward: int, stride: int = 0,
+                 probe_every: int = 0) -> None:
         self.ref = record.ref  # the optimizer (weak: the cycle lives a few steps at most)
         self.record = record
         self.expect = ZERO_GRAD
@@ -53,6 +58,20 @@ class SteadyCycle:
         # the steps whose number is a multiple of this take a sample of gradient norms, as the
         # full path would (0: none; the first steps of a loop sample every one)
         self.stride = stride
+        # ... and those that are a multiple of this leave a probe on a gradient (0: none)
+        self.probe_every = probe_every
+        self.due = self.next_due(self.at)  # the next step that samples or probes (0: none)
+        self.probed = -1  # `steps` when it last probed (-1: never)
+
+    def next_due(self, step: int) -> int:
+        """The first step after ``step`` that samples or probes (0: none)."""
+        due = 0
+        for every in (self.stride, self.probe_every):
+            if every > 0:
+                k = (step // every + 1) * every
+                if not due or k < due:
+                    due = k
+        return due
 
     @property
     def zero_grads(self) -> int:
@@ -63,6 +82,11 @@ class SteadyCycle:
     def backwards(self) -> int:
         """backward() calls it took: one per step, and one more waiting for its step."""
         return self.steps + (self.expect == STEP)
+
+    @property
+    def backwards_since_probe(self) -> int:
+        """backward() calls it took after its last probe (all of them if it set none)."""
+        return self.backwards - (self.probed if self.probed >= 0 else 0)
 
     def step_counts(self) -> tuple[int | None, int | None]:
         """Backward calls at the last step and at the last ``zero_grad()`` it took (None: none)."""

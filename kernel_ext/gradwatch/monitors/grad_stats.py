@@ -140,7 +140,7 @@ class GradStats:
 
     # --- hooks ----------------------------------------------------------------------------------
     def on_loss(self, root: torch.Tensor) -> None:
-        if root.dim() == 0 and root.is_floating_point():
+        if _is_loss(root):
             if self.loss_position is None:
                 self.loss_position = self.monitor.position()
             self.pending.append(root.detach())
@@ -231,9 +231,13 @@ class GradStats:
     def after_quiet(self, record: OptimizerRecord, losses: list[torch.Tensor], steps: int) -> None:
         """A steady cycle's losses where `on_loss` and `on_step` put them: those of backward
         calls a step followed in the series, the rest pending."""
-        if steps:
-            record.series.losses += losses[:steps]  # (fewer than _CHUNK: see `cycle_plan`)
-        self.pending += losses[steps:]
+        # (the cycle keeps every root of a `loss.backward()`; `on_loss` keeps scalar losses
+        # with values: a root that is none raised in backward(), which ended the cycle, unless
+        # it had one element, as a loss of shape [1] does)
+        with torch._C.DisableTorchFunction():  # (a user's mode entered since sees none of it)
+            if steps:  # (fewer than _CHUNK: see `cycle_plan`)
+                record.series.losses += [t for t in losses[:steps] if _is_loss(t)]
+            self.pending += [t for t in losses[steps:] if _is_loss(t)]
 
     def _sample(self, s: _Series, opt: Any, step: int | None = None, defer: bool = True) -> None:
         t0 = time.perf_counter()
@@ -618,6 +622,11 @@ class GradStats:
         self.last_record = None
         self.deferred, self.deferred_steps, self.deferred_widths = [], [], []
         self.deferred_grads, self.deferred_versions, self.deferred_series = [], [], set()
+
+
+def _is_loss(root: torch.Tensor) -> bool:
+    """A root of backward() that is followed as the loss: a scalar with values."""
+    return root.dim() == 0 and root.is_floating_point() and not root.is_meta
 
 
 def _steps_tensor(steps: list[int], device: torch.device) -> torch.Tensor:

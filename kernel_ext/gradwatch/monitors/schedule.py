@@ -50,6 +50,13 @@ class StepSchedule:
         test ``step > quiet_after and step % busy_every`` inline and skip the calls."""
         return math.gcd(self.missing_check_every, self.probe_every, self.eval_check_every)
 
+    @functools.cached_property
+    def cycle_every(self) -> int:
+        """A steady cycle (install/steady_cycle.py) takes the probes and the samples of gradient
+        norms of its steps itself: it runs up to the next multiple of this, which the
+        missing-gradient and eval-mode checks need the full step hook for."""
+        return math.gcd(self.missing_check_every, self.eval_check_every)
+
     def thinning(self, optimizers: int) -> int:
         """With ``optimizers`` stepping per iteration: an optimizer's step gets the sampled
         checks only in one iteration out of this many (1 up to `checked_per_backward`)."""

@@ -191,19 +191,7 @@ class StepOrder:
         # not write to .grad)
         probe, st.probe, st.probe_checked = st.probe, None, False
         if not thinned and self.schedule.probes(steps):
-            p = probe[0]() if probe is not None else None
-            g = p.grad if p is not None else None
-            if g is None:
-                for group in opt.param_groups:
-                    for q in group["params"]:
-                        if q.grad is not None:
-                            p, g = q, q.grad
-                            break
-                    if g is not None:
-                        break
-            if g is not None:
-                st.probe = (probe[0] if probe is not None and probe[0]() is p else weakref.ref(p),
-                            weakref.ref(g), g._version)
+            self._set_probe(opt, st, probe)
         self._update_pending(key, st)
         self._rewatch()
         if self.schedule.checks_eval(steps) or self.eval_called:
@@ -213,12 +201,42 @@ class StepOrder:
         elif st.lr_zero:
             self._check_lr(key, opt, st)
 
+    @staticmethod
+    def _set_probe(opt: Any, st: _Opt, last: tuple | None) -> None:
+        """The probe: one gradient and its version as this step sees them (step() itself does
+        not write to .grad); the parameter of the ``last`` one while it has a gradient."""
+        p = last[0]() if last is not None else None
+        g = p.grad if p is not None else None
+        if g is None:
+            for group in opt.param_groups:
+                for q in group["params"]:
+                    if q.grad is not None:
+                        p, g = q, q.grad
+                        break
+                if g is not None:
+                    break
+        if g is not None:
+            st.probe = (last[0] if last is not None and last[0]() is p else weakref.ref(p),
+                        weakref.ref(g), g._version)
+
+    def probe_in_cycle(self, record: OptimizerRecord, opt: Any) -> None:
+        """A steady cycle's step that probes: the probe `on_step` leaves (nothing else of it is
+        due at such a step, see `quiet_steps`); `after_quiet` drops it if a backward() followed."""
+        st = record.order
+        if st is None:
+            return
+        probe, st.probe, st.probe_checked = st.probe, None, False
+        self._set_probe(opt, st, probe)
+        self._update_pending(record.key, st)
+        self._rewatch()
+
     def quiet_steps(self, record: OptimizerRecord) -> int:
         """How many next steps of this optimizer leave the hooks nothing to do, in a steady
         cycle: none while anything but this optimizer's probe is pending or watched; otherwise
-        the session's bound (the next step `on_step` checks anything at) is the only one. A
-        probe left by this step has nothing to find in the cycle: its zero_grad() clears the
-        gradient the probe follows before the backward() that would look (see `after_quiet`)."""
+        the session's bound (the next step `on_step` checks anything at but the probe, which
+        the cycle leaves itself: `probe_in_cycle`) is the only one. A probe left by this step
+        has nothing to find in the cycle: its zero_grad() clears the gradient the probe follows
+        before the backward() that would look (see `after_quiet`)."""
         st = record.order
         if st is None or self._pending is not None or self.checking or st.uncleared is not None \
                 or st.accumulated_at is not None or st.step_position is None or st.zero_grad_position is None \
@@ -226,13 +244,13 @@ class StepOrder:
                 or (self.pending and (len(self.pending) > 1 or record.key not in self.pending)) \
                 or self.schedule.keeps_position(len(self.backward_positions)):
             return 0
-        return self.schedule.busy_every
+        return self.schedule.cycle_every
 
     def after_quiet(self, record: OptimizerRecord, at_step: int | None, at_zero_grad: int | None,
                     backwards: int) -> None:
         """What `on_step`'s quiet branch, `on_zero_grad` and `on_backward` leave after a
         steady cycle's calls (backward calls at the last step and the last zero_grad it took,
-        None: none; the backward calls it took)."""
+        None: none; the backward calls it took after the probe, if it left one)."""
         st = record.order
         if backwards and st.probe is not None:
             # (its first backward() came after its zero_grad(): `on_backward` finds the

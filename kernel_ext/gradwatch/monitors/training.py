@@ -254,11 +254,15 @@ class TrainingMonitor:
         """A steady cycle's sampled step (see `GradStats.sample_at`)."""
         self.stats.sample_at(record, opt, step)
 
+    def probe_in_cycle(self, record: OptimizerRecord, opt: Any) -> None:
+        """A steady cycle's step that probes (see `StepOrder.probe_in_cycle`)."""
+        self.order.probe_in_cycle(record, opt)
+
     def after_quiet(self, record: OptimizerRecord, cycle: SteadyCycle) -> None:
         """The state the hooks would have left after the calls the steady cycle took."""
         self.n_backward += cycle.backwards
         at_step, at_zero_grad = cycle.step_counts()
-        self.order.after_quiet(record, at_step, at_zero_grad, cycle.backwards)
+        self.order.after_quiet(record, at_step, at_zero_grad, cycle.backwards_since_probe)
         self.stats.after_quiet(record, cycle.losses, cycle.steps)
 
     def _remember_local_names(self) -> None:
