@@ -668,31 +668,41 @@ class Watch:
                     steady.expect = ZERO_GRAD
                     steady.steps += 1
                     return None
-                # (a sample or a probe under the user's mode: `on_step` takes it, in `own_work`)
-                if not dispatch_depth() and not _torch_function_mode_on():
-                    steady.expect = ZERO_GRAD
-                    steady.steps += 1
-                    steady.due = steady.next_due(step)
-                    due_in_cycle(steady, opt, step)
+                # (sampled work under the user's mode: `on_step` takes it, in `own_work`)
+                if not dispatch_depth() and not _torch_function_mode_on() and due_in_cycle(steady, opt, step):
                     return None
             return on_step(opt, args, kwargs)
         return step_pre_hook
 
-    def _due_in_cycle(self, cycle: SteadyCycle, opt, step: int) -> None:
-        """A steady cycle's step that samples gradient norms or probes: done here, as `on_step`
-        would. A NaN found asks for a trace: the cycle ends, the next backward() is traced."""
-        monitor = self._monitor
+    def _due_in_cycle(self, cycle: SteadyCycle, opt, step: int) -> bool:
+        """A steady cycle's step with sampled work (gradient norms, the probe, the missing-
+        gradient check): done here, as `on_step` would, unless a parameter has no gradient
+        (False: this step takes the full path, which records it). A NaN found asks for a trace:
+        the cycle ends, the next backward() is traced."""
+        record = cycle.record
         try:
             with DisableTorchFunction():
-                if cycle.stride and not step % cycle.stride:
-                    monitor.sample_in_cycle(cycle.record, opt, step)  # pyright: ignore[reportOptionalMemberAccess]
-                if cycle.probe_every and not step % cycle.probe_every:
-                    cycle.probed = cycle.steps
-                    monitor.probe_in_cycle(cycle.record, opt)  # pyright: ignore[reportOptionalMemberAccess]
+                checks = cycle.check_every and not step % cycle.check_every
+                if checks and any(p.grad is None for g in opt.param_groups for p in g["params"]):
+                    return False
+                cycle.expect = ZERO_GRAD
+                cycle.steps += 1
+                cycle.due = cycle.next_due(step)
+                if checks:  # (`_check_missing` of a step that finds nothing missing)
+                    record.checked_steps += 1
+                    self._missing[record.key] = 0
+                monitor = self._monitor
+                if monitor is not None:
+                    if cycle.stride and not step % cycle.stride:
+                        monitor.sample_in_cycle(record, opt, step)
+                    if cycle.probe_every and not step % cycle.probe_every:
+                        cycle.probed = cycle.steps
+                        monitor.probe_in_cycle(record, opt)
         except Exception as exc:
             self._internal_error(exc)
         if self._trace_requested:
             self._guard(self._settle_steady)
+        return True
 
     def _on_step(self, opt, args, kwargs) -> tuple | None:
         """The step pre-hook's work (also for a step compiled code ran): every step but a
@@ -778,15 +788,16 @@ class Watch:
                 or self._stepped_before > 1 or self._trace_requested or self._trace_for is not None \
                 or self._lifted_for_step or (regions is not None and regions.entered):
             return
-        # the next step that is a multiple of `cycle_every` is checked (missing gradients, eval
-        # mode); the probes and samples of the steps before it, the cycle takes
+        # the next step that is a multiple of `cycle_every` is checked (eval mode); the probes,
+        # missing-gradient checks and samples of the steps before it, the cycle takes
         left, stride = schedule.cycle_every - steps % schedule.cycle_every - 1, 0
         if left > 0 and self._monitor is not None:
             quiet, stride = self._monitor.cycle_plan(record)
             left = min(left, quiet)
         if left > 0:
             self._steady = SteadyCycle(record, left, n, stride,
-                                       schedule.probe_every if self._monitor is not None else 0)
+                                       schedule.probe_every if self._monitor is not None else 0,
+                                       schedule.missing_check_every)
 
     def _settle_steady(self) -> None:
         """The calls the steady cycle took, counted as the per-step hooks count them; it ends."""

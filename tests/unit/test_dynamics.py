@@ -557,14 +557,14 @@ def _sampling_of_each_part(schedule: StepSchedule | None, monkeypatch) -> dict[s
 
 
 def test_one_schedule_decides_the_sampling_of_every_part(monkeypatch):
-    # (the default schedule without steady cycles: from the 16th step on, one keeps the probe of
-    # the step that armed it until it settles, with nothing to find; the counts here are per step)
+    # (both schedules without steady cycles: a cycle keeps the probe of the step that armed it,
+    # or of a step it probed, until it settles, with nothing to find; the counts here are per step)
     assert _sampling_of_each_part(StepSchedule(steady_cycles=False), monkeypatch) == {
         "probed steps": 16, "norm rows": 20, "kept backward positions": 3, "traced backward calls": 2,
         "eval checks": 1, "missing-gradient checks": 16}
     sparse = StepSchedule(trace_backward_calls=5, keep_positions=1, missing_check_all=2, missing_check_every=5,
                           probe_all=2, probe_every=3, eval_check_every=4, stats_warm=4, stats_adapt_every=4,
-                          stats_max_stride=4, stats_target=1e-9)
+                          stats_max_stride=4, stats_target=1e-9, steady_cycles=False)
     assert _sampling_of_each_part(sparse, monkeypatch) == {
         "probed steps": 8,  # steps 1, 2, 3, 6, 9, 12, 15, 18
         "norm rows": 8,  # 1, 2, 3, 4 (warm), then at stride 4: 8, 12, 16, 20

@@ -183,10 +183,11 @@ def _monitor_state(session) -> tuple:
             [(key, len(s.losses), len(s.chunks), len(s.rows)) for key, s in sorted(stats.series.items())])
 
 
-def _watched(loop, steady: bool, two_optimizers: bool = False) -> tuple:
+def _watched(loop, steady: bool, two_optimizers: bool = False, **schedule_options) -> tuple:
     """What a watched run of ``loop`` leaves: counters, measurements and the report."""
     model, x, y = _model()
-    schedule = StepSchedule(steady_cycles=steady, stats_target=1e-12)  # stride: at once the largest
+    # (stride: at once the largest)
+    schedule = StepSchedule(steady_cycles=steady, stats_target=1e-12, **schedule_options)
     if two_optimizers:  # one optimizer per layer, stepping in turn
         first = torch.optim.SGD(model[0].parameters(), lr=0.05)
         last = torch.optim.Adam(model[3].parameters(), lr=1e-3)
@@ -218,6 +219,22 @@ def test_the_steady_cycle_finds_what_the_full_path_finds(loop) -> None:
     with_cycle, armed = _watched(loop, steady=True)
     without, never = _watched(loop, steady=False)
     assert never == []
+    assert with_cycle == without
+
+
+# periods that are no multiples of each other: a cycle's sampled steps fall apart (probes every
+# 3rd, missing-gradient checks every 5th, gradient norms every 4th), its ends every 12th
+_SPARSE = {"probe_every": 3, "missing_check_every": 5, "eval_check_every": 12, "stats_max_stride": 4,
+           "stats_adapt_every": 8, "stats_warm": 8, "probe_all": 4, "missing_check_all": 4}
+
+
+@pytest.mark.parametrize("loop", [zero_backward_step, stops_zeroing_at_151, stops_zeroing_after_a_probe_in_the_cycle,
+                                  layer_frozen_at_140, nan_from_120, eval_from_100],
+                         ids=lambda loop: loop.__name__)
+def test_a_sparse_schedule_finds_the_same_with_and_without_the_cycle(loop) -> None:
+    with_cycle, armed = _watched(loop, steady=True, **_SPARSE)
+    without, _ = _watched(loop, steady=False, **_SPARSE)
+    assert len(armed) > 100
     assert with_cycle == without
 
 
@@ -264,9 +281,10 @@ def test_compiled_code_that_starts_to_run_settles_the_cycle() -> None:
             assert session.events.n_steps == 38
 
 
-def test_a_cycle_runs_across_its_probes_to_the_next_checked_step(monkeypatch) -> None:
-    # the probe (every 8th step) is left inside the cycle: a cycle ends only at the steps the
-    # full hook is needed for (every 16th: missing gradients, eval mode; losses stacked every 32)
+def test_a_cycle_runs_across_its_sampled_work_to_the_next_checked_step(monkeypatch) -> None:
+    # the probe (every 8th step) and the missing-gradient check (every 16th) are done inside
+    # the cycle: a cycle ends only at the steps the full hook is needed for (every 64th: eval
+    # mode; every 32nd: losses stacked, the stride of gradient norms decided)
     armed_cycles = []
 
     class Counted(session_module.SteadyCycle):
@@ -277,6 +295,5 @@ def test_a_cycle_runs_across_its_probes_to_the_next_checked_step(monkeypatch) ->
             armed_cycles.append((self.at, self.limit))
 
     monkeypatch.setattr(session_module, "SteadyCycle", Counted)
-    _, armed = _watched(zero_backward_step, steady=True)
-    assert armed_cycles[:3] == [(16, 15), (32, 15), (48, 15)]
-    assert len(armed_cycles) == 12  # (one per 16 steps from the 16th; 24 while each probe ended one)
+    _watched(zero_backward_step, steady=True)
+    assert armed_cycles == [(16, 15), (32, 31), (64, 31), (96, 31), (128, 31), (160, 31), (192, 31)]

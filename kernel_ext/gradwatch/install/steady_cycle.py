@@ -8,16 +8,19 @@ session and three monitor parts cost more than a small model's step is allowed t
 
 After a step whose checks are done, the session asks the monitor how many of this optimizer's
 next steps need nothing of it (`TrainingMonitor.cycle_plan`) and arms a `SteadyCycle` for
-them: up to the next step with a check due (every 16th: missing gradients, eval mode; and the
-monitor's: losses stacked every 32, a decision on the stride of gradient norms every 32), so
-15 of 16 steps of the benchmark's MLP loop. While armed, each hook only checks that the call is
-the next one of the cycle (this optimizer's ``zero_grad()``, a ``backward()`` of a plain tensor,
-this optimizer's ``step()`` without arguments) and keeps the loss; a step whose number is a
-multiple of the stride of gradient norms takes its sample (every step of a loop's first ones,
-before the stride widens; every step of a GPU model's), and one that is a multiple of the
-probe's period (every 8th) leaves the probe for an uncleared gradient, as the full path
-would: the cycle's next ``zero_grad()`` clears that gradient, so the probe matters only if the
-loop leaves the cycle there (no ``zero_grad()``), and then it is in place. Any other call, the
+them: up to the next step with a check due (every 64th: eval mode; and the monitor's: losses
+stacked every 32, a decision on the stride of gradient norms every 32), so 31 of 32 steps of
+the benchmark's MLP loop. While armed, each hook only checks that the call is the next one of
+the cycle (this optimizer's ``zero_grad()``, a ``backward()`` of a plain tensor, this
+optimizer's ``step()`` without arguments) and keeps the loss. The few steps with sampled work
+do it in the cycle's step hook, as the full path would: a step whose number is a multiple of
+the stride of gradient norms takes its sample (every step of a loop's first ones, before the
+stride widens; every step of a GPU model's); one that is a multiple of the probe's period
+(every 8th) leaves the probe for an uncleared gradient (the cycle's next ``zero_grad()`` clears
+that gradient, so the probe matters only if the loop leaves the cycle there, with no
+``zero_grad()``, and then it is in place); one that is a multiple of the missing-gradient
+check's (every 16th) counts that check, and takes the full path if a parameter has no gradient
+(an event to record, a trace to start). Any other call, the
 step at which a check is due, compiled code that starts to run, and the end of the cell settle
 it first: the counters, and the monitor's state through `TrainingMonitor.after_quiet`, become
 what the per-step hooks would have made of the calls the cycle took, and the call takes the
@@ -43,10 +46,10 @@ class SteadyCycle:
     from where in the cycle it is (no counter of their own to keep on every call)."""
 
     __slots__ = ("ref", "record", "expect", "limit", "n_backward", "steps", "losses", "at", "stride",
-                 "probe_every", "due", "probed")
+                 "probe_every", "check_every", "due", "probed")
 
     def __init__(self, record: OptimizerRecord, steps_left: int, n_backward: int, stride: int = 0,
-                 probe_every: int = 0) -> None:
+                 probe_every: int = 0, check_every: int = 0) -> None:
         self.ref = record.ref  # the optimizer (weak: the cycle lives a few steps at most)
         self.record = record
         self.expect = ZERO_GRAD
@@ -60,13 +63,15 @@ class SteadyCycle:
         self.stride = stride
         # ... and those that are a multiple of this leave a probe on a gradient (0: none)
         self.probe_every = probe_every
-        self.due = self.next_due(self.at)  # the next step that samples or probes (0: none)
+        # ... and those that are a multiple of this are checked for parameters without a gradient
+        self.check_every = check_every
+        self.due = self.next_due(self.at)  # the next step that samples, probes or checks (0: none)
         self.probed = -1  # `steps` when it last probed (-1: never)
 
     def next_due(self, step: int) -> int:
-        """The first step after ``step`` that samples or probes (0: none)."""
+        """The first step after ``step`` that samples, probes or checks (0: none)."""
         due = 0
-        for every in (self.stride, self.probe_every):
+        for every in (self.stride, self.probe_every, self.check_every):
             if every > 0:
                 k = (step // every + 1) * every
                 if not due or k < due:

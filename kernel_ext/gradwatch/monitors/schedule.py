@@ -52,10 +52,10 @@ class StepSchedule:
 
     @functools.cached_property
     def cycle_every(self) -> int:
-        """A steady cycle (install/steady_cycle.py) takes the probes and the samples of gradient
-        norms of its steps itself: it runs up to the next multiple of this, which the
-        missing-gradient and eval-mode checks need the full step hook for."""
-        return math.gcd(self.missing_check_every, self.eval_check_every)
+        """A steady cycle (install/steady_cycle.py) takes the probes, the missing-gradient
+        checks and the samples of gradient norms of its steps itself: it runs up to the next
+        multiple of this, which the eval-mode checks need the full step hook for."""
+        return self.eval_check_every
 
     def thinning(self, optimizers: int) -> int:
         """With ``optimizers`` stepping per iteration: an optimizer's step gets the sampled
