@@ -39,8 +39,10 @@ def test_benchmark_measures_every_mode_and_gradwatch_state():
     overhead = load_benchmark()
     res = overhead.measure(overhead.mlp("cpu"), steps=30, rounds=2, cuda=False)
     assert set(res) == {"plain", "gradwatch", "anomaly"}
-    assert all(set(r) == {"median", "ratio", "paired", "cell", "peak_mb"} for r in res.values())
+    assert all(set(r) == {"median", "ratio", "paired", "cell", "session", "peak_mb"} for r in res.values())
     assert all(r["median"] > 0 and r["ratio"] > 0 and r["peak_mb"] >= 0 for r in res.values())
+    # the session's start and end (installing, the report at the end) cost gradwatch something
+    assert res["gradwatch"]["session"] > res["gradwatch"]["cell"] and res["plain"]["session"] == 1.0
     memory = overhead.memory_benchmark(200, 100)
     assert sorted(memory["sizes"]) == [10, 100] and memory["findings"] == []
     assert 0 < max(memory["sizes"].values()) < 2**20  # 200 parameter tensors: well under 1 MB
