@@ -682,7 +682,8 @@ class Watch:
         record = cycle.record
         try:
             with DisableTorchFunction():
-                checks = cycle.check_every and not step % cycle.check_every
+                schedule = cycle.schedule
+                checks = schedule is not None and schedule.checks_missing(step, 1)
                 if checks and any(p.grad is None for g in opt.param_groups for p in g["params"]):
                     return False
                 cycle.expect = ZERO_GRAD
@@ -695,7 +696,7 @@ class Watch:
                 if monitor is not None:
                     if cycle.stride and not step % cycle.stride:
                         monitor.sample_in_cycle(record, opt, step)
-                    if cycle.probe_every and not step % cycle.probe_every:
+                    if cycle.probes and schedule is not None and schedule.probes(step):
                         cycle.probed = cycle.steps
                         monitor.probe_in_cycle(record, opt)
         except Exception as exc:
@@ -784,7 +785,7 @@ class Watch:
         schedule = self.schedule
         steps = record.steps
         regions = self._regions
-        if not schedule.steady_cycles or steps < schedule.quiet_after or record.thinned or self._stepped != 1 \
+        if not schedule.steady_cycles or steps < schedule.cycle_after or record.thinned or self._stepped != 1 \
                 or self._stepped_before > 1 or self._trace_requested or self._trace_for is not None \
                 or self._lifted_for_step or (regions is not None and regions.entered):
             return
@@ -795,9 +796,7 @@ class Watch:
             quiet, stride = self._monitor.cycle_plan(record)
             left = min(left, quiet)
         if left > 0:
-            self._steady = SteadyCycle(record, left, n, stride,
-                                       schedule.probe_every if self._monitor is not None else 0,
-                                       schedule.missing_check_every)
+            self._steady = SteadyCycle(record, left, n, stride, schedule, probes=self._monitor is not None)
 
     def _settle_steady(self) -> None:
         """The calls the steady cycle took, counted as the per-step hooks count them; it ends."""

@@ -249,10 +249,12 @@ def test_a_steady_loop_takes_most_steps_in_the_cycle() -> None:
 
 
 def test_the_first_steps_sampled_one_by_one_are_taken_in_the_cycle() -> None:
-    # steps 17-31 have their gradient norms sampled and nothing else checked (the stride is 1
-    # until the first decision, at step 32): the cycle takes them, with their samples
+    # from the 4th step on (the first three keep the positions of their calls), every step has
+    # its gradient norms sampled, a probe left and a missing-gradient check until the 16th, and
+    # norms sampled until the first stride decision, at step 32: the cycle takes them, with
+    # that work done in its step hook
     _, armed = _watched(zero_backward_step, steady=True)
-    assert [i for i in armed if i < 32] == list(range(15, 32))  # (armed after the 16th step on; were from the 32nd)
+    assert [i for i in armed if i < 32] == list(range(2, 32))  # (armed after the 3rd step on; were from the 16th)
 
 
 def test_two_optimizers_in_turn_find_the_same() -> None:
@@ -282,9 +284,10 @@ def test_compiled_code_that_starts_to_run_settles_the_cycle() -> None:
 
 
 def test_a_cycle_runs_across_its_sampled_work_to_the_next_checked_step(monkeypatch) -> None:
-    # the probe (every 8th step) and the missing-gradient check (every 16th) are done inside
-    # the cycle: a cycle ends only at the steps the full hook is needed for (every 64th: eval
-    # mode; every 32nd: losses stacked, the stride of gradient norms decided)
+    # the probe (every step of the first 16, then every 8th) and the missing-gradient check
+    # (every 16th) are done inside the cycle: a cycle ends only at the steps the full hook is
+    # needed for (every 64th: eval mode; every 32nd: losses stacked, the stride of gradient
+    # norms decided)
     armed_cycles = []
 
     class Counted(session_module.SteadyCycle):
@@ -296,4 +299,4 @@ def test_a_cycle_runs_across_its_sampled_work_to_the_next_checked_step(monkeypat
 
     monkeypatch.setattr(session_module, "SteadyCycle", Counted)
     _watched(zero_backward_step, steady=True)
-    assert armed_cycles == [(16, 15), (32, 31), (64, 31), (96, 31), (128, 31), (160, 31), (192, 31)]
+    assert armed_cycles == [(3, 28), (32, 31), (64, 31), (96, 31), (128, 31), (160, 31), (192, 31)]

@@ -6,21 +6,21 @@ schedule samples gradient norms every so many steps, probes and checks every so 
 per-step hooks of those steps only keep counters and the loss. That bookkeeping spread over the
 session and three monitor parts cost more than a small model's step is allowed to.
 
-After a step whose checks are done, the session asks the monitor how many of this optimizer's
-next steps need nothing of it (`TrainingMonitor.cycle_plan`) and arms a `SteadyCycle` for
-them: up to the next step with a check due (every 64th: eval mode; and the monitor's: losses
-stacked every 32, a decision on the stride of gradient norms every 32), so 31 of 32 steps of
-the benchmark's MLP loop. While armed, each hook only checks that the call is the next one of
-the cycle (this optimizer's ``zero_grad()``, a ``backward()`` of a plain tensor, this
-optimizer's ``step()`` without arguments) and keeps the loss. The few steps with sampled work
-do it in the cycle's step hook, as the full path would: a step whose number is a multiple of
-the stride of gradient norms takes its sample (every step of a loop's first ones, before the
-stride widens; every step of a GPU model's); one that is a multiple of the probe's period
-(every 8th) leaves the probe for an uncleared gradient (the cycle's next ``zero_grad()`` clears
-that gradient, so the probe matters only if the loop leaves the cycle there, with no
-``zero_grad()``, and then it is in place); one that is a multiple of the missing-gradient
-check's (every 16th) counts that check, and takes the full path if a parameter has no gradient
-(an event to record, a trace to start). Any other call, the
+From the 4th step on (the first three keep the positions of their calls), after a step whose
+checks are done, the session asks the monitor how many of this optimizer's next steps need
+nothing of it (`TrainingMonitor.cycle_plan`) and arms a `SteadyCycle` for them: up to the next
+step with a check due (every 64th: eval mode; and the monitor's: losses stacked every 32, a
+decision on the stride of gradient norms every 32), so 31 of 32 steps of the benchmark's MLP
+loop. While armed, each hook only checks that the call is the next one of the cycle (this
+optimizer's ``zero_grad()``, a ``backward()`` of a plain tensor, this optimizer's ``step()``
+without arguments) and keeps the loss. The steps with sampled work do it in the cycle's step
+hook, as the full path would, on the schedule's steps (`StepSchedule`; every step of a loop's
+first ones, then every so many): a sample of gradient norms at each multiple of the stride (every
+step before the first stride decision; every step of a GPU model's); the probe for an uncleared
+gradient (the cycle's next ``zero_grad()`` clears that gradient, so the probe matters only if
+the loop leaves the cycle there, with no ``zero_grad()``, and then it is in place); the
+missing-gradient check, which takes the full path instead if a parameter has no gradient (an
+event to record, a trace to start). Any other call, the
 step at which a check is due, compiled code that starts to run, and the end of the cell settle
 it first: the counters, and the monitor's state through `TrainingMonitor.after_quiet`, become
 what the per-step hooks would have made of the calls the cycle took, and the call takes the
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..monitors.schedule import StepSchedule
 from .optimizer_table import OptimizerRecord
 
 # the call the cycle expects next
@@ -46,10 +47,10 @@ class SteadyCycle:
     from where in the cycle it is (no counter of their own to keep on every call)."""
 
     __slots__ = ("ref", "record", "expect", "limit", "n_backward", "steps", "losses", "at", "stride",
-                 "probe_every", "check_every", "due", "probed")
+                 "schedule", "probes", "due", "probed")
 
     def __init__(self, record: OptimizerRecord, steps_left: int, n_backward: int, stride: int = 0,
-                 probe_every: int = 0, check_every: int = 0) -> None:
+                 schedule: StepSchedule | None = None, probes: bool = False) -> None:
         self.ref = record.ref  # the optimizer (weak: the cycle lives a few steps at most)
         self.record = record
         self.expect = ZERO_GRAD
@@ -61,20 +62,20 @@ class SteadyCycle:
         # the steps whose number is a multiple of this take a sample of gradient norms, as the
         # full path would (0: none; the first steps of a loop sample every one)
         self.stride = stride
-        # ... and those that are a multiple of this leave a probe on a gradient (0: none)
-        self.probe_every = probe_every
-        # ... and those that are a multiple of this are checked for parameters without a gradient
-        self.check_every = check_every
+        # the schedule's steps that are checked for parameters without a gradient and, if
+        # ``probes`` (a monitor is on), leave a probe on a gradient (None: neither)
+        self.schedule = schedule
+        self.probes = probes
         self.due = self.next_due(self.at)  # the next step that samples, probes or checks (0: none)
         self.probed = -1  # `steps` when it last probed (-1: never)
 
     def next_due(self, step: int) -> int:
         """The first step after ``step`` that samples, probes or checks (0: none)."""
-        due = 0
-        for every in (self.stride, self.probe_every, self.check_every):
-            if every > 0:
-                k = (step // every + 1) * every
-                if not due or k < due:
+        due = (step // self.stride + 1) * self.stride if self.stride > 0 else 0
+        schedule = self.schedule
+        if schedule is not None:
+            for k in (schedule.next_missing_check(step), schedule.next_probe(step) if self.probes else 0):
+                if k and (not due or k < due):
                     due = k
         return due
 

@@ -51,6 +51,12 @@ class StepSchedule:
         return math.gcd(self.missing_check_every, self.probe_every, self.eval_check_every)
 
     @functools.cached_property
+    def cycle_after(self) -> int:
+        """A steady cycle may take the steps after this one: the first ones keep the positions
+        of their calls (related locations), and the first is checked for eval mode."""
+        return max(self.keep_positions, 1)
+
+    @functools.cached_property
     def cycle_every(self) -> int:
         """A steady cycle (install/steady_cycle.py) takes the probes, the missing-gradient
         checks and the samples of gradient norms of its steps itself: it runs up to the next
@@ -77,6 +83,15 @@ class StepSchedule:
         """Whether this step leaves a probe on one of its gradients."""
         return step <= self.probe_all or step % self.probe_every == 0
 
+    def next_probe(self, step: int) -> int:
+        """The first step after ``step`` that `probes`."""
+        return step + 1 if step < self.probe_all else _next_multiple(step, self.probe_every)
+
+    def next_missing_check(self, step: int) -> int:
+        """The first step after ``step`` that `checks_missing` (with a backward() since the
+        last step)."""
+        return step + 1 if step < self.missing_check_all else _next_multiple(step, self.missing_check_every)
+
     def checks_eval(self, step: int) -> bool:
         return step == 1 or step % self.eval_check_every == 0
 
@@ -100,3 +115,8 @@ class StepSchedule:
                    max(1, math.ceil(seconds_per_sample / (self.stats_target * max(seconds_per_step, 1e-12)))))
         want = 1 << (want - 1).bit_length()
         return want if want > current or 2 * want < current else current
+
+
+def _next_multiple(step: int, every: int) -> int:
+    """The first multiple of ``every`` after ``step``."""
+    return (step // every + 1) * every
