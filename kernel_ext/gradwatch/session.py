@@ -679,20 +679,24 @@ class Watch:
         gradient check): done here, as `on_step` would, unless a parameter has no gradient
         (False: this step takes the full path, which records it). A NaN found asks for a trace:
         the cycle ends, the next backward() is traced."""
-        record = cycle.record
+        record, schedule = cycle.record, cycle.schedule
         try:
+            checks = schedule is not None and schedule.checks_missing(step, 1)
             with DisableTorchFunction():
-                schedule = cycle.schedule
-                checks = schedule is not None and schedule.checks_missing(step, 1)
                 if checks and any(p.grad is None for g in opt.param_groups for p in g["params"]):
                     return False
-                cycle.expect = ZERO_GRAD
-                cycle.steps += 1
-                cycle.due = cycle.next_due(step)
-                if checks:  # (`_check_missing` of a step that finds nothing missing)
-                    record.checked_steps += 1
-                    self._missing[record.key] = 0
-                monitor = self._monitor
+        except Exception as exc:  # (the full path counts this step, behind its own guard)
+            self._internal_error(exc)
+            return False
+        cycle.expect = ZERO_GRAD
+        cycle.steps += 1
+        cycle.due = cycle.next_due(step)
+        if checks:  # (`_check_missing` of a step that finds nothing missing)
+            record.checked_steps += 1
+            self._missing[record.key] = 0
+        monitor = self._monitor
+        try:
+            with DisableTorchFunction():
                 if monitor is not None:
                     if cycle.stride and not step % cycle.stride:
                         monitor.sample_in_cycle(record, opt, step)

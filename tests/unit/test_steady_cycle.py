@@ -13,6 +13,7 @@ from torch import nn
 
 import gradwatch
 from gradwatch import session as session_module
+from gradwatch.monitors import step_order
 from gradwatch.monitors.schedule import StepSchedule
 
 _STEPS = 203  # (it ends inside a cycle: settled at the end, not at a checked step)
@@ -300,3 +301,32 @@ def test_a_cycle_runs_across_its_sampled_work_to_the_next_checked_step(monkeypat
     monkeypatch.setattr(session_module, "SteadyCycle", Counted)
     _watched(zero_backward_step, steady=True)
     assert armed_cycles == [(3, 28), (32, 31), (64, 31), (96, 31), (128, 31), (160, 31), (192, 31)]
+
+
+def test_a_fault_in_the_cycles_sampled_work_is_one_warning_and_no_step_lost(monkeypatch) -> None:
+    # (a fault before the cycle counts its step sends the step down the full path, which counts
+    # it; one after it, in the probe, leaves the step counted)
+    checks_missing = StepSchedule.checks_missing
+    raised = []
+
+    def faulty(self, step, since):
+        if step == 40 and not raised:  # (inside a cycle: steps 33-63)
+            raised.append(step)
+            raise RuntimeError("injected")
+        return checks_missing(self, step, since)
+
+    monkeypatch.setattr(StepSchedule, "checks_missing", faulty)
+    monkeypatch.setattr(step_order.StepOrder, "probe_in_cycle", lambda *args: 1 / 0)
+    model, x, y = _model()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with gradwatch.watch(warn=False, namespace={"model": model}) as report:
+            session = session_module.current()
+            for i in range(_STEPS):
+                zero_backward_step(i, model, opt, x, y)
+            session._settle_steady()
+            n_steps, n_backward = session.events.n_steps, session.events.n_backward
+    assert raised == [40]
+    assert (n_steps, n_backward) == (_STEPS, _STEPS)
+    assert [d.code for d in report.diagnostics] == ["GW900"]
