@@ -681,9 +681,9 @@ class Watch:
         the cycle ends, the next backward() is traced."""
         record, schedule = cycle.record, cycle.schedule
         try:
-            checks = schedule is not None and schedule.checks_missing(step, 1)
+            checks = schedule.checks_missing(step, 1)
             with DisableTorchFunction():
-                if checks and any(p.grad is None for g in opt.param_groups for p in g["params"]):
+                if checks and _without_grad(opt):
                     return False
         except Exception as exc:  # (the full path counts this step, behind its own guard)
             self._internal_error(exc)
@@ -691,16 +691,15 @@ class Watch:
         cycle.expect = ZERO_GRAD
         cycle.steps += 1
         cycle.due = cycle.next_due(step)
-        if checks:  # (`_check_missing` of a step that finds nothing missing)
-            record.checked_steps += 1
-            self._missing[record.key] = 0
+        if checks:
+            self._count_missing_check(record, 0)
         monitor = self._monitor
         try:
             with DisableTorchFunction():
                 if monitor is not None:
                     if cycle.stride and not step % cycle.stride:
                         monitor.sample_in_cycle(record, opt, step)
-                    if cycle.probes and schedule is not None and schedule.probes(step):
+                    if cycle.probes and schedule.probes(step):
                         cycle.probed = cycle.steps
                         monitor.probe_in_cycle(record, opt)
         except Exception as exc:
@@ -800,7 +799,7 @@ class Watch:
             quiet, stride = self._monitor.cycle_plan(record)
             left = min(left, quiet)
         if left > 0:
-            self._steady = SteadyCycle(record, left, n, stride, schedule, probes=self._monitor is not None)
+            self._steady = SteadyCycle(record, left, n, schedule, stride, probes=self._monitor is not None)
 
     def _settle_steady(self) -> None:
         """The calls the steady cycle took, counted as the per-step hooks count them; it ends."""
@@ -845,10 +844,8 @@ class Watch:
         """The parameters of ``opt`` that its step finds without a gradient (on sampled steps)."""
         events = self.events
         key = record.key
-        missing = [p for g in opt.param_groups for p in g["params"] if p.grad is None]
-        record.checked_steps += 1
-        record.steps_missing += bool(missing)
-        before, self._missing[key] = self._missing.get(key, 0), len(missing)
+        missing = _without_grad(opt)
+        before = self._count_missing_check(record, len(missing))
         if missing and since and self._retraced.count(key) < 2 and \
                 (key not in self._fed_traced or len(missing) > before):
             # no traced backward fed this optimizer yet (e.g. a GAN's G step comes after
@@ -867,6 +864,14 @@ class Watch:
                 optimizer=key, name=namer.name(opt), location=self.location(self._position()),
                 backwards_since_step=since, without_grad=[self._fact(p, namer) for p in missing[:64]],
                 n_params=sum(len(g["params"]) for g in opt.param_groups)))
+
+    def _count_missing_check(self, record: OptimizerRecord, missing: int) -> int:
+        """A missing-gradient check that found ``missing`` parameters without a gradient,
+        counted (a steady cycle's step counts one that found none); the number at the last one."""
+        record.checked_steps += 1
+        record.steps_missing += bool(missing)
+        before, self._missing[record.key] = self._missing.get(record.key, 0), missing
+        return before
 
     # --- backward --------------------------------------------------------------------------------
     def _wrap_backward(self, original, api: str):
@@ -1234,6 +1239,11 @@ class Watch:
             note = causes[0].note()
             if note not in getattr(exc, "__notes__", []):
                 exc.add_note(note)
+
+
+def _without_grad(opt) -> list[torch.Tensor]:
+    """The parameters of ``opt`` that have no gradient."""
+    return [p for g in opt.param_groups for p in g["params"] if p.grad is None]
 
 
 def _clear_active() -> None:

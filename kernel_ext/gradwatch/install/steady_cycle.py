@@ -30,10 +30,13 @@ full path. What the rules see is the same either way (checked by
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..monitors.schedule import StepSchedule
+from ..monitors.schedule import next_multiple
 from .optimizer_table import OptimizerRecord
+
+if TYPE_CHECKING:
+    from ..monitors.schedule import StepSchedule
 
 # the call the cycle expects next
 ZERO_GRAD, BACKWARD, STEP = 0, 1, 2
@@ -49,8 +52,8 @@ class SteadyCycle:
     __slots__ = ("ref", "record", "expect", "limit", "n_backward", "steps", "losses", "at", "stride",
                  "schedule", "probes", "due", "probed")
 
-    def __init__(self, record: OptimizerRecord, steps_left: int, n_backward: int, stride: int = 0,
-                 schedule: StepSchedule | None = None, probes: bool = False) -> None:
+    def __init__(self, record: OptimizerRecord, steps_left: int, n_backward: int, schedule: StepSchedule,
+                 stride: int = 0, probes: bool = False) -> None:
         self.ref = record.ref  # the optimizer (weak: the cycle lives a few steps at most)
         self.record = record
         self.expect = ZERO_GRAD
@@ -63,21 +66,19 @@ class SteadyCycle:
         # full path would (0: none; the first steps of a loop sample every one)
         self.stride = stride
         # the schedule's steps that are checked for parameters without a gradient and, if
-        # ``probes`` (a monitor is on), leave a probe on a gradient (None: neither)
+        # ``probes`` (a monitor is on), leave a probe on a gradient
         self.schedule = schedule
         self.probes = probes
-        self.due = self.next_due(self.at)  # the next step that samples, probes or checks (0: none)
+        self.due = self.next_due(self.at)  # the next step that samples, probes or checks
         self.probed = -1  # `steps` when it last probed (-1: never)
 
     def next_due(self, step: int) -> int:
-        """The first step after ``step`` that samples, probes or checks (0: none)."""
-        due = (step // self.stride + 1) * self.stride if self.stride > 0 else 0
+        """The first step after ``step`` that samples, probes or checks."""
         schedule = self.schedule
-        if schedule is not None:
-            for k in (schedule.next_missing_check(step), schedule.next_probe(step) if self.probes else 0):
-                if k and (not due or k < due):
-                    due = k
-        return due
+        due = schedule.next_missing_check(step)
+        if self.probes:
+            due = min(due, schedule.next_probe(step))
+        return min(due, next_multiple(step, self.stride)) if self.stride > 0 else due
 
     @property
     def zero_grads(self) -> int:

@@ -85,12 +85,12 @@ class StepSchedule:
 
     def next_probe(self, step: int) -> int:
         """The first step after ``step`` that `probes`."""
-        return step + 1 if step < self.probe_all else _next_multiple(step, self.probe_every)
+        return step + 1 if step < self.probe_all else next_multiple(step, self.probe_every)
 
     def next_missing_check(self, step: int) -> int:
         """The first step after ``step`` that `checks_missing` (with a backward() since the
         last step)."""
-        return step + 1 if step < self.missing_check_all else _next_multiple(step, self.missing_check_every)
+        return step + 1 if step < self.missing_check_all else next_multiple(step, self.missing_check_every)
 
     def checks_eval(self, step: int) -> bool:
         return step == 1 or step % self.eval_check_every == 0
@@ -117,6 +117,6 @@ class StepSchedule:
         return want if want > current or 2 * want < current else current
 
 
-def _next_multiple(step: int, every: int) -> int:
+def next_multiple(step: int, every: int) -> int:
     """The first multiple of ``every`` after ``step``."""
     return (step // every + 1) * every
