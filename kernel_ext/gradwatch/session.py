@@ -683,7 +683,7 @@ class Watch:
         try:
             checks = schedule.checks_missing(step, 1)
             with DisableTorchFunction():
-                if checks and _without_grad(opt):
+                if checks and any(p.grad is None for g in opt.param_groups for p in g["params"]):
                     return False
         except Exception as exc:  # (the full path counts this step, behind its own guard)
             self._internal_error(exc)
@@ -691,8 +691,9 @@ class Watch:
         cycle.expect = ZERO_GRAD
         cycle.steps += 1
         cycle.due = cycle.next_due(step)
-        if checks:
-            self._count_missing_check(record, 0)
+        if checks:  # (what `_check_missing` counts for a check that finds nothing, inline: it is per step)
+            record.checked_steps += 1
+            self._missing[record.key] = 0
         monitor = self._monitor
         try:
             with DisableTorchFunction():
@@ -844,8 +845,10 @@ class Watch:
         """The parameters of ``opt`` that its step finds without a gradient (on sampled steps)."""
         events = self.events
         key = record.key
-        missing = _without_grad(opt)
-        before = self._count_missing_check(record, len(missing))
+        missing = [p for g in opt.param_groups for p in g["params"] if p.grad is None]
+        record.checked_steps += 1
+        record.steps_missing += bool(missing)
+        before, self._missing[key] = self._missing.get(key, 0), len(missing)
         if missing and since and self._retraced.count(key) < 2 and \
                 (key not in self._fed_traced or len(missing) > before):
             # no traced backward fed this optimizer yet (e.g. a GAN's G step comes after
@@ -864,14 +867,6 @@ class Watch:
                 optimizer=key, name=namer.name(opt), location=self.location(self._position()),
                 backwards_since_step=since, without_grad=[self._fact(p, namer) for p in missing[:64]],
                 n_params=sum(len(g["params"]) for g in opt.param_groups)))
-
-    def _count_missing_check(self, record: OptimizerRecord, missing: int) -> int:
-        """A missing-gradient check that found ``missing`` parameters without a gradient,
-        counted (a steady cycle's step counts one that found none); the number at the last one."""
-        record.checked_steps += 1
-        record.steps_missing += bool(missing)
-        before, self._missing[record.key] = self._missing.get(record.key, 0), missing
-        return before
 
     # --- backward --------------------------------------------------------------------------------
     def _wrap_backward(self, original, api: str):
@@ -1239,11 +1234,6 @@ class Watch:
             note = causes[0].note()
             if note not in getattr(exc, "__notes__", []):
                 exc.add_note(note)
-
-
-def _without_grad(opt) -> list[torch.Tensor]:
-    """The parameters of ``opt`` that have no gradient."""
-    return [p for g in opt.param_groups for p in g["params"] if p.grad is None]
 
 
 def _clear_active() -> None:
