@@ -1,4 +1,4 @@
-"""Where a parameter's storage was made (``nn.Parameter(torch.empty(...))`` hides the factory's
+"""Provenance records: where a parameter's storage was made (``nn.Parameter(torch.empty(...))`` hides the factory's
 tensor behind a new object on the same storage): the record is keyed by storage address, and an
 address is reused once its storage is freed, so a stale record must not name a new parameter's
 origin (it made GW007 point at an unrelated `torch.randn(...)` now and then). In-process."""
@@ -35,3 +35,20 @@ def test_a_record_of_a_freed_storage_at_the_same_address_is_not_a_new_parameters
     # the allocator may hand the freed address to the new storage: the stale record then sits there
     prov.made_at[fresh.untyped_storage().data_ptr()] = prov.made_at.pop(old_address)
     assert prov.made_position(fresh) is None
+
+
+def test_a_tensors_reads_are_its_last_eight_as_op_position_and_version() -> None:
+    # kept flat in one tuple per tensor (op, position, version, op, ...), read back as triples:
+    # the in-place explanation matches a saved version against them
+    from gradwatch.trace.provenance import ProvenanceMode
+
+    prov = Provenance(lambda frame: ("cell", 1))
+    w = torch.ones(3, requires_grad=True)
+    with ProvenanceMode(prov, on_error=lambda exc: None):
+        for _ in range(9):
+            (w * 2).sum()
+        with torch.no_grad():
+            w.add_(1)
+        torch.sin(w)
+    assert prov.uses_of(w) == (("mul", ("cell", 1), 0),) * 7 + (("sin", ("cell", 1), 1),)
+    assert prov.uses_of(torch.ones(1)) == ()

@@ -123,7 +123,7 @@ class Node(weakref.ref):
     output: int
     checked_in: int
     check: int
-    uses: tuple[tuple[str, Position | None, int], ...]
+    uses: tuple[Any, ...]  # flat: (op, position, version) of each of the last 8 reads
 
     # equal only to itself (a weak reference compares and hashes by its referent)
     __eq__ = object.__eq__
@@ -159,7 +159,7 @@ def new_node(op: str, pos: Position | None, parents: tuple[Node, ...], tensor: t
     # non-finite check): kept here, so that it costs no object per tensor
     node.checked_in = -1
     node.check = 0
-    node.uses = ()  # the last ops that read the tensor while autograd recorded: (op, position, version)
+    node.uses = ()  # the last reads while autograd recorded: op, position, version, op, ...
     return node
 
 
@@ -325,7 +325,10 @@ class Provenance:
     def uses_of(self, t: torch.Tensor) -> tuple[tuple[str, Position | None, int], ...]:
         """The last ops that read ``t`` while autograd recorded: (op, position, version)."""
         node = self.nodes.get(t)
-        return node.uses if node is not None else ()
+        if node is None:
+            return ()
+        uses = node.uses
+        return tuple(zip(uses[0::3], uses[1::3], uses[2::3], strict=True))
 
     def record(self, func: Callable, args: tuple, kwargs: dict, out: Any, caller: FrameType | None) -> None:
         """``func(*args, **kwargs)`` made ``out``; ``caller``: the frame that called it."""
@@ -466,9 +469,10 @@ class Provenance:
         if grad_on and t.requires_grad:
             for inp, parent in zip(inputs, parents, strict=True):
                 if inp.requires_grad:
-                    # (the last 8, as a tuple: of plain values only, so the collector stops
-                    # walking it, where a list per parameter stayed one more object to walk)
-                    parent.uses = (*parent.uses, (op, pos, inp._version))[-8:]
+                    # (the last 8, flat in one tuple: (op, pos, version, op, ...); a tuple
+                    # per use was one more object per parameter per traced step, which lived
+                    # on into the oldest generation and brought on full collections)
+                    parent.uses = (*parent.uses, op, pos, inp._version)[-24:]
         if inputs and t is inputs[0]:  # an in-place op's output: what read the tensor, still
             node.uses = parents[0].uses
 
