@@ -153,7 +153,7 @@ def round_order(r: int, modes: tuple[str, ...]) -> tuple[str, ...]:
     """The modes of round ``r``: plain and gradwatch next to each other in every round, which of
     the two first alternating, the others after them. The paired ratio compares a round's
     gradwatch run with its plain run: with the modes rotated, one round in three had the anomaly
-    run (three times as long) between the two, time in which a shared machine's speed drifts
+    run (1.6-3.8 times as long) between the two, time in which a shared machine's speed drifts
     (CNN rounds a few seconds apart differ by up to 10 %); alternating which comes first cancels a
     steady drift over a pair of rounds."""
     pair = ("plain", "gradwatch") if r % 2 == 0 else ("gradwatch", "plain")

@@ -1,7 +1,8 @@
-"""Provenance records: where a parameter's storage was made (``nn.Parameter(torch.empty(...))`` hides the factory's
-tensor behind a new object on the same storage): the record is keyed by storage address, and an
-address is reused once its storage is freed, so a stale record must not name a new parameter's
-origin (it made GW007 point at an unrelated `torch.randn(...)` now and then). In-process."""
+"""Provenance records. Where a parameter's storage was made (``nn.Parameter(torch.empty(...))``
+hides the factory's tensor behind a new object on the same storage): the record is keyed by
+storage address, and an address is reused once its storage is freed, so a stale record must not
+name a new parameter's origin (it made GW007 point at an unrelated `torch.randn(...)` now and
+then). And the last reads of a tensor, which explain an in-place version error. In-process."""
 
 from __future__ import annotations
 

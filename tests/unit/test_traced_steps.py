@@ -1,7 +1,8 @@
 """While the first iterations are traced, step() and zero_grad() run without the tracing mode
 (the optimizer's own ops are no forward ops: a traced iteration with 1,000 optimizers costs
 1,000 plain steps, not 1,000 traced ones), except where the step runs the user's forward (a
-closure). In-process, real torch."""
+closure). A traced backward's analysis runs with automatic garbage collection paused, and the
+user's setting comes back. In-process, real torch."""
 
 from __future__ import annotations
 
@@ -124,3 +125,42 @@ def test_a_differentiable_step_stays_traced(differentiable: bool) -> None:
     with gradwatch.watch(warn=False, namespace={}, trace_steps=2):
         _loop(opt, model, steps=1)
     assert seen == [differentiable]
+
+
+@pytest.mark.parametrize("fault", [False, True])
+@pytest.mark.parametrize("collecting", [True, False])
+def test_a_traced_backwards_analysis_pauses_the_collector_and_leaves_its_state(monkeypatch, collecting: bool,
+                                                                                fault: bool) -> None:
+    # the analysis runs with automatic collection paused (its records die young); the user's
+    # setting comes back after it, also when the analysis fails (one internal warning)
+    import gc
+    import warnings
+
+    from gradwatch.trace import flow
+
+    analyze, seen = flow.FlowAnalyzer.analyze, []
+
+    def recording(self, *args, **kwargs):
+        seen.append(gc.isenabled())
+        if fault:
+            raise RuntimeError("injected")
+        return analyze(self, *args, **kwargs)
+
+    monkeypatch.setattr(flow.FlowAnalyzer, "analyze", recording)
+    model = nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    was = gc.isenabled()
+    (gc.enable if collecting else gc.disable)()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with gradwatch.watch(warn=False, namespace={}) as report:
+                for _ in range(3):
+                    opt.zero_grad()
+                    model(torch.ones(1, 4)).sum().backward()
+                    opt.step()
+                    assert gc.isenabled() is collecting
+        assert seen == [False, False]  # (the two traced backward calls)
+        assert [d.code for d in report.diagnostics] == (["GW900"] if fault else [])
+    finally:
+        (gc.enable if was else gc.disable)()
