@@ -691,22 +691,28 @@ class Watch:
             return False
         cycle.expect = ZERO_GRAD
         cycle.steps += 1
-        cycle.due = cycle.next_due(step)
         if checks:  # (what `_check_missing` counts for a check that finds nothing, inline: it is per step)
             record.checked_steps += 1
             self._missing[record.key] = 0
         monitor = self._monitor
+        stride, going = cycle.stride, True  # (a sample at the stride before a decision here, as `on_step`)
         try:
             with DisableTorchFunction():
                 if monitor is not None:
-                    if cycle.stride and not step % cycle.stride:
+                    if step == cycle.stats_at:  # (once per cycle: see `TrainingMonitor.cycle_plan`)
+                        losses, handed = cycle.losses, cycle.handed
+                        cycle.handed, cycle.stats_at = len(losses), 0
+                        going, cycle.stride = monitor.stats_in_cycle(record, losses[handed:], step)
+                    if stride and not step % stride:
                         monitor.sample_in_cycle(record, opt, step)
                     if cycle.probes and schedule.probes(step):
                         cycle.probed = cycle.steps
                         monitor.probe_in_cycle(record, opt)
         except Exception as exc:
             self._internal_error(exc)
-        if self._trace_requested:
+            going = False
+        cycle.due = cycle.next_due(step)
+        if self._trace_requested or not going:
             self._guard(self._settle_steady)
         return True
 
@@ -796,12 +802,13 @@ class Watch:
             return
         # the next step that is a multiple of `cycle_every` is checked (eval mode); the probes,
         # missing-gradient checks and samples of the steps before it, the cycle takes
-        left, stride = schedule.cycle_every - steps % schedule.cycle_every - 1, 0
+        left, stride, stats_at = schedule.cycle_every - steps % schedule.cycle_every - 1, 0, 0
         if left > 0 and self._monitor is not None:
-            quiet, stride = self._monitor.cycle_plan(record)
+            quiet, stride, stats_at = self._monitor.cycle_plan(record)
             left = min(left, quiet)
         if left > 0:
-            self._steady = SteadyCycle(record, left, n, schedule, stride, probes=self._monitor is not None)
+            self._steady = SteadyCycle(record, left, n, schedule, stride, probes=self._monitor is not None,
+                                       stats_at=stats_at if stats_at <= steps + left else 0)
 
     def _settle_steady(self) -> None:
         """The calls the steady cycle took, counted as the per-step hooks count them; it ends."""

@@ -321,14 +321,14 @@ def test_the_sync_check_fails_when_a_per_step_hook_faults(monkeypatch):
     assert check_no_sync(step, steps=40, **stand_ins) == "ok: 0 syncs in 40 steps"
     assert steps_run.count("error") == 40 and mode == ["default"]
 
-    on_step = grad_stats.GradStats.on_step
+    sample = grad_stats.GradStats._sample  # (every step of the first 32 samples: in the steady cycle, too)
 
-    def syncing_on_step(self, *args, **kwargs):
+    def syncing_sample(self, *args, **kwargs):
         if mode[0] == "error":
             raise RuntimeError("called a synchronizing CUDA operation")
-        return on_step(self, *args, **kwargs)
+        return sample(self, *args, **kwargs)
 
-    monkeypatch.setattr(grad_stats.GradStats, "on_step", syncing_on_step)
+    monkeypatch.setattr(grad_stats.GradStats, "_sample", syncing_sample)
     steps_run.clear()
     result = check_no_sync(step, steps=40, **stand_ins)
     assert steps_run.count("error") == 40 and mode == ["default"]  # the loop itself finished

@@ -71,6 +71,13 @@ def nan_from_120(i, model, opt, x, y):
     opt.step()
 
 
+def nan_from_70(i, model, opt, x, y):  # (found when the cycle stacks the losses at step 96)
+    opt.zero_grad()
+    loss = nn.functional.cross_entropy(model(x), y)
+    (loss * float("nan") if i >= 70 else loss).backward()
+    opt.step()
+
+
 def eval_from_100(i, model, opt, x, y):
     if i == 100:
         model.eval()  # and never back to train()
@@ -137,6 +144,14 @@ def a_loss_of_shape_one_at_170(i, model, opt, x, y):
     opt.step()
 
 
+def a_loss_of_shape_one_at_80(i, model, opt, x, y):
+    # (the cycle's step 96 stacks 31 losses, not 32: the full path stacks at step 97, and the cycle ends at 96)
+    opt.zero_grad()
+    loss = nn.functional.cross_entropy(model(x), y)
+    (loss.view(1) if i == 80 else loss).backward()
+    opt.step()
+
+
 def zeroed_in_place(i, model, opt, x, y):
     opt.zero_grad(set_to_none=False)
     nn.functional.cross_entropy(model(x), y).backward()
@@ -169,10 +184,10 @@ def compiled_model_from_100(i, model, opt, x, y):
 
 
 LOOPS = [zero_backward_step, backward_step_zero, never_zeroed, accumulating_four, zeroed_between_once,
-         step_without_backward_once, nan_from_120, eval_from_100, lr_zero_from_90, layer_frozen_at_140,
+         step_without_backward_once, nan_from_120, nan_from_70, eval_from_100, lr_zero_from_90, layer_frozen_at_140,
          grad_set_to_none, penalty_by_autograd_grad, scalar_then_vector_loss, compiled_model_from_100,
          stops_zeroing_at_151, stops_zeroing_after_a_probe_in_the_cycle, a_loss_of_shape_one_at_170,
-         zeroed_in_place, backward_through_a_freed_graph_at_150]
+         a_loss_of_shape_one_at_80, zeroed_in_place, backward_through_a_freed_graph_at_150]
 
 
 def _monitor_state(session) -> tuple:
@@ -275,9 +290,9 @@ def test_compiled_code_that_starts_to_run_settles_the_cycle() -> None:
         warnings.simplefilter("ignore")
         with gradwatch.watch(warn=False, namespace={}, schedule=schedule):
             session = session_module.current()
-            for i in range(38):  # (steps 33-39 are one cycle: armed at step 32)
+            for i in range(38):  # (steps 4-63 are one cycle: armed at step 3)
                 zero_backward_step(i, model, opt, x, y)
-            assert session._steady is not None and session._steady.steps == 6  # armed, and taken
+            assert session._steady is not None and session._steady.steps == 35  # armed, and taken
             with torch.no_grad():
                 compiled(x)
             assert session._steady is None
@@ -285,10 +300,10 @@ def test_compiled_code_that_starts_to_run_settles_the_cycle() -> None:
 
 
 def test_a_cycle_runs_across_its_sampled_work_to_the_next_checked_step(monkeypatch) -> None:
-    # the probe (every step of the first 16, then every 8th) and the missing-gradient check
-    # (every 16th) are done inside the cycle: a cycle ends only at the steps the full hook is
-    # needed for (every 64th: eval mode; every 32nd: losses stacked, the stride of gradient
-    # norms decided)
+    # the probe (every step of the first 16, then every 8th), the missing-gradient check (every
+    # 16th), and at every 32nd step the losses stacked and the stride of gradient norms decided
+    # (one loss per step: they fall on one step) are done inside the cycle: a cycle ends only at
+    # the steps the full hook is needed for (every 64th: eval mode)
     armed_cycles = []
 
     class Counted(session_module.SteadyCycle):
@@ -300,7 +315,7 @@ def test_a_cycle_runs_across_its_sampled_work_to_the_next_checked_step(monkeypat
 
     monkeypatch.setattr(session_module, "SteadyCycle", Counted)
     _watched(zero_backward_step, steady=True)
-    assert armed_cycles == [(3, 28), (32, 31), (64, 31), (96, 31), (128, 31), (160, 31), (192, 31)]
+    assert armed_cycles == [(3, 60), (64, 63), (128, 63), (192, 63)]
 
 
 def test_a_fault_in_the_cycles_sampled_work_is_one_warning_and_no_step_lost(monkeypatch) -> None:

@@ -10,8 +10,10 @@ From the 4th step on (the first three keep the positions of their calls), after 
 checks are done, the session asks the monitor how many of this optimizer's next steps need
 nothing of it (`TrainingMonitor.cycle_plan`) and arms a `SteadyCycle` for them: up to the next
 step with a check due (every 64th: eval mode; and the monitor's: losses stacked every 32, a
-decision on the stride of gradient norms every 32), so 31 of 32 steps of the benchmark's MLP
-loop. While armed, each hook only checks that the call is the next one of the cycle (this
+decision on the stride of gradient norms every 32). A step at which those two fall together (in
+a loop of one loss per step, every 32nd) the cycle takes too, with that work done as the full
+path would (`TrainingMonitor.stats_in_cycle`), so 63 of 64 steps of the benchmark's MLP loop.
+While armed, each hook only checks that the call is the next one of the cycle (this
 optimizer's ``zero_grad()``, a ``backward()`` of a plain tensor, this optimizer's ``step()``
 without arguments) and keeps the loss. The steps with sampled work do it in the cycle's step
 hook, as the full path would, on the schedule's steps (`StepSchedule`; every step of a loop's
@@ -50,10 +52,10 @@ class SteadyCycle:
     from where in the cycle it is (no counter of their own to keep on every call)."""
 
     __slots__ = ("ref", "record", "expect", "limit", "n_backward", "steps", "losses", "at", "stride",
-                 "schedule", "probes", "due", "probed")
+                 "schedule", "probes", "due", "probed", "stats_at", "handed")
 
     def __init__(self, record: OptimizerRecord, steps_left: int, n_backward: int, schedule: StepSchedule,
-                 stride: int = 0, probes: bool = False) -> None:
+                 stride: int = 0, probes: bool = False, stats_at: int = 0) -> None:
         self.ref = record.ref  # the optimizer (weak: the cycle lives a few steps at most)
         self.record = record
         self.expect = ZERO_GRAD
@@ -69,6 +71,11 @@ class SteadyCycle:
         # ``probes`` (a monitor is on), leave a probe on a gradient
         self.schedule = schedule
         self.probes = probes
+        # the step at which the monitor's statistics stack the losses and decide the stride of
+        # the samples (0: none in the cycle): done in the cycle, as the full path would
+        # (`TrainingMonitor.stats_in_cycle`); the losses before it are the series' from then on
+        self.stats_at = stats_at
+        self.handed = 0  # losses handed to the statistics there
         self.due = self.next_due(self.at)  # the next step that samples, probes or checks
         self.probed = -1  # `steps` when it last probed (-1: never)
 
@@ -78,6 +85,8 @@ class SteadyCycle:
         due = schedule.next_missing_check(step)
         if self.probes:
             due = min(due, schedule.next_probe(step))
+        if self.stats_at > step:
+            due = min(due, self.stats_at)
         return min(due, next_multiple(step, self.stride)) if self.stride > 0 else due
 
     @property

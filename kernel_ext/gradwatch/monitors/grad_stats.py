@@ -206,17 +206,43 @@ class GradStats:
         if not s.failed:
             self._sample(s, opt)
 
-    def cycle_plan(self, record: OptimizerRecord) -> tuple[int, int]:
-        """How many next steps of this optimizer neither decide a stride nor stack losses, in a
-        steady cycle (one loss per step): up to the next stride decision and the next full
-        chunk; and the stride at which the cycle samples them (`sample_at`; 0: none)."""
+    def cycle_plan(self, record: OptimizerRecord) -> tuple[int, int, int]:
+        """How many next steps of this optimizer a steady cycle (one loss per step) can take:
+        up to the next stride decision and the next full chunk of losses, or, where those two
+        fall on one step (`stats_in_cycle` does them there), up to the next of either after it;
+        the stride at which the cycle samples (`sample_at`; 0: none); and that one step (0: none)."""
         s = record.series
         if s is None or self.pending or self.last_record is not record or self.loss_position is None \
                 or record.thinned:
-            return 0, 0
+            return 0, 0, 0
         n = record.steps
-        quiet = min(self.schedule.next_stride_decision(n) - n - 1, _CHUNK - 1 - len(s.losses))
-        return max(0, quiet), 0 if s.failed else s.stride
+        schedule = self.schedule
+        decision = schedule.next_stride_decision(n)
+        fill = n + _CHUNK - len(s.losses)  # the step whose loss fills a chunk
+        stride = 0 if s.failed else s.stride
+        if fill != decision or decision % s.stride:  # (`on_step` decides at a multiple of the stride only)
+            return max(0, min(decision, fill) - n - 1), stride, 0
+        return max(0, min(schedule.next_stride_decision(decision), decision + _CHUNK) - n - 1), stride, decision
+
+    def stats_in_cycle(self, record: OptimizerRecord, losses: list[torch.Tensor], step: int) -> tuple[bool, int]:
+        """A steady cycle's step at which `on_step` stacks the losses and decides the stride, done
+        as `on_step` does it (its sample, at the stride before the decision, the cycle takes
+        after this): ``losses``, those of the cycle's backward calls so far, handed to the series.
+        Whether the chunk filled (if a root that is no loss left it short, the full path stacks
+        later, at a step the cycle does not know, and the cycle ends here), and the stride of the
+        cycle's next samples (0: none)."""
+        s = record.series
+        self.sampling_step = step  # (news of a NaN found now names this step)
+        try:
+            s.losses += [t for t in losses if _is_loss(t)]
+            full = len(s.losses) >= _CHUNK
+            if full:
+                self._chunk_losses(s)
+            if not step % s.stride and self.schedule.adapts_stride(step):
+                self._adapt(s, step)
+        finally:
+            self.sampling_step = None
+        return full, 0 if s.failed else s.stride
 
     def sample_at(self, record: OptimizerRecord, opt: Any, step: int) -> None:
         """A steady cycle's sampled step, ``step`` of the optimizer's (its count moves on when
@@ -228,15 +254,16 @@ class GradStats:
         finally:
             self.sampling_step = None
 
-    def after_quiet(self, record: OptimizerRecord, losses: list[torch.Tensor], steps: int) -> None:
+    def after_quiet(self, record: OptimizerRecord, losses: list[torch.Tensor], steps: int, handed: int = 0) -> None:
         """A steady cycle's losses where `on_loss` and `on_step` put them: those of backward
-        calls a step followed in the series, the rest pending."""
+        calls a step followed in the series, the rest pending (the first ``handed`` are the
+        series' already: `stats_in_cycle`)."""
         # (the cycle keeps every root of a `loss.backward()`; `on_loss` keeps scalar losses
         # with values: a root that is none raised in backward(), which ended the cycle, unless
         # it had one element, as a loss of shape [1] does)
         with torch._C.DisableTorchFunction():  # (a user's mode entered since sees none of it)
-            if steps:  # (fewer than _CHUNK: see `cycle_plan`)
-                record.series.losses += [t for t in losses[:steps] if _is_loss(t)]
+            if steps > handed:  # (fewer than _CHUNK: see `cycle_plan`)
+                record.series.losses += [t for t in losses[handed:steps] if _is_loss(t)]
             self.pending += [t for t in losses[steps:] if _is_loss(t)]
 
     def _sample(self, s: _Series, opt: Any, step: int | None = None, defer: bool = True) -> None:
@@ -369,13 +396,15 @@ class GradStats:
                 self._add_row(series[i], norms[at:at + widths[i]], steps[i], cost)
                 at += widths[i]
 
-    def _adapt(self, s: _Series) -> None:
-        """The stride that keeps the statistics near the schedule's share of the loop's own time."""
+    def _adapt(self, s: _Series, step: int | None = None) -> None:
+        """The stride that keeps the statistics near the schedule's share of the loop's own time
+        (at ``step``; default: the optimizer's count, which a steady cycle moves on later)."""
         now = time.perf_counter()
-        steps = s.n_steps - s.adapt_step
+        n = s.n_steps if step is None else step
+        steps = n - s.adapt_step
         if s.samples and steps > 0:
             s.stride = self.schedule.stride(s.stride, s.cost / s.samples, max(now - s.t_adapt, 1e-9) / steps)
-        s.cost, s.samples, s.t_adapt, s.adapt_step = 0.0, 0, now, s.n_steps
+        s.cost, s.samples, s.t_adapt, s.adapt_step = 0.0, 0, now, n
 
     # --- device reductions ------------------------------------------------------------------------
     def _flush(self, s: _Series) -> None:

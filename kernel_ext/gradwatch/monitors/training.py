@@ -239,20 +239,25 @@ class TrainingMonitor:
         finally:
             self._frame_memo = outer  # (no frame kept past the call)
 
-    def cycle_plan(self, record: OptimizerRecord) -> tuple[int, int]:
+    def cycle_plan(self, record: OptimizerRecord) -> tuple[int, int, int]:
         """How many of this optimizer's next steps need nothing of the monitor but counting (and
         their samples of gradient norms), if the loop goes on in the steady cycle (zero_grad(),
         backward() of a scalar loss, step(); see install/steady_cycle.py): 0 if the next one
         does; and the stride of those samples (0: none)."""
         if self.ops.queue or self.stats.deferred or self.scaled is not None or self._post is not None \
                 or self.closure_seen or self.in_step or self.wants_after_backward or not record.has_values:
-            return 0, 0
-        quiet, stride = self.stats.cycle_plan(record)
-        return min(self.order.quiet_steps(record), quiet), stride
+            return 0, 0, 0
+        quiet, stride, stats_at = self.stats.cycle_plan(record)
+        return min(self.order.quiet_steps(record), quiet), stride, stats_at
 
     def sample_in_cycle(self, record: OptimizerRecord, opt: Any, step: int) -> None:
         """A steady cycle's sampled step (see `GradStats.sample_at`)."""
         self.stats.sample_at(record, opt, step)
+
+    def stats_in_cycle(self, record: OptimizerRecord, losses: list[Any], step: int) -> tuple[bool, int]:
+        """A steady cycle's step that stacks losses and decides a stride (see
+        `GradStats.stats_in_cycle`): whether the cycle goes on, and its samples' stride."""
+        return self.stats.stats_in_cycle(record, losses, step)
 
     def probe_in_cycle(self, record: OptimizerRecord, opt: Any) -> None:
         """A steady cycle's step that probes (see `StepOrder.probe_in_cycle`)."""
@@ -263,7 +268,7 @@ class TrainingMonitor:
         self.n_backward += cycle.backwards
         at_step, at_zero_grad = cycle.step_counts()
         self.order.after_quiet(record, at_step, at_zero_grad, cycle.backwards_since_probe)
-        self.stats.after_quiet(record, cycle.losses, cycle.steps)
+        self.stats.after_quiet(record, cycle.losses, cycle.steps, cycle.handed)
 
     def _remember_local_names(self) -> None:
         """A loop inside a function: its locals are gone at the end of the cell, keep names."""
