@@ -662,12 +662,11 @@ class Watch:
 
         def step_pre_hook(opt, args, kwargs):
             steady = session._steady
-            if steady is not None and steady.expect == STEP and steady.steps < steady.limit \
-                    and steady.ref() is opt and len(args) == 1 and not kwargs:
-                step = steady.at + steady.steps + 1
+            if steady is not None and steady.expect == STEP and steady.ref() is opt and len(args) == 1 and not kwargs:
+                step = steady.next
                 if step != steady.due:
                     steady.expect = ZERO_GRAD
-                    steady.steps += 1
+                    steady.next = step + 1
                     return None
                 # (sampled work under the user's mode: `on_step` takes it, in `own_work`)
                 if not dispatch_depth() and not _torch_function_mode_on() and due_in_cycle(steady, opt, step):
@@ -678,9 +677,12 @@ class Watch:
     def _due_in_cycle(self, cycle: SteadyCycle, opt, step: int) -> bool:
         """A steady cycle's step with sampled work (gradient norms, the probe, the missing-
         gradient check): done here, as `on_step` would, unless a parameter has no gradient
-        (False: this step takes the full path, which records it). A NaN found asks for a trace:
-        the cycle ends, the next backward() is traced."""
+        (False: this step takes the full path, which records it; so does the step after the
+        cycle's last one). A NaN found asks for a trace: the cycle ends, the next backward() is
+        traced."""
         record, schedule = cycle.record, cycle.schedule
+        if step > cycle.at + cycle.limit:
+            return False  # (the step after its last one)
         try:
             checks = schedule.checks_missing(step, 1)
             with DisableTorchFunction():
@@ -690,7 +692,7 @@ class Watch:
             self._internal_error(exc)
             return False
         cycle.expect = ZERO_GRAD
-        cycle.steps += 1
+        cycle.next = step + 1
         if checks:  # (what `_check_missing` counts for a check that finds nothing, inline: it is per step)
             record.checked_steps += 1
             self._missing[record.key] = 0
@@ -706,7 +708,7 @@ class Watch:
                     if stride and not step % stride:
                         monitor.sample_in_cycle(record, opt, step)
                     if cycle.probes and schedule.probes(step):
-                        cycle.probed = cycle.steps
+                        cycle.probed = step - cycle.at  # (its steps, this one counted)
                         monitor.probe_in_cycle(record, opt)
         except Exception as exc:
             self._internal_error(exc)
@@ -818,13 +820,14 @@ class Watch:
         record, events = cycle.record, self.events
         events.n_backward += cycle.backwards
         at_step, at_zero_grad = cycle.step_counts()
+        steps = cycle.steps
         if at_step is not None:
-            events.n_steps += cycle.steps
-            record.steps += cycle.steps
+            events.n_steps += steps
+            record.steps += steps
             # each step was the only one after its backward() (see `_on_step`)
             self._stepped_at, self._stepped_before, self._stepped = at_step, 1, 1
         if at_zero_grad is not None:  # (it took a call: each of its steps follows a zero_grad())
-            record.calls_at_step_or_zero_grad = cycle.n_backward + cycle.steps  # (the last of them)
+            record.calls_at_step_or_zero_grad = cycle.n_backward + steps  # (the last of them)
             self._last_zero_grad = (record.key, at_zero_grad)
         if self._monitor is not None:
             self._monitor.after_quiet(record, cycle)
@@ -882,6 +885,7 @@ class Watch:
         guard = self._guard
         not_grad = api != "torch.autograd.grad"
         quiet_api = api == "Tensor.backward"  # (`loss.backward()`: the one a steady cycle takes)
+        Tensor = torch.Tensor
 
         @functools.wraps(original)
         def backward(*args, **kwargs):
@@ -897,7 +901,7 @@ class Watch:
                 # Whether it is a scalar loss with values is asked when the cycle settles
                 # (`GradStats.after_quiet`): a root that is none is not kept, as `on_loss` does
                 if steady.expect == BACKWARD and quiet_api and len(args) == 1 and not kwargs \
-                        and type(root := args[0]) is torch.Tensor and not _torch_function_mode_on() \
+                        and type(root := args[0]) is Tensor and not _torch_function_mode_on() \
                         and ((monitor := session._monitor) is None or monitor.scaled is None):
                     if monitor is not None:
                         steady.losses.append(root.data)

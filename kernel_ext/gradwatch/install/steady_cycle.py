@@ -51,7 +51,7 @@ class SteadyCycle:
     step counts itself: the zero_grad() and backward() calls it took follow from the steps and
     from where in the cycle it is (no counter of their own to keep on every call)."""
 
-    __slots__ = ("ref", "record", "expect", "limit", "n_backward", "steps", "losses", "at", "stride",
+    __slots__ = ("ref", "record", "expect", "limit", "n_backward", "next", "losses", "at", "stride",
                  "schedule", "probes", "due", "probed", "stats_at", "handed")
 
     def __init__(self, record: OptimizerRecord, steps_left: int, n_backward: int, schedule: StepSchedule,
@@ -61,9 +61,11 @@ class SteadyCycle:
         self.expect = ZERO_GRAD
         self.limit = steps_left  # steps it may take; the next one takes the full path
         self.n_backward = n_backward  # backward calls when it was armed
-        self.steps = 0  # steps it took
         self.losses: list[Any] = []  # the losses of the backward calls it took (detached)
         self.at = record.steps  # the optimizer's step count when it was armed
+        # the number of the next step it takes (its steps are counted by this one number, which
+        # the step hook compares with ``due``: the step after its last one is due, too)
+        self.next = self.at + 1
         # the steps whose number is a multiple of this take a sample of gradient norms, as the
         # full path would (0: none; the first steps of a loop sample every one)
         self.stride = stride
@@ -87,17 +89,23 @@ class SteadyCycle:
             due = min(due, schedule.next_probe(step))
         if self.stats_at > step:
             due = min(due, self.stats_at)
+        due = min(due, self.at + self.limit + 1)  # (past its last step: the full path's, `_due_in_cycle` says)
         return min(due, next_multiple(step, self.stride)) if self.stride > 0 else due
+
+    @property
+    def steps(self) -> int:
+        """Steps it took."""
+        return self.next - self.at - 1
 
     @property
     def zero_grads(self) -> int:
         """zero_grad() calls it took: one per step, and one more past its last step."""
-        return self.steps + (self.expect != ZERO_GRAD)
+        return self.next - self.at - 1 + (self.expect != ZERO_GRAD)
 
     @property
     def backwards(self) -> int:
         """backward() calls it took: one per step, and one more waiting for its step."""
-        return self.steps + (self.expect == STEP)
+        return self.next - self.at - 1 + (self.expect == STEP)
 
     @property
     def backwards_since_probe(self) -> int:
@@ -106,6 +114,6 @@ class SteadyCycle:
 
     def step_counts(self) -> tuple[int | None, int | None]:
         """Backward calls at the last step and at the last ``zero_grad()`` it took (None: none)."""
-        n0, zero_grads = self.n_backward, self.zero_grads
-        return (n0 + self.steps if self.steps else None,
+        n0, zero_grads, steps = self.n_backward, self.zero_grads, self.next - self.at - 1
+        return (n0 + steps if steps else None,
                 n0 + zero_grads - 1 if zero_grads else None)
