@@ -702,9 +702,8 @@ class Watch:
             with DisableTorchFunction():
                 if monitor is not None:
                     if step == cycle.stats_at:  # (once per cycle: see `TrainingMonitor.cycle_plan`)
-                        losses, handed = cycle.losses, cycle.handed
-                        cycle.handed, cycle.stats_at = len(losses), 0
-                        going, cycle.stride = monitor.stats_in_cycle(record, losses[handed:], step)
+                        cycle.handed, cycle.stats_at = len(cycle.losses), 0
+                        going, cycle.stride = monitor.stats_in_cycle(record, cycle.losses, step)
                     if stride and not step % stride:
                         monitor.sample_in_cycle(record, opt, step)
                     if cycle.probes and schedule.probes(step):

@@ -100,12 +100,12 @@ class SteadyCycle:
     @property
     def zero_grads(self) -> int:
         """zero_grad() calls it took: one per step, and one more past its last step."""
-        return self.next - self.at - 1 + (self.expect != ZERO_GRAD)
+        return self.steps + (self.expect != ZERO_GRAD)
 
     @property
     def backwards(self) -> int:
         """backward() calls it took: one per step, and one more waiting for its step."""
-        return self.next - self.at - 1 + (self.expect == STEP)
+        return self.steps + (self.expect == STEP)
 
     @property
     def backwards_since_probe(self) -> int:
@@ -114,6 +114,6 @@ class SteadyCycle:
 
     def step_counts(self) -> tuple[int | None, int | None]:
         """Backward calls at the last step and at the last ``zero_grad()`` it took (None: none)."""
-        n0, zero_grads, steps = self.n_backward, self.zero_grads, self.next - self.at - 1
+        n0, zero_grads, steps = self.n_backward, self.zero_grads, self.steps
         return (n0 + steps if steps else None,
                 n0 + zero_grads - 1 if zero_grads else None)
