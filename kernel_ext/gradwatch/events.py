@@ -172,7 +172,8 @@ class Events:
     grad_reads: list[GradReadEvent] = field(default_factory=list)
     n_backward: int = 0
     n_steps: int = 0
-    step_counts: dict[int, StepCounts] = field(default_factory=dict)  # optimizer key -> its counts
+    # optimizer key -> its counts, of those whose checks found a parameter without a gradient
+    step_counts: dict[int, StepCounts] = field(default_factory=dict)
     measurements: list[Measurement] = field(default_factory=list)  # the per-step monitors'
     cell_error: str | None = None  # the exception type the cell ended with, if it raised
     cell_failure: GradNoneEvent | InplaceLeafEvent | None = None  # that exception, explained

@@ -450,7 +450,10 @@ class Watch:
         if type(opt) not in self._optimizer_classes:  # (its step() looked at once per class)
             self._optimizer_classes.add(type(opt))
             self._lift_in_steps_of(opt)
-        location = self.location(position)
+        try:  # (`location`, inline: 1,000 optimizers built in a cell)
+            location = self.source_map.location(position)
+        except Exception:
+            location = None
         key = self.optimizers.register(opt, location).key if location is not None \
             else self._register_optimizer(opt, None).key
         self.events.optimizers.append(self._optimizer_event(opt, key, location, frame))
@@ -460,7 +463,15 @@ class Watch:
         frozen or non-leaf parameter is reported with; with every parameter a trainable leaf
         no rule reads them, and none are made (1,000 optimizers: naming them cost more than
         the cell). Its own name is found after the cell (`_name_new_optimizers`)."""
-        if not [p for g in opt.param_groups for p in g["params"][:512] if not p.requires_grad or not p.is_leaf]:
+        plain = True  # every parameter a trainable leaf (loops, no comprehension: 1,000 optimizers built)
+        for group in opt.param_groups:
+            for p in group["params"][:512]:
+                if not p.requires_grad or not p.is_leaf:
+                    plain = False
+                    break
+            if not plain:
+                break
+        if plain:
             return OptimizerEvent(key=key, name=None, location=location, params=[])
         groups = [g["params"][:512] for g in opt.param_groups]
         # its parameters are named by the optimizers that hold them, not by all optimizers
@@ -745,7 +756,7 @@ class Watch:
                 schedule = self.schedule
                 stepping = self._stepped if self._stepped > self._stepped_before else self._stepped_before
                 if stepping > schedule.checked_per_backward:
-                    record.thinned = thinned = schedule.thinned(schedule.thinning(stepping), key, n)
+                    record.thinned = thinned = schedule.thinned(stepping, key, n)
                 else:
                     record.thinned = thinned = False
                 tracing = self.mode is not None
@@ -1227,8 +1238,10 @@ class Watch:
 
         self.events.cell_error = type(exc).__name__ if exc is not None else None
         self.events.optimizer_locations = dict(self._opt_locations)
+        # (what GW006 reads, of the optimizers whose steps found a parameter without a gradient:
+        # not a row for each of 1,000 optimizers)
         self.events.step_counts = {record.key: StepCounts(record.steps, record.checked_steps, record.steps_missing)
-                                   for record in self.optimizers.records() if record.steps}
+                                   for record in self.optimizers.records() if record.steps_missing}
         if exc is not None:
             self._guard(self._explain_failure, exc)
         self._guard(self._measure_inputs)

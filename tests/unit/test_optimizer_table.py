@@ -51,8 +51,9 @@ def test_the_session_and_the_monitors_share_one_row_per_optimizer() -> None:
     assert seen["series"] is not None and seen["series"] is seen["series_state"]
     assert record.backwards_at_step == 5 and record.backwards_at_zero_grad == 4
     assert record.calls_at_step_or_zero_grad == 5
-    # the missing-gradient counts that GW006 reads are the row's
-    assert watch.events.step_counts == {1: StepCounts(steps=5, checked=5, missing=0)}
+    # the missing-gradient counts are the row's; GW006 reads them only where a check found one
+    assert (record.checked_steps, record.steps_missing) == (5, 0)
+    assert watch.events.step_counts == {}
     assert record.order is None and record.series is None  # dropped at the end of the cell
 
 
@@ -69,7 +70,8 @@ def test_gradients_from_autograd_grad_count_as_the_steps_calls() -> None:
     record = seen["record"]
     assert record.calls_at_step_or_zero_grad == 4  # autograd.grad calls feed the step
     assert record.backwards_at_step == 0  # no backward() filled .grad
-    assert watch.events.step_counts == {1: StepCounts(steps=4, checked=4, missing=0)}
+    assert (record.steps, record.checked_steps, record.steps_missing) == (4, 4, 0)
+    assert watch.events.step_counts == {}
 
 
 def test_the_monitor_keeps_no_optimizer_table_of_its_own() -> None:

@@ -362,8 +362,13 @@ class Installer:
     def lift(self, mode: Any) -> bool:
         """Take ``mode`` off the top of the owner thread's stack for a while; whether it was
         there to take. `put_back` returns it (unless it was removed meanwhile)."""
-        # (while tracing, around every optimizer's zero_grad() and step(): checks inline)
-        return mode in self._modes and threading.get_ident() == self.thread and modes.pop_if_top(mode)
+        # (while tracing, around every optimizer's zero_grad() and step(): the top checked inline)
+        if mode in self._modes and threading.get_ident() == self.thread:
+            n = modes.depth()
+            if n > 0 and modes.at(n - 1) is mode:
+                modes.pop()
+                return True
+        return False
 
     def put_back(self, mode: Any) -> None:
         if mode in self._modes and threading.get_ident() == self.thread and not self._closing:

@@ -14,6 +14,11 @@ import torch
 # (torch's function itself, no Python frame: while tracing, every optimizer's step() and
 # zero_grad() put the tracing mode back)
 push: Callable[[Any], None] = torch._C._push_on_torch_function_stack
+# (and for `Installer.lift`, which takes a mode off the top in its own frame: while tracing,
+# every optimizer's step() and zero_grad() lift the tracing mode)
+depth: Callable[[], int] = torch._C._len_torch_function_stack
+at: Callable[[int], Any] = torch._C._get_function_stack_at
+pop: Callable[[], Any] = torch._C._pop_torch_function_stack
 
 
 def on_stack(mode: Any) -> bool:
@@ -33,16 +38,6 @@ def remove(mode: Any) -> None:
         above.append(top)
     for other in reversed(above):
         torch._C._push_on_torch_function_stack(other)
-
-
-def pop_if_top(mode: Any) -> bool:
-    """Take ``mode`` off this thread's stack if it is on top (one call: while tracing, every
-    optimizer's step() and zero_grad() lift the tracing mode); whether it was."""
-    depth = torch._C._len_torch_function_stack()
-    if depth > 0 and torch._C._get_function_stack_at(depth - 1) is mode:
-        torch._C._pop_torch_function_stack()
-        return True
-    return False
 
 
 def disabled() -> Any:

@@ -63,14 +63,12 @@ class StepSchedule:
         multiple of this, which the eval-mode checks need the full step hook for."""
         return self.eval_check_every
 
-    def thinning(self, optimizers: int) -> int:
-        """With ``optimizers`` stepping per iteration: an optimizer's step gets the sampled
-        checks only in one iteration out of this many (1 up to `checked_per_backward`)."""
-        return max(1, -(-optimizers // max(self.checked_per_backward, 1)))
-
-    def thinned(self, thinning: int, key: int, backward_calls: int) -> bool:
-        """Whether optimizer ``key``'s step after ``backward_calls`` backward() calls is left
-        out of the sampled checks (the optimizers take turns, one iteration in ``thinning``)."""
+    def thinned(self, optimizers: int, key: int, backward_calls: int) -> bool:
+        """With ``optimizers`` stepping per iteration: whether optimizer ``key``'s step after
+        ``backward_calls`` backward() calls is left out of the sampled checks. Up to
+        `checked_per_backward` optimizers, none is; with more, they take turns: each one's step
+        is checked in one iteration out of every ceil(optimizers / checked_per_backward)."""
+        thinning = -(-optimizers // max(self.checked_per_backward, 1))
         return thinning > 1 and (key + backward_calls) % thinning != 0
 
     def checks_missing(self, step: int, backwards_since_step: int) -> bool:

@@ -219,7 +219,11 @@ class TrainingMonitor:
             order = self.order
             order.on_step(optimizer, record)
             if not record.has_values:  # (once it has, it keeps them: not asked again every step)
-                first = next((p for g in optimizer.param_groups for p in g["params"]), None)
+                first = None
+                for group in optimizer.param_groups:  # (no generator: the first steps of 1,000 optimizers)
+                    if group["params"]:
+                        first = group["params"][0]
+                        break
                 record.has_values = first is None or has_values(first)
             if not record.has_values:
                 pass  # a meta model or FakeTensors: no gradient values to follow
