@@ -95,6 +95,8 @@ class Watch:
         # optimizers that stepped after the current backward() call (and after the one before):
         # with many of them, they take turns for the sampled checks (`StepSchedule.thinned`)
         self._stepped_at, self._stepped, self._stepped_before = -1, 0, 0
+        # ... and those a traced backward() call reached the parameters of: they step next
+        self._fed = 0
         # traced flows whose reached trainables are not named yet (see `_reached_named_later`)
         self._unnamed_flows: list[tuple[Flow, list[Any]]] = []
         # while the cell concludes (the user's code stopped): one namer for all (see `_namer`)
@@ -747,14 +749,18 @@ class Watch:
                 events.n_steps += 1
                 record.steps = step_number = record.steps + 1
                 n = events.n_backward
-                # optimizers that stepped after this backward() call and after the one before:
-                # with more than `checked_per_backward`, they take turns for the sampled checks
+                # optimizers that stepped after this backward() call and after the one before, or
+                # that a traced one reached: with more than `checked_per_backward`, they take turns
+                # for the sampled checks (1,000 optimizers: from the first of them to step after a
+                # traced backward, not after 64 of them took the checks and more)
                 if n != self._stepped_at:
                     self._stepped_at, self._stepped_before, self._stepped = n, self._stepped, 1
+                    last = events.backwards[-1] if events.backwards else None
+                    self._fed = len(last.reached_optimizers) if last is not None and last.index == n else 0
                 else:
                     self._stepped += 1
                 schedule = self.schedule
-                stepping = self._stepped if self._stepped > self._stepped_before else self._stepped_before
+                stepping = max(self._stepped, self._stepped_before, self._fed)
                 if stepping > schedule.checked_per_backward:
                     record.thinned = thinned = schedule.thinned(stepping, key, n)
                 else:
@@ -835,7 +841,7 @@ class Watch:
             events.n_steps += steps
             record.steps += steps
             # each step was the only one after its backward() (see `_on_step`)
-            self._stepped_at, self._stepped_before, self._stepped = at_step, 1, 1
+            self._stepped_at, self._stepped_before, self._stepped, self._fed = at_step, 1, 1, 0
         if at_zero_grad is not None:  # (it took a call: each of its steps follows a zero_grad())
             record.calls_at_step_or_zero_grad = cycle.n_backward + steps  # (the last of them)
             self._last_zero_grad = (record.key, at_zero_grad)

@@ -673,19 +673,19 @@ def test_series_sampled_at_different_steps_are_reduced_together_with_the_same_fi
                                 + params[0].sum() * (float("nan") if i >= 2 else 1.0))
 
     together, one_by_one, flushed = _reduced_together_and_one_by_one(
-        monkeypatch, setup, 4, schedule=StepSchedule(checked_per_backward=2))
-    # the first iteration samples optimizers 1-3 (1 at once, 2 and 3 the two deferred ones it
-    # keeps), then they take turns: optimizer k after backward() call n where (k + n) % 4 == 0
-    # (7 is never sampled). Two rows (1 and 2), one row (3, 4, 5, 6, 8): two reductions
-    assert flushed == [2, 5]
-    assert len(together) == 7 and together == one_by_one
-    assert [m.optimizer.key for m in together] == [1, 2, 3, 4, 5, 6, 8]
-    assert [m.sampled_steps for m in together] == [2, 2, 1, 1, 1, 1, 1]
-    assert [m.last_sampled_step for m in together] == [3, 2, 1, 4, 3, 2, 4]
+        monkeypatch, setup, 6, schedule=StepSchedule(checked_per_backward=2))
+    # the traced first backward() reaches all 8: they take turns from the first iteration on,
+    # optimizer k after backward() call n where (k + n) % 4 == 0. Two rows (2, 3, 6, 7: calls
+    # n and n + 4), one row (1, 4, 5, 8): two reductions of four series
+    assert flushed == [4, 4]
+    assert len(together) == 8 and together == one_by_one
+    assert [m.optimizer.key for m in together] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert [m.sampled_steps for m in together] == [1, 2, 2, 1, 1, 2, 2, 1]
+    assert [m.last_sampled_step for m in together] == [3, 6, 5, 4, 3, 6, 5, 4]
     assert [m.first_nonfinite_step for m in together][:3] == [[3.0], [math.inf], [math.inf]]
-    assert [m.last_finite_step for m in together][:2] == [1.0, 2.0]
+    assert [m.last_finite_step for m in together][:3] == [0.0, 6.0, 5.0]  # (1: its only row is NaN)
     assert [m.ever_nonzero for m in together][4:6] == [[True], [False]]
-    assert [m.last_nonzero_step for m in together] == [[3.0], [2.0], [1.0], [4.0], [3.0], [0.0], [4.0]]
+    assert [m.last_nonzero_step for m in together] == [[3.0], [6.0], [5.0], [4.0], [3.0], [0.0], [5.0], [4.0]]
 
 
 def test_the_first_non_finite_op_names_the_inputs_that_already_held_nan():

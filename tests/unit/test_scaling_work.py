@@ -1135,11 +1135,9 @@ for _ in range(2):
     assert watch._namer() is not watch._namer()  # (after the cell: none kept)
 
 
-def test_the_first_iteration_of_many_optimizers_samples_as_many_as_later_ones(monkeypatch):
-    # 200 one-tensor optimizers: in the first iteration nobody knows yet how many will step, so
-    # each one's step is sampled until the count says to take turns; the samples beyond the 64
-    # an iteration gets are dropped (they cost the end of the cell most of its work), and from
-    # the second iteration on the optimizers take turns
+def _sampled_rows_of_200_optimizers(monkeypatch, **options) -> tuple[list[int], list[int], int, bool]:
+    """200 one-tensor optimizers, 2 iterations: the keys sampled at their first and second
+    step, the series made, and whether optimizer 1 (the first to step) has rows."""
     import torch
 
     from gradwatch.monitors import grad_stats
@@ -1156,18 +1154,43 @@ def test_the_first_iteration_of_many_optimizers_samples_as_many_as_later_ones(mo
 
     monkeypatch.setattr(grad_stats.GradStats, "_flush_short_series_together", keep_rows)
     params = [torch.nn.Parameter(torch.randn(4)) for _ in range(200)]
-    with Watch(namespace={"params": params}, warn=False) as report:
+    with Watch(namespace={"params": params}, warn=False, **options) as report:
         _train_one_tensor_optimizers(params, 2)
     assert report.codes == []
     first = sorted(key for key, steps in rows.items() if 1 in steps)
     second = sorted(key for key, steps in rows.items() if 2 in steps)
+    assert len(made) == 1
+    return first, second, made[0], 1 in rows
+
+
+def test_the_first_iteration_of_many_optimizers_samples_as_many_as_later_ones(monkeypatch):
+    # 200 one-tensor optimizers: the traced first backward() reaches all of them, so they take
+    # turns from the first step after it (ceil(200 / 64): one in 4 per iteration), not only once
+    # the count of optimizers that stepped says so
+    first, second, made, first_has_rows = _sampled_rows_of_200_optimizers(monkeypatch)
+    # (before: the first 65 of the first iteration's, which sampled 119 and dropped the rest)
+    assert first == [key for key in range(1, 201) if (key + 1) % 4 == 0], len(first)
+    assert second == [key for key in range(1, 201) if (key + 2) % 4 == 0]
+    # a series for each optimizer sampled, 50 per iteration, and for optimizer 1, the first to
+    # step after each backward() (it keeps the losses); none for the others: 101 of 200 (148
+    # before, the dropped samples' included; all 200 before that)
+    assert made == 101 and not first_has_rows
+
+
+def test_after_an_untraced_backward_many_optimizers_keep_the_first_64_samples(monkeypatch):
+    # no backward() traced: nobody knows how many optimizers will step, so each one's step is
+    # sampled until the count says to take turns; the samples beyond the 64 an iteration gets
+    # are dropped (they cost the end of the cell most of its work)
+    from gradwatch.monitors.schedule import StepSchedule
+
+    first, second, made, _ = _sampled_rows_of_200_optimizers(
+        monkeypatch, schedule=StepSchedule(trace_backward_calls=0))
     # the first optimizer's step, sampled at once (alone so far), and the first 64 of those deferred
-    # (119 before: every step until the count of stepping optimizers made them take turns)
     assert first == list(range(1, 66)), len(first)
-    assert second == [key for key in range(1, 201) if (key + 2) % 4 == 0]  # ceil(200 / 64): one in 4
+    assert second == [key for key in range(1, 201) if (key + 2) % 4 == 0]
     # a series for each optimizer sampled (119 in the first iteration, the dropped samples'
-    # included; 29 more of the second's 50), none for the others: 148 of 200 (all 200 before)
-    assert made == [148]
+    # included; 29 more of the second's 50), none for the others: 148 of 200
+    assert made == 148
 
 
 def test_a_clean_flow_is_named_after_the_cell_when_another_flows_cut_is_compared_with_it():

@@ -362,8 +362,9 @@ class GradStats:
         cap = self.schedule.checked_per_backward
         if len(series) > cap:
             # more optimizers sampled than get the sampled checks per iteration: they stepped
-            # before it was known how many would (the first iteration of 1,000 optimizers; their
-            # turns start with the next one). The first ones keep their samples, as when taking turns
+            # before it was known how many would (after a backward() that was not traced: a traced
+            # one tells, see `Watch._on_step`; their turns start with the next iteration). The
+            # first ones keep their samples, as when taking turns
             series, steps, widths = series[:cap], steps[:cap], widths[:cap]
             kept = sum(widths)
             grads, versions = grads[:kept], versions[:kept]
