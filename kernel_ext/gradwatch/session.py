@@ -452,10 +452,7 @@ class Watch:
         if type(opt) not in self._optimizer_classes:  # (its step() looked at once per class)
             self._optimizer_classes.add(type(opt))
             self._lift_in_steps_of(opt)
-        try:  # (`location`, inline: 1,000 optimizers built in a cell)
-            location = self.source_map.location(position)
-        except Exception:
-            location = None
+        location = self.location(position)
         key = self.optimizers.register(opt, location).key if location is not None \
             else self._register_optimizer(opt, None).key
         self.events.optimizers.append(self._optimizer_event(opt, key, location, frame))
@@ -465,15 +462,7 @@ class Watch:
         frozen or non-leaf parameter is reported with; with every parameter a trainable leaf
         no rule reads them, and none are made (1,000 optimizers: naming them cost more than
         the cell). Its own name is found after the cell (`_name_new_optimizers`)."""
-        plain = True  # every parameter a trainable leaf (loops, no comprehension: 1,000 optimizers built)
-        for group in opt.param_groups:
-            for p in group["params"][:512]:
-                if not p.requires_grad or not p.is_leaf:
-                    plain = False
-                    break
-            if not plain:
-                break
-        if plain:
+        if not [p for g in opt.param_groups for p in g["params"][:512] if not p.requires_grad or not p.is_leaf]:
             return OptimizerEvent(key=key, name=None, location=location, params=[])
         groups = [g["params"][:512] for g in opt.param_groups]
         # its parameters are named by the optimizers that hold them, not by all optimizers
