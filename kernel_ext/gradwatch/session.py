@@ -681,15 +681,16 @@ class Watch:
         gradient check): done here, as `on_step` would, unless a parameter has no gradient
         (False: this step takes the full path, which records it; so does the step after the
         cycle's last one). A NaN found asks for a trace: the cycle ends, the next backward() is
-        traced."""
-        record, schedule = cycle.record, cycle.schedule
+        traced. (Every eighth step of a long loop: the work's own cost, and little besides.)"""
+        record = cycle.record
         if step > cycle.at + cycle.limit:
             return False  # (the step after its last one)
         try:
-            checks = schedule.checks_missing(step, 1)
-            with DisableTorchFunction():
-                if checks and any(p.grad is None for g in opt.param_groups for p in g["params"]):
-                    return False
+            checks, samples, probes = cycle.work_at(step)
+            if checks:
+                with DisableTorchFunction():
+                    if any(p.grad is None for g in opt.param_groups for p in g["params"]):
+                        return False
         except Exception as exc:  # (the full path counts this step, behind its own guard)
             self._internal_error(exc)
             return False
@@ -699,22 +700,23 @@ class Watch:
             record.checked_steps += 1
             self._missing[record.key] = 0
         monitor = self._monitor
-        stride, going = cycle.stride, True  # (a sample at the stride before a decision here, as `on_step`)
-        try:
-            with DisableTorchFunction():
-                if monitor is not None:
+        going = True
+        if monitor is not None and (samples or probes or step == cycle.stats_at):
+            try:
+                with DisableTorchFunction():
                     if step == cycle.stats_at:  # (once per cycle: see `TrainingMonitor.cycle_plan`)
                         cycle.handed, cycle.stats_at = len(cycle.losses), 0
-                        going, cycle.stride = monitor.stats_in_cycle(record, cycle.losses, step)
-                    if stride and not step % stride:
+                        going, stride = monitor.stats_in_cycle(record, cycle.losses, step)
+                        cycle.restride(step, stride)
+                    if samples:  # (at the stride before a decision here, as `on_step`)
                         monitor.sample_in_cycle(record, opt, step)
-                    if cycle.probes and schedule.probes(step):
+                    if probes:
+                        cycle.probe = monitor.probe_in_cycle(record, opt, cycle.probe, cycle.probed < 0)
                         cycle.probed = step - cycle.at  # (its steps, this one counted)
-                        monitor.probe_in_cycle(record, opt)
-        except Exception as exc:
-            self._internal_error(exc)
-            going = False
-        cycle.due = cycle.next_due(step)
+            except Exception as exc:
+                self._internal_error(exc)
+                going = False
+        cycle.due = cycle.next_due()
         if self._trace_requested or not going:
             self._guard(self._settle_steady)
         return True

@@ -321,16 +321,16 @@ def test_a_cycle_runs_across_its_sampled_work_to_the_next_checked_step(monkeypat
 def test_a_fault_in_the_cycles_sampled_work_is_one_warning_and_no_step_lost(monkeypatch) -> None:
     # (a fault before the cycle counts its step sends the step down the full path, which counts
     # it; one after it, in the probe, leaves the step counted)
-    checks_missing = StepSchedule.checks_missing
+    next_probe = StepSchedule.next_probe
     raised = []
 
-    def faulty(self, step, since):
+    def faulty(self, step):  # (asked at step 40, a probe's, for the probe after it)
         if step == 40 and not raised:  # (inside a cycle: steps 33-63)
             raised.append(step)
             raise RuntimeError("injected")
-        return checks_missing(self, step, since)
+        return next_probe(self, step)
 
-    monkeypatch.setattr(StepSchedule, "checks_missing", faulty)
+    monkeypatch.setattr(StepSchedule, "next_probe", faulty)
     monkeypatch.setattr(step_order.StepOrder, "probe_in_cycle", lambda *args: 1 / 0)
     model, x, y = _model()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)

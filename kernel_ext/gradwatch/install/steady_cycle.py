@@ -20,7 +20,8 @@ hook, as the full path would, on the schedule's steps (`StepSchedule`; every ste
 first ones, then every so many): a sample of gradient norms at each multiple of the stride (every
 step before the first stride decision; every step of a GPU model's); the probe for an uncleared
 gradient (the cycle's next ``zero_grad()`` clears that gradient, so the probe matters only if
-the loop leaves the cycle there, with no ``zero_grad()``, and then it is in place); the
+the loop leaves the cycle there, with no ``zero_grad()``: the cycle keeps its last probe, which
+becomes the optimizer's when it settles); the
 missing-gradient check, which takes the full path instead if a parameter has no gradient (an
 event to record, a trace to start). Any other call, the
 step at which a check is due, compiled code that starts to run, and the end of the cell settle
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 
 # the call the cycle expects next
 ZERO_GRAD, BACKWARD, STEP = 0, 1, 2
+_NEVER = 1 << 62  # (a step no loop reaches)
 
 
 class SteadyCycle:
@@ -52,7 +54,8 @@ class SteadyCycle:
     from where in the cycle it is (no counter of their own to keep on every call)."""
 
     __slots__ = ("ref", "record", "expect", "limit", "n_backward", "next", "losses", "at", "stride",
-                 "schedule", "probes", "due", "probed", "stats_at", "handed")
+                 "schedule", "due", "next_check", "next_probe", "next_sample", "probe", "probed", "stats_at",
+                 "handed")
 
     def __init__(self, record: OptimizerRecord, steps_left: int, n_backward: int, schedule: StepSchedule,
                  stride: int = 0, probes: bool = False, stats_at: int = 0) -> None:
@@ -62,35 +65,56 @@ class SteadyCycle:
         self.limit = steps_left  # steps it may take; the next one takes the full path
         self.n_backward = n_backward  # backward calls when it was armed
         self.losses: list[Any] = []  # the losses of the backward calls it took (detached)
-        self.at = record.steps  # the optimizer's step count when it was armed
+        self.at = at = record.steps  # the optimizer's step count when it was armed
         # the number of the next step it takes (its steps are counted by this one number, which
         # the step hook compares with ``due``: the step after its last one is due, too)
-        self.next = self.at + 1
+        self.next = at + 1
         # the steps whose number is a multiple of this take a sample of gradient norms, as the
         # full path would (0: none; the first steps of a loop sample every one)
         self.stride = stride
         # the schedule's steps that are checked for parameters without a gradient and, if
-        # ``probes`` (a monitor is on), leave a probe on a gradient
+        # ``probes`` (a monitor is on), leave a probe on a gradient: the next of each kind is
+        # kept, so that a due step asks the schedule only about the kinds it does
         self.schedule = schedule
-        self.probes = probes
+        self.next_check = schedule.next_missing_check(at)
+        self.next_probe = schedule.next_probe(at) if probes else _NEVER
+        self.next_sample = next_multiple(at, stride) if stride > 0 else _NEVER
         # the step at which the monitor's statistics stack the losses and decide the stride of
         # the samples (0: none in the cycle): done in the cycle, as the full path would
         # (`TrainingMonitor.stats_in_cycle`); the losses before it are the series' from then on
         self.stats_at = stats_at
         self.handed = 0  # losses handed to the statistics there
-        self.due = self.next_due(self.at)  # the next step that samples, probes or checks
-        self.probed = -1  # `steps` when it last probed (-1: never)
+        self.due = self.next_due()  # the next step that samples, probes or checks
+        # its last probe (the monitor's: `TrainingMonitor.probe_in_cycle`), the optimizer's probe
+        # when the cycle settles, and `steps` when it was left (-1: none)
+        self.probe: Any = None
+        self.probed = -1
 
-    def next_due(self, step: int) -> int:
-        """The first step after ``step`` that samples, probes or checks."""
+    def next_due(self) -> int:
+        """The next step that samples, probes, checks or does the statistics' work, or the step
+        after its last (the full path's, `_due_in_cycle` says)."""
+        due = min(self.next_check, self.next_probe, self.next_sample, self.at + self.limit + 1)
+        return min(due, self.stats_at) if self.stats_at else due
+
+    def work_at(self, step: int) -> tuple[bool, bool, bool]:
+        """What the due ``step`` does: (checks for parameters without a gradient, samples
+        gradient norms, probes); the next step of each kind it does is found."""
         schedule = self.schedule
-        due = schedule.next_missing_check(step)
-        if self.probes:
-            due = min(due, schedule.next_probe(step))
-        if self.stats_at > step:
-            due = min(due, self.stats_at)
-        due = min(due, self.at + self.limit + 1)  # (past its last step: the full path's, `_due_in_cycle` says)
-        return min(due, next_multiple(step, self.stride)) if self.stride > 0 else due
+        checks = step == self.next_check
+        if checks:
+            self.next_check = schedule.next_missing_check(step)
+        samples = step == self.next_sample
+        if samples:
+            self.next_sample = next_multiple(step, self.stride)
+        probes = step == self.next_probe
+        if probes:
+            self.next_probe = schedule.next_probe(step)
+        return checks, samples, probes
+
+    def restride(self, step: int, stride: int) -> None:
+        """The statistics decided the stride of the samples at ``step`` (0: none from now on)."""
+        self.stride = stride
+        self.next_sample = next_multiple(step, stride) if stride > 0 else _NEVER
 
     @property
     def steps(self) -> int:

@@ -56,6 +56,25 @@ class _Opt:
         self.times_cleared = 0  # zero_grad() calls that threw away unused gradients
 
 
+def _probe_of(opt: Any, last: tuple | None) -> tuple | None:
+    """A probe: one gradient of ``opt``'s and its version as a step sees them (step() itself does
+    not write to .grad), of the parameter of the ``last`` probe while it has a gradient; None if
+    no parameter has one."""
+    p = last[0]() if last is not None else None
+    g = p.grad if p is not None else None
+    if g is None:
+        for group in opt.param_groups:
+            for q in group["params"]:
+                if q.grad is not None:
+                    p, g = q, q.grad
+                    break
+            if g is not None:
+                break
+    if g is None:
+        return None
+    return (last[0] if last is not None and last[0]() is p else weakref.ref(p), weakref.ref(g), g._version)
+
+
 class StepOrder:
     def __init__(self, monitor: TrainingMonitor) -> None:
         self.monitor = monitor
@@ -205,30 +224,20 @@ class StepOrder:
     def _set_probe(opt: Any, st: _Opt, last: tuple | None) -> None:
         """The probe: one gradient and its version as this step sees them (step() itself does
         not write to .grad); the parameter of the ``last`` one while it has a gradient."""
-        p = last[0]() if last is not None else None
-        g = p.grad if p is not None else None
-        if g is None:
-            for group in opt.param_groups:
-                for q in group["params"]:
-                    if q.grad is not None:
-                        p, g = q, q.grad
-                        break
-                if g is not None:
-                    break
-        if g is not None:
-            st.probe = (last[0] if last is not None and last[0]() is p else weakref.ref(p),
-                        weakref.ref(g), g._version)
+        probe = _probe_of(opt, last)
+        if probe is not None:
+            st.probe = probe
 
-    def probe_in_cycle(self, record: OptimizerRecord, opt: Any) -> None:
-        """A steady cycle's step that probes: the probe `on_step` leaves (nothing else of it is
-        due at such a step, see `quiet_steps`); `after_quiet` drops it if a backward() followed."""
+    def probe_in_cycle(self, record: OptimizerRecord, opt: Any, last: tuple | None, first: bool) -> tuple | None:
+        """A steady cycle's step that probes: the probe `on_step` would leave (nothing else of it
+        is due at such a step, see `quiet_steps`), after ``last``, the cycle's previous one (the
+        ``first`` of the cycle: after this optimizer's own). The cycle keeps it: only its last
+        one, and only if no zero_grad() and backward() followed, can find anything, so it
+        becomes this optimizer's probe when the cycle settles (`after_quiet`), not at each step."""
         st = record.order
         if st is None:
-            return
-        probe, st.probe, st.probe_checked = st.probe, None, False
-        self._set_probe(opt, st, probe)
-        self._update_pending(record.key, st)
-        self._rewatch()
+            return None
+        return _probe_of(opt, st.probe if first else last)
 
     def quiet_steps(self, record: OptimizerRecord) -> int:
         """How many next steps of this optimizer leave the hooks nothing to do, in a steady
@@ -247,11 +256,16 @@ class StepOrder:
         return self.schedule.cycle_every
 
     def after_quiet(self, record: OptimizerRecord, at_step: int | None, at_zero_grad: int | None,
-                    backwards: int) -> None:
-        """What `on_step`'s quiet branch, `on_zero_grad` and `on_backward` leave after a
-        steady cycle's calls (backward calls at the last step and the last zero_grad it took,
-        None: none; the backward calls it took after the probe, if it left one)."""
+                    backwards: int, probed: bool = False, probe: tuple | None = None) -> None:
+        """What `on_step`'s quiet branch and probes, `on_zero_grad` and `on_backward` leave after
+        a steady cycle's calls (backward calls at the last step and the last zero_grad it took,
+        None: none; the backward calls it took after its last probe, or after this optimizer's
+        own if it set none; whether it ``probed``, and its last ``probe``)."""
         st = record.order
+        if probed:  # (as `probe_in_cycle` would have left it, step by step)
+            st.probe, st.probe_checked = probe, False
+            self._update_pending(record.key, st)
+            self._rewatch()
         if backwards and st.probe is not None:
             # (its first backward() came after its zero_grad(): `on_backward` finds the
             # gradient the probe follows cleared, and drops it)

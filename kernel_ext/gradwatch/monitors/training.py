@@ -263,15 +263,17 @@ class TrainingMonitor:
         `GradStats.stats_in_cycle`): whether the cycle goes on, and its samples' stride."""
         return self.stats.stats_in_cycle(record, losses, step)
 
-    def probe_in_cycle(self, record: OptimizerRecord, opt: Any) -> None:
-        """A steady cycle's step that probes (see `StepOrder.probe_in_cycle`)."""
-        self.order.probe_in_cycle(record, opt)
+    def probe_in_cycle(self, record: OptimizerRecord, opt: Any, last: tuple | None, first: bool) -> tuple | None:
+        """A steady cycle's step that probes: the probe, which the cycle keeps (see
+        `StepOrder.probe_in_cycle`)."""
+        return self.order.probe_in_cycle(record, opt, last, first)
 
     def after_quiet(self, record: OptimizerRecord, cycle: SteadyCycle) -> None:
         """The state the hooks would have left after the calls the steady cycle took."""
         self.n_backward += cycle.backwards
         at_step, at_zero_grad = cycle.step_counts()
-        self.order.after_quiet(record, at_step, at_zero_grad, cycle.backwards_since_probe)
+        self.order.after_quiet(record, at_step, at_zero_grad, cycle.backwards_since_probe,
+                               cycle.probed >= 0, cycle.probe)
         self.stats.after_quiet(record, cycle.losses, cycle.steps, cycle.handed)
 
     def _remember_local_names(self) -> None:
