@@ -686,7 +686,7 @@ class Watch:
         if step > cycle.at + cycle.limit:
             return False  # (the step after its last one)
         try:
-            checks, samples, probes = cycle.work_at(step)
+            checks, samples, probes, evals = cycle.work_at(step)
             if checks:
                 with DisableTorchFunction():
                     if any(p.grad is None for g in opt.param_groups for p in g["params"]):
@@ -701,18 +701,20 @@ class Watch:
             self._missing[record.key] = 0
         monitor = self._monitor
         going = True
-        if monitor is not None and (samples or probes or step == cycle.stats_at):
+        if monitor is not None and (samples or probes or evals or step == cycle.stats_at):
             try:
                 with DisableTorchFunction():
-                    if step == cycle.stats_at:  # (once per cycle: see `TrainingMonitor.cycle_plan`)
-                        cycle.handed, cycle.stats_at = len(cycle.losses), 0
-                        going, stride = monitor.stats_in_cycle(record, cycle.losses, step)
-                        cycle.restride(step, stride)
+                    if step == cycle.stats_at:  # (every 32nd: see `TrainingMonitor.cycle_plan`)
+                        losses, cycle.losses, cycle.handed, cycle.stats_at = cycle.losses, [], cycle.steps, 0
+                        going, stride, stats_at, last = monitor.stats_in_cycle(record, losses, step)
+                        cycle.restride(step, stride, stats_at, last)
                     if samples:  # (at the stride before a decision here, as `on_step`)
                         monitor.sample_in_cycle(record, opt, step)
                     if probes:
                         cycle.probe = monitor.probe_in_cycle(record, opt, cycle.probe, cycle.probed < 0)
                         cycle.probed = step - cycle.at  # (its steps, this one counted)
+                    if evals:
+                        going = monitor.eval_in_cycle(record, opt, step, cycle.backwards) and going
             except Exception as exc:
                 self._internal_error(exc)
                 going = False
@@ -809,14 +811,14 @@ class Watch:
                 or self._stepped_before > 1 or self._trace_requested or self._trace_for is not None \
                 or self._lifted_for_step or (regions is not None and regions.entered):
             return
-        # the next step that is a multiple of `cycle_every` is checked (eval mode); the probes,
-        # missing-gradient checks and samples of the steps before it, the cycle takes
+        # up to the next multiple of `cycle_every`: the probes, checks and samples of the steps
+        # before it, the cycle takes
         left, stride, stats_at = schedule.cycle_every - steps % schedule.cycle_every - 1, 0, 0
         if left > 0 and self._monitor is not None:
             quiet, stride, stats_at = self._monitor.cycle_plan(record)
             left = min(left, quiet)
         if left > 0:
-            self._steady = SteadyCycle(record, left, n, schedule, stride, probes=self._monitor is not None,
+            self._steady = SteadyCycle(record, left, n, schedule, stride, monitored=self._monitor is not None,
                                        stats_at=stats_at if stats_at <= steps + left else 0)
 
     def _settle_steady(self) -> None:

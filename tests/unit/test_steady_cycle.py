@@ -84,6 +84,12 @@ def eval_from_100(i, model, opt, x, y):
     zero_backward_step(i, model, opt, x, y)
 
 
+def dropout_off_by_its_flag_at_100(i, model, opt, x, y):
+    if i == 100:  # (no eval() call: found by the eval-mode check of step 128, inside a cycle)
+        model[2].training = False
+    zero_backward_step(i, model, opt, x, y)
+
+
 def lr_zero_from_90(i, model, opt, x, y):
     if i == 90:
         for group in opt.param_groups:
@@ -184,7 +190,8 @@ def compiled_model_from_100(i, model, opt, x, y):
 
 
 LOOPS = [zero_backward_step, backward_step_zero, never_zeroed, accumulating_four, zeroed_between_once,
-         step_without_backward_once, nan_from_120, nan_from_70, eval_from_100, lr_zero_from_90, layer_frozen_at_140,
+         step_without_backward_once, nan_from_120, nan_from_70, eval_from_100, dropout_off_by_its_flag_at_100,
+         lr_zero_from_90, layer_frozen_at_140,
          grad_set_to_none, penalty_by_autograd_grad, scalar_then_vector_loss, compiled_model_from_100,
          stops_zeroing_at_151, stops_zeroing_after_a_probe_in_the_cycle, a_loss_of_shape_one_at_170,
          a_loss_of_shape_one_at_80, zeroed_in_place, backward_through_a_freed_graph_at_150]
@@ -299,11 +306,11 @@ def test_compiled_code_that_starts_to_run_settles_the_cycle() -> None:
             assert session.events.n_steps == 38
 
 
-def test_a_cycle_runs_across_its_sampled_work_to_the_next_checked_step(monkeypatch) -> None:
+def test_a_cycle_runs_across_its_sampled_work_up_to_its_bound(monkeypatch) -> None:
     # the probe (every step of the first 16, then every 8th), the missing-gradient check (every
-    # 16th), and at every 32nd step the losses stacked and the stride of gradient norms decided
-    # (one loss per step: they fall on one step) are done inside the cycle: a cycle ends only at
-    # the steps the full hook is needed for (every 64th: eval mode)
+    # 16th), the eval-mode check (every 64th), and at every 32nd step the losses stacked and the
+    # stride of gradient norms decided (one loss per step: they fall on one step) are done inside
+    # the cycle: it ends only at the next multiple of `cycle_steps` (the full path takes that one)
     armed_cycles = []
 
     class Counted(session_module.SteadyCycle):
@@ -315,6 +322,9 @@ def test_a_cycle_runs_across_its_sampled_work_to_the_next_checked_step(monkeypat
 
     monkeypatch.setattr(session_module, "SteadyCycle", Counted)
     _watched(zero_backward_step, steady=True)
+    assert armed_cycles == [(3, 1020)]
+    armed_cycles.clear()
+    _watched(zero_backward_step, steady=True, cycle_steps=64)
     assert armed_cycles == [(3, 60), (64, 63), (128, 63), (192, 63)]
 
 

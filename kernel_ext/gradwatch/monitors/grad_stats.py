@@ -42,6 +42,7 @@ _FIRST_BLOCK = 16  # the first rows are the baseline that later growth is measur
 _TAIL = 8  # ... and the last rows of each block are the latest state
 _LOSS_BLOCK = 1024  # losses reduced together (a loop of a few hundred steps: once, at the end of the cell)
 _CHUNK = 32
+_NEVER = 1 << 62  # (a step no loop reaches)
 _FIRST_LOSSES = 16
 _BIG = float("inf")
 _DEFERRED_WIDTH = 8  # optimizers of at most so many tensors have their samples reduced together
@@ -207,30 +208,38 @@ class GradStats:
             self._sample(s, opt)
 
     def cycle_plan(self, record: OptimizerRecord) -> tuple[int, int, int]:
-        """How many next steps of this optimizer a steady cycle (one loss per step) can take:
-        up to the next stride decision and the next full chunk of losses, or, where those two
-        fall on one step (`stats_in_cycle` does them there), up to the next of either after it;
-        the stride at which the cycle samples (`sample_at`; 0: none); and that one step (0: none)."""
+        """How many next steps of this optimizer a steady cycle (one loss per step) can take; the
+        stride at which it samples (`sample_at`; 0: none); and the first step at which it does
+        the statistics' work (`stats_in_cycle`; 0: none)."""
         s = record.series
         if s is None or self.pending or self.last_record is not record or self.loss_position is None \
                 or record.thinned:
             return 0, 0, 0
         n = record.steps
-        schedule = self.schedule
-        decision = schedule.next_stride_decision(n)
-        fill = n + _CHUNK - len(s.losses)  # the step whose loss fills a chunk
-        stride = 0 if s.failed else s.stride
-        if fill != decision or decision % s.stride:  # (`on_step` decides at a multiple of the stride only)
-            return max(0, min(decision, fill) - n - 1), stride, 0
-        return max(0, min(schedule.next_stride_decision(decision), decision + _CHUNK) - n - 1), stride, decision
+        stats_at, last = self._next_in_cycle(s, n)
+        return max(0, last - n), 0 if s.failed else s.stride, stats_at
 
-    def stats_in_cycle(self, record: OptimizerRecord, losses: list[torch.Tensor], step: int) -> tuple[bool, int]:
+    def _next_in_cycle(self, s: _Series, n: int) -> tuple[int, int]:
+        """After step ``n``: the next step at which a steady cycle does the statistics' work (0:
+        none), and the last step it may take. That work is a stride decision and a full chunk of
+        losses: where the two fall on one step (in a loop of one loss per step, every 32nd), the
+        cycle does both there and goes on (asking again then); otherwise it ends before the
+        first of them, which the full path does."""
+        decision = self.schedule.next_stride_decision(n)
+        fill = n + _CHUNK - len(s.losses)  # the step whose loss fills a chunk
+        if fill != decision or decision % s.stride:  # (`on_step` decides at a multiple of the stride only)
+            return 0, min(decision, fill) - 1
+        return decision, _NEVER
+
+    def stats_in_cycle(self, record: OptimizerRecord, losses: list[torch.Tensor], step: int) \
+            -> tuple[bool, int, int, int]:
         """A steady cycle's step at which `on_step` stacks the losses and decides the stride, done
         as `on_step` does it (its sample, at the stride before the decision, the cycle takes
-        after this): ``losses``, those of the cycle's backward calls so far, handed to the series.
-        Whether the chunk filled (if a root that is no loss left it short, the full path stacks
-        later, at a step the cycle does not know, and the cycle ends here), and the stride of the
-        cycle's next samples (0: none)."""
+        after this): ``losses``, those of the cycle's backward calls since its last such step,
+        handed to the series. Whether the chunk filled (if a root that is no loss left it short,
+        the full path stacks later, at a step the cycle does not know, and the cycle ends here),
+        the stride of the cycle's next samples (0: none), the next step of this work in the cycle
+        (0: none) and the last step it may take (`_next_in_cycle`)."""
         s = record.series
         self.sampling_step = step  # (news of a NaN found now names this step)
         try:
@@ -242,7 +251,8 @@ class GradStats:
                 self._adapt(s, step)
         finally:
             self.sampling_step = None
-        return full, 0 if s.failed else s.stride
+        stats_at, last = self._next_in_cycle(s, step) if full else (0, step)
+        return full, 0 if s.failed else s.stride, stats_at, last
 
     def sample_at(self, record: OptimizerRecord, opt: Any, step: int) -> None:
         """A steady cycle's sampled step, ``step`` of the optimizer's (its count moves on when
@@ -254,16 +264,16 @@ class GradStats:
         finally:
             self.sampling_step = None
 
-    def after_quiet(self, record: OptimizerRecord, losses: list[torch.Tensor], steps: int, handed: int = 0) -> None:
-        """A steady cycle's losses where `on_loss` and `on_step` put them: those of backward
-        calls a step followed in the series, the rest pending (the first ``handed`` are the
-        series' already: `stats_in_cycle`)."""
+    def after_quiet(self, record: OptimizerRecord, losses: list[torch.Tensor], steps: int) -> None:
+        """A steady cycle's losses (since its last `stats_in_cycle`) where `on_loss` and `on_step`
+        put them: those of the backward calls its ``steps`` followed in the series, the rest
+        pending."""
         # (the cycle keeps every root of a `loss.backward()`; `on_loss` keeps scalar losses
         # with values: a root that is none raised in backward(), which ended the cycle, unless
         # it had one element, as a loss of shape [1] does)
         with torch._C.DisableTorchFunction():  # (a user's mode entered since sees none of it)
-            if steps > handed:  # (fewer than _CHUNK: see `cycle_plan`)
-                record.series.losses += [t for t in losses[handed:steps] if _is_loss(t)]
+            if steps:  # (fewer than _CHUNK: see `cycle_plan`)
+                record.series.losses += [t for t in losses[:steps] if _is_loss(t)]
             self.pending += [t for t in losses[steps:] if _is_loss(t)]
 
     def _sample(self, s: _Series, opt: Any, step: int | None = None, defer: bool = True) -> None:

@@ -37,6 +37,7 @@ class StepSchedule:
     # the steps between those checks take the steady cycle (install/steady_cycle.py): they only
     # count, at a fraction of a full step hook's cost; off, every step takes the full path
     steady_cycles: bool = True
+    cycle_steps: int = 1024  # ... a cycle ends at the next multiple of this at the latest
 
     @functools.cached_property
     def quiet_after(self) -> int:
@@ -58,10 +59,10 @@ class StepSchedule:
 
     @functools.cached_property
     def cycle_every(self) -> int:
-        """A steady cycle (install/steady_cycle.py) takes the probes, the missing-gradient
-        checks and the samples of gradient norms of its steps itself: it runs up to the next
-        multiple of this, which the eval-mode checks need the full step hook for."""
-        return self.eval_check_every
+        """A steady cycle (install/steady_cycle.py) takes the probes, the missing-gradient and
+        eval-mode checks and the samples of gradient norms of its steps itself: it runs up to
+        the next multiple of this (the full path takes that step and arms the next cycle)."""
+        return max(self.cycle_steps, 1)
 
     def thinned(self, optimizers: int, key: int, backward_calls: int) -> bool:
         """With ``optimizers`` stepping per iteration: whether optimizer ``key``'s step after
@@ -92,6 +93,10 @@ class StepSchedule:
 
     def checks_eval(self, step: int) -> bool:
         return step == 1 or step % self.eval_check_every == 0
+
+    def next_eval_check(self, step: int) -> int:
+        """The first step after ``step`` that `checks_eval`."""
+        return 1 if step < 1 else next_multiple(step, self.eval_check_every)
 
     def keeps_position(self, seen: int) -> bool:
         """Whether the position of a call is kept, ``seen`` such calls having been kept before."""

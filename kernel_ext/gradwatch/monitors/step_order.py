@@ -239,6 +239,17 @@ class StepOrder:
             return None
         return _probe_of(opt, st.probe if first else last)
 
+    def eval_in_cycle(self, record: OptimizerRecord, opt: Any, step: int, n_backward: int) -> bool:
+        """A steady cycle's ``step`` (after ``n_backward`` backward calls in all) checked as
+        `on_step` checks it for modules in eval mode and a zero learning rate; whether the cycle
+        goes on (not with a zero learning rate: see `quiet_steps`)."""
+        st = record.order
+        if st is None:
+            return False
+        self._check_eval(opt, record.key, st, step, n_backward)
+        self._check_lr(record.key, opt, st)
+        return not st.lr_zero
+
     def quiet_steps(self, record: OptimizerRecord) -> int:
         """How many next steps of this optimizer leave the hooks nothing to do, in a steady
         cycle: none while anything but this optimizer's probe is pending or watched; otherwise
@@ -383,12 +394,14 @@ class StepOrder:
                           if isinstance(value, torch.nn.Module) and not var.startswith("_")]
         return found
 
-    def _modules_in_eval(self) -> list[tuple[str, Any, list[tuple[str, Any]]]]:
+    def _modules_in_eval(self, n_backward: int | None = None) -> list[tuple[str, Any, list[tuple[str, Any]]]]:
         """The modules in reach that hold a dropout or batch norm in eval mode, with those
         submodules: found once per backward() call (and again after a `train()`/`eval()`), so
-        that 1,000 optimizers stepping in one iteration walk the namespace and modules once."""
+        that 1,000 optimizers stepping in one iteration walk the namespace and modules once
+        (``n_backward``: the calls so far, where the monitor has not counted them yet)."""
         frame = self.monitor.user_frame(sys._getframe(2))
-        when = (self.monitor.n_backward, self._mode_changes, frame.f_code if frame is not None else None)
+        when = (self.monitor.n_backward if n_backward is None else n_backward, self._mode_changes,
+                frame.f_code if frame is not None else None)
         if self._in_eval_when == when:
             return self._in_eval
         self.eval_walks += 1
@@ -408,8 +421,9 @@ class StepOrder:
         self._in_eval, self._in_eval_when = found, when
         return found
 
-    def _check_eval(self, opt: Any, key: int, st: _Opt) -> None:
-        in_eval = self._modules_in_eval()
+    def _check_eval(self, opt: Any, key: int, st: _Opt, step: int | None = None, n_backward: int | None = None) -> None:
+        """(``step``, ``n_backward``: a steady cycle's, which the counts do not hold yet)"""
+        in_eval = self._modules_in_eval(n_backward)
         if not in_eval:
             return
         if st.ids is None:
@@ -431,7 +445,7 @@ class StepOrder:
                     if where is not None:
                         break
             self._saw("eval_mode", key, module=var, submodules=[f"{var}.{n}" if n else var for n in off],
-                      eval_call=where, step=st.step_position, step_index=st.record.steps,
+                      eval_call=where, step=st.step_position, step_index=st.record.steps if step is None else step,
                       train_called=self.train_called)
             return
 

@@ -258,10 +258,16 @@ class TrainingMonitor:
         """A steady cycle's sampled step (see `GradStats.sample_at`)."""
         self.stats.sample_at(record, opt, step)
 
-    def stats_in_cycle(self, record: OptimizerRecord, losses: list[Any], step: int) -> tuple[bool, int]:
+    def stats_in_cycle(self, record: OptimizerRecord, losses: list[Any], step: int) -> tuple[bool, int, int, int]:
         """A steady cycle's step that stacks losses and decides a stride (see
-        `GradStats.stats_in_cycle`): whether the cycle goes on, and its samples' stride."""
+        `GradStats.stats_in_cycle`): whether the cycle goes on, its samples' stride, its next
+        such step (0: none) and the last step it may take."""
         return self.stats.stats_in_cycle(record, losses, step)
+
+    def eval_in_cycle(self, record: OptimizerRecord, opt: Any, step: int, backwards: int) -> bool:
+        """A steady cycle's step checked for modules in eval mode and a zero learning rate, the
+        ``backwards`` calls it took counted (see `StepOrder.eval_in_cycle`): whether it goes on."""
+        return self.order.eval_in_cycle(record, opt, step, self.n_backward + backwards)
 
     def probe_in_cycle(self, record: OptimizerRecord, opt: Any, last: tuple | None, first: bool) -> tuple | None:
         """A steady cycle's step that probes: the probe, which the cycle keeps (see
@@ -274,7 +280,7 @@ class TrainingMonitor:
         at_step, at_zero_grad = cycle.step_counts()
         self.order.after_quiet(record, at_step, at_zero_grad, cycle.backwards_since_probe,
                                cycle.probed >= 0, cycle.probe)
-        self.stats.after_quiet(record, cycle.losses, cycle.steps, cycle.handed)
+        self.stats.after_quiet(record, cycle.losses, cycle.steps - cycle.handed)
 
     def _remember_local_names(self) -> None:
         """A loop inside a function: its locals are gone at the end of the cell, keep names."""
