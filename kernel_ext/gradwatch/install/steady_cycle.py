@@ -60,7 +60,7 @@ class SteadyCycle:
 
     def __init__(self, record: OptimizerRecord, steps_left: int, n_backward: int, schedule: StepSchedule,
                  stride: int = 0, monitored: bool = False, stats_at: int = 0) -> None:
-        self.ref = record.ref  # the optimizer (weak: the cycle lives a few steps at most)
+        self.ref = record.ref  # the optimizer (weak: a cycle keeps nothing of the user's alive)
         self.record = record
         self.expect = ZERO_GRAD
         self.limit = steps_left  # steps it may take; the next one takes the full path
