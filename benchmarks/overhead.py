@@ -10,7 +10,10 @@ interleaved round by round (each round is a fresh "cell" of 300 steps; plain and
 next to each other in every round, which of them first alternating) so that machine noise hits
 them alike; the figure is the best round's median time per step
 (the ``timeit`` convention: interference only adds time), with the median of the per-round
-paired ratios next to it; a budget is met only when both ratios are within it.
+paired ratios next to it; a budget is met only when both ratios are within it. Each row ends
+with plain against plain: how much the same plain step differs between consecutive rounds (the
+paired ratio's resolution on this machine at this moment; "NOISY" when that is more than half the
+budget's margin, where a verdict near the budget says more about the machine than the code).
 gradwatch's traced first iterations are part of every watched round. The whole-cell ratio
 sums a round's steps; next to it, the same with the session's start and end added (installing,
 then the analysis and report at the end of the cell: what a ``%%gradwatch`` cell pays once).
@@ -192,9 +195,21 @@ def measure(w: Workload, steps: int, rounds: int, cuda: bool, modes=MODES) -> di
                "paired": statistics.median(ratios[m]), "cell": statistics.median(cells[m]),
                "session": statistics.median(sessions[m])}
            for m in modes}
+    out["plain"]["noise"] = machine_noise(best["plain"])
     for mode in modes:
         out[mode]["peak_mb"] = peak_memory(w, mode, min(steps, 100), cuda)
     return out
+
+
+def machine_noise(plain_medians: list[float]) -> float:
+    """Plain against plain: the median of ``|ratio - 1|`` over consecutive rounds' plain medians.
+
+    The same code timed twice a round apart differs by this much in a typical pair of rounds
+    (an A/A comparison, as pyperf's "unstable" warning), which is the resolution of the paired
+    ratio on this machine at this moment: 0.3-1 % on a quiet machine, 5 % or more on a loaded
+    host. Reported beside the verdict, never part of it."""
+    pairs = list(zip(plain_medians, plain_medians[1:]))
+    return statistics.median(abs(b / a - 1) for a, b in pairs) if pairs else 0.0
 
 
 def peak_memory(w: Workload, mode: str, steps: int, cuda: bool) -> float:
@@ -384,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     print("-" * len(header))
     rows = []
+    noisy: list[str] = []  # workloads timed while plain runs differed by more than half the margin
     for w, steps, cuda in runs:
         modes = MODES + ("session-only",) if args.breakdown else MODES
         res = measure(w, steps, rounds, cuda, modes)
@@ -402,6 +418,13 @@ def main(argv: list[str] | None = None) -> int:
                f"[{res['gradwatch']['paired']:.3f}x / {res['anomaly']['paired']:.2f}x]  "
                f"whole cell {res['gradwatch']['cell']:.3f}x / {res['anomaly']['cell']:.2f}x "
                f"(with the session's start and end {res['gradwatch']['session']:.3f}x)")
+        # plain against plain, a round apart: the paired ratio's resolution on this machine now;
+        # over half the budget's margin, a verdict near the budget is decided by the machine
+        noise = res["plain"]["noise"]
+        row += f"  plain/plain +-{noise:.1%}"
+        if noise > (budget - 1) / 2:
+            row += " NOISY"
+            noisy.append(f"{w.name} +-{noise:.1%} (half its margin: {(budget - 1) / 2:.1%})")
         rows.append(row)
         print(row, flush=True)
         if args.breakdown:
@@ -426,6 +449,9 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(f"state {worst:.2f} MB > {STATE_BUDGET_MB} MB")
     if not args.skip_scaling:
         failed += scaling_section(args.quick)
+    if noisy:
+        print("\nnoisy machine: plain against plain differed by more than half the budget's margin "
+              "(" + "; ".join(noisy) + "): per-step verdicts near the budget are the machine's, not the code's")
     return finish(failed, args)
 
 

@@ -39,7 +39,8 @@ def test_benchmark_measures_every_mode_and_gradwatch_state():
     overhead = load_benchmark()
     res = overhead.measure(overhead.mlp("cpu"), steps=30, rounds=2, cuda=False)
     assert set(res) == {"plain", "gradwatch", "anomaly"}
-    assert all(set(r) == {"median", "ratio", "paired", "cell", "session", "peak_mb"} for r in res.values())
+    assert all(set(r) - {"noise"} == {"median", "ratio", "paired", "cell", "session", "peak_mb"} for r in res.values())
+    assert set(res["plain"]) - set(res["gradwatch"]) == {"noise"} and res["plain"]["noise"] >= 0
     assert all(r["median"] > 0 and r["ratio"] > 0 and r["peak_mb"] >= 0 for r in res.values())
     assert res["plain"]["session"] == 1.0  # (each round's whole time over the plain round's, edges included)
     edges: list[float] = []
@@ -48,6 +49,14 @@ def test_benchmark_measures_every_mode_and_gradwatch_state():
     memory = overhead.memory_benchmark(200, 100)
     assert sorted(memory["sizes"]) == [10, 100] and memory["findings"] == []
     assert 0 < max(memory["sizes"].values()) < 2**20  # 200 parameter tensors: well under 1 MB
+
+
+def test_machine_noise_is_plain_against_plain_a_round_apart():
+    noise = load_benchmark().machine_noise
+    assert noise([1.0, 1.0, 1.0]) == 0.0
+    # consecutive ratios 1.02, 0.9 (|..-1|: 0.02, 0.10), 1.1/0.918 = 1.198: the middle one is 0.10
+    assert noise([1.0, 1.02, 0.918, 1.1]) == pytest.approx(0.10)
+    assert noise([0.5]) == 0.0  # one round: nothing to compare
 
 
 def load_scaling():
