@@ -42,6 +42,7 @@ import argparse
 import contextlib
 import ctypes
 import gc
+import itertools
 import platform
 import statistics
 import sys
@@ -206,9 +207,8 @@ def machine_noise(plain_medians: list[float]) -> float:
 
     The same code timed twice a round apart differs by this much in a typical pair of rounds
     (an A/A comparison, as pyperf's "unstable" warning), which is the resolution of the paired
-    ratio on this machine at this moment: 0.3-1 % on a quiet machine, 5 % or more on a loaded
-    host. Reported beside the verdict, never part of it."""
-    pairs = list(zip(plain_medians, plain_medians[1:]))
+    ratio on this machine at this moment. Reported beside the verdict, never part of it."""
+    pairs = list(itertools.pairwise(plain_medians))
     return statistics.median(abs(b / a - 1) for a, b in pairs) if pairs else 0.0
 
 
