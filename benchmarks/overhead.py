@@ -194,22 +194,21 @@ def measure(w: Workload, steps: int, rounds: int, cuda: bool, modes=MODES) -> di
             sessions[mode].append(whole[mode] / whole["plain"])
     out = {m: {"median": min(best[m]), "ratio": min(best[m]) / min(best["plain"]),
                "paired": statistics.median(ratios[m]), "cell": statistics.median(cells[m]),
-               "session": statistics.median(sessions[m])}
+               "session": statistics.median(sessions[m]), "noise": machine_noise(best[m])}
            for m in modes}
-    out["plain"]["noise"] = machine_noise(best["plain"])
     for mode in modes:
         out[mode]["peak_mb"] = peak_memory(w, mode, min(steps, 100), cuda)
     return out
 
 
-def machine_noise(plain_medians: list[float]) -> float:
-    """Plain against plain: the median of ``|ratio - 1|`` over consecutive rounds' plain medians.
+def machine_noise(round_medians: list[float]) -> float:
+    """A mode against itself: the median of ``|ratio - 1|`` over consecutive rounds' medians.
 
     The same code timed twice a round apart differs by this much in a typical pair of rounds
-    (an A/A comparison, as pyperf's "unstable" warning), which is the resolution of the paired
-    ratio on this machine at this moment. Reported beside the verdict, never part of it."""
-    pairs = list(itertools.pairwise(plain_medians))
-    return statistics.median(abs(b / a - 1) for a, b in pairs) if pairs else 0.0
+    (an A/A comparison, as pyperf's "unstable" warning); plain's figure is the resolution of the
+    paired ratio on this machine at this moment. Reported beside the verdict, never part of it."""
+    changes = [abs(b / a - 1) for a, b in itertools.pairwise(round_medians)]
+    return statistics.median(changes) if changes else 0.0
 
 
 def peak_memory(w: Workload, mode: str, steps: int, cuda: bool) -> float:
@@ -420,11 +419,11 @@ def main(argv: list[str] | None = None) -> int:
                f"(with the session's start and end {res['gradwatch']['session']:.3f}x)")
         # plain against plain, a round apart: the paired ratio's resolution on this machine now;
         # over half the budget's margin, a verdict near the budget is decided by the machine
-        noise = res["plain"]["noise"]
+        noise, half_margin = res["plain"]["noise"], (budget - 1) / 2
         row += f"  plain/plain +-{noise:.1%}"
-        if noise > (budget - 1) / 2:
+        if noise > half_margin:
             row += " NOISY"
-            noisy.append(f"{w.name} +-{noise:.1%} (half its margin: {(budget - 1) / 2:.1%})")
+            noisy.append(f"{w.name} +-{noise:.1%} (half its margin: {half_margin:.1%})")
         rows.append(row)
         print(row, flush=True)
         if args.breakdown:

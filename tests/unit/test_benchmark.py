@@ -39,8 +39,8 @@ def test_benchmark_measures_every_mode_and_gradwatch_state():
     overhead = load_benchmark()
     res = overhead.measure(overhead.mlp("cpu"), steps=30, rounds=2, cuda=False)
     assert set(res) == {"plain", "gradwatch", "anomaly"}
-    assert all(set(r) - {"noise"} == {"median", "ratio", "paired", "cell", "session", "peak_mb"} for r in res.values())
-    assert set(res["plain"]) - set(res["gradwatch"]) == {"noise"} and res["plain"]["noise"] >= 0
+    assert all(set(r) == {"median", "ratio", "paired", "cell", "session", "noise", "peak_mb"} for r in res.values())
+    assert all(r["noise"] >= 0 for r in res.values())
     assert all(r["median"] > 0 and r["ratio"] > 0 and r["peak_mb"] >= 0 for r in res.values())
     assert res["plain"]["session"] == 1.0  # (each round's whole time over the plain round's, edges included)
     edges: list[float] = []
