@@ -4,14 +4,65 @@ Monitors (``monitors/``) only measure and name: the order of ``backward()``/``st
 ``zero_grad()`` calls they saw, the statistics of gradients and losses, the loss calls of the
 traced iterations. Whether a measurement is a problem, and from which threshold on, is decided
 by the rule modules (``rules/gw1*.py``), each of which owns its thresholds. Plain data: names,
-numbers and `Location`s, no tensors.
+numbers and `Location`s; no tensors once the rules ran (`LazyNames`: the names of a gradient
+statistics' parameters, worked out when a rule reads one).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, overload
 
 from .diagnostics import Location
+
+
+class LazyNames(Sequence[str]):
+    """The user's names of a list of tensors, each worked out when it is first read. A rule
+    reads only the few it reports, so a clean cell names none of a model's 10,000 parameters
+    (naming them reads what every model and container in the notebook holds). `seal`, after
+    the rules ran, drops the tensors: a name not read by then is its fallback, ``param <i>``."""
+
+    __slots__ = ("_objects", "_name_of", "_names", "_len")
+
+    def __init__(self, objects: Sequence[Any], name_of: Callable[[Any], str | None]) -> None:
+        self._objects: Sequence[Any] | None = objects
+        self._name_of: Callable[[Any], str | None] | None = name_of
+        self._names: dict[int, str] = {}
+        self._len = len(objects)
+
+    def __len__(self) -> int:
+        return self._len
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._len))]
+        i = index + self._len if index < 0 else index
+        if not 0 <= i < self._len:
+            raise IndexError(index)
+        name = self._names.get(i)
+        if name is None:
+            objects, name_of = self._objects, self._name_of
+            name = (name_of(objects[i]) if objects is not None and name_of is not None else None) or f"param {i}"
+            if objects is not None:
+                self._names[i] = name
+        return name
+
+    def seal(self) -> None:
+        """No reference to the tensors any more (the cell is over)."""
+        self._objects = self._name_of = None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and not isinstance(other, str) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"LazyNames({list(self)!r})"
 
 
 @dataclass
@@ -115,7 +166,7 @@ class GradientStatistics(Measurement):
 
     optimizer: OptimizerRef
     loss: Location | None  # the first `loss.backward()` of the cell
-    params: list[str]
+    params: Sequence[str]  # (a `LazyNames` from the monitor: named when read)
     numels: list[int]
     ndims: list[int]
     sampled_steps: int  # rows: steps whose norms were measured

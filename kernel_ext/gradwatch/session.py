@@ -26,6 +26,7 @@ from .diagnostics import Location, Severity
 from .events import (BackwardEvent, Events, Flow, GradReadEvent, InputScale, OptimizerEvent, StepCounts, StepEvent,
                      TensorFact)
 from .locate import NamespaceIndex, Namer, SourceMap
+from .measurements import LazyNames
 from .news import OnFinding
 from .report import Report
 from .trace import explain
@@ -181,6 +182,9 @@ class Watch:
         except Exception as err:
             self._internal_error(err)
         finally:
+            for measurement in self.events.measurements:  # (names no rule read: not worked out)
+                if isinstance(names := getattr(measurement, "params", None), LazyNames):
+                    names.seal()
             self._ns_index.close()  # no reference to the user's objects after the cell
             self._concluding, self._final_namer = False, None
         if self.warn and self.report.diagnostics:

@@ -605,9 +605,10 @@ def test_a_traced_backward_walks_each_graph_once_whatever_the_parameter_count():
 
 
 # --- naming: a model's parameters are named once per cell, not at every moment that asks -----------
-def _names_made_in_a_watched_cell(layers: int) -> tuple[int, int]:
+def _names_made_in_a_watched_cell(layers: int, frozen: bool = False) -> tuple[int, int, list[str]]:
     """(names the notebook index made while a watched 4-step loop ran, names one reading of
-    the model makes) for a model of ``layers`` Linear layers side by side."""
+    the model makes, the report's codes) for a model of ``layers`` Linear layers side by side;
+    ``frozen``: its first layer's weight frozen in the optimizer (GW008 names it)."""
     import torch
 
     from gradwatch.locate.naming import _entry
@@ -621,20 +622,30 @@ def _names_made_in_a_watched_cell(layers: int) -> tuple[int, int]:
          "        self.layers = nn.ModuleList(nn.Linear(4, 4) for _ in range(n))\n"
          "    def forward(self, x):\n"
          "        return torch.stack([layer(x) for layer in self.layers]).mean(0)\n"
-         f"model = Wide({layers})\nopt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+         f"model = Wide({layers})\n"
+         + ("model.layers[0].weight.requires_grad_(False)\n" if frozen else "")
+         + "opt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
          "x, y = torch.randn(8, 4), torch.randn(8, 4)\n", ns)
     session = Watch(namespace=ns, warn=False)
     with session as report:
         exec(_LOOP, ns)
-    assert report.codes == []
     one_reading = _entry("model", ns["model"], torch)
     assert one_reading is not None
-    return session._ns_index.objects_named, len(one_reading[0][1])
+    return session._ns_index.objects_named, len(one_reading[0][1]), report.codes
 
 
-def test_a_models_parameters_are_named_once_per_cell():
-    made, one_reading = _names_made_in_a_watched_cell(300)
+def test_a_clean_cell_names_none_of_a_models_parameters():
+    made, one_reading, codes = _names_made_in_a_watched_cell(300)
+    assert codes == []
     assert one_reading == 1 + 1 + 300 + 600  # the model, its ModuleList, the layers, their parameters
+    # no diagnostic mentions a parameter: the model is never read; only `opt` and the `loss`
+    # tensors bound at each step are named
+    assert made <= 10
+
+
+def test_a_models_parameters_are_named_once_per_cell_when_a_diagnostic_needs_one():
+    made, one_reading, codes = _names_made_in_a_watched_cell(300, frozen=True)
+    assert "GW008" in codes
     # the model read once (then found unchanged at each moment that asks for names), besides
     # `opt` and the `loss` tensors bound at each step (one name each)
     assert one_reading < made <= one_reading + 10
@@ -1096,8 +1107,9 @@ def test_a_second_cells_traced_ops_compile_no_call_site_again(monkeypatch):
 
 def test_the_end_of_a_cell_names_the_optimizers_parameters_once(monkeypatch, tmp_path):
     # after the user's code, the monitor's measurements and the traced flows' reached tensors
-    # are named: one namer serves both (the parameters of 100 optimizers named once, not twice),
-    # and it is gone with the cell
+    # are named only when a diagnostic needs a name: in a clean cell, none of the parameters of
+    # 100 optimizers is named (before names on demand: once; before the shared namer: twice);
+    # the one namer of the cell's end is gone with the cell
     import traceback
 
     import torch
@@ -1130,7 +1142,7 @@ for _ in range(2):
     with watch as report:
         exec(compile(code, str(cell), "exec"), ns)  # (the notebook's level: flows named after the cell)
     assert report.codes == []
-    assert added_at_exit == [100], added_at_exit
+    assert added_at_exit == [], added_at_exit
     assert getattr(watch, "_final_namer", None) is None
     assert watch._namer() is not watch._namer()  # (after the cell: none kept)
 
@@ -1263,3 +1275,31 @@ def test_the_walk_to_the_users_frame_starts_at_the_call_of_zero_grad_and_step(mo
     assert seen["zero_grad"] == [(2, "loop")] * 20
     # (the first step also locates the traced forward's ops, from their own frames)
     assert seen["step"].count((2, "loop")) == 20 and {name for _, name in seen["step"]} == {"loop"}
+
+
+def test_lazy_names_name_only_what_is_read_and_keep_no_tensor_once_sealed():
+    import gc
+    import weakref
+
+    import torch
+
+    from gradwatch.measurements import LazyNames
+
+    tensors = [torch.zeros(1) for _ in range(3)]
+    ids = [id(t) for t in tensors]
+    asked: list[int] = []
+
+    def name_of(t):
+        asked.append(id(t))
+        return f"w{ids.index(id(t))}"
+
+    names = LazyNames(tensors, name_of)
+    assert len(names) == 3 and asked == []
+    assert names[1] == "w1" and names[-1] == "w2" and names[1] == "w1"
+    assert len(asked) == 2  # each worked out once, the others never
+    dead = weakref.ref(tensors[0])
+    names.seal()
+    del tensors
+    gc.collect()
+    assert dead() is None
+    assert list(names) == ["param 0", "w1", "w2"] and names == ["param 0", "w1", "w2"]

@@ -878,6 +878,19 @@ class Namer:
             found = next((var for var, value in ns.items() if value is obj and not _hidden(var)), None)
         return found if found is not None else self.name(obj)
 
+    def optimizer_name(self, opt: Any) -> str | None:
+        """The notebook variable bound to ``opt`` itself (the first one not hidden), found
+        without reading what the notebook's models and containers hold; else `name`
+        (``trainer.opt``, ``opts[0]``). An optimizer is called by its own variable even where
+        a container made before it holds it too."""
+        index = self._index
+        if index is not None:
+            index.refresh(contents=False)
+            found = next((var for var, value in index.optimizers() if value is opt and not _hidden(var)), None)
+            if found is not None:
+                return found
+        return self.name(opt)
+
     def name(self, obj: Any) -> str | None:
         if self._namespaces is not None:
             self._read()

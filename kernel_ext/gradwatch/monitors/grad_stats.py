@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..measurements import GradientStatistics, LossStatistics, Measurement, OptimizerRef
+from ..measurements import GradientStatistics, LazyNames, LossStatistics, Measurement, OptimizerRef
 from .norms import ShapeGroups
 
 if TYPE_CHECKING:
@@ -625,7 +625,7 @@ class GradStats:
             self._flush(s)
             self._flush_losses(s)
             opt = s.record.optimizer() if s.record is not None else None
-            optimizer = OptimizerRef(key=key, name=(namer.name(opt) if opt is not None else None)
+            optimizer = OptimizerRef(key=key, name=(namer.optimizer_name(opt) if opt is not None else None)
                                      or (f"optimizer#{key}" if key else ""),
                                      location=session.optimizers.locations.get(key), steps=s.n_steps)
             if s.read is None and s.acc:
@@ -633,7 +633,7 @@ class GradStats:
             grads = s.read
             if grads is not None:
                 out.append(GradientStatistics(
-                    optimizer, loss, params=[namer.name(p) or f"param {i}" for i, p in enumerate(s.params or [])],
+                    optimizer, loss, params=LazyNames(s.params or [], namer.name),
                     numels=s.numels, ndims=s.ndims, sampled_steps=s.n_rows, last_sampled_step=s.last_row_step,
                     first_nonfinite_step=grads["first_bad"], zero_run=grads["zero_run"],
                     last_nonzero_step=grads["nz_step"], ever_nonzero=grads["ever_nz"],

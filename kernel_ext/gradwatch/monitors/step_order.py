@@ -503,7 +503,7 @@ class StepOrder:
 
 
 def _opt_name(namer: Any, opt: Any, key: int) -> str:
-    return (namer.name(opt) if opt is not None else None) or f"optimizer#{key}"
+    return (namer.optimizer_name(opt) if opt is not None else None) or f"optimizer#{key}"
 
 
 def _names(namer: Any, opt: Any) -> list[str]:

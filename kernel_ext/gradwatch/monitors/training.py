@@ -357,3 +357,6 @@ class _Names:
 
     def name(self, obj: Any) -> str | None:
         return self.namer.name(obj) or self.local.get(id(obj))
+
+    def optimizer_name(self, opt: Any) -> str | None:
+        return self.namer.optimizer_name(opt) or self.local.get(id(opt))
